@@ -1,0 +1,5 @@
+"""`python -m condatainer` runs the command line."""
+
+from condatainer.cli import entry
+
+entry()

@@ -1,0 +1,531 @@
+# PYTHON_ARGCOMPLETE_OK
+"""The command line: builds the parser, dispatches to one small adapter per subcommand.
+
+Adapters turn flags into plain values and call the modules that do the work; core code never
+sees an argparse Namespace.  `main(argv) -> int` is the only place that catches
+CondatainerError and turns it into `condatainer: error: ...` / `hint: ...` and an exit code;
+`sys.exit` happens only in `entry`.  Heavy modules (jinja2, yaml, e2fsprogs wrappers) are imported
+inside the adapters, after argcomplete has had its chance to answer a TAB press.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, Callable, NoReturn
+
+from condatainer import __version__
+from condatainer.errors import CondatainerError, UsageError
+
+PROG = "condatainer"
+# Subcommands whose arguments after the first `--` are a command line or package list.
+_DASHDASH = {"e", "exec", "o", "create"}
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with condatainer's error format: one `error:` line and a `hint:`, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{PROG}: error: {self.prog}: {message}\nhint: {self.prog} --help\n")
+
+
+# --- completers (argcomplete calls them with prefix=...; kept import-light) ----------------
+
+
+def _complete_images(prefix: str, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.images(prefix)
+
+
+def _complete_profiles(prefix: str, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.profiles(prefix)
+
+
+def _complete_mm(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.mm_args(prefix, parsed_args.op, parsed_args.overlay)
+
+
+def _arg(parser: argparse.ArgumentParser, *names: str, completer: Any = None, **kw: Any) -> None:
+    action = parser.add_argument(*names, **kw)
+    if completer is not None:
+        action.completer = completer  # type: ignore[attr-defined]
+
+
+# --- parser ------------------------------------------------------------------------------------
+
+
+def _add_create_options(p: argparse.ArgumentParser) -> None:
+    _arg(
+        p,
+        "image",
+        nargs="?",
+        default=None,
+        completer=_complete_images,
+        help="image to create (default env.img; .img added when no extension)",
+    )
+    p.add_argument("-s", "--size", help="image size, e.g. 10G, 500M (default from config: 10G)")
+    _arg(
+        p,
+        "-p",
+        "--profile",
+        completer=_complete_profiles,
+        help="inode profile: small|balanced|large (aliases conda, python, default, data, genome)",
+    )
+    _arg(
+        p, "-t", "--type", dest="profile_type", completer=_complete_profiles, help=argparse.SUPPRESS
+    )
+    p.add_argument("-f", "--file", help="environment.yml or explicit spec .txt to install")
+    p.add_argument(
+        "-c",
+        "--channel",
+        action="append",
+        default=[],
+        help="channel for the packages after -- (repeatable)",
+    )
+    p.add_argument("--fakeroot", action="store_true", help="owner 0:0, for --fakeroot use")
+    p.add_argument("--sparse", action="store_true", help="do not allocate the space up front")
+    p.add_argument("--dry-run", action="store_true", help="show what would be installed")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
+    p.add_argument("pkgs", nargs="*", help=argparse.SUPPRESS)
+    p.set_defaults(handler=_cmd_create)
+
+
+def _add_container_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-b", "--base", help="base image (SIF) to run in")
+    p.add_argument(
+        "--bind",
+        action="append",
+        default=[],
+        metavar="HOST[:CONTAINER[:ro]]",
+        help="bind a host path (repeatable)",
+    )
+    p.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a variable in the container (repeatable; never split on commas)",
+    )
+    p.add_argument("--fakeroot", action="store_true", help="run as root in the container")
+    p.add_argument("-C", "--containall", action="store_true", help="isolate fully (apptainer -C)")
+    p.add_argument("-c", "--contain", action="store_true", help="minimal /dev, own /tmp (-c)")
+    p.add_argument("-e", "--cleanenv", action="store_true", help="do not pass the host environment")
+    p.add_argument("-W", "--workdir", help="work dir for -c/-C (default $SLURM_TMPDIR in jobs)")
+    p.add_argument(
+        "-A",
+        "--apptainer-arg",
+        action="append",
+        default=[],
+        dest="extra",
+        metavar="ARG",
+        help="pass ARG to apptainer exec unchanged (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Keep a conda environment in one ext3 image and use it through Apptainer.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    _add_create_options(sub.add_parser("o", help="create an env image (= overlay create)"))
+
+    ov = sub.add_parser("overlay", help="create, resize, check, chown, inspect images")
+    ovs = ov.add_subparsers(dest="overlay_command", metavar="ACTION")
+    ov.set_defaults(handler=lambda a: _usage(ov))
+    _add_create_options(ovs.add_parser("create", help="create an env image"))
+    p = ovs.add_parser("resize", help="grow or shrink an image")
+    _arg(p, "image", completer=_complete_images)
+    p.add_argument("-s", "--size", required=True, help="new size, e.g. 20G")
+    p.set_defaults(handler=_cmd_resize)
+    p = ovs.add_parser("check", help="check the filesystem (e2fsck) and explain the result")
+    _arg(p, "image", completer=_complete_images)
+    p.add_argument("-f", "--force", action="store_true", help="check even if marked clean")
+    p.add_argument("--repair", action="store_true", help="repair what e2fsck can")
+    p.set_defaults(handler=_cmd_check)
+    p = ovs.add_parser("chown", help="change the owner of the env files in an image")
+    _arg(p, "image", completer=_complete_images)
+    p.add_argument("-u", "--uid", type=int, help="user id (default: yours)")
+    p.add_argument("-g", "--gid", type=int, help="group id (default: yours)")
+    p.add_argument("--root", action="store_true", help="0:0, for --fakeroot use")
+    p.add_argument(
+        "-p",
+        "--path",
+        action="append",
+        default=[],
+        dest="paths",
+        help="only this in-container path, e.g. /ext3/env/pkgs (repeatable)",
+    )
+    p.set_defaults(handler=_cmd_chown)
+    p = ovs.add_parser("info", help="size, usage, owner, channels and packages of an image")
+    _arg(p, "image", completer=_complete_images)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_info)
+    p = ovs.add_parser("export", help="print the env as environment.yml")
+    _arg(p, "image", completer=_complete_images)
+    _add_container_options(p)
+    p.set_defaults(handler=_cmd_export)
+    p = ovs.add_parser("pack", help="shrink to minimum and compress with zstd")
+    _arg(p, "image", completer=_complete_images)
+    p.add_argument("-o", "--output", help="packed file (default IMAGE.zst)")
+    p.set_defaults(handler=_cmd_pack)
+    p = ovs.add_parser("unpack", help="decompress a packed image back to its size")
+    p.add_argument("packed")
+    p.add_argument("-o", "--output", help="image to write (default: name without .zst)")
+    p.set_defaults(handler=_cmd_unpack)
+
+    p = sub.add_parser("e", help="enter the env (a shell, or -- CMD), writable by default")
+    _arg(
+        p,
+        "images",
+        nargs="*",
+        metavar="OVERLAY",
+        completer=_complete_images,
+        help="images (default: env.img found from here upwards)",
+    )
+    p.add_argument("-r", "--read-only", action="store_true", help="mount read-only")
+    p.add_argument("-n", "--no-autoload", action="store_true", help="do not look for env.img")
+    _add_container_options(p)
+    p.add_argument("cmd", nargs="*", help=argparse.SUPPRESS)
+    p.set_defaults(handler=_cmd_e)
+
+    p = sub.add_parser("exec", help="run a command with images, read-only by default")
+    _arg(
+        p,
+        "-o",
+        "--overlay",
+        action="append",
+        default=[],
+        dest="images",
+        completer=_complete_images,
+        help="image (repeatable; IMAGE:rw / IMAGE:ro)",
+    )
+    p.add_argument("-w", "--writable", action="store_true", help="first image writable")
+    _add_container_options(p)
+    p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and its arguments")
+    p.set_defaults(handler=_cmd_exec)
+
+    p = sub.add_parser("run", help="run a job script in its container (#DEP / #CNT)")
+    p.add_argument("-w", "--writable", action="store_true", help="mount #DEP images writable")
+    p.add_argument("--submit", action="store_true", help="submit with sbatch")
+    p.add_argument("--local", action="store_true", help="run here even if #SBATCH is present")
+    p.add_argument("--dry-run", action="store_true", help="print directives and the Plan")
+    p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
+    p.add_argument("--reexec", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("script")
+    p.add_argument("args", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=_cmd_run)
+
+    p = sub.add_parser("mm", help="micromamba operations on the env image")
+    from condatainer import mm
+
+    p.add_argument("-o", "--overlay", help="image (default: $CNT_OVERLAY, else autoload)")
+    p.add_argument("op", choices=mm.names(), metavar="OP", help=" | ".join(mm.names()))
+    _arg(p, "args", nargs=argparse.REMAINDER, completer=_complete_mm)
+    p.set_defaults(handler=_cmd_mm)
+
+    p = sub.add_parser("config", help="show, get and set configuration")
+    cs = p.add_subparsers(dest="config_command", metavar="ACTION")
+    p.set_defaults(handler=_cmd_config, config_command="show")
+    cs.add_parser("show", help="every key, its value and where it came from")
+    g = cs.add_parser("get", help="print one value")
+    g.add_argument("key")
+    s = cs.add_parser("set", help="set a value in the config file")
+    s.add_argument("key")
+    s.add_argument("value")
+    cs.add_parser("paths", help="where config, data and cache live")
+
+    p = sub.add_parser("doctor", help="check what condatainer needs and say how to fix it")
+    p.set_defaults(handler=_cmd_doctor)
+    return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+# --- adapters ----------------------------------------------------------------------------------
+
+
+def _settings() -> Any:
+    from condatainer import config
+
+    return config.load(os.environ)
+
+
+def _cmd_create(a: argparse.Namespace) -> int:
+    from condatainer import provision
+
+    pkgs, channels = _split_pkg_channels(a.pkgs)
+    return provision.create_command(
+        image=a.image,
+        size=a.size,
+        profile=a.profile if a.profile is not None else a.profile_type,
+        deprecated_type=a.profile_type is not None,
+        envfile=a.file,
+        pkgs=pkgs,
+        channels=[*a.channel, *channels],
+        fakeroot=a.fakeroot,
+        sparse=a.sparse,
+        dry_run=a.dry_run,
+        as_json=a.json,
+    )
+
+
+def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`-- numpy scipy -c conda-forge`: package specs, with `-c/--channel CH` taken out."""
+    pkgs: list[str] = []
+    channels: list[str] = []
+    it = iter(words)
+    for word in it:
+        if word in ("-c", "--channel"):
+            value = next(it, None)
+            if value is None:
+                raise UsageError(f"{word} needs a channel name", hint="-- PKG... -c CHANNEL")
+            channels.append(value)
+        elif word.startswith("--channel="):
+            channels.append(word.split("=", 1)[1])
+        else:
+            pkgs.append(word)
+    return pkgs, channels
+
+
+def _cmd_resize(a: argparse.Namespace) -> int:
+    from condatainer import image, sizes
+
+    result = image.resize(a.image, sizes.parse_size(a.size))
+    for note in result.notices:
+        print(note, file=sys.stderr)
+    if result.changed:
+        print(
+            f"{a.image}: resized from {sizes.format_size(result.old_bytes)}"
+            f" to {sizes.format_size(result.new_bytes)}"
+        )
+    else:
+        print(f"{a.image}: already {sizes.format_size(result.new_bytes)}; nothing to do")
+    return 0
+
+
+def _cmd_check(a: argparse.Namespace) -> int:
+    from condatainer import image
+
+    result = image.check(a.image, force=a.force, repair=a.repair)
+    print(result.explanation)
+    return 0 if result.clean else 1
+
+
+def _cmd_chown(a: argparse.Namespace) -> int:
+    from condatainer import chown
+
+    uid = 0 if a.root else (a.uid if a.uid is not None else os.getuid())
+    gid = 0 if a.root else (a.gid if a.gid is not None else os.getgid())
+    result = chown.chown(a.image, uid, gid, a.paths)
+    print(f"{a.image}: {result.changed} inodes now owned by {uid}:{gid} ({result.seconds:.2f} s)")
+    return 0
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    import json
+
+    from condatainer import envfile, info
+
+    details = info.info(a.image)
+    if a.json:
+        print(json.dumps(details.to_json(), indent=2))
+    else:
+        print(details.render())
+    # A broken sidecar does not hide the rest of the report, but it is still an error: the
+    # same file would stop `exec` and `e`, so say so with its line number and exit 1.
+    envfile.load(a.image)
+    return 0
+
+
+def _cmd_pack(a: argparse.Namespace) -> int:
+    from condatainer import image
+
+    result = image.pack(a.image, a.output)
+    print(f"{a.image}: packed into {result.output}")
+    return 0
+
+
+def _cmd_unpack(a: argparse.Namespace) -> int:
+    from condatainer import image
+
+    result = image.unpack(a.packed, a.output)
+    print(f"{a.packed}: unpacked into {result.output}")
+    return 0
+
+
+def _request(a: argparse.Namespace, **kw: Any) -> Any:
+    from condatainer.resolve import Request
+
+    return Request(
+        base_image=a.base,
+        binds=tuple(a.bind),
+        env=tuple(a.env),
+        fakeroot=a.fakeroot,
+        contain=a.contain,
+        containall=a.containall,
+        cleanenv=a.cleanenv,
+        workdir=a.workdir,
+        extra_args=tuple(a.extra),
+        **kw,
+    )
+
+
+def _cmd_e(a: argparse.Namespace) -> int:
+    from condatainer import session
+
+    req = _request(
+        a,
+        command=tuple(a.cmd),
+        images=tuple(a.images),
+        writable=not a.read_only,
+        autoload=not a.no_autoload,
+    )
+    return session.enter(req)
+
+
+def _cmd_exec(a: argparse.Namespace) -> int:
+    from condatainer import launch
+
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if not cmd:
+        raise UsageError("exec needs a command", hint="condatainer exec -o IMAGE -- CMD [ARGS]")
+    if not a.images:
+        raise UsageError("exec needs at least one image", hint="condatainer exec -o IMAGE -- CMD")
+    req = _request(a, command=tuple(cmd), images=tuple(a.images), writable=a.writable)
+    return launch.execute_request(req)
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from condatainer import session
+
+    req = _request(a, command=(), images=(a.image,), writable=False)
+    return session.mm_op(req, "export", [])
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from condatainer import jobs
+
+    return jobs.run_command(
+        a.script,
+        list(a.args),
+        writable=a.writable,
+        submit=a.submit,
+        local=a.local,
+        dry_run=a.dry_run,
+        as_json=a.json,
+        reexec=a.reexec,
+    )
+
+
+def _cmd_mm(a: argparse.Namespace) -> int:
+    from condatainer import session
+    from condatainer.resolve import Request
+
+    image = a.overlay or os.environ.get("CNT_OVERLAY") or None
+    req = Request(command=(), images=(image,) if image else (), autoload=image is None)
+    args = a.args[1:] if a.args[:1] == ["--"] else a.args
+    return session.mm_op(req, a.op, args)
+
+
+def _cmd_config(a: argparse.Namespace) -> int:
+    from condatainer import config
+
+    action = a.config_command
+    if action == "set":  # must work when the file is broken: it is how users fix it
+        path = config.set_value(a.key, a.value)
+        print(f"{a.key} = {a.value}  (written to {path})")
+        source = config.load(os.environ).source(a.key)
+        if source.startswith("env "):
+            print(f"note: {source[4:]} is set and overrides the file", file=sys.stderr)
+    elif action == "paths":
+        for name, path in config.paths().items():
+            print(f"{name:8} {path}")
+    elif action == "get":
+        print(config.get(config.load(os.environ), a.key))
+    else:
+        print(config.show(config.load(os.environ)))
+    return 0
+
+
+def _cmd_doctor(a: argparse.Namespace) -> int:
+    from condatainer import doctor
+
+    checks = doctor.check(os.environ)
+    print(doctor.render(checks))
+    return doctor.exit_code(checks)
+
+
+# --- entry points ------------------------------------------------------------------------------
+
+
+def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """Split off what follows the first `--` for subcommands whose tail is a command line."""
+    if "--" not in argv:
+        return argv, None
+    words = [w for w in argv[: argv.index("--")] if not w.startswith("-")]
+    if not words or (words[0] not in _DASHDASH and words[:2] != ["overlay", "create"]):
+        return argv, None
+    i = argv.index("--")
+    return argv[:i], argv[i + 1 :]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    head, tail = _split_dashdash(args_list)
+    try:
+        ns = parser.parse_args(head)
+    except SystemExit as exc:  # argparse: usage error (2) or --help/--version (0)
+        return int(exc.code or 0)
+    if tail is not None:
+        if hasattr(ns, "pkgs"):
+            ns.pkgs = [*ns.pkgs, *tail]
+        else:
+            ns.cmd = [*ns.cmd, *tail]
+    handler: Handler | None = getattr(ns, "handler", None)
+    if handler is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return handler(ns)
+    except CondatainerError as err:
+        return report(err)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def report(err: CondatainerError) -> int:
+    """Print a CondatainerError the one way users see errors; return its exit code."""
+    if os.environ.get("CONDATAINER_DEBUG") == "1":
+        import traceback
+
+        traceback.print_exception(type(err), err, err.__traceback__)
+    print(f"{PROG}: error: {err.message}", file=sys.stderr)
+    if err.hint:
+        print(f"hint: {err.hint}", file=sys.stderr)
+    return err.exit_code
+
+
+def entry() -> NoReturn:
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""`condatainer doctor`: what this machine has, what is missing, and what to do about it.
+
+`check(env)` returns a list of `Check` results (data), `render(checks)` turns them into text and
+`exit_code(checks)` into the command's status.  `select_runtime(cfg)` is the one place that
+decides which container runtime runs a Plan, so doctor reports exactly what `e`/`exec` will use.
+
+Decisions:
+
+- Required (a failure makes `doctor` exit 1): a readable config, e2fsprogs (>= 1.43, for
+  `mke2fs -d`), and a usable container runtime, including loop devices and overlayfs when that
+  runtime is builtin.  Everything else is a warning: zstd (only `overlay pack/unpack` need it),
+  sbatch (only `run --submit` needs it), the shell hook (a choice, not a fault), and an
+  Apptainer binary while another runtime is in use.
+- Tools are found with `runner.which` on this process's PATH (plus the sbin directories), the
+  same way condatainer will start them; `env` supplies HOME, ZDOTDIR, XDG_* and CNT_* only.
+- Fixes never contain URLs: they name Debian packages or the `module load` of HPC sites.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from condatainer import config, runner
+from condatainer.errors import ConfigError, RuntimeUnavailableError
+
+E2FSPROGS = ("mke2fs", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
+MIN_E2FSPROGS = (1, 43)  # mke2fs -d (populate the filesystem from a directory)
+RC_MARKER = "# >>> condatainer >>>"
+
+# Kernel interfaces the builtin runtime needs; module-level so tests can point them elsewhere.
+LOOP_CONTROL = Path("/dev/loop-control")
+PROC_FILESYSTEMS = Path("/proc/filesystems")
+
+_INSTALL_APPTAINER = (
+    "install Apptainer: on a cluster, module load apptainer (ask your admins if there is no"
+    " module); on your own machine, your distribution's apptainer package"
+)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the doctor's report.  A failed check that is not `required` is a warning."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+    required: bool = True
+
+    @property
+    def status(self) -> str:
+        """ "ok", "warn" (optional piece missing) or "FAIL" (required piece missing)."""
+        if self.ok:
+            return "ok"
+        return "FAIL" if self.required else "warn"
+
+
+# --------------------------------------------------------------------------------------------
+# Runtime selection
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def container_binary(cfg: config.Config, name: str) -> str | None:
+    """The path of `apptainer` or `singularity`: `apptainer_bin` from the config when set
+    (a path, or a name looked up on PATH), else `name` on PATH.  None when not found."""
+    if cfg.apptainer_bin:
+        if os.sep in cfg.apptainer_bin:
+            path = cfg.apptainer_bin
+            return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+        return runner.which(cfg.apptainer_bin)
+    return runner.which(name)
+
+
+def _binary_flavour(path: str) -> str:
+    """A configured binary named singularity* is run as singularity, anything else as apptainer."""
+    return "singularity" if os.path.basename(path).startswith("singularity") else "apptainer"
+
+
+def select_runtime(cfg: config.Config | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The container runtime to use: "apptainer", "singularity" or "builtin".
+
+    `runtime: auto` takes apptainer (or `apptainer_bin`), else singularity, else the builtin
+    runtime when running as root.  An explicit choice that cannot work here is a
+    RuntimeUnavailableError rather than a silent fallback.  Without `cfg` the configuration is
+    loaded from `env`; besides the config, the choice depends on PATH and the effective uid.
+    """
+    if cfg is None:
+        cfg = config.load(env)
+    choice = cfg.runtime
+    source = cfg.source("runtime")
+    if choice in ("apptainer", "singularity"):
+        path = container_binary(cfg, choice)
+        if path is None:
+            what = f"apptainer_bin {cfg.apptainer_bin!r}" if cfg.apptainer_bin else choice
+            raise RuntimeUnavailableError(
+                f"runtime is set to {choice} ({source}), but {what} is not installed"
+                " or not executable",
+                hint=f"{_INSTALL_APPTAINER}; or use another runtime: condatainer config set"
+                " runtime auto",
+            )
+        return choice
+    if choice == "builtin":
+        if not is_root():
+            raise RuntimeUnavailableError(
+                f"runtime is set to builtin ({source}), which needs root (loop mounts, overlayfs)",
+                hint="run as root (sudo condatainer ...), or "
+                + _INSTALL_APPTAINER
+                + " and run: condatainer config set runtime auto",
+            )
+        return "builtin"
+    # auto
+    if cfg.apptainer_bin:
+        path = container_binary(cfg, "apptainer")
+        if path is None:
+            raise RuntimeUnavailableError(
+                f"apptainer_bin is {cfg.apptainer_bin!r} ({cfg.source('apptainer_bin')}),"
+                " which is not an executable file or not on PATH",
+                hint="fix it with: condatainer config set apptainer_bin /path/to/apptainer",
+            )
+        return _binary_flavour(path)
+    for name in ("apptainer", "singularity"):
+        if runner.which(name):
+            return name
+    if is_root():
+        return "builtin"
+    raise RuntimeUnavailableError(
+        "no container runtime: neither apptainer nor singularity is on PATH, and the builtin"
+        " runtime needs root",
+        hint=f"{_INSTALL_APPTAINER}; or run as root (sudo) to use the builtin runtime;"
+        " then check with: condatainer doctor",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Checks
+
+
+def _version(argv: list[str]) -> str | None:
+    """The first version number a tool prints for `argv` (on stdout or stderr), if any.
+
+    Exit codes are ignored: `resize2fs -V` prints its version and then fails on the option.
+    """
+    try:
+        res = runner.run(argv, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    m = re.search(r"\d+\.\d+(?:\.\d+)?", res.stdout + "\n" + res.stderr)
+    return m.group(0) if m else None
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
+
+
+def _check_config(env: Mapping[str, str]) -> tuple[Check, config.Config]:
+    path = config.paths(env)["config"]
+    try:
+        cfg = config.load(env)
+    except ConfigError as exc:
+        return Check("config", False, exc.message, exc.hint), config.Config()
+    overridden = sorted({s for s in cfg.sources.values() if s.startswith("env ")})
+    detail = str(path) if path.exists() else f"no file at {path}; defaults"
+    if overridden:
+        detail += "; overridden by " + ", ".join(s[4:] for s in overridden)
+    return Check("config", True, detail), cfg
+
+
+def _check_e2fsprogs() -> Check:
+    found = {name: runner.which(name) for name in E2FSPROGS}
+    missing = [name for name, path in found.items() if path is None]
+    fix = "apt-get install e2fsprogs (on a cluster: module load e2fsprogs)"
+    if missing:
+        return Check("e2fsprogs", False, "missing: " + ", ".join(missing), fix)
+    mke2fs = found["mke2fs"]
+    assert mke2fs is not None
+    version = _version([mke2fs, "-V"])
+    where = os.path.dirname(mke2fs)
+    if version is None:
+        return Check("e2fsprogs", False, f"{mke2fs} -V printed no version", fix)
+    if _version_tuple(version)[:2] < MIN_E2FSPROGS:
+        need = ".".join(map(str, MIN_E2FSPROGS))
+        return Check(
+            "e2fsprogs",
+            False,
+            f"version {version} in {where} is too old (mke2fs -d needs {need} or newer)",
+            f"install e2fsprogs {need} or newer (module load e2fsprogs, or a newer distribution)",
+        )
+    return Check("e2fsprogs", True, f"{version} ({', '.join(E2FSPROGS)} in {where})")
+
+
+def _check_zstd() -> Check:
+    path = runner.which("zstd")
+    if path is None:
+        return Check(
+            "zstd",
+            False,
+            "not found: overlay pack/unpack unavailable",
+            "apt-get install zstd (on a cluster: module load zstd)",
+            required=False,
+        )
+    version = _version([path, "--version"]) or "unknown version"
+    return Check("zstd", True, f"{version} ({path})")
+
+
+def _check_apptainer(cfg: config.Config, needed: bool) -> Check:
+    name = "apptainer"
+    if cfg.apptainer_bin:
+        path = container_binary(cfg, "apptainer")
+        if path is None:
+            return Check(
+                name,
+                False,
+                f"apptainer_bin {cfg.apptainer_bin!r} ({cfg.source('apptainer_bin')}) is not"
+                " an executable file or not on PATH",
+                "condatainer config set apptainer_bin /path/to/apptainer (or leave it unset)",
+                required=needed,
+            )
+    else:
+        path = runner.which("apptainer") or runner.which("singularity")
+        if path is None:
+            return Check(
+                name,
+                False,
+                "neither apptainer nor singularity is on PATH",
+                _INSTALL_APPTAINER,
+                required=needed,
+            )
+    version = _version([path, "--version"]) or "unknown version"
+    return Check(name, True, f"{_binary_flavour(path)} {version} ({path})")
+
+
+def _check_runtime(cfg: config.Config, env: Mapping[str, str]) -> tuple[Check, str | None]:
+    try:
+        runtime = select_runtime(cfg, env)
+    except RuntimeUnavailableError as exc:
+        return Check("runtime", False, exc.message, exc.hint), None
+    how = f"runtime: {cfg.runtime} ({cfg.source('runtime')})"
+    if runtime == "builtin" and cfg.runtime == "auto":
+        how += "; no apptainer found and running as root"
+    return Check("runtime", True, f"{runtime} ({how})"), runtime
+
+
+def _check_builtin_kernel(required: bool) -> Check:
+    problems: list[str] = []
+    fixes: list[str] = []
+    if not LOOP_CONTROL.exists():
+        problems.append(f"{LOOP_CONTROL} is missing")
+        fixes.append(
+            "modprobe loop (in a container: start it with --privileged or pass /dev/loop-control"
+            " and /dev/loop* devices)"
+        )
+    try:
+        filesystems = PROC_FILESYSTEMS.read_text()
+    except OSError:
+        filesystems = ""
+    if not any(line.split()[-1:] == ["overlay"] for line in filesystems.splitlines()):
+        problems.append(f"overlay is not listed in {PROC_FILESYSTEMS}")
+        fixes.append("modprobe overlay")
+    if problems:
+        return Check("loop+overlayfs", False, "; ".join(problems), "; ".join(fixes), required)
+    return Check("loop+overlayfs", True, f"{LOOP_CONTROL} present, overlayfs supported")
+
+
+def _check_sbatch() -> Check:
+    path = runner.which("sbatch")
+    if path is None:
+        return Check(
+            "sbatch",
+            False,
+            "not found: SLURM submission unavailable (scripts run locally)",
+            "on a cluster: module load slurm; on Debian/Ubuntu: apt-get install slurm-client",
+            required=False,
+        )
+    try:
+        res = runner.run([path, "--version"], timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        res = runner.Result((path, "--version"), 127, "", str(exc))
+    if not res.ok:
+        # Installed but unusable, e.g. no slurm.conf: `sbatch --version` already fails then.
+        lines = res.stderr.strip().splitlines()
+        why = lines[-1] if lines else f"exit status {res.returncode}"
+        return Check(
+            "sbatch",
+            False,
+            f"{path} does not work ({why}): SLURM submission unavailable",
+            "check the SLURM configuration (slurm.conf), or module load slurm",
+            required=False,
+        )
+    m = re.search(r"\d+\.\d+(?:\.\d+)?", res.stdout + "\n" + res.stderr)
+    return Check("sbatch", True, f"slurm {m.group(0) if m else 'unknown version'} ({path})")
+
+
+def rc_files(env: Mapping[str, str]) -> list[Path]:
+    """The shell rc files `condatainer init` edits: ~/.bashrc and ${ZDOTDIR:-~}/.zshrc."""
+    home = Path(env.get("HOME") or Path.home())
+    zdotdir = Path(env.get("ZDOTDIR") or home)
+    return [home / ".bashrc", zdotdir / ".zshrc"]
+
+
+def _check_hook(env: Mapping[str, str]) -> Check:
+    found: list[str] = []
+    for rc in rc_files(env):
+        try:
+            text = rc.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if RC_MARKER in text:
+            found.append(str(rc))
+    if found:
+        return Check("shell hook", True, "installed in " + ", ".join(found))
+    names = " or ".join(str(rc) for rc in rc_files(env))
+    return Check(
+        "shell hook",
+        False,
+        f"not installed (no condatainer block in {names})",
+        "condatainer init",
+        required=False,
+    )
+
+
+def check(env: Mapping[str, str] | None = None) -> list[Check]:
+    """Run every check; never raises for what it finds (a bad config is a failed check)."""
+    env = os.environ if env is None else env
+    config_check, cfg = _check_config(env)
+    runtime_check, runtime = _check_runtime(cfg, env)
+    apptainer_needed = cfg.runtime in ("apptainer", "singularity") or runtime is None
+    checks = [
+        config_check,
+        _check_e2fsprogs(),
+        _check_zstd(),
+        _check_apptainer(cfg, needed=apptainer_needed),
+        runtime_check,
+    ]
+    if runtime == "builtin" or cfg.runtime == "builtin":
+        checks.append(_check_builtin_kernel(required=True))
+    checks += [_check_sbatch(), _check_hook(env)]
+    return checks
+
+
+def exit_code(checks: list[Check]) -> int:
+    """1 if a required piece is missing, else 0 (warnings do not count)."""
+    return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+def render(checks: list[Check]) -> str:
+    """The report: one line per check, its fix indented under it, a summary line last."""
+    name_w = max((len(c.name) for c in checks), default=0)
+    lines: list[str] = []
+    for c in checks:
+        lines.append(f"{c.status:<4}  {c.name:<{name_w}}  {c.detail}")
+        if not c.ok and c.fix:
+            lines.append(f"{'':<4}  {'':<{name_w}}  fix: {c.fix}")
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    warned = [c.name for c in checks if c.status == "warn"]
+    if failed:
+        summary = f"missing required pieces: {', '.join(failed)}"
+    else:
+        summary = "everything required is present"
+    if warned:
+        summary += f" (optional, missing: {', '.join(warned)})"
+    lines.append(summary)
+    return "\n".join(lines)

@@ -1,0 +1,220 @@
+"""Apptainer-compatible image locks: OFD fcntl locks over the whole file, and who holds them.
+
+Apptainer takes an open-file-description lock (`F_OFD_SETLK`) on an overlay image while it is
+mounted: a write lock for a writable mount, a read lock for a read-only one.  We take the same
+kind, so condatainer and Apptainer see each other; `flock(2)` would be blind to it.
+
+`hold()` takes a lock for the life of a `with` block; `probe()` checks whether one could be taken
+right now, without taking it.  Both raise `LockError` with one precise cause: the file is missing,
+not writable, in use for writing (with the holder's PID and command when /proc shows it), or in
+use for reading.  A missing or unwritable file is never reported as "in use".
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from condatainer.errors import LockError
+
+# struct flock on Linux (x86_64, aarch64): short type, short whence, off_t start, off_t len,
+# pid_t pid, padded to 32 bytes.
+_FLOCK = struct.Struct("hhqqi4x")
+_OFD_GETLK: int = getattr(fcntl, "F_OFD_GETLK", 36)
+_OFD_SETLK: int = getattr(fcntl, "F_OFD_SETLK", 37)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A process found holding a lock on the image."""
+
+    pid: int
+    command: str
+    write: bool
+
+    def describe(self) -> str:
+        return f"PID {self.pid} ({self.command})" if self.command else f"PID {self.pid}"
+
+
+class ImageLock:
+    """An open image with an OFD lock on it; closing the descriptor releases the lock."""
+
+    def __init__(self, path: Path, fd: int, write: bool):
+        self.path = path
+        self.fd = fd
+        self.write = write
+
+    def release(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _flock(kind: int) -> bytes:
+    return _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0)
+
+
+def _open(path: Path, write: bool) -> int:
+    """Open the image for locking, turning OS errors into the precise LockError."""
+    if not path.exists():
+        raise LockError(f"{path}: no such image file", hint=f"create it with: condatainer o {path}")
+    if path.is_dir():
+        raise LockError(f"{path}: is a directory, not an image file")
+    try:
+        return os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC)
+    except PermissionError as exc:
+        raise _not_accessible(path, write) from exc
+    except OSError as exc:
+        if exc.errno == errno.EROFS:
+            raise LockError(
+                f"{path}: not writable: it is on a read-only filesystem",
+                hint="use it read-only (condatainer exec without -w, or condatainer e -r)",
+            ) from exc
+        raise LockError(f"{path}: cannot open: {exc.strerror}") from exc
+
+
+def _not_accessible(path: Path, write: bool) -> LockError:
+    st = path.stat()
+    mode = f"owner uid {st.st_uid}, mode {st.st_mode & 0o7777:04o}"
+    if write:
+        return LockError(
+            f"{path}: not writable by you ({mode})",
+            hint="use it read-only (condatainer exec without -w, or condatainer e -r),"
+            " or ask its owner to run: condatainer overlay chown " + str(path),
+        )
+    return LockError(
+        f"{path}: not readable by you ({mode})", hint="ask the image's owner for access"
+    )
+
+
+def _conflict(path: Path, fd: int, write: bool) -> LockError | None:
+    """Return the LockError describing a lock that would block ours, or None if there is none."""
+    want = fcntl.F_WRLCK if write else fcntl.F_RDLCK
+    got = fcntl.fcntl(fd, _OFD_GETLK, _flock(want))
+    kind = _FLOCK.unpack(got)[0]
+    if kind == fcntl.F_UNLCK:
+        return None
+    holders = find_holders(path)
+    if kind == fcntl.F_WRLCK:
+        writers = [h for h in holders if h.write]
+        who = f" by {writers[0].describe()}" if writers else " by another process"
+        return LockError(
+            f"{path}: in use for writing{who}",
+            hint="wait until that process (a shell, job or mm command) finishes; a writable"
+            " image can be used by one process at a time",
+        )
+    readers = [h for h in holders if not h.write]
+    who = ", ".join(h.describe() for h in readers[:3]) if readers else "other processes"
+    return LockError(
+        f"{path}: in use for reading by {who}; writing needs it to be unused",
+        hint="wait for the read-only jobs to finish, or use the image read-only"
+        " (condatainer exec without -w, or condatainer e -r)",
+    )
+
+
+def probe(path: str | os.PathLike[str], *, write: bool) -> None:
+    """Raise LockError unless a `write`/read lock on `path` could be taken right now."""
+    p = Path(path)
+    fd = _open(p, write)
+    try:
+        err = _conflict(p, fd, write)
+    finally:
+        os.close(fd)
+    if err is not None:
+        raise err
+
+
+def acquire(path: str | os.PathLike[str], *, write: bool, inheritable: bool = False) -> ImageLock:
+    """Take the lock now or raise LockError; the caller must `release()` it."""
+    p = Path(path)
+    fd = _open(p, write)
+    try:
+        fcntl.fcntl(fd, _OFD_SETLK, _flock(fcntl.F_WRLCK if write else fcntl.F_RDLCK))
+    except OSError as exc:
+        if exc.errno not in (errno.EAGAIN, errno.EACCES):
+            os.close(fd)
+            raise LockError(f"{p}: cannot lock: {exc.strerror}") from exc
+        err = _conflict(p, fd, write)
+        os.close(fd)
+        raise err or LockError(f"{p}: in use by another process") from exc
+    os.set_inheritable(fd, inheritable)
+    return ImageLock(p, fd, write)
+
+
+@contextmanager
+def hold(path: str | os.PathLike[str], *, write: bool) -> Iterator[ImageLock]:
+    """Hold an OFD lock on `path` for the life of the block."""
+    lock = acquire(path, write=write)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def _locks_on(dev: int, ino: int) -> list[tuple[str, bool]]:
+    """Lock lines of /proc/locks on (dev, ino): (kind, is_write) for each lock."""
+    want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
+    found = []
+    try:
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        parts = line.split()
+        if want in parts:
+            kind = parts[1] if parts[1] != "->" else parts[2]
+            found.append((kind, "WRITE" in parts))
+    return found
+
+
+def find_holders(path: str | os.PathLike[str]) -> list[Holder]:
+    """Processes whose open files hold a lock on `path` (those /proc lets us see).
+
+    OFD locks show PID -1 in /proc/locks; the owner is found through the `lock:` lines in
+    /proc/PID/fdinfo/FD of a descriptor open on the same device and inode.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    if not _locks_on(st.st_dev, st.st_ino):
+        return []
+    holders: list[Holder] = []
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        fd_dir = f"/proc/{entry.name}/fd"
+        try:
+            fds = os.listdir(fd_dir)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                fst = os.stat(f"{fd_dir}/{fd}")
+                if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
+                    continue
+                info = Path(f"/proc/{entry.name}/fdinfo/{fd}").read_text()
+            except OSError:
+                continue
+            for line in info.splitlines():
+                if line.startswith("lock:"):
+                    holders.append(Holder(int(entry.name), _command(entry.name), "WRITE" in line))
+                    break
+    return holders
+
+
+def _command(pid: str) -> str:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return ""
+    words = [w.decode("utf-8", "replace") for w in raw.split(b"\0") if w]
+    text = " ".join(words)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,147 @@
+"""The mm-* operation table: what each package operation runs in the container.
+
+`condatainer mm OP ARGS` (host side) and the `mm-OP` shell functions (inside `condatainer e`,
+and on the host through the hook) are all generated from `TABLE`.  An operation is either a
+micromamba argv prefix (user arguments appended as data) or a small POSIX sh script rendered from
+`shell/mm-<op>.sh.j2` for the two operations micromamba has no command for (pin, channels).
+
+Whether an operation needs a writable mount depends on its arguments (`mm pin -l` only reads), so
+`Op.writable(args)` decides; read operations get a read-only Plan and work while jobs hold the
+image read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from condatainer.plan import CONTAINER_PREFIX
+
+CONDARC = f"{CONTAINER_PREFIX}/.condarc"
+PINNED = f"{CONTAINER_PREFIX}/conda-meta/pinned"
+_MM = ("micromamba", "-r", CONTAINER_PREFIX)
+_RC = ("--rc-file", CONDARC)
+
+
+def _always(_: Sequence[str]) -> bool:
+    return True
+
+
+def _never(_: Sequence[str]) -> bool:
+    return False
+
+
+def _pin_writes(args: Sequence[str]) -> bool:
+    return bool(args) and args[0] not in ("-l", "--list")
+
+
+def _channels_write(args: Sequence[str]) -> bool:
+    return bool(args) and args[0] in ("append", "prepend", "remove")
+
+
+@dataclass(frozen=True)
+class Op:
+    """One mm operation."""
+
+    name: str
+    summary: str
+    argv: tuple[str, ...] = ()  # micromamba argv prefix; empty when `script` is set
+    script: str | None = None  # template artifact name (shell/<script>.sh.j2) run with `sh -c`
+    writes: Callable[[Sequence[str]], bool] = _always
+    refresh: bool = False  # refresh shims and the package-name cache afterwards
+    completes_installed: bool = False  # TAB offers installed package names
+    completes_channel: bool = False  # TAB offers channel package names (repodata cache)
+
+    def writable(self, args: Sequence[str]) -> bool:
+        return self.writes(args)
+
+
+TABLE: dict[str, Op] = {
+    op.name: op
+    for op in (
+        Op(
+            "install",
+            "install packages into the env (creates it on first use)",
+            (*_MM, "install", "-n", "base", *_RC, "-y"),
+            refresh=True,
+            completes_channel=True,
+        ),
+        Op(
+            "remove",
+            "remove packages",
+            (*_MM, "remove", "-n", "base", *_RC, "-y"),
+            refresh=True,
+            completes_installed=True,
+        ),
+        Op(
+            "update",
+            "update packages (all when none given)",
+            (*_MM, "update", "-n", "base", *_RC, "-y"),
+            refresh=True,
+            completes_installed=True,
+        ),
+        Op("list", "list installed packages", (*_MM, "list", "-n", "base", *_RC), writes=_never),
+        Op(
+            "search",
+            "search the channels",
+            (*_MM, "search", *_RC),
+            writes=_never,
+            completes_channel=True,
+        ),
+        Op(
+            "export",
+            "print the env as environment.yml",
+            (*_MM, "env", "export", "-n", "base", *_RC),
+            writes=_never,
+        ),
+        Op("clean", "empty the package cache", (*_MM, "clean", "-a", "-y")),
+        Op(
+            "pin",
+            "pin packages: -l lists, -r/-d removes, pkg pins the installed version,"
+            " pkg=1.21 pins 1.21.*",
+            script="mm-pin",
+            writes=_pin_writes,
+            completes_installed=True,
+        ),
+        Op(
+            "channels",
+            "show or edit the channels: get | append|prepend|remove CHANNEL...",
+            script="mm-channels",
+            writes=_channels_write,
+        ),
+    )
+}
+
+
+def names() -> list[str]:
+    return list(TABLE)
+
+
+def lookup(name: str) -> Op:
+    """The Op called `name`; UsageError listing the valid ones otherwise."""
+    from condatainer.errors import UsageError
+
+    try:
+        return TABLE[name]
+    except KeyError:
+        raise UsageError(
+            f"unknown mm operation {name!r}",
+            hint="valid operations: " + ", ".join(TABLE),
+        ) from None
+
+
+def script_text(op: Op) -> str:
+    """The POSIX sh body of a script operation (rendered once from its template)."""
+    from condatainer import shellgen
+
+    assert op.script is not None
+    return shellgen.render(
+        op.script, "sh", micromamba=_MM[0], prefix=CONTAINER_PREFIX, condarc=CONDARC, pinned=PINNED
+    )
+
+
+def command(op: Op, args: Sequence[str]) -> tuple[str, ...]:
+    """The container command line for `mm OP ARGS`; user arguments are passed as data."""
+    if op.script is None:
+        return (*op.argv, *args)
+    return ("sh", "-c", script_text(op), f"mm-{op.name}", *args)

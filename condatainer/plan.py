@@ -1,0 +1,68 @@
+"""The Plan: everything a container run needs, decided up front by `resolve`.
+
+A Plan is data.  `resolve` builds it (all decisions live there); a runtime only carries it out:
+`runtime.apptainer` turns it into an `apptainer exec` argv, `runtime.builtin` into mounts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+CONTAINER_PREFIX = "/ext3/env"
+"""Where the conda prefix of a writable or read-only overlay appears inside the container."""
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """One overlay image and how it is mounted."""
+
+    path: str  # absolute, symlinks resolved
+    writable: bool
+
+    @property
+    def mode(self) -> str:
+        return "rw" if self.writable else "ro"
+
+
+@dataclass(frozen=True)
+class Bind:
+    """A host path made visible in the container."""
+
+    host: str  # absolute, resolved
+    container: str  # absolute
+    readonly: bool = False
+
+    def spec(self) -> str:
+        """Apptainer's `--bind` form: `host[:container[:ro]]`."""
+        text = self.host if self.host == self.container else f"{self.host}:{self.container}"
+        if self.readonly:
+            text = f"{self.host}:{self.container}:ro"
+        return text
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One container run.  `env` holds the variables set inside, in order, as data."""
+
+    command: tuple[str, ...]
+    overlays: tuple[Overlay, ...] = ()
+    cwd: str = "/"
+    env: tuple[tuple[str, str], ...] = ()
+    binds: tuple[Bind, ...] = ()
+    base_image: str | None = None
+    gpu: tuple[str, ...] = ()  # "nv" and/or "rocm"
+    fakeroot: bool = False
+    contain: bool = False  # -c: minimal /dev, no host $HOME, /tmp
+    containall: bool = False  # -C: contain + clean env + separate IPC/PID
+    cleanenv: bool = False  # -e: do not pass the host environment
+    workdir: str | None = None  # -W: where -c/-C keep /tmp and /var/tmp
+    extra_args: tuple[str, ...] = ()  # explicit apptainer options, passed through unchanged
+    notices: tuple[str, ...] = field(default=(), compare=False)  # printed before running
+
+    @property
+    def writable(self) -> Overlay | None:
+        """The one writable overlay, if any (resolve guarantees at most one)."""
+        return next((o for o in self.overlays if o.writable), None)
+
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)

@@ -1,0 +1,290 @@
+"""Every decision about a container run, made in one place: a `Request` in, a `Plan` out.
+
+The CLI turns flags into a `Request` (plain values); `resolve` looks at the images, the
+environment and the configuration and decides: which overlays and how (at most one writable),
+binds (defaults: cwd, $SCRATCH, $TMPDIR, scheduler tmp dirs, the script's directory; resolved,
+deduplicated, children dropped), the container environment (sidecar `<image>.env`, `--env K=V`
+taken whole — no comma splitting — then the variables condatainer owns), GPU flags, fakeroot and
+isolation.  Before a Plan is returned every image has passed the lock probe and the clean-
+superblock check, so a runtime never starts on an image it cannot use.
+
+Autoload order (`find_image`): at each directory from the start upwards, `env-$USER.img` then
+`env.img`, each looked for in the directory itself, `overlay/` and `src/overlay/`; the search
+stops after `$HOME` (inclusive), at `/`, or at a directory listed in `CNT_CEILING_DIRS`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from condatainer import e2fs, envfile, locks
+from condatainer.errors import UsageError
+from condatainer.plan import CONTAINER_PREFIX, Bind, Overlay, Plan
+
+AUTOLOAD_SUBDIRS = ("", "overlay", "src/overlay")
+# Scheduler/job tmp directories bound by default when set: SLURM, PBS, LSF, HTCondor.
+JOB_TMP_VARS = (
+    "SLURM_TMPDIR",
+    "PBS_JOBFS",
+    "LSF_TMPDIR",
+    "__LSF_JOB_TMPDIR__",
+    "_CONDOR_SCRATCH_DIR",
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the user asked for, as plain values (no argparse)."""
+
+    command: tuple[str, ...]
+    images: tuple[str, ...] = ()  # as typed; an `IMG:ro`/`IMG:rw` suffix sets the mode
+    writable: bool = False  # the first image without a suffix is writable
+    autoload: bool = False  # find an image from the working directory when none is given
+    base_image: str | None = None
+    binds: tuple[str, ...] = ()  # user `--bind HOST[:CONTAINER[:ro]]`
+    env: tuple[str, ...] = ()  # user `--env KEY=VALUE`
+    fakeroot: bool = False
+    contain: bool = False
+    containall: bool = False
+    cleanenv: bool = False
+    workdir: str | None = None
+    extra_args: tuple[str, ...] = ()
+    script_dir: str | None = None  # `run`: the script's directory is bound
+    check_locks: bool = True
+    gpu: str | None = None  # overrides config gpu: auto|on|off
+    default_binds: bool = True
+    notices: tuple[str, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The configuration values resolve needs (from config.load(), passed in by the caller)."""
+
+    binds: tuple[str, ...] = ()
+    gpu: str = "auto"
+    base_image: str | None = None
+
+
+def find_image(start: Path, environ: Mapping[str, str]) -> Path | None:
+    """The image autoload would pick from `start`, or None (see the module docstring)."""
+    user = environ.get("USER") or environ.get("LOGNAME") or ""
+    names = ([f"env-{user}.img"] if user else []) + ["env.img"]
+    home = environ.get("HOME", "")
+    ceilings = {c for c in environ.get("CNT_CEILING_DIRS", "").split(":") if c}
+    here = start
+    while True:
+        for name in names:
+            for sub in AUTOLOAD_SUBDIRS:
+                candidate = here / sub / name if sub else here / name
+                if candidate.is_file():
+                    return candidate
+        if str(here) == home or str(here) in ceilings or here.parent == here:
+            return None
+        here = here.parent
+
+
+def _split_mode(text: str) -> tuple[str, bool | None]:
+    for suffix, writable in ((":ro", False), (":rw", True)):
+        if text.endswith(suffix):
+            return text[: -len(suffix)], writable
+    return text, None
+
+
+def overlays(req: Request, cwd: Path, environ: Mapping[str, str]) -> tuple[Overlay, ...]:
+    """Decide the overlays and their modes; at most one may be writable."""
+    given = list(req.images)
+    if not given and req.autoload:
+        found = find_image(cwd, environ)
+        if found is None:
+            raise UsageError(
+                f"no env.img or env-{environ.get('USER', '$USER')}.img found in {cwd},"
+                " its overlay/ or src/overlay/, or any parent directory",
+                hint="create one with: condatainer o   (or name an image: condatainer e IMAGE)",
+            )
+        given = [str(found)]
+    result: list[Overlay] = []
+    default_rw = req.writable
+    for text in given:
+        path_text, mode = _split_mode(text)
+        writable = default_rw if mode is None else mode
+        if mode is None:
+            default_rw = False  # only the first image takes the default writable mode
+        path = Path(path_text).expanduser()
+        absolute = os.path.realpath(cwd / path)
+        result.append(Overlay(absolute, writable))
+    writers = [o.path for o in result if o.writable]
+    if len(writers) > 1:
+        raise UsageError(
+            "more than one writable image: " + ", ".join(writers),
+            hint="a container can write to one image; mark the others read-only with IMAGE:ro",
+        )
+    return tuple(result)
+
+
+def _parse_bind(text: str, *, user: bool) -> Bind | None:
+    parts = text.split(":")
+    if not parts[0] or len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
+        raise UsageError(f"invalid bind {text!r}", hint="use --bind HOST[:CONTAINER[:ro]]")
+    host = os.path.realpath(os.path.expanduser(parts[0]))
+    container = parts[1] if len(parts) > 1 and parts[1] else host
+    if not container.startswith("/"):
+        raise UsageError(f"invalid bind {text!r}: the container path must be absolute")
+    if not os.path.exists(host):
+        if user:
+            raise UsageError(
+                f"bind source {parts[0]!r} does not exist",
+                hint="create it first, or drop the --bind",
+            )
+        return None
+    return Bind(host, container, readonly=len(parts) == 3 and parts[2] == "ro")
+
+
+def binds(
+    req: Request, settings: Settings, cwd: Path, environ: Mapping[str, str]
+) -> tuple[Bind, ...]:
+    """Requested and default binds: resolved, deduplicated, children of a bound dir dropped.
+
+    User binds come first so that, for one container path, what the user asked for wins; then
+    configured binds; then the defaults (which are skipped silently when they do not exist).
+    """
+    candidates = [_parse_bind(t, user=True) for t in (*req.binds, *settings.binds)]
+    if req.default_binds:
+        defaults = [str(cwd), environ.get("SCRATCH", ""), environ.get("TMPDIR", "")]
+        defaults += [environ.get(v, "") for v in JOB_TMP_VARS]
+        defaults.append(req.script_dir or "")
+        candidates += [_parse_bind(t, user=False) for t in defaults if t]
+    kept: list[Bind] = []
+    for bind in candidates:
+        if bind is None or bind.container == "/":
+            continue  # the base already shows the host root; binding / over / means nothing
+        if all(k.container != bind.container for k in kept):
+            kept.append(bind)
+    parents = [b.host for b in kept if b.host == b.container and not b.readonly]
+
+    def covered(b: Bind) -> bool:
+        return (
+            b.host == b.container
+            and not b.readonly
+            and any(b.host.startswith(p + "/") for p in parents)
+        )
+
+    return tuple(b for b in kept if not covered(b))
+
+
+def _user_env(items: Sequence[str]) -> list[tuple[str, str]]:
+    """`--env KEY=VALUE` items, each taken whole; the names follow the sidecar file's rules."""
+    pairs = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        problem = envfile.check_name(key) if sep else "it has no '='"
+        if problem:
+            raise UsageError(
+                f"invalid --env {item!r}: {problem}",
+                hint="use --env KEY=VALUE (one variable each)",
+            )
+        pairs.append((key, value))
+    return pairs
+
+
+def container_env(
+    ovls: Sequence[Overlay], user_env: Sequence[str], environ: Mapping[str, str]
+) -> tuple[tuple[str, str], ...]:
+    """The variables set in the container, in order: sidecar files, --env, then ours."""
+    pairs: list[tuple[str, str]] = []
+    for overlay in ovls:
+        side = envfile.load(overlay.path)
+        if side is not None:
+            pairs += list(side.vars)
+    pairs += _user_env(user_env)
+    host_path = environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
+    rest = [p for p in host_path.split(":") if p and p != f"{CONTAINER_PREFIX}/bin"]
+    try:
+        level = int(environ.get("IN_CONDATAINER", "0") or 0) + 1
+    except ValueError:
+        level = 1
+    ours = [
+        ("CONDA_PREFIX", CONTAINER_PREFIX),
+        ("MAMBA_ROOT_PREFIX", CONTAINER_PREFIX),
+        ("PATH", ":".join([f"{CONTAINER_PREFIX}/bin", *rest])),
+        ("IN_CONDATAINER", str(level)),
+    ]
+    if ovls:
+        ours.append(("CNT_OVERLAY", ovls[0].path))
+    if any(o.writable for o in ovls):
+        ours.append(("CNT_CONDA_PREFIX", CONTAINER_PREFIX))
+    merged = dict(pairs)
+    merged.update(ours)
+    return tuple(merged.items())
+
+
+def gpu_flags(mode: str) -> tuple[str, ...]:
+    """`--nv` when /dev/nvidiactl exists, `--rocm` when /dev/kfd exists; `off` disables."""
+    if mode == "off":
+        return ()
+    found = tuple(
+        flag
+        for flag, dev in (("nv", "/dev/nvidiactl"), ("rocm", "/dev/kfd"))
+        if os.path.exists(dev)
+    )
+    if mode == "on" and not found:
+        raise UsageError(
+            "gpu is 'on' but neither /dev/nvidiactl nor /dev/kfd exists",
+            hint="condatainer config set gpu auto",
+        )
+    return found
+
+
+def _auto_fakeroot(ovls: Sequence[Overlay]) -> tuple[bool, str | None]:
+    """Fakeroot is needed when the writable image's upper/ belongs to someone else (or root)."""
+    writable = next((o for o in ovls if o.writable), None)
+    if writable is None or os.geteuid() == 0:
+        return False, None
+    entry = e2fs.stat(writable.path, "upper")
+    if entry is None or entry.uid == os.getuid():
+        return False, None
+    owner = "root" if entry.uid == 0 else f"uid {entry.uid}"
+    return True, f"note: upper/ of {writable.path} is owned by {owner}; using --fakeroot"
+
+
+def resolve(
+    req: Request,
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    cwd: str | None = None,
+) -> Plan:
+    """Decide everything about one container run and check its images can be used now."""
+    here = Path(cwd or os.getcwd())
+    ovls = overlays(req, here, environ)
+    if req.check_locks:
+        for overlay in ovls:
+            locks.probe(overlay.path, write=overlay.writable)
+            e2fs.require_clean(overlay.path)
+    notices = list(req.notices)
+    fakeroot = req.fakeroot
+    if not fakeroot:
+        fakeroot, note = _auto_fakeroot(ovls)
+        if note:
+            notices.append(note)
+    workdir = req.workdir
+    if workdir is None and (req.contain or req.containall):
+        workdir = environ.get("SLURM_TMPDIR") or None
+    return Plan(
+        command=req.command,
+        overlays=ovls,
+        cwd=str(here),
+        env=container_env(ovls, req.env, environ),
+        binds=binds(req, settings, here, environ),
+        base_image=req.base_image or settings.base_image,
+        gpu=gpu_flags(req.gpu or settings.gpu),
+        fakeroot=fakeroot,
+        contain=req.contain,
+        containall=req.containall,
+        cleanenv=req.cleanenv,
+        workdir=workdir,
+        extra_args=req.extra_args,
+        notices=tuple(notices),
+    )

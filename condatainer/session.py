@@ -1,0 +1,107 @@
+"""Interactive entry (`condatainer e`) and package operations (`condatainer mm`).
+
+`enter` runs `-- CMD` in the container, or starts the user's shell (bash or zsh, detected with
+shellingham; anything else gets bash) with a generated rc: the user's own rc first, then the
+env's `etc/conda/activate.d/*.sh`, the prompt marker and the `mm-*` functions rendered from the
+mm table.  The rc is written once per content into the cache directory (visible in the
+container because $HOME is), so nothing has to be cleaned up after Apptainer replaces us.
+
+`mm` runs one operation of the mm table through a Plan that is writable only when the
+operation writes, so `mm list` works while jobs hold the image read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from condatainer import config, envfile, launch, mm
+from condatainer.plan import CONTAINER_PREFIX, Plan
+from condatainer.resolve import Request
+
+
+def detect_shell() -> str:
+    """bash or zsh: the user's interactive shell when it is one of those, else bash."""
+    try:
+        import shellingham
+
+        name, _ = shellingham.detect_shell()
+    except Exception:  # shellingham raises its own ShellDetectionFailure, or OSError
+        name = os.path.basename(os.environ.get("SHELL", "bash"))
+    return name if name in ("bash", "zsh") else "bash"
+
+
+def container_rc(shell: str, marker: str) -> str:
+    """The rc text for an interactive shell in the container."""
+    from condatainer import shellgen
+
+    ops = [
+        {
+            "name": op.name,
+            "argv": list(op.argv),
+            "script": mm.script_text(op) if op.script else None,
+        }
+        for op in mm.TABLE.values()
+    ]
+    return shellgen.render("container-rc", shell, ops=ops, marker=marker, prefix=CONTAINER_PREFIX)
+
+
+def _write_rc(shell: str, text: str) -> Path:
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    directory = config.paths()["cache"] / "rc" / digest
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (".zshrc" if shell == "zsh" else "bashrc")
+    if not path.exists():
+        tmp = path.with_name(path.name + f".{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return path
+
+
+def banner(plan: Plan) -> list[str]:
+    """The "Overlay envs:" lines for interactive entry (note if present, else value)."""
+    lines: list[str] = []
+    for overlay in plan.overlays:
+        side = envfile.load(overlay.path)
+        if side is not None:
+            lines += envfile.banner(side)
+    return ["Overlay envs:", *lines] if lines else []
+
+
+def enter(req: Request) -> int:
+    cfg = config.load(os.environ)
+    if req.command:
+        return launch.execute(launch.plan_for(req, cfg), cfg)
+    shell = detect_shell()
+    plan = launch.plan_for(req, cfg)  # checks images and locks before any file is written
+    name = Path(plan.overlays[0].path).name if plan.overlays else "cnt"
+    rc = _write_rc(shell, container_rc(shell, marker=f"({name})"))
+    if shell == "zsh":
+        user_zdotdir = os.environ.get("ZDOTDIR") or os.environ.get("HOME", "")
+        extra: tuple[str, ...] = (f"ZDOTDIR={rc.parent}", f"CNT_USER_ZDOTDIR={user_zdotdir}")
+        command: tuple[str, ...] = ("zsh", "-i")
+    else:
+        extra = ()
+        command = ("bash", "--rcfile", str(rc), "-i")
+    plan = launch.plan_for(
+        replace(req, command=command, env=(*req.env, *extra), check_locks=False), cfg
+    )
+    for line in banner(plan):
+        print(line, file=sys.stderr)
+    return launch.execute(plan, cfg)
+
+
+def mm_request(req: Request, op: mm.Op, args: Sequence[str]) -> Request:
+    return replace(req, command=mm.command(op, args), writable=op.writable(args))
+
+
+def mm_op(req: Request, name: str, args: Sequence[str]) -> int:
+    """Run `mm NAME ARGS` on the request's image; refresh host caches after writes."""
+    op = mm.lookup(name)
+    cfg = config.load(os.environ)
+    plan = launch.plan_for(mm_request(req, op, args), cfg)
+    return launch.run(plan, cfg)

@@ -1,0 +1,380 @@
+"""doctor: checks against a PATH of fake tools made per test, runtime selection, report text,
+and `condatainer doctor` through `cli.main`.
+
+The fake tools are tiny shell scripts that print what the real ones print for `-V`/`--version`.
+The sbin fallback of runner.which is switched off so the real e2fsprogs cannot leak in.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from condatainer import cli, config, doctor, runner
+from condatainer.errors import RuntimeUnavailableError
+
+VERSIONS = {
+    "mke2fs": "mke2fs 1.47.0 (5-Feb-2023)",
+    "debugfs": "debugfs 1.47.0 (5-Feb-2023)",
+    "e2fsck": "e2fsck 1.47.0 (5-Feb-2023)",
+    "resize2fs": "resize2fs 1.47.0 (5-Feb-2023)",
+    "dumpe2fs": "dumpe2fs 1.47.0 (5-Feb-2023)",
+    "zstd": "*** Zstandard CLI (64-bit) v1.5.4, by Yann Collet ***",
+    "apptainer": "apptainer version 1.3.4",
+    "singularity": "singularity-ce version 4.1.0",
+    "sbatch": "slurm 22.05.8",
+}
+ALL = tuple(VERSIONS)
+E2FS = ("mke2fs", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
+
+Tools = Callable[..., Path]
+Kernel = Callable[[bool, bool], None]
+AsUser = Callable[[bool], None]
+
+
+def write_tool(bindir: Path, name: str, output: str, status: int = 0) -> Path:
+    path = bindir / name
+    path.write_text(f"#!/bin/sh\nprintf '%s\\n' '{output}' >&2\nexit {status}\n")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tools:
+    """`tools("mke2fs", ...)` makes a PATH holding only those fake tools (and nothing else)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    monkeypatch.setenv("PATH", str(bindir))
+    monkeypatch.setattr(runner, "_SBIN", ())  # no fallback to the real /usr/sbin
+
+    def make(*names: str, **overrides: str) -> Path:
+        for name in names:
+            write_tool(bindir, name, overrides.get(name, VERSIONS[name]))
+        return bindir
+
+    return make
+
+
+@pytest.fixture
+def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool, bool], None]:
+    """`kernel(loop, overlay)` fakes /dev/loop-control and /proc/filesystems."""
+
+    def make(loop: bool, overlay: bool) -> None:
+        loop_control = tmp_path / "loop-control"
+        if loop:
+            loop_control.touch()
+        filesystems = tmp_path / "filesystems"
+        filesystems.write_text("nodev\tsysfs\n\text4\n" + ("nodev\toverlay\n" if overlay else ""))
+        monkeypatch.setattr(doctor, "LOOP_CONTROL", loop_control)
+        monkeypatch.setattr(doctor, "PROC_FILESYSTEMS", filesystems)
+
+    return make
+
+
+@pytest.fixture
+def as_user(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
+    def make(root: bool) -> None:
+        monkeypatch.setattr(doctor, "is_root", lambda: root)
+
+    return make
+
+
+def by_name(checks: Iterable[doctor.Check]) -> dict[str, doctor.Check]:
+    return {c.name: c for c in checks}
+
+
+def cfg_with(**values: str) -> config.Config:
+    env = {"HOME": os.environ["HOME"], **{config.env_var(k): v for k, v in values.items()}}
+    return config.load(env)
+
+
+# --------------------------------------------------------------------------------------------
+# check()
+
+
+def test_everything_present(tools: Tools, kernel: Kernel, as_user: AsUser) -> None:
+    tools(*ALL)
+    kernel(True, True)
+    as_user(False)
+    rc = Path(os.environ["HOME"]) / ".bashrc"
+    rc.write_text("# >>> condatainer >>>\n. hook\n# <<< condatainer <<<\n")
+    checks = by_name(doctor.check())
+    assert [c.status for c in checks.values()] == ["ok"] * len(checks)
+    assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "sbatch",
+                            "shell hook"]  # fmt: skip
+    assert checks["e2fsprogs"].detail.startswith("1.47.0 (mke2fs, debugfs")
+    assert "1.5.4" in checks["zstd"].detail
+    assert checks["apptainer"].detail.startswith("apptainer 1.3.4 (")
+    assert checks["runtime"].detail.startswith("apptainer (runtime: auto (default)")
+    assert checks["sbatch"].detail.startswith("slurm 22.05.8")
+    assert str(rc) in checks["shell hook"].detail
+    assert doctor.exit_code(list(checks.values())) == 0
+
+
+@pytest.mark.parametrize("missing", E2FS)
+def test_missing_e2fsprogs_tool_is_required(tools: Tools, as_user: AsUser, missing: str) -> None:
+    tools(*(t for t in ALL if t != missing))
+    as_user(False)
+    checks = doctor.check()
+    e2fs = by_name(checks)["e2fsprogs"]
+    assert e2fs.status == "FAIL"
+    assert e2fs.detail == f"missing: {missing}"
+    assert e2fs.fix is not None and "apt-get install e2fsprogs" in e2fs.fix
+    assert doctor.exit_code(checks) == 1
+
+
+def test_old_e2fsprogs_is_refused(tools: Tools, as_user: AsUser) -> None:
+    tools(*ALL, mke2fs="mke2fs 1.42.9 (28-Dec-2013)")
+    as_user(False)
+    e2fs = by_name(doctor.check())["e2fsprogs"]
+    assert e2fs.status == "FAIL"
+    assert "1.42.9" in e2fs.detail and "1.43" in e2fs.detail
+
+
+def test_missing_zstd_and_sbatch_are_warnings(tools: Tools, as_user: AsUser) -> None:
+    tools(*(t for t in ALL if t not in ("zstd", "sbatch")))
+    as_user(False)
+    checks = doctor.check()
+    named = by_name(checks)
+    assert named["zstd"].status == "warn"
+    assert "pack/unpack" in named["zstd"].detail
+    assert named["zstd"].fix is not None and "apt-get install zstd" in named["zstd"].fix
+    assert named["sbatch"].status == "warn"
+    assert "SLURM submission unavailable" in named["sbatch"].detail
+    assert named["sbatch"].fix is not None and "module load slurm" in named["sbatch"].fix
+    assert doctor.exit_code(checks) == 0
+
+
+def test_unconfigured_sbatch_is_a_warning_with_its_error(tools: Tools, as_user: AsUser) -> None:
+    bindir = tools(*(t for t in ALL if t != "sbatch"))
+    write_tool(bindir, "sbatch", "sbatch: fatal: Could not establish a configuration source", 1)
+    as_user(False)
+    sbatch = by_name(doctor.check())["sbatch"]
+    assert sbatch.status == "warn"
+    assert "Could not establish a configuration source" in sbatch.detail
+    assert "SLURM submission unavailable" in sbatch.detail
+
+
+def test_no_runtime_as_user_fails_and_names_both_ways_out(tools: Tools, as_user: AsUser) -> None:
+    tools(*E2FS, "zstd")
+    as_user(False)
+    checks = doctor.check()
+    named = by_name(checks)
+    assert named["apptainer"].status == "FAIL"  # needed: nothing else can run containers
+    assert named["apptainer"].fix is not None
+    assert "module load apptainer" in named["apptainer"].fix
+    runtime = named["runtime"]
+    assert runtime.status == "FAIL"
+    assert runtime.fix is not None
+    assert "Apptainer" in runtime.fix and "root" in runtime.fix
+    assert "loop+overlayfs" not in named
+    assert doctor.exit_code(checks) == 1
+
+
+def test_root_without_apptainer_uses_builtin(tools: Tools, kernel: Kernel, as_user: AsUser) -> None:
+    tools(*E2FS, "zstd")
+    kernel(True, True)
+    as_user(True)
+    checks = doctor.check()
+    named = by_name(checks)
+    assert named["apptainer"].status == "warn"
+    assert named["runtime"].ok
+    assert named["runtime"].detail.startswith("builtin (")
+    assert named["loop+overlayfs"].ok
+    assert doctor.exit_code(checks) == 0
+
+
+@pytest.mark.parametrize(
+    ("loop", "overlay", "fragments"),
+    [
+        (False, True, ["loop-control is missing", "modprobe loop"]),
+        (True, False, ["overlay is not listed", "modprobe overlay"]),
+        (False, False, ["loop-control", "overlay"]),
+    ],
+)
+def test_builtin_without_loop_or_overlay_fails(
+    tools: Tools,
+    kernel: Kernel,
+    as_user: AsUser,
+    loop: bool,
+    overlay: bool,
+    fragments: list[str],
+) -> None:
+    tools(*E2FS)
+    kernel(loop, overlay)
+    as_user(True)
+    checks = doctor.check()
+    kernel_check = by_name(checks)["loop+overlayfs"]
+    assert kernel_check.status == "FAIL"
+    text = f"{kernel_check.detail} {kernel_check.fix}"
+    assert all(f in text for f in fragments)
+    assert doctor.exit_code(checks) == 1
+
+
+def test_bad_config_is_a_failed_check_and_the_rest_still_runs(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools(*ALL)
+    as_user(False)
+    monkeypatch.setenv("CNT_RUNTIME", "docker")
+    checks = doctor.check()
+    named = by_name(checks)
+    assert named["config"].status == "FAIL"
+    assert "CNT_RUNTIME" in named["config"].detail
+    assert named["runtime"].ok  # with the defaults
+    assert doctor.exit_code(checks) == 1
+
+
+def test_config_check_names_overriding_variables(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools(*ALL)
+    as_user(False)
+    monkeypatch.setenv("CNT_GPU", "off")
+    named = by_name(doctor.check())
+    assert "defaults" in named["config"].detail and "CNT_GPU" in named["config"].detail
+
+
+def test_hook_found_in_zdotdir_zshrc(
+    tools: Tools, as_user: AsUser, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools(*ALL)
+    as_user(False)
+    zdot = tmp_path / "zdot"
+    zdot.mkdir()
+    monkeypatch.setenv("ZDOTDIR", str(zdot))
+    (zdot / ".zshrc").write_text("x\n# >>> condatainer >>>\n. f\n# <<< condatainer <<<\n")
+    hook = by_name(doctor.check())["shell hook"]
+    assert hook.ok and str(zdot / ".zshrc") in hook.detail
+
+
+def test_hook_missing_is_a_warning(tools: Tools, as_user: AsUser) -> None:
+    tools(*ALL)
+    as_user(False)
+    (Path(os.environ["HOME"]) / ".bashrc").write_text("alias ll='ls -l'\n")
+    hook = by_name(doctor.check())["shell hook"]
+    assert hook.status == "warn"
+    assert hook.fix == "condatainer init"
+
+
+def test_real_e2fsprogs(need: Callable[[str], str]) -> None:
+    need("mke2fs")
+    e2fs = doctor._check_e2fsprogs()
+    assert e2fs.ok, e2fs.detail
+    assert e2fs.detail[0].isdigit()
+
+
+# --------------------------------------------------------------------------------------------
+# select_runtime()
+
+
+def test_auto_prefers_apptainer_then_singularity(tools: Tools, as_user: AsUser) -> None:
+    as_user(True)
+    bindir = tools("singularity")
+    assert doctor.select_runtime(cfg_with()) == "singularity"
+    tools("apptainer")
+    assert doctor.select_runtime(cfg_with()) == "apptainer"
+    (bindir / "apptainer").unlink()
+    (bindir / "singularity").unlink()
+    assert doctor.select_runtime(cfg_with()) == "builtin"
+
+
+def test_auto_as_user_without_apptainer_raises(tools: Tools, as_user: AsUser) -> None:
+    tools()
+    as_user(False)
+    with pytest.raises(RuntimeUnavailableError) as err:
+        doctor.select_runtime(cfg_with())
+    assert "needs root" in err.value.message
+    assert err.value.hint is not None
+    assert "module load apptainer" in err.value.hint and "root" in err.value.hint
+
+
+def test_explicit_runtime_is_never_a_silent_fallback(tools: Tools, as_user: AsUser) -> None:
+    tools("singularity")
+    as_user(True)
+    with pytest.raises(RuntimeUnavailableError, match=r"runtime is set to apptainer \(env CNT_"):
+        doctor.select_runtime(cfg_with(runtime="apptainer"))
+    assert doctor.select_runtime(cfg_with(runtime="singularity")) == "singularity"
+    assert doctor.select_runtime(cfg_with(runtime="builtin")) == "builtin"
+    as_user(False)
+    with pytest.raises(RuntimeUnavailableError, match=r"builtin .* needs root") as err:
+        doctor.select_runtime(cfg_with(runtime="builtin"))
+    assert err.value.hint is not None and "sudo" in err.value.hint
+
+
+def test_apptainer_bin_from_config(tools: Tools, as_user: AsUser, tmp_path: Path) -> None:
+    tools()
+    as_user(False)
+    site = tmp_path / "site" / "bin"
+    site.mkdir(parents=True)
+    write_tool(site, "singularity", VERSIONS["singularity"])
+    write_tool(site, "apptainer-1.3", VERSIONS["apptainer"])
+    assert doctor.select_runtime(cfg_with(apptainer_bin=str(site / "singularity"))) == "singularity"
+    cfg = cfg_with(apptainer_bin=str(site / "apptainer-1.3"))
+    assert doctor.select_runtime(cfg) == "apptainer"
+    assert by_name(doctor.check())["apptainer"].status == "FAIL"  # nothing on PATH, no config
+
+    missing = cfg_with(apptainer_bin=str(site / "nope"))
+    with pytest.raises(RuntimeUnavailableError, match=r"apptainer_bin .*nope"):
+        doctor.select_runtime(missing)
+
+
+def test_select_runtime_loads_config_from_env(tools: Tools, as_user: AsUser) -> None:
+    tools()
+    as_user(True)
+    env = {"HOME": os.environ["HOME"], "CNT_RUNTIME": "builtin"}
+    assert doctor.select_runtime(env=env) == "builtin"
+
+
+# --------------------------------------------------------------------------------------------
+# render()
+
+
+def test_render_shows_status_fix_and_summary() -> None:
+    checks = [
+        doctor.Check("e2fsprogs", True, "1.47.0"),
+        doctor.Check("runtime", False, "no container runtime", "module load apptainer"),
+        doctor.Check("sbatch", False, "not found", "module load slurm", required=False),
+    ]
+    lines = doctor.render(checks).splitlines()
+    assert lines[0].split() == ["ok", "e2fsprogs", "1.47.0"]
+    assert lines[1].split()[:2] == ["FAIL", "runtime"]
+    assert lines[2].strip() == "fix: module load apptainer"
+    assert lines[3].split()[:2] == ["warn", "sbatch"]
+    assert lines[4].strip() == "fix: module load slurm"
+    assert lines[5] == "missing required pieces: runtime (optional, missing: sbatch)"
+    assert doctor.exit_code(checks) == 1
+    assert doctor.exit_code(checks[::2]) == 0
+    assert doctor.render([checks[0]]).splitlines()[-1] == "everything required is present"
+
+
+# --------------------------------------------------------------------------------------------
+# condatainer doctor
+
+
+def test_cli_doctor_exits_0_with_warnings_only(
+    tools: Tools, kernel: Kernel, as_user: AsUser, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools(*E2FS)
+    kernel(True, True)
+    as_user(True)
+    assert cli.main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "ok    runtime" in out
+    assert "warn" in out and "fix: condatainer init" in out
+    assert out.rstrip().endswith("shell hook)")
+
+
+def test_cli_doctor_exits_1_when_a_required_piece_is_missing(
+    tools: Tools, as_user: AsUser, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tools("zstd", "apptainer")
+    as_user(False)
+    assert cli.main(["doctor"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL  e2fsprogs" in out
+    assert "fix: apt-get install e2fsprogs" in out
+    assert "missing required pieces: e2fsprogs" in out

@@ -1,0 +1,92 @@
+"""Fixtures for end-to-end tests: the local channel, the micromamba stand-in, a CLI runner.
+
+`world` builds the local conda channel once per session and puts the micromamba stand-in
+(tests/world/micromamba) and this interpreter's directory (where py-rattler is installed) on
+PATH, so a container started by the builtin runtime — whose base is the host root — finds both.
+`cnt(...)` runs `python -m condatainer ...` as a separate process with that environment, the way
+a user runs it, and returns the CompletedProcess.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.world.channel import build_channel
+
+REPO = Path(__file__).resolve().parents[2]
+WORLD = REPO / "tests" / "world"
+
+
+@dataclass(frozen=True)
+class World:
+    channel: Path
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.channel}"
+
+
+@pytest.fixture(scope="session")
+def world_channel(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return World(build_channel(tmp_path_factory.mktemp("channel")))
+
+
+@pytest.fixture
+def world(world_channel: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    path = os.pathsep.join([str(WORLD), str(Path(sys.executable).parent), os.environ["PATH"]])
+    monkeypatch.setenv("PATH", path)
+    monkeypatch.setenv("CNT_CHANNELS", world_channel.url)
+    monkeypatch.setenv("CNT_RUNTIME", "builtin")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    yield world_channel
+
+
+def cnt(
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 120,
+    **kw: Any,
+) -> subprocess.CompletedProcess[str]:
+    """Run the condatainer CLI in a new process; output captured as text."""
+    full_env = dict(os.environ)
+    full_env["PYTHONPATH"] = str(REPO)
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "condatainer", *args],
+        cwd=cwd,
+        env=full_env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kw,
+    )
+
+
+def debugfs_cat(image: Path, inner: str) -> str | None:
+    res = subprocess.run(
+        ["debugfs", "-R", f"cat {inner}", str(image)], capture_output=True, text=True, check=False
+    )
+    if "File not found" in res.stderr or res.returncode != 0:
+        return None
+    return res.stdout
+
+
+def ok(res: subprocess.CompletedProcess[str], *, code: int = 0) -> subprocess.CompletedProcess[str]:
+    """Assert an exit code, showing the output when it differs."""
+    assert res.returncode == code, (
+        f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
+    )
+    return res

@@ -1,0 +1,402 @@
+"""`image.resize` with real e2fsprogs: data survives grow and shrink, refusals change nothing,
+a held lock is respected, and every failure leaves the image's size and content as they were."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from condatainer import e2fs, image, runner
+from condatainer.errors import ImageError, LockError, SizeError
+
+REPO = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def put(img: Path, src: Path, name: str) -> None:
+    """Write a host file into the image's upper/ with debugfs (no mount needed)."""
+    res = runner.run(["debugfs", "-w", "-R", f"write {src} upper/{name}", str(img)])
+    assert res.ok and "Allocated inode" in res.stdout, res.stdout + res.stderr
+
+
+def get(img: Path, name: str, dest: Path) -> str:
+    """Dump upper/NAME out of the image and return its sha256."""
+    res = runner.run(["debugfs", "-R", f"dump upper/{name} {dest}", str(img)])
+    assert res.ok and dest.exists(), res.stderr
+    digest = sha256(dest)
+    dest.unlink()
+    return digest
+
+
+def fsck_clean(img: Path) -> bool:
+    return runner.run(["e2fsck", "-f", "-n", str(img)]).ok
+
+
+def state(img: Path) -> tuple[int, str]:
+    """Length and content of the image file."""
+    return os.stat(img).st_size, sha256(img)
+
+
+@pytest.fixture
+def wd(tmp_path: Path) -> Path:
+    path = tmp_path / "w"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, str]:
+    """Host files with random content; name -> sha256."""
+    out = {}
+    for name, size in (("big.bin", 40 * MIB), ("small.txt", 1000), ("mid.bin", 3 * MIB + 17)):
+        path = tmp_path / name
+        path.write_bytes(os.urandom(size))
+        out[name] = sha256(path)
+    return out
+
+
+def filled_image(wd: Path, tmp_path: Path, files: dict[str, str], *, sparse: bool,
+                 size: int = 256 * MIB) -> Path:
+    img = image.create(wd / "env.img", size, "balanced", sparse=sparse).path
+    for name in files:
+        put(img, tmp_path / name, name)
+    return img
+
+
+def assert_files(img: Path, files: dict[str, str], tmp_path: Path) -> None:
+    for name, digest in files.items():
+        assert get(img, name, tmp_path / f"out-{name}") == digest, name
+
+
+def fail_resize2fs(*, shrink_probe_ok: bool = True) -> Any:
+    """A run_hook whose resize2fs fails (its `-P` estimate still works)."""
+    real = runner.run_hook
+
+    def hook(argv: list[str], **kw: Any) -> runner.Result:
+        if any(os.path.basename(str(a)) == "resize2fs" for a in argv) and (
+            "-P" not in argv or not shrink_probe_ok
+        ):
+            return runner.Result(tuple(argv), 1, "", "resize2fs: injected failure\n")
+        return real(argv, **kw)
+
+    return hook
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Any]:
+    """Mount tmpfs filesystems of a chosen size; all unmounted afterwards."""
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"tmpfs{len(mounts)}"
+        mnt.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                       check=True)
+        mounts.append(mnt)
+        return mnt
+
+    try:
+        yield mount
+    finally:
+        for mnt in reversed(mounts):
+            subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+# --------------------------------------------------------------------------- data survives
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["allocated", "sparse"])
+def test_grow_shrink_grow_keeps_data(
+    wd: Path, tmp_path: Path, files: dict[str, str], sparse: bool
+) -> None:
+    img = filled_image(wd, tmp_path, files, sparse=sparse)
+    assert fsck_clean(img)
+    for old, new in ((256 * MIB, 1 * GIB), (1 * GIB, 300 * MIB), (300 * MIB, 2 * GIB)):
+        res = image.resize(img, new)
+        assert (res.old_bytes, res.new_bytes, res.changed) == (old, new, True)
+        st = os.stat(img)
+        assert st.st_size == new and st.st_size % 4096 == 0
+        assert e2fs.superblock(img).size_bytes == new
+        if sparse:
+            assert st.st_blocks * 512 < new, "a sparse image must stay sparse"
+        else:
+            assert st.st_blocks * 512 >= new, "an allocated image must stay allocated"
+        assert res.notices == []
+        assert fsck_clean(img)
+        assert_files(img, files, tmp_path)
+    assert os.listdir(wd) == ["env.img"]
+
+
+def test_profile_survives_resize(wd: Path) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "small", sparse=True).path
+    image.resize(img, 1 * GIB)
+    assert e2fs.superblock(img).bytes_per_inode == 4096
+    image.resize(img, 512 * MIB)
+    assert e2fs.superblock(img).bytes_per_inode == 4096
+
+
+def test_size_is_rounded_up_to_whole_blocks(wd: Path) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    res = image.resize(img, 300 * MIB + 1)
+    assert res.new_bytes == 300 * MIB + 4096
+    assert os.stat(img).st_size == 300 * MIB + 4096
+    assert fsck_clean(img)
+
+
+def test_same_size_is_a_no_op(wd: Path) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "balanced").path
+    before = state(img), os.stat(img).st_mtime_ns
+    res = image.resize(img, 256 * MIB)
+    assert (res.old_bytes, res.new_bytes, res.changed) == (256 * MIB, 256 * MIB, False)
+    assert (state(img), os.stat(img).st_mtime_ns) == before
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def test_shrink_below_usage_is_refused(wd: Path, tmp_path: Path, files: dict[str, str]) -> None:
+    img = filled_image(wd, tmp_path, files, sparse=False)
+    extra = tmp_path / "extra.bin"
+    extra.write_bytes(os.urandom(60 * MIB))
+    put(img, extra, "extra.bin")
+    used = e2fs.superblock(img).used_bytes
+    assert used > 100 * MIB
+    before = state(img)
+    with pytest.raises(ImageError) as info:
+        image.resize(img, 64 * MIB)
+    msg = info.value.message
+    assert str(img) in msg
+    assert image.format_size(used) in msg  # what is in use
+    assert "64M" in msg  # what was asked for
+    assert "cannot be made smaller than" in msg  # and the minimum
+    assert info.value.hint is not None and "overlay resize" in info.value.hint
+    assert state(img) == before
+    assert fsck_clean(img)
+
+
+def test_below_apptainer_minimum(wd: Path) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    with pytest.raises(SizeError, match="64M"):
+        image.resize(img, 32 * MIB)
+    assert os.stat(img).st_size == 256 * MIB
+
+
+def test_not_an_image(wd: Path) -> None:
+    bad = wd / "notes.img"
+    bad.write_bytes(b"not an ext3 image" * 10000)
+    before = state(bad)
+    with pytest.raises(ImageError, match="not an ext3 image"):
+        image.resize(bad, 128 * MIB)
+    assert state(bad) == before
+
+
+def test_missing_image(wd: Path) -> None:
+    with pytest.raises(LockError, match="no such image file"):
+        image.resize(wd / "nope.img", 128 * MIB)
+    assert os.listdir(wd) == []
+
+
+def test_image_needing_repair_is_refused(wd: Path) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    # Garble the inode of upper/: e2fsck -p gives up ("UNEXPECTED INCONSISTENCY").
+    out = runner.run(["debugfs", "-R", "imap upper", str(img)]).stdout
+    block = int(out.split("located at block ")[1].split(",")[0])
+    offset = int(out.split("offset ")[1].split()[0], 16)
+    with open(img, "r+b") as f:
+        f.seek(block * 4096 + offset)
+        f.write(b"\xff" * 256)
+    with pytest.raises(ImageError) as info:
+        image.resize(img, 512 * MIB)
+    assert "will not fix unattended" in info.value.message
+    assert "--repair" in (info.value.hint or "")
+    # e2fsck -p may have marked the superblock as having errors; the size is untouched.
+    assert os.stat(img).st_size == 256 * MIB
+    assert e2fs.superblock(img).size_bytes == 256 * MIB
+
+
+_HOLDER = """
+import sys, time
+from condatainer import locks
+lock = locks.acquire(sys.argv[1], write=sys.argv[2] == "w")
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize("mode", ["r", "w"])
+def test_lock_held_by_another_process(wd: Path, mode: str) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "balanced").path
+    before = state(img)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(img), mode],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(LockError) as info:
+            image.resize(img, 512 * MIB)
+        assert f"PID {holder.pid}" in info.value.message
+        assert ("for writing" if mode == "w" else "for reading") in info.value.message
+    finally:
+        holder.kill()
+        holder.wait()
+    assert state(img) == before
+
+
+# --------------------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["allocated", "sparse"])
+@pytest.mark.parametrize("new", [1 * GIB, 200 * MIB], ids=["grow", "shrink"])
+def test_failing_resize2fs_changes_nothing(
+    wd: Path, tmp_path: Path, files: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    sparse: bool, new: int,
+) -> None:
+    img = filled_image(wd, tmp_path, files, sparse=sparse)
+    before = state(img)
+    blocks = os.stat(img).st_blocks
+    monkeypatch.setattr(runner, "run_hook", fail_resize2fs())
+    with pytest.raises(ImageError) as info:
+        image.resize(img, new)
+    monkeypatch.undo()
+    assert "injected failure" in info.value.message
+    assert "left as it was (256M)" in info.value.message
+    assert state(img) == before
+    if not sparse:
+        assert os.stat(img).st_blocks == blocks
+    assert fsck_clean(img)
+    assert_files(img, files, tmp_path)
+    assert os.listdir(wd) == ["env.img"]
+
+
+@pytest.mark.parametrize("new", [1 * GIB, 100 * MIB], ids=["grow", "shrink"])
+def test_resize2fs_that_finished_then_failed_counts_as_done(
+    wd: Path, tmp_path: Path, files: dict[str, str], monkeypatch: pytest.MonkeyPatch, new: int
+) -> None:
+    """resize2fs wrote the new superblock and only then failed: the resize is complete."""
+    img = filled_image(wd, tmp_path, files, sparse=False)
+    real = runner.run_hook
+
+    def hook(argv: list[str], **kw: Any) -> runner.Result:
+        res = real(argv, **kw)
+        if any(os.path.basename(str(a)) == "resize2fs" for a in argv) and "-P" not in argv:
+            assert res.ok, res.stderr
+            return runner.Result(res.argv, 1, res.stdout, "resize2fs: failed after the fact\n")
+        return res
+
+    monkeypatch.setattr(runner, "run_hook", hook)
+    res = image.resize(img, new)
+    monkeypatch.undo()
+    assert res.changed and res.new_bytes == new
+    assert os.stat(img).st_size == new
+    assert fsck_clean(img)
+    assert_files(img, files, tmp_path)
+    assert os.listdir(wd) == ["env.img"]  # no undo file left
+
+
+@pytest.mark.root
+def test_grow_allocated_on_a_full_disk(tmpfs: Any, tmp_path: Path) -> None:
+    mnt = tmpfs("200M")
+    img = image.create(mnt / "env.img", 128 * MIB, "balanced").path
+    data = tmp_path / "d.bin"
+    data.write_bytes(os.urandom(5 * MIB))
+    put(img, data, "d.bin")
+    before = state(img)
+    with pytest.raises(ImageError) as info:
+        image.resize(img, 1 * GIB)
+    msg = info.value.message
+    assert "not enough space" in msg and str(mnt) in msg and "left as it was (128M)" in msg
+    assert state(img) == before
+    assert fsck_clean(img)
+    assert get(img, "d.bin", tmp_path / "out") == sha256(data)
+    assert os.listdir(mnt) == ["env.img"]
+
+
+@pytest.mark.root
+def test_grow_sparse_on_a_full_disk(tmpfs: Any, tmp_path: Path) -> None:
+    mnt = tmpfs("48M")
+    img = image.create(mnt / "env.img", 128 * MIB, "small", sparse=True).path
+    data = tmp_path / "d.bin"
+    data.write_bytes(os.urandom(5 * MIB))
+    put(img, data, "d.bin")
+    filler = mnt / "filler"
+    free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+    filler.write_bytes(b"\1" * (free - 256 * 1024))  # leave 256K
+    before = state(img)
+    # Growing to 4G writes ~256M of new inode tables, bitmaps and descriptors: no room.
+    with pytest.raises(ImageError) as info:
+        image.resize(img, 4 * GIB)
+    assert "not enough space" in info.value.message
+    assert "left as it was (128M)" in info.value.message
+    assert state(img) == before
+    assert sorted(os.listdir(mnt)) == ["env.img", "filler"]
+    filler.unlink()
+    assert fsck_clean(img)
+    assert get(img, "d.bin", tmp_path / "out") == sha256(data)
+
+
+@pytest.mark.root
+def test_read_only_filesystem(wd: Path, tmp_path: Path) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "balanced").path
+    before = state(img)
+    subprocess.run(["mount", "--bind", str(wd), str(wd)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(wd)], check=True)
+        with pytest.raises(LockError, match="read-only filesystem"):
+            image.resize(img, 512 * MIB)
+    finally:
+        subprocess.run(["umount", str(wd)], check=True)
+    assert state(img) == before
+
+
+def test_signal_during_resize_is_deferred(wd: Path) -> None:
+    """SIGINT while resize2fs runs: resize2fs finishes (own session), then we report it."""
+    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    child = textwrap.dedent(
+        """
+        import os, signal, sys
+        from condatainer import image, runner
+        from condatainer.errors import CondatainerError
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        real = runner.run_hook
+        def hook(argv, **kw):
+            if any(os.path.basename(str(a)) == "resize2fs" for a in argv) and "-P" not in argv:
+                os.killpg(os.getpgrp(), signal.SIGINT)  # like Ctrl-C at a terminal
+            return real(argv, **kw)
+        runner.run_hook = hook
+        try:
+            image.resize(sys.argv[1], 1 << 30)
+        except CondatainerError as e:
+            print(e.message, flush=True)
+            sys.exit(e.exit_code)
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", child, str(img)], env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=60, start_new_session=True, check=False,
+    )
+    assert proc.returncode == 130, proc.stdout + proc.stderr
+    assert "interrupted by SIGINT" in proc.stdout and "was finished first" in proc.stdout
+    assert os.stat(img).st_size == 1 * GIB
+    assert e2fs.superblock(img).size_bytes == 1 * GIB
+    assert fsck_clean(img)

@@ -1,0 +1,343 @@
+"""Tests of the test world itself: the local channel and the micromamba stand-in.
+
+The stand-in runs as a subprocess, the way condatainer runs micromamba, against a channel built
+in a temporary directory and a temporary root prefix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from . import MICROMAMBA, PACKAGES, build_channel
+
+Run = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture(scope="module")
+def channel(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"file://{build_channel(tmp_path_factory.mktemp('world') / 'channel')}"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
+
+
+@pytest.fixture
+def mm(root: Path, channel: str, tmp_path: Path) -> Run:
+    """``micromamba -r ROOT ARGS...``; ROOT/.condarc lists the channel, as condatainer's does."""
+    rc = root / ".condarc"
+    root.mkdir()
+    rc.write_text(yaml.safe_dump({"channels": [channel]}))
+    env = {**os.environ, "HOME": str(tmp_path / "home")}
+    env.pop("MAMBA_ROOT_PREFIX", None)
+
+    def run(
+        *args: str, ok: bool = True, root_prefix: Path = root
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(MICROMAMBA), "-r", str(root_prefix), *args]
+        result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=60)
+        assert "Traceback" not in result.stderr, result.stderr
+        if ok:
+            assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    return run
+
+
+@pytest.fixture
+def op(mm: Run, root: Path) -> Run:
+    """``micromamba -r ROOT OP -n base --rc-file ROOT/.condarc ARGS...``: the mm table's shape."""
+
+    def run(name: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        rc = str(root / ".condarc")
+        return mm(*name.split(), "-n", "base", "--rc-file", rc, *args, ok=ok)
+
+    return run
+
+
+def installed(root: Path) -> dict[str, str]:
+    records = [json.loads(p.read_text()) for p in root.glob("conda-meta/*.json")]
+    return {r["name"]: r["version"] for r in records}
+
+
+# ---------------------------------------------------------------- the channel
+
+
+def test_channel_is_indexed_reproducible_and_cheap(tmp_path: Path) -> None:
+    start = time.monotonic()
+    path = build_channel(tmp_path / "chan")
+    elapsed = time.monotonic() - start
+    archives = {p.name: p.read_bytes() for p in (path / "noarch").glob("*.tar.bz2")}
+    build_channel(tmp_path / "chan")
+    assert {p.name: p.read_bytes() for p in (path / "noarch").glob("*.tar.bz2")} == archives
+    repodata = json.loads((path / "noarch" / "repodata.json").read_text())
+    assert set(repodata["packages"]) == {p.filename for p in PACKAGES}
+    assert (path / "linux-64" / "repodata.json").is_file()
+    assert elapsed < 1.0
+
+
+# ---------------------------------------------------------------- install, run, history
+
+
+def test_install_pulls_the_newest_dependency_and_relocates(op: Run, root: Path) -> None:
+    result = op("install", "-y", "cnt-app")
+    assert "+ cnt-app 1.0 0" in result.stdout
+    assert "+ cnt-lib 2.0 0" in result.stdout
+    assert "Transaction finished" in result.stdout
+    assert installed(root) == {"cnt-app": "1.0", "cnt-lib": "2.0"}
+    assert (root / "conda-meta" / "cnt-app-1.0-0.json").is_file()
+    app = subprocess.run([root / "bin" / "cnt-app"], capture_output=True, text=True, check=True)
+    assert app.stdout == "cnt-app using cnt-lib 2.0\n"
+    assert not (root / "CACHEDIR.TAG").exists()
+
+
+def test_installed_script_runs_with_arguments(op: Run, root: Path) -> None:
+    op("install", "-y", "cnt-hello", "cnt-activate")
+    hello = subprocess.run(
+        [root / "bin" / "cnt-hello", "a b", "$c"], capture_output=True, text=True, check=True
+    )
+    assert hello.stdout == "hello from cnt-hello 1.0\na b\n$c\n"
+    activate = root / "etc" / "conda" / "activate.d" / "cnt-activate.sh"
+    assert activate.read_text() == "export CNT_ACTIVATED=yes\n"
+
+
+def test_history_is_written_like_micromamba(op: Run, root: Path, channel: str) -> None:
+    op("install", "-y", "cnt-hello")
+    op("remove", "-y", "cnt-hello")
+    lines = (root / "conda-meta" / "history").read_text().splitlines()
+    assert re.fullmatch(r"==> \d{4}-\d\d-\d\d \d\d:\d\d:\d\d <==", lines[0])
+    assert lines[1].startswith("# cmd: micromamba ")
+    assert " install -n base " in lines[1]
+    assert lines[2:5] == [
+        "# conda version: 3.8.0",
+        f"+{channel}/noarch::cnt-hello-1.0-0",
+        '# update specs: ["cnt-hello"]',
+    ]
+    assert lines[-2:] == [f"-{channel}/noarch::cnt-hello-1.0-0", '# remove specs: ["cnt-hello"]']
+
+
+def test_first_install_creates_root_without_an_rc_file(
+    mm: Run, channel: str, tmp_path: Path
+) -> None:
+    fresh = tmp_path / "fresh" / "env"
+    mm(
+        "install",
+        "-n",
+        "base",
+        "--rc-file",
+        str(tmp_path / "no.rc"),
+        "-y",
+        "-c",
+        channel,
+        "cnt-hello",
+        root_prefix=fresh,
+    )
+    assert installed(fresh) == {"cnt-hello": "1.0"}
+    assert (fresh / "conda-meta" / "history").read_text().startswith("==> ")
+
+
+def test_install_into_an_existing_env_keeps_what_is_there(op: Run, root: Path) -> None:
+    op("install", "-y", "cnt-lib=1.0")
+    op("install", "-y", "cnt-hello")
+    assert installed(root) == {"cnt-lib": "1.0", "cnt-hello": "1.0"}
+    result = op("install", "-y", "cnt-hello")
+    assert "All requested packages already installed" in result.stdout
+
+
+# ---------------------------------------------------------------- pins, update, remove
+
+
+def test_pin_holds_on_update_and_refuses_a_conflicting_install(op: Run, root: Path) -> None:
+    op("install", "-y", "cnt-lib=1.0", "numpy=1.21")
+    (root / "conda-meta" / "pinned").write_text("cnt-lib=1.0\n")
+    op("update", "-y")
+    assert installed(root) == {"cnt-lib": "1.0", "numpy": "1.26.0"}
+    refused = op("install", "-y", "cnt-lib=2.0", ok=False)
+    assert refused.returncode == 1
+    assert "cnt-lib=1.0" in refused.stderr
+    assert installed(root)["cnt-lib"] == "1.0"
+    (root / "conda-meta" / "pinned").unlink()
+    op("update", "-y", "cnt-lib")
+    assert installed(root)["cnt-lib"] == "2.0"
+
+
+def test_fuzzy_pin_like_mm_pin(op: Run, root: Path) -> None:
+    (root / "conda-meta").mkdir(parents=True)
+    (root / "conda-meta" / "pinned").write_text("numpy 1.21.*\n")
+    op("install", "-y", "numba")
+    assert installed(root) == {"numba": "0.1", "numpy": "1.21.0"}
+
+
+def test_remove_takes_dependents_and_prunes_dependencies(op: Run, root: Path) -> None:
+    op("install", "-y", "cnt-app", "cnt-hello")
+    op("remove", "-y", "cnt-lib")  # cnt-app needs it: both go
+    assert installed(root) == {"cnt-hello": "1.0"}
+    op("install", "-y", "cnt-app")
+    result = op("remove", "-y", "cnt-app")  # cnt-lib was only a dependency: pruned
+    assert "- cnt-app 1.0 0" in result.stdout
+    assert installed(root) == {"cnt-hello": "1.0"}
+    assert not (root / "bin" / "cnt-app").exists()
+
+
+# ---------------------------------------------------------------- read-only operations
+
+
+def test_list_table_regex_and_json(op: Run) -> None:
+    op("install", "-y", "cnt-app")
+    table = op("list").stdout
+    assert re.search(r"Name\s+Version\s+Build\s+Channel", table)
+    assert re.search(r"cnt-lib\s+2\.0\s+0\s+file://", table)
+    only = op("list", "^cnt-a").stdout
+    assert "cnt-app" in only
+    assert "cnt-lib" not in only
+    listed = json.loads(op("list", "--json").stdout)
+    assert [(p["name"], p["version"], p["build_string"]) for p in listed] == [
+        ("cnt-app", "1.0", "0"),
+        ("cnt-lib", "2.0", "0"),
+    ]
+    assert all(p["channel"].startswith("file://") for p in listed)
+
+
+def test_export_full_and_from_history(op: Run, channel: str) -> None:
+    op("install", "-y", "cnt-app", "numpy=1.21")
+    full = yaml.safe_load(op("env export").stdout)
+    assert full == {
+        "name": "base",
+        "channels": [channel],
+        "dependencies": ["cnt-app=1.0=0", "cnt-lib=2.0=0", "numpy=1.21.0=0"],
+    }
+    requested = yaml.safe_load(op("env export", "--from-history").stdout)
+    assert requested["dependencies"] == ["cnt-app", "numpy=1.21"]
+
+
+def test_search_globs_and_versions(mm: Run, channel: str) -> None:
+    found = mm("search", "--rc-file", "/nonexistent/rc", "-c", channel, "nu*").stdout
+    assert re.search(r"numba\s+0\.1", found)
+    assert re.search(r"numpy\s+1\.26\.0", found)
+    assert found.index("1.26.0") < found.index("1.21.0")
+    pinned = mm("search", "-c", channel, "numpy=1.21").stdout
+    assert "1.21.0" in pinned
+    assert "1.26.0" not in pinned
+    assert "No entries matching" in mm("search", "-c", channel, "cnt-nope").stdout
+
+
+def test_repodata_cache_lands_in_pkgs_and_clean_empties_it(
+    mm: Run, op: Run, root: Path, channel: str
+) -> None:
+    op("install", "-y", "cnt-hello")
+    key = hashlib.md5(f"{channel}/noarch/".encode()).hexdigest()[:8]
+    cached = json.loads((root / "pkgs" / "cache" / f"{key}.json").read_text())
+    assert {r["name"] for r in cached["packages"].values()} >= {"cnt-hello", "numba", "numpy"}
+    state = json.loads((root / "pkgs" / "cache" / f"{key}.state.json").read_text())
+    assert state["url"] == f"{channel}/noarch/repodata.json"
+    assert (root / "pkgs" / "cnt-hello-1.0-0").is_dir()
+    mm("clean", "-a", "-y")
+    assert list((root / "pkgs").iterdir()) == []
+    assert subprocess.run([root / "bin" / "cnt-hello"], capture_output=True).returncode == 0
+
+
+# ---------------------------------------------------------------- config
+
+
+def test_config_edits_only_channels(mm: Run, tmp_path: Path) -> None:
+    rc = tmp_path / "sub" / "condarc"
+    mm("config", "--file", str(rc), "append", "channels", "file:///a")
+    assert yaml.safe_load(rc.read_text()) == {"channels": ["file:///a"]}
+    rc.write_text("channel_priority: strict\nchannels:\n- file:///a\npkgs_dirs:\n- /x\n")
+    mm("config", "--file", str(rc), "append", "channels", "file:///b")
+    mm("config", "--file", str(rc), "prepend", "channels", "file:///c")
+    mm("config", "append", "channels", "file:///a", "--file", str(rc))  # moves to the end
+    assert yaml.safe_load(rc.read_text()) == {
+        "channel_priority": "strict",
+        "channels": ["file:///c", "file:///b", "file:///a"],
+        "pkgs_dirs": ["/x"],
+    }
+    mm("config", "--file", str(rc), "remove", "channels", "file:///c")
+    assert yaml.safe_load(rc.read_text())["channels"] == ["file:///b", "file:///a"]
+    assert "file:///b" in mm("config", "--file", str(rc), "list").stdout
+    missing = mm("config", "--file", str(rc), "remove", "channels", "file:///zz", ok=False)
+    assert missing.returncode == 1
+
+
+# ---------------------------------------------------------------- command lines and failures
+
+
+def test_flags_in_any_order(mm: Run, root: Path, channel: str) -> None:
+    rc = str(root / ".condarc")
+    mm("install", "cnt-hello", "--yes", "--rc-file", rc, "--name", "base", "-q")
+    mm("install", "-yq", f"--channel={channel}", "cnt-lib", "-n", "base", f"--rc-file={rc}")
+    mm("update", "--root-prefix", str(root), "-n", "base", "--rc-file", rc, "-y", "--all")
+    assert installed(root) == {"cnt-hello": "1.0", "cnt-lib": "2.0"}
+
+
+@pytest.mark.parametrize(
+    ("argv", "unexpected"),
+    [
+        (["frobnicate"], "frobnicate"),
+        (["install", "--bogus", "x"], "--bogus"),
+        (["list", "--from-history"], "--from-history"),
+        (["-n", "base", "list"], "-n"),
+        (["clean", "-a", "-y", "extra"], "extra"),
+    ],
+)
+def test_unexpected_arguments_fail_like_cli11(mm: Run, argv: list[str], unexpected: str) -> None:
+    result = mm(*argv, ok=False)
+    assert result.returncode == 1
+    assert f"The following argument was not expected: {unexpected}" in result.stderr
+
+
+def test_missing_package_fails_like_micromamba(op: Run, root: Path) -> None:
+    result = op("install", "-y", "cnt-hello", "cnt-nope", ok=False)
+    assert result.returncode == 1
+    assert "nothing provides requested cnt-nope" in result.stderr
+    assert "critical libmamba" in result.stderr
+    assert installed(root) == {}
+
+
+def test_unreachable_channel_is_refused(op: Run) -> None:
+    result = op("install", "-y", "-c", "conda-forge", "cnt-hello", ok=False)
+    assert result.returncode == 1
+    assert "https://conda.anaconda.org/conda-forge/" in result.stderr
+
+
+def test_environment_and_explicit_files(op: Run, root: Path, channel: str, tmp_path: Path) -> None:
+    env_file = tmp_path / "environment.yml"
+    env_file.write_text(yaml.safe_dump({"channels": [channel], "dependencies": ["numpy=1.21"]}))
+    op("install", "-y", "-f", str(env_file))
+    explicit = tmp_path / "spec.txt"
+    explicit.write_text(f"@EXPLICIT\n{channel}/noarch/cnt-lib-1.0-0.tar.bz2\n")
+    op("install", "-y", "--file", str(explicit))
+    assert installed(root) == {"numpy": "1.21.0", "cnt-lib": "1.0"}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a read-only bind mount")
+def test_read_only_root_fails_cleanly(op: Run, mm: Run, root: Path, tmp_path: Path) -> None:
+    op("install", "-y", "cnt-hello")
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    subprocess.run(["mount", "--bind", "-o", "ro", root, mount], check=True)
+    try:
+        rc = str(mount / ".condarc")
+        for argv in (["install", "cnt-lib"], ["remove", "cnt-hello"]):
+            result = mm(
+                argv[0], "-n", "base", "--rc-file", rc, "-y", *argv[1:], root_prefix=mount, ok=False
+            )
+            assert result.returncode == 1
+            assert "Read-only file system" in result.stderr
+        listed = mm("list", "-n", "base", "--rc-file", rc, root_prefix=mount)
+        assert "cnt-hello" in listed.stdout
+        mm("search", "--rc-file", rc, "cnt-hello", root_prefix=mount)
+    finally:
+        subprocess.run(["umount", mount], check=True)
+    assert installed(root) == {"cnt-hello": "1.0"}
