@@ -51,7 +51,19 @@ def _complete_profiles(prefix: str, **_: Any) -> list[str]:
 def _complete_mm(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
     from condatainer import completers
 
-    return completers.mm_args(prefix, parsed_args.op, parsed_args.overlay)
+    return completers.complete_mm(prefix, parsed_args)
+
+
+def _complete_mm_ops(prefix: str, **_: Any) -> dict[str, str]:
+    from condatainer import completers
+
+    return completers.mm_ops(prefix)
+
+
+def _complete_shells(prefix: str, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.shells(prefix)
 
 
 def _arg(parser: argparse.ArgumentParser, *names: str, completer: Any = None, **kw: Any) -> None:
@@ -231,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     from condatainer import mm
 
     p.add_argument("-o", "--overlay", help="image (default: $CNT_OVERLAY, else autoload)")
-    p.add_argument("op", choices=mm.names(), metavar="OP", help=" | ".join(mm.names()))
+    _arg(p, "op", choices=mm.names(), metavar="OP", completer=_complete_mm_ops,
+         help=" | ".join(mm.names()))
     _arg(p, "args", nargs=argparse.REMAINDER, completer=_complete_mm)
     p.set_defaults(handler=_cmd_mm)
 
@@ -245,6 +258,42 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("key")
     s.add_argument("value")
     cs.add_parser("paths", help="where config, data and cache live")
+
+    p = sub.add_parser("header", help="print the self-reexec header for job scripts")
+    p.add_argument("--insert", metavar="SCRIPT",
+                   help="insert it into SCRIPT in place (or bring it up to date)")
+    p.set_defaults(handler=_cmd_header)
+
+    p = sub.add_parser("init", help="activate env images on cd: add the hook to ~/.bashrc/.zshrc")
+    p.add_argument("shell", nargs="?", choices=("bash", "zsh"),
+                   help="bash or zsh (default: CNT_SHELL, else your shell)")
+    p.add_argument("--uninstall", action="store_true", help="remove the hook again")
+    p.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
+    p.set_defaults(handler=_cmd_init)
+    p = sub.add_parser("hook", help="print the shell hook, for eval \"$(condatainer hook bash)\"")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.set_defaults(handler=_cmd_hook)
+    for verb, what in (("allow", "let the cd hook activate an image"),
+                       ("deny", "stop the cd hook activating an image")):
+        p = sub.add_parser(verb, help=what)
+        _arg(p, "image", nargs="?", default=None, completer=_complete_images,
+             help="image (default: the one found from here upwards)")
+        p.set_defaults(handler=_cmd_allow if verb == "allow" else _cmd_deny)
+    # Hidden: called by the hook when the image it found changes (stdout is eval'd).
+    p = sub.add_parser("_activate")
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.add_argument("--hook-version")
+    p.add_argument("--noticed", action="store_true")
+    p.add_argument("--noted", action="store_true")
+    p.add_argument("image")
+    p.add_argument("project")
+    p.set_defaults(handler=_cmd_activate)
+
+    p = sub.add_parser("completion", help="print the TAB completion script for bash or zsh")
+    _arg(p, "shell", choices=("bash", "zsh"), completer=_complete_shells,
+         help="bash (eval it, or save it in bash-completion's directory) or zsh (eval it, or"
+         " save it as _condatainer on $fpath)")
+    p.set_defaults(handler=_cmd_completion)
 
     p = sub.add_parser("doctor", help="check what condatainer needs and say how to fix it")
     p.set_defaults(handler=_cmd_doctor)
@@ -462,6 +511,56 @@ def _cmd_config(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_header(a: argparse.Namespace) -> int:
+    from condatainer import directives, submit
+
+    if a.insert is None:
+        sys.stdout.write(directives.header_text())
+    elif submit.insert_header_file(a.insert):
+        print(f"{a.insert}: header inserted")
+    else:
+        print(f"{a.insert}: header already up to date")
+    return 0
+
+
+def _cmd_init(a: argparse.Namespace) -> int:
+    from condatainer import hostshell
+
+    return hostshell.init(a.shell, uninstall=a.uninstall, dry_run=a.dry_run, out=sys.stdout)
+
+
+def _cmd_hook(a: argparse.Namespace) -> int:
+    from condatainer import hostshell
+
+    return hostshell.hook(a.shell, sys.stdout)
+
+
+def _cmd_allow(a: argparse.Namespace) -> int:
+    from condatainer import hostshell
+
+    return hostshell.allow(a.image, sys.stdout)
+
+
+def _cmd_deny(a: argparse.Namespace) -> int:
+    from condatainer import hostshell
+
+    return hostshell.deny(a.image, sys.stdout)
+
+
+def _cmd_activate(a: argparse.Namespace) -> int:
+    from condatainer import activate
+
+    return activate.command(a.shell, a.image, a.project, hook_version=a.hook_version,
+                            noticed=a.noticed, noted=a.noted)
+
+
+def _cmd_completion(a: argparse.Namespace) -> int:
+    from condatainer import completion
+
+    sys.stdout.write(completion.script(a.shell))
+    return 0
+
+
 def _cmd_doctor(a: argparse.Namespace) -> int:
     from condatainer import doctor
 
@@ -488,10 +587,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    if "_ARGCOMPLETE" in os.environ:
-        import argcomplete
+    if "_ARGCOMPLETE" in os.environ:  # a TAB press: print the candidates and exit
+        from condatainer import completers
 
-        argcomplete.autocomplete(parser)
+        completers.autocomplete(parser)
     head, tail = _split_dashdash(args_list)
     try:
         ns = parser.parse_args(head)

@@ -465,12 +465,25 @@ def _os_failure(action: str, directory: Path, exc: OSError, needed: int) -> Cond
     return ImageError(f"{action}: {exc.strerror or exc}")
 
 
+_NOISE = re.compile(
+    r"^(mke2fs|e2fsck|resize2fs|debugfs|e2image|e2undo|dumpe2fs) \d+\.\d+"  # version banners
+    r"|^Please run 'e2fsck -fy|^after the aborted resize operation"  # we undo, not the user
+)
+
+
 def _tool_detail(res: runner.Result) -> str:
-    """The last meaningful line a tool printed (its version banner is not meaningful)."""
-    lines = [ln.strip() for ln in (res.stderr + "\n" + res.stdout).splitlines() if ln.strip()]
-    lines = [ln for ln in lines if not re.match(r"^(mke2fs|e2fsck|resize2fs|debugfs|e2image)"
-                                                r" \d+\.\d+", ln)]
-    return lines[-1] if lines else f"exit status {res.returncode}"
+    """One line saying why a tool failed: its first complaint on stderr, else its last word."""
+    if res.returncode < 0:
+        return f"killed by {_signal_name(-res.returncode)}"
+
+    def meaningful(text: str) -> list[str]:
+        return [ln.strip() for ln in text.splitlines() if ln.strip() and not _NOISE.match(ln)]
+
+    errors = meaningful(res.stderr)
+    if errors:
+        return errors[0]
+    said = meaningful(res.stdout)
+    return said[-1] if said else f"exit status {res.returncode}"
 
 
 def _out_of_space(res: runner.Result) -> bool | None:
@@ -559,27 +572,19 @@ def _chown_tree(root: Path, paths: list[str], uid: int, gid: int) -> bool:
     return True
 
 
-def debugfs_quote(path: str) -> str:
-    """Quote a path for a debugfs command line (its parser doubles a quote inside quotes)."""
-    if any(c in path for c in "\n\r\0"):
-        raise ImageError(f"{path!r}: a path with a line break cannot be handled by debugfs")
-    return '"' + path.replace('"', '""') + '"'
-
-
 def _set_owner_debugfs(image: Path, final: Path, paths: list[str], uid: int, gid: int) -> None:
     """One `debugfs -w` pass setting uid and gid on every populated inode."""
-    lines = []
-    for rel in paths:
-        quoted = debugfs_quote("/" + rel)
-        lines.append(f"set_inode_field {quoted} uid {uid}")
-        lines.append(f"set_inode_field {quoted} gid {gid}")
-    res = runner.run(["debugfs", "-w", "-f", "-", str(image)], input="\n".join(lines) + "\n")
-    # debugfs exits 0 even when a command fails; its complaints go to stderr.
-    errors = [ln for ln in res.stderr.splitlines()
-              if ln.strip() and not re.match(r"^debugfs \d+\.\d+", ln)]
-    if not res.ok or errors:
-        detail = errors[-1] if errors else _tool_detail(res)
-        raise ImageError(f"cannot create {final}: setting the owner with debugfs failed: {detail}")
+    lines = [
+        f"set_inode_field {e2fs.quote(rel)} {field} {value}"
+        for rel in paths
+        for field, value in (("uid", uid), ("gid", gid))
+    ]
+    try:
+        e2fs.debugfs_script(image, lines, write=True)
+    except ImageError as err:
+        raise ImageError(
+            f"cannot create {final}: setting the owner with debugfs failed: {err.message}"
+        ) from None
 
 
 def _make_filesystem(tmp: Path, final: Path, profile: Profile, owner: tuple[int, int],
@@ -857,7 +862,7 @@ def resize(path: PathLike, size_bytes: int) -> ResizeResult:
             if new > old:
                 _grow(image, old, old_length, new, allocated, notices)
             else:
-                _shrink(image, old, old_length, new, allocated)
+                _shrink(image, old, old_length, new, allocated, notices)
         if received:
             raise ImageError(
                 f"{image}: interrupted by {_signal_name(received[0])}; the resize to"
@@ -886,6 +891,13 @@ def _refuse_below_floor(image: Path, sb: e2fs.Superblock, new: int) -> None:
 def _grow(image: Path, old: int, old_length: int, new: int, allocated: bool,
           notices: list[str]) -> None:
     action = f"cannot grow {image} to {format_size(new)}"
+    metadata = _grow_metadata_bytes(image, old, new)
+    # The file's new part (allocated images), the new groups' metadata (sparse ones: resize2fs
+    # zeroes the inode tables with fallocate, which allocates) and the undo record, plus slack.
+    needed = (new - old_length if allocated else metadata) + metadata + 8 * MIB
+    free = _free_bytes(image.parent)
+    if free is not None and free < needed:
+        raise _left_at(_space_error(action, image.parent, needed, False), old)
     if new > old_length:
         fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
         try:
@@ -900,14 +912,56 @@ def _grow(image: Path, old: int, old_length: int, new: int, allocated: bool,
                 raise _left_at(err, old) from exc
         finally:
             os.close(fd)
-    _resize_or_undo(image, action, old, old_length, new, allocated, needed=new - old)
+    notices += _resize_or_undo(image, action, old, old_length, new, allocated,
+                               needed=new - old)
 
 
-def _shrink(image: Path, old: int, old_length: int, new: int, allocated: bool) -> None:
+def _shrink(image: Path, old: int, old_length: int, new: int, allocated: bool,
+            notices: list[str]) -> None:
     action = f"cannot shrink {image} to {format_size(new)}"
-    _resize_or_undo(image, action, old, old_length, new, allocated, needed=0)
+    notices += _resize_or_undo(image, action, old, old_length, new, allocated, needed=0)
     if os.stat(image).st_size != new:  # resize2fs truncates regular files itself; make sure
         os.truncate(image, new)
+
+
+def _grow_metadata_bytes(image: Path, old: int, new: int) -> int:
+    """About how many bytes resize2fs writes when growing from `old` to `new` bytes.
+
+    Each new block group gets a block bitmap, an inode bitmap and its inode table; groups that
+    carry a superblock backup (0, 1 and powers of 3, 5, 7) also get the descriptor table and
+    the reserved GDT blocks.  Used to refuse a grow the disk cannot take before writing anything.
+    """
+    res = runner.run(["dumpe2fs", "-h", str(image)])
+    fields: dict[str, str] = {}
+    for line in res.stdout.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields.setdefault(key.strip(), value.strip())
+    try:
+        bs = int(fields["Block size"])
+        per_group = int(fields["Blocks per group"])
+        itable = int(fields["Inode blocks per group"])
+    except (KeyError, ValueError):
+        return 0  # unknown layout: skip the estimate, the undo record still protects us
+    reserved_gdt = int(fields.get("Reserved GDT blocks", "0") or 0)
+    old_groups = -(-(old // bs) // per_group)
+    new_groups = -(-(new // bs) // per_group)
+    gdt = -(-(new_groups * 32) // bs)
+
+    def has_backup(g: int) -> bool:
+        if g <= 1:
+            return True
+        for base in (3, 5, 7):
+            n = base
+            while n < g:
+                n *= base
+            if n == g:
+                return True
+        return False
+
+    backups = sum(1 for g in range(old_groups, new_groups) if has_backup(g))
+    blocks = (new_groups - old_groups) * (2 + itable) + backups * (1 + gdt + reserved_gdt)
+    return blocks * bs
 
 
 def _undo_path(image: Path) -> Path:
@@ -919,7 +973,7 @@ def _undo_path(image: Path) -> Path:
 
 
 def _resize_or_undo(image: Path, action: str, old: int, old_length: int, new: int,
-                    allocated: bool, *, needed: int) -> None:
+                    allocated: bool, *, needed: int) -> list[str]:
     """Run resize2fs with an undo file; on failure replay it so nothing has changed.
 
     resize2fs is not atomic: one that fails midway (a full disk or quota while it writes the
@@ -933,8 +987,11 @@ def _resize_or_undo(image: Path, action: str, old: int, old_length: int, new: in
     undo = _undo_path(image)
     try:
         res = _resize2fs(image, new, "-f", "-z", str(undo))
-        if res.ok or _finished_anyway(image, new):
-            return
+        if res.ok:
+            return []
+        if _finished_anyway(image, new):
+            return [f"resize2fs reported a failure after it had finished ({_tool_detail(res)});"
+                    f" {image} checks clean at {format_size(new)}"]
         restored = _undo(image, undo, old, old_length, allocated)
     finally:
         with suppress(FileNotFoundError):
@@ -977,11 +1034,17 @@ def _undo(image: Path, undo: Path, old: int, old_length: int, allocated: bool) -
         runner.run(["e2undo", str(undo), str(image)])
     _set_length(image, old_length, allocated)
     try:
-        if e2fs.superblock(image).size_bytes != old:
-            return False
+        sb = e2fs.superblock(image)
     except ImageError:
         return False
-    return runner.run(["e2fsck", "-f", "-n", str(image)]).ok
+    if sb.size_bytes != old or not runner.run(["e2fsck", "-f", "-n", str(image)]).ok:
+        return False
+    if not sb.clean:
+        # An incomplete undo record (resize2fs killed, or a quota hit while saving) makes
+        # e2undo mark the filesystem "not clean"; the full check above found nothing wrong,
+        # so a preen pass only sets the flag back.
+        return runner.run(["e2fsck", "-f", "-p", str(image)]).returncode & ~3 == 0
+    return True
 
 
 def _left_at(err: CondatainerError, old: int) -> ImageError:

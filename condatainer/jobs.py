@@ -171,6 +171,11 @@ def run_command(
     job = load_job(script, environ, writable=writable)
     cfg = config.load(environ)
     req = request(job, args, environ)
+    from condatainer import submit as submitting
+
+    if submitting.wanted(job.header, cfg, environ, submit=submit, local=local, reexec=reexec):
+        return submitting.run(job, args, req, cfg, environ, cli_writable=writable,
+                              auto=not submit, dry_run=dry_run, as_json=as_json)
     if dry_run:
         from dataclasses import replace
 
@@ -195,9 +200,4 @@ def run_command(
             for o in plan.overlays:
                 print(f"{'overlay':10} {o.path} ({o.mode})")
         return 0
-    if submit and not local:
-        raise UsageError(
-            "--submit is not available yet in this version",
-            hint=f"submit with sbatch directly after: condatainer header --insert {script}",
-        )
     return launch.execute(launch.plan_for(req, cfg), cfg)

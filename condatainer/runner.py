@@ -23,6 +23,9 @@ PACKAGES = {
     "e2fsck": "e2fsprogs",
     "resize2fs": "e2fsprogs",
     "dumpe2fs": "e2fsprogs",
+    "e2image": "e2fsprogs",
+    "e2undo": "e2fsprogs",
+    "setsid": "util-linux",
     "zstd": "zstd",
     "sbatch": "slurm-client",
 }

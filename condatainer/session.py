@@ -104,4 +104,13 @@ def mm_op(req: Request, name: str, args: Sequence[str]) -> int:
     op = mm.lookup(name)
     cfg = config.load(os.environ)
     plan = launch.plan_for(mm_request(req, op, args), cfg)
-    return launch.run(plan, cfg)
+    status = launch.run(plan, cfg)
+    if op.refresh:  # the env's executables and packages may have changed: host-side caches
+        from condatainer import shims
+
+        for overlay in plan.overlays:
+            if overlay.writable:
+                note = shims.after_mm(overlay.path, cfg.shim_exclude)
+                if note is not None:
+                    print(note, file=sys.stderr)
+    return status

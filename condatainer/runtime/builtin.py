@@ -5,9 +5,10 @@ mount namespace, for machines without Apptainer where we are root (CI, container
 when it is killed by signal N, as Apptainer reports it); `run_captured(plan)` does the same with
 stdout and stderr captured; `available()` says why this runtime cannot work here, or None.
 
-How a run goes.  The parent process (this one) checks every image's superblock, takes the lock
-Apptainer takes (an OFD write lock for the writable overlay, read locks for read-only ones) and
-holds it until the command has ended.  It forks one child, which sets PR_SET_PDEATHSIG so it
+How a run goes.  The parent process (this one) takes the lock Apptainer takes on every image
+(an OFD write lock for the writable overlay, read locks for read-only ones), then checks its
+superblock (a clean filesystem, no journal to recover), and holds the locks until the command
+has ended.  It forks one child, which sets PR_SET_PDEATHSIG so it
 cannot outlive a killed parent, and then, in a mount namespace of its own, builds this layout:
 
     /run/condatainer-XXXX/          staging: a private, unbindable tmpfs (S)
@@ -56,6 +57,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import pwd
@@ -63,7 +65,7 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from condatainer import e2fs, locks
@@ -119,51 +121,67 @@ def execute(plan: Plan) -> int:
 
 def run_captured(plan: Plan, *, stdin: bytes | None = None) -> tuple[int, bytes, bytes]:
     """Run `plan.command` in the container with stdout/stderr captured (stdin: bytes or empty)."""
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
-    chunks: dict[int, list[bytes]] = {out_r: [], err_r: []}
-
-    def drain(fd: int) -> None:
-        while data := os.read(fd, 65536):
-            chunks[fd].append(data)
-
-    def feed() -> None:
-        with contextlib.suppress(BrokenPipeError):
-            view = memoryview(stdin or b"")
-            while view:
-                view = view[os.write(in_w, view) :]
-        os.close(in_w)
-
-    threads = [
-        threading.Thread(target=drain, args=(out_r,), daemon=True),
-        threading.Thread(target=drain, args=(err_r,), daemon=True),
-        threading.Thread(target=feed, daemon=True),
-    ]
-    child_ends = (in_r, out_w, err_w)
+    io = _CapturedIO(stdin or b"")
     try:
-        status = _run(plan, child_ends, started=lambda: _start(threads, child_ends))
+        status = _run(plan, io.child_ends, started=io.start)
     finally:
-        for fd in child_ends:
+        io.finish()
+    return status, io.output(1), io.output(2)
+
+
+class _CapturedIO:
+    """Pipes for the command's stdin, stdout and stderr, served by threads while we wait."""
+
+    def __init__(self, stdin: bytes):
+        self._stdin = stdin
+        in_r, self._in_w = os.pipe()
+        self._out_r, out_w = os.pipe()
+        self._err_r, err_w = os.pipe()
+        self.child_ends = (in_r, out_w, err_w)
+        self._chunks: dict[int, list[bytes]] = {1: [], 2: []}
+        self._threads = [
+            threading.Thread(target=self._drain, args=(self._out_r, 1), daemon=True),
+            threading.Thread(target=self._drain, args=(self._err_r, 2), daemon=True),
+            threading.Thread(target=self._feed, daemon=True),
+        ]
+        self._started = False
+
+    def start(self) -> None:
+        """Called in the parent right after the fork (signals still blocked: threads inherit)."""
+        self._close_child_ends()
+        self._started = True
+        for thread in self._threads:
+            thread.start()
+
+    def finish(self) -> None:
+        self._close_child_ends()
+        if self._started:
+            for thread in self._threads:
+                thread.join()
+        else:
+            os.close(self._in_w)
+        os.close(self._out_r)
+        os.close(self._err_r)
+
+    def output(self, which: int) -> bytes:
+        return b"".join(self._chunks[which])
+
+    def _close_child_ends(self) -> None:
+        for fd in self.child_ends:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        for thread in threads:
-            if thread.is_alive() or thread.ident is not None:
-                thread.join()
-        for fd in (out_r, err_r):
-            os.close(fd)
-        if threads[2].ident is None:
-            os.close(in_w)
-    return status, b"".join(chunks[out_r]), b"".join(chunks[err_r])
+        self.child_ends = (-1, -1, -1)
 
+    def _drain(self, fd: int, which: int) -> None:
+        while data := os.read(fd, 65536):
+            self._chunks[which].append(data)
 
-def _start(threads: Sequence[threading.Thread], child_ends: Sequence[int]) -> None:
-    """After the fork: close our copies of the child's pipe ends and start the I/O threads."""
-    for fd in child_ends:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    for thread in threads:
-        thread.start()
+    def _feed(self) -> None:
+        view = memoryview(self._stdin)
+        with contextlib.suppress(BrokenPipeError):
+            while view:
+                view = view[os.write(self._in_w, view) :]
+        os.close(self._in_w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -215,7 +233,7 @@ class _Setup:
     unshare_flags: int
     parent_pid: int
     stdio: tuple[int, int, int] | None
-    saved_mask: set[signal.Signals] = field(default_factory=set)
+    saved_mask: set[int] = field(default_factory=set)
 
 
 def _sudo_user(environ: dict[str, str]) -> _User | None:
@@ -319,17 +337,20 @@ def _mounts(plan: Plan, user: _User | None, environ: dict[str, str]) -> tuple[_M
     home = os.path.realpath(user.home if user else environ.get("HOME", "/root"))
     wanted = {bind.container for bind in plan.binds}
 
-    def default(host: str) -> None:
-        path = os.path.realpath(host)
-        if path == "/" or path in wanted or not os.path.isdir(path):
-            return
-        if _on_root_fs(path, points):  # else the rbind of its mount shows it already
-            wanted.add(path)
-            mounts.append(_Mount(path, path))
-
     if not contained:
-        for host in (home, "/tmp", "/var/tmp", plan.cwd):
-            default(host)
+        # Apptainer's default binds, where the host's root filesystem holds them (else the
+        # rbind of their mount shows them already); a parent bound makes its children moot.
+        chosen: list[str] = []
+        for path in sorted({os.path.realpath(p) for p in (home, "/tmp", "/var/tmp", plan.cwd)}):
+            if (
+                path != "/"
+                and path not in wanted
+                and os.path.isdir(path)
+                and _on_root_fs(path, points)
+                and not any(path.startswith(c + "/") for c in chosen)
+            ):
+                chosen.append(path)
+                mounts.append(_Mount(path, path))
     else:
         for target, sub in (("/tmp", "tmp"), ("/var/tmp", "var_tmp")):
             if plan.workdir:
@@ -340,9 +361,13 @@ def _mounts(plan: Plan, user: _User | None, environ: dict[str, str]) -> tuple[_M
             owner = f"uid={user.uid},gid={user.gid}," if user else ""
             mounts.append(_Mount(None, home, tmpfs_options=f"{owner}mode=0700"))
     for bind in plan.binds:
-        mounts.append(
-            _Mount(bind.host, bind.container, bind.readonly, is_file=not os.path.isdir(bind.host))
-        )
+        if not os.path.exists(bind.host):  # checked here: a failed bind would leave its mount
+            raise ContainerError(  # point behind in the writable image
+                f"cannot bind {bind.host} into the container: it does not exist",
+                hint=f"create it, or drop the bind {bind.spec()}",
+            )
+        is_file = not os.path.isdir(bind.host)
+        mounts.append(_Mount(bind.host, bind.container, bind.readonly, is_file=is_file))
     return tuple(mounts)
 
 
@@ -373,7 +398,7 @@ def _staging_parent() -> str:
 def _run(
     plan: Plan,
     stdio: tuple[int, int, int] | None,
-    started: object = None,
+    started: Callable[[], None] | None = None,
 ) -> int:
     reason = available()
     if reason is not None:
@@ -394,15 +419,16 @@ def _run(
     if plan.extra_args:
         _say(f"notice: the builtin runtime ignores Apptainer options: {' '.join(plan.extra_args)}")
 
-    for overlay in plan.overlays:
-        e2fs.require_clean(overlay.path)
     environ = dict(os.environ)
     user = None if plan.fakeroot else _sudo_user(environ)
     held: list[locks.ImageLock] = []
     staging = None
     try:
+        # Lock first, then read the superblock: an image another process has mounted writable
+        # says "needs_recovery", which must be reported as "in use", not as "not clean".
         for overlay in plan.overlays:
             held.append(locks.acquire(overlay.path, write=overlay.writable))
+            e2fs.require_clean(overlay.path)
         staging = tempfile.mkdtemp(prefix="condatainer-", dir=_staging_parent())
         setup = _Setup(
             layers=tuple(_Layer(o.path, o.writable, lk.fd) for o, lk in zip(plan.overlays, held)),
@@ -426,7 +452,7 @@ def _run(
             lock.release()
 
 
-def _fork_and_wait(setup: _Setup, started: object) -> int:
+def _fork_and_wait(setup: _Setup, started: Callable[[], None] | None) -> int:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):
             stream.flush()
@@ -440,7 +466,7 @@ def _fork_and_wait(setup: _Setup, started: object) -> int:
             os.close(errors_r)
             _child(setup, errors_w)
         os.close(errors_w)
-        if callable(started):
+        if started is not None:
             started()
         report = _read_all(errors_r)
         os.close(errors_r)
@@ -464,7 +490,7 @@ def _error_from(report: bytes) -> ContainerError:
     try:
         fields = json.loads(report)
         return ContainerError(str(fields["message"]), hint=fields.get("hint"))
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return ContainerError(f"the container failed to start: {report!r}")
 
 
@@ -474,9 +500,9 @@ def _wait(pid: int) -> int:
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
-            return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else (
-                128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else 1
-            )
+            if os.WIFSIGNALED(status):
+                return 128 + os.WTERMSIG(status)
+            return os.WEXITSTATUS(status)
         info = signal.sigwaitinfo(wanted)
         if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
             with contextlib.suppress(ProcessLookupError):
@@ -517,8 +543,10 @@ def _child(setup: _Setup, errors_w: int) -> None:
         if os.getppid() != setup.parent_pid:  # the parent died before prctl took effect
             os._exit(1)
         if setup.stdio is not None:
-            for target, fd in enumerate(setup.stdio):
-                os.dup2(fd, target)
+            # Via fresh descriptors >= 3, so a pipe that happens to be fd 0-2 is not clobbered.
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in setup.stdio]
+            for target, fd in enumerate(high):
+                os.dup2(fd, target)  # inheritable
         _build_root(setup)
         _become_user(setup)
         _enter_cwd(setup.cwd)
@@ -566,6 +594,8 @@ def _build_root(setup: _Setup) -> None:
             linux.mount("condatainer", f"{staging}/t", "tmpfs", linux.MS_NODEV | linux.MS_NOSUID)
             os.mkdir(f"{staging}/t/upper")
             os.mkdir(f"{staging}/t/work")
+            # The upper directory lends the container's / its mode: the host's, not our umask's.
+            os.chmod(f"{staging}/t/upper", os.stat("/").st_mode & 0o7777)
         upper, work = f"{staging}/t/upper", f"{staging}/t/work"
 
     root = f"{staging}/root"
@@ -635,7 +665,8 @@ def _apply(root: str, m: _Mount) -> None:
         elif m.readonly:
             linux.bind_readonly(m.source, target, recursive=m.recursive)
         else:
-            linux.mount(m.source, target, None, linux.MS_BIND | (linux.MS_REC if m.recursive else 0))
+            recursive = linux.MS_REC if m.recursive else 0
+            linux.mount(m.source, target, None, linux.MS_BIND | recursive)
 
 
 def _make_target(root: str, target: str, is_file: bool) -> None:
@@ -726,7 +757,8 @@ def _enter_cwd(cwd: str) -> None:
         os.chdir(cwd)
     except OSError as exc:
         _say(f"notice: cannot enter {cwd} in the container ({exc.strerror}); starting in /")
-        os.chdir("/")
+        with _step("cannot enter / in the container"):
+            os.chdir("/")
 
 
 def _exec(setup: _Setup) -> None:

@@ -58,7 +58,7 @@ def test_o_with_a_missing_package_leaves_nothing(world: World, tmp_path: Path) -
     )
     assert res.returncode == 1
     assert "condatainer: error:" in res.stderr and "cnt-nope" in res.stderr + res.stdout
-    assert list(tmp_path.iterdir()) == [], "a failed create leaves no file"
+    assert [p.name for p in tmp_path.iterdir() if p.name != "home"] == [], "nothing left"
 
 
 def test_o_from_environment_yml(world: World, tmp_path: Path) -> None:
@@ -76,7 +76,7 @@ def test_o_from_environment_yml(world: World, tmp_path: Path) -> None:
         "conda": ["cnt-lib=1.0", "cnt-hello"],
         "pip": [],
     }
-    assert list(tmp_path.iterdir()) == [envyml], "--dry-run creates nothing"
+    assert [p for p in tmp_path.iterdir() if p.name != "home"] == [envyml], "dry-run: nothing"
     image = tmp_path / "env.img"
     ok(cnt("o", str(image), "-s", "256M", "--sparse", "-f", str(envyml), cwd=tmp_path))
     res = ok(
@@ -130,11 +130,11 @@ def test_mm_list_while_a_read_only_job_holds_the_image(world: World, tmp_path: P
 def test_pin_and_update(world: World, tmp_path: Path) -> None:
     image = make_env(tmp_path, "cnt-lib=1.0")
     res = ok(cnt("mm", "-o", str(image), "pin", "cnt-lib", cwd=tmp_path))
-    assert "cnt-lib 1.0" in res.stdout
+    assert "cnt-lib ==1.0" in res.stdout
     ok(cnt("mm", "-o", str(image), "update", cwd=tmp_path))
     out = ok(cnt("exec", "-o", str(image), "cat", "/ext3/env/share/cnt-lib/VERSION"))
     assert out.stdout.strip() == "1.0", "the pin held"
-    assert ok(cnt("mm", "-o", str(image), "pin", "-l")).stdout.strip() == "cnt-lib 1.0"
+    assert ok(cnt("mm", "-o", str(image), "pin", "-l")).stdout.strip() == "cnt-lib ==1.0"
     ok(cnt("mm", "-o", str(image), "pin", "-r", "cnt-lib"))
     assert ok(cnt("mm", "-o", str(image), "pin", "-l")).stdout.strip() == ""
     ok(cnt("mm", "-o", str(image), "pin", "numpy=1.21"))

@@ -49,7 +49,7 @@ def debugfs(img: Path, command: str) -> str:
 
 def inode_stat(img: Path, path: str) -> dict[str, Any]:
     """Owner, mode and type of `path` inside the image, parsed from `debugfs -R "stat PATH"`."""
-    out = debugfs(img, f"stat {image.debugfs_quote(path)}")
+    out = debugfs(img, f"stat {e2fs.quote(path)}")
     m_type = re.search(r"Type:\s*(\S+)\s+Mode:\s*([0-7]+)", out)
     m_owner = re.search(r"User:\s*(\d+)\s+Group:\s*(\d+)", out)
     assert m_type and m_owner, f"unexpected debugfs output for {path}:\n{out}"
@@ -63,7 +63,7 @@ def inode_stat(img: Path, path: str) -> dict[str, Any]:
 
 def cat(img: Path, path: str) -> bytes:
     res = subprocess.run(
-        [runner.require("debugfs"), "-R", f"cat {image.debugfs_quote(path)}", str(img)],
+        [runner.require("debugfs"), "-R", f"cat {e2fs.quote(path)}", str(img)],
         capture_output=True, check=True,
     )
     return res.stdout
@@ -84,7 +84,7 @@ def nobody_python() -> str:
         )
         if probe.returncode == 0:
             return candidate
-    pytest.fail("no Python interpreter usable by uid 65534 (tried sys.executable, /usr/bin/python3)")
+    pytest.fail("no Python usable by uid 65534 (tried sys.executable and /usr/bin/python3)")
 
 
 def run_as_nobody(code: str, tmpdir: Path) -> subprocess.CompletedProcess[str]:
@@ -199,7 +199,10 @@ def test_each_profile_sets_the_inode_density(wd: Path, profile: str) -> None:
 
 
 def test_layout_files_and_modes(wd: Path) -> None:
-    files = {".condarc": b"channels:\n  - conda-forge\n", "conda-meta/pinned": "numpy 1.26.*\n"}
+    files: dict[str, bytes | str] = {
+        ".condarc": b"channels:\n  - conda-forge\n",
+        "conda-meta/pinned": "numpy 1.26.*\n",  # str is accepted too
+    }
     res = image.create(wd / "env.img", 256 * MIB, "small", sparse=True, files=files)
     root = debugfs(res.path, "ls -p /")
     names = {line.split("/")[5] for line in root.splitlines() if line.startswith("/")}
@@ -319,7 +322,7 @@ def test_unprivileged_fakeroot_uses_debugfs(shared_dir: Path) -> None:
                  'upper/ext3/env/odd dir/q"uote'):
         st = inode_stat(target, path)
         assert (st["uid"], st["gid"]) == (0, 0), path
-    assert b"y" == cat(target, 'upper/ext3/env/odd dir/q"uote')
+    assert cat(target, 'upper/ext3/env/odd dir/q"uote') == b"y"
     assert fsck_clean(target)
     assert listing(shared_dir) == ["fake.img"]  # no temporary file, no scratch tree
 

@@ -16,6 +16,7 @@ import pytest
 
 from condatainer import e2fs, image, runner
 from condatainer.errors import ImageError, LockError, SizeError
+from condatainer.sizes import format_size
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -186,7 +187,7 @@ def test_shrink_below_usage_is_refused(wd: Path, tmp_path: Path, files: dict[str
         image.resize(img, 64 * MIB)
     msg = info.value.message
     assert str(img) in msg
-    assert image.format_size(used) in msg  # what is in use
+    assert format_size(used) in msg  # what is in use
     assert "64M" in msg  # what was asked for
     assert "cannot be made smaller than" in msg  # and the minimum
     assert info.value.hint is not None and "overlay resize" in info.value.hint
@@ -232,6 +233,20 @@ def test_image_needing_repair_is_refused(wd: Path) -> None:
     # e2fsck -p may have marked the superblock as having errors; the size is untouched.
     assert os.stat(img).st_size == 256 * MIB
     assert e2fs.superblock(img).size_bytes == 256 * MIB
+
+
+@pytest.mark.parametrize(
+    ("command", "notice"),
+    [("feature needs_recovery", "replayed the journal"), ("ssv state 0", "checked and corrected")],
+)
+def test_unclean_image_is_preened_first(wd: Path, command: str, notice: str) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    assert runner.run(["debugfs", "-w", "-R", command, str(img)]).ok
+    assert not e2fs.superblock(img).clean
+    res = image.resize(img, 512 * MIB)
+    assert res.changed and len(res.notices) == 1 and notice in res.notices[0]
+    assert e2fs.superblock(img).clean
+    assert fsck_clean(img)
 
 
 _HOLDER = """
@@ -308,16 +323,82 @@ def test_resize2fs_that_finished_then_failed_counts_as_done(
     res = image.resize(img, new)
     monkeypatch.undo()
     assert res.changed and res.new_bytes == new
+    assert len(res.notices) == 1 and "failed after the fact" in res.notices[0]
     assert os.stat(img).st_size == new
     assert fsck_clean(img)
     assert_files(img, files, tmp_path)
     assert os.listdir(wd) == ["env.img"]  # no undo file left
 
 
+def tail_data_image(wd: Path, tmp_path: Path) -> tuple[Path, str]:
+    """An image whose one file sits in its upper half, so shrinking must move it."""
+    img = image.create(wd / "env.img", 256 * MIB, "balanced").path
+    filler, data = tmp_path / "filler.bin", tmp_path / "data.bin"
+    filler.write_bytes(os.urandom(100 * MIB))
+    data.write_bytes(os.urandom(40 * MIB))
+    put(img, filler, "filler.bin")
+    put(img, data, "data.bin")
+    res = runner.run(["debugfs", "-w", "-R", "rm upper/filler.bin", str(img)])
+    assert res.ok
+    return img, sha256(data)
+
+
+@pytest.mark.parametrize(
+    ("new", "limit"),
+    [(100 * MIB, 20 * MIB), (1 * GIB, 300 * MIB)],
+    ids=["shrink", "grow"],
+)
+def test_resize2fs_killed_midway_is_undone(
+    wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new: int, limit: int
+) -> None:
+    """resize2fs dies halfway through (here: a file size limit, SIGXFSZ or short writes).
+
+    Without the undo record this leaves "clean with errors" and a damaged filesystem; with it
+    the image is back at its old size with its data, checked clean and marked clean.
+    """
+    img, digest = tail_data_image(wd, tmp_path)
+    before = state(img)
+    real = runner.run_hook
+
+    def hook(argv: list[str], **kw: Any) -> runner.Result:
+        if any(os.path.basename(str(a)) == "resize2fs" for a in argv) and "-P" not in argv:
+            argv = ["prlimit", f"--fsize={limit}", "--", *argv]
+        return real(argv, **kw)
+
+    monkeypatch.setattr(runner, "run_hook", hook)
+    with pytest.raises(ImageError) as info:
+        image.resize(img, new)
+    monkeypatch.undo()
+    assert "left as it was (256M)" in info.value.message
+    assert os.stat(img).st_size == before[0]
+    sb = e2fs.superblock(img)
+    assert sb.size_bytes == 256 * MIB and sb.clean
+    assert fsck_clean(img)
+    assert get(img, "data.bin", tmp_path / "out") == digest
+    assert os.listdir(wd) == ["env.img"]  # the undo record is gone
+    # And once the limit is gone, the same resize works.
+    image.resize(img, new)
+    assert get(img, "data.bin", tmp_path / "out") == digest
+
+
+def test_shrink_moves_data_from_the_tail(wd: Path, tmp_path: Path) -> None:
+    img, digest = tail_data_image(wd, tmp_path)
+    image.resize(img, 100 * MIB)
+    assert os.stat(img).st_size == 100 * MIB
+    assert fsck_clean(img)
+    assert get(img, "data.bin", tmp_path / "out") == digest
+
+
 @pytest.mark.root
-def test_grow_allocated_on_a_full_disk(tmpfs: Any, tmp_path: Path) -> None:
+@pytest.mark.parametrize("preflight", [True, False], ids=["refused-upfront", "fallocate-fails"])
+def test_grow_allocated_on_a_full_disk(
+    tmpfs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preflight: bool
+) -> None:
+    if not preflight:  # as if free space were unknown (quotas): fallocate hits ENOSPC
+        monkeypatch.setattr(image, "_free_bytes", lambda directory: None)
     mnt = tmpfs("200M")
     img = image.create(mnt / "env.img", 128 * MIB, "balanced").path
+    assert os.stat(img).st_blocks * 512 >= 128 * MIB  # tmpfs: mke2fs's punched holes refilled
     data = tmp_path / "d.bin"
     data.write_bytes(os.urandom(5 * MIB))
     put(img, data, "d.bin")
@@ -327,9 +408,11 @@ def test_grow_allocated_on_a_full_disk(tmpfs: Any, tmp_path: Path) -> None:
     msg = info.value.message
     assert "not enough space" in msg and str(mnt) in msg and "left as it was (128M)" in msg
     assert state(img) == before
+    assert os.stat(img).st_blocks * 512 >= 128 * MIB
     assert fsck_clean(img)
     assert get(img, "d.bin", tmp_path / "out") == sha256(data)
     assert os.listdir(mnt) == ["env.img"]
+    assert os.statvfs(mnt).f_bfree * os.statvfs(mnt).f_frsize > 60 * MIB  # nothing leaked
 
 
 @pytest.mark.root
@@ -343,10 +426,11 @@ def test_grow_sparse_on_a_full_disk(tmpfs: Any, tmp_path: Path) -> None:
     free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
     filler.write_bytes(b"\1" * (free - 256 * 1024))  # leave 256K
     before = state(img)
-    # Growing to 4G writes ~256M of new inode tables, bitmaps and descriptors: no room.
+    # Growing to 4G writes ~256M of new inode tables, bitmaps and descriptors: no room, and
+    # that is found out before anything is written.
     with pytest.raises(ImageError) as info:
         image.resize(img, 4 * GIB)
-    assert "not enough space" in info.value.message
+    assert "not enough space" in info.value.message and str(mnt) in info.value.message
     assert "left as it was (128M)" in info.value.message
     assert state(img) == before
     assert sorted(os.listdir(mnt)) == ["env.img", "filler"]

@@ -13,7 +13,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=tests/slurm/slurm-common.sh
+# shellcheck source-path=SCRIPTDIR source=slurm-common.sh
 . "$HERE/slurm-common.sh"
 
 log() { printf 'slurm-down: %s\n' "$*" >&2; }

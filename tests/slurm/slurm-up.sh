@@ -41,7 +41,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# shellcheck source=tests/slurm/slurm-common.sh
+# shellcheck source-path=SCRIPTDIR source=slurm-common.sh
 . "$HERE/slurm-common.sh"
 PROBE=${SLURM_UP_PROBE:-1}
 MIN_JOB_AGE=${SLURM_UP_MIN_JOB_AGE:-30}
@@ -67,7 +67,7 @@ die() {
 foreign() {
     local comm_file comm pid
     for comm_file in /proc/[0-9]*/comm; do
-        read -r comm <"$comm_file" 2>/dev/null || continue
+        read -r comm 2>/dev/null <"$comm_file" || continue
         case $comm in "$1" | "$1-wlm") ;; *) continue ;; esac
         pid=${comm_file#/proc/} pid=${pid%/comm}
         if [ "$pid" != "${2:-}" ] && alive "$pid" && is_prog "$pid" "$1"; then
@@ -138,7 +138,7 @@ start_munged() {
     [ -d /var/lib/munge ] || install -d -o munge -g munge -m 0700 /var/lib/munge
     install -o munge -g munge -m 0640 /dev/null "$LOGS/munged.log"
     rm -f "$MUNGE_RUN/munged.pid"
-    runuser -u munge -- munged --log-file="$LOGS/munged.log" </dev/null >>"$LOGS/daemons.out" 2>&1 ||
+    runuser -u munge -- munged --log-file="$LOGS/munged.log" </dev/null >>"$LOGS/daemons.out" 2>&1 9>&- ||
         die "munged did not start"
     wait_for 10 "munged to answer" munge_answers
     pid=$(cat "$MUNGE_RUN/munged.pid" 2>/dev/null) || die "munged wrote no pid file"
@@ -213,7 +213,8 @@ EOF
 start_daemon() {
     local pid
     rm -f "$DIR/$1.pid"
-    "$1" -f "$CONF" </dev/null >>"$LOGS/daemons.out" 2>&1 || die "$1 did not start"
+    # 9>&-: a daemon must not inherit (and so hold forever) our lock on $DIR/.lock.
+    "$1" -f "$CONF" </dev/null >>"$LOGS/daemons.out" 2>&1 9>&- || die "$1 did not start"
     wait_for 10 "$1 to write $DIR/$1.pid" test -s "$DIR/$1.pid"
     pid=$(cat "$DIR/$1.pid")
     if ! alive "$pid" || ! is_prog "$pid" "$1"; then

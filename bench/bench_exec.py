@@ -1,0 +1,111 @@
+"""Exec overhead: how long `/bin/true` takes through a container runtime vs. run directly.
+
+Builtin runtime (needs root): `runtime.builtin.execute()` of `/bin/true` with one read-only
+image (and, for comparison, one writable image) against `subprocess.run(["/bin/true"])`.
+Goal: at most 40 ms of overhead for the read-only case.  Prints the median of N runs (default
+20) of each, in milliseconds.
+
+    sudo python3 bench/bench_exec.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from condatainer.plan import Overlay, Plan
+from condatainer.runtime import builtin
+
+GOAL_MS = 40.0
+
+
+def median_ms(action: Callable[[], object], rounds: int) -> float:
+    action()  # warm up: page cache, imports, loop devices created
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        action()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def make_image(directory: Path) -> Path:
+    tree = directory / "tree"
+    (tree / "upper" / "ext3" / "env" / "bin").mkdir(parents=True)
+    (tree / "work").mkdir()
+    image = directory / "env.img"
+    subprocess.run(
+        [
+            "/usr/sbin/mke2fs",
+            "-q",
+            "-F",
+            "-t",
+            "ext3",
+            "-b",
+            "4096",
+            "-E",
+            "nodiscard",
+            "-d",
+            str(tree),
+            str(image),
+            "256M",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return image
+
+
+def bench_builtin(rounds: int) -> list[tuple[str, float]]:
+    reason = builtin.available()
+    if reason is not None:
+        print(f"builtin runtime skipped: {reason}", file=sys.stderr)
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        image = make_image(Path(tmp))
+
+        def run(writable: bool) -> None:
+            plan = Plan(command=("/bin/true",), overlays=(Overlay(str(image), writable),))
+            assert builtin.execute(plan) == 0
+
+        direct = median_ms(lambda: subprocess.run(["/bin/true"], check=True), rounds)
+        ro = median_ms(lambda: run(False), rounds)
+        rw = median_ms(lambda: run(True), rounds)
+    return [
+        ("/bin/true directly", direct),
+        ("builtin, 1 read-only image", ro),
+        ("builtin, 1 writable image", rw),
+        ("overhead, read-only", ro - direct),
+        ("overhead, writable", rw - direct),
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    rows = bench_builtin(args.rounds)
+    if not rows:
+        return 1
+    width = max(len(name) for name, _ in rows)
+    print(f"{'case':<{width}}  median ms (n={args.rounds})")
+    for name, ms in rows:
+        print(f"{name:<{width}}  {ms:8.1f}")
+    overhead = dict(rows)["overhead, read-only"]
+    verdict = "ok" if overhead <= GOAL_MS else "OVER"
+    print(f"goal: read-only overhead <= {GOAL_MS:.0f} ms: {verdict}")
+    return 0 if overhead <= GOAL_MS else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PATH", "/usr/bin:/bin")
+    sys.exit(main())

@@ -1,0 +1,236 @@
+"""Host-side activation: what the cd hook does when the image it found changes.
+
+The hook (shell/hook.<shell>.j2) searches for an image in pure shell and calls
+`condatainer _activate SHELL -- IMAGE PROJECT` only when the image found changes.  This module
+answers that call: `decide` computes an `Outcome` (data), `render` turns it into shell code
+(shell/activate.<shell>.j2, every value quoted), `command` prints the code on stdout for the
+hook to eval and the messages on stderr.
+
+What the hook is told, in order of the checks:
+
+- `autoload: off` (config): nothing.  An image that vanished since the search: nothing.
+- `autoload: hint`: a notice that the image is there and how to use it; no activation.
+- not allowed (trust.status is not ALLOWED): a notice, never activation.  When the image has
+  no trust record yet, the hook is told to wait for one (`_cnt_wait RECORD`): it tests that
+  file with `[ -e ]` on each prompt -- no program started -- so `condatainer allow` activates
+  the project at the next prompt.  (A record that exists but no longer matches -- the file was
+  replaced, or became writable by others -- cannot be watched that way; re-entering the
+  directory after `allow` activates it.)
+- allowed: `_cnt_enter IMAGE PROJECT SHIMS MARKER RECORD PKGS`: the hook saves PATH, PS1,
+  CNT_OVERLAY and CNT_PROJECT exactly (set or not, exported or not), exports
+  CNT_OVERLAY=IMAGE and CNT_PROJECT=PROJECT (the directory the search found the image from),
+  puts the shim directory first on PATH and the marker in front of PS1.  It watches RECORD
+  going away (`condatainer deny`) the same way.  Leaving is done by the hook alone, in shell.
+
+Notices and the "Overlay envs:" notes (#ENVNOTE lines of the sidecar `<image>.env`) are shown
+once per image per shell session: the hook remembers which images it was told about
+(`_cnt_told notice|notes IMAGE`) and passes `--noticed` / `--noted` on later calls.
+
+The marker is `(cnt:<project directory name>) ` with control characters replaced by `?`; the
+hook escapes it for the prompt options in force (bash promptvars, zsh prompt_subst and
+prompt_percent), so a directory called `$(touch x)` is shown, never run.
+
+The output contract (the hook evals stdout): on success stdout is shell code from the templates
+and nothing else; on any failure stdout is empty and stderr gets one line.  That is why this
+command catches errors itself instead of leaving them to cli.main.
+
+The same call keeps the hook file fresh: the hook passes the version it was rendered by, and a
+different version makes this command rewrite the hook file (`hostshell.refresh_hook_file`).  The
+running shell keeps the hook it has loaded; new shells get the new one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import TextIO
+
+from condatainer import __version__, config, shellgen, shims, trust
+from condatainer.errors import CondatainerError
+
+
+@dataclass(frozen=True)
+class Enter:
+    """What `_cnt_enter` gets: everything the hook needs to activate, as plain strings."""
+
+    image: str
+    project: str
+    shims: str
+    marker: str
+    record: str
+    pkgs: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The answer to one `_activate` call (data first; `render` makes the shell code)."""
+
+    image: str
+    enter: Enter | None = None
+    wait: str | None = None  # trust record whose appearance means "allowed now"
+    messages: tuple[str, ...] = ()  # for stderr, shown now
+    told: tuple[str, ...] = ()  # what the messages were: "notice" and/or "notes"
+
+
+def record_path(image: str | os.PathLike[str]) -> str:
+    """The trust record of `image` (exists once it is allowed; see trust.py)."""
+    return os.fspath(trust._record_file(trust.store_dir(), os.path.realpath(image)))
+
+
+def marker(project: str) -> str:
+    """The prompt marker for a project directory: `(cnt:NAME) `, control characters as `?`."""
+    name = os.path.basename(project.rstrip("/")) or "/"
+    name = "".join("?" if unicodedata.category(c) == "Cc" else c for c in name)
+    return f"(cnt:{name}) "
+
+
+def _word(path: str) -> str:
+    return shellgen.quote(path)
+
+
+def notice_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
+    """The notice for an image that was found but is not allowed."""
+    return (
+        f"condatainer: {trust.explain(image, state)}; not activating it",
+        f"hint: check it, then run: condatainer allow {_word(image)}",
+    )
+
+
+def hint_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
+    """The notice of `autoload: hint`: the image is here, and how to use it."""
+    lines = [f"condatainer: found {image} (autoload: hint, so not activating it)"]
+    if state is not trust.TrustStatus.ALLOWED:
+        lines.append(f"hint: it is not allowed yet: condatainer allow {_word(image)}")
+    lines.append("hint: use it with: condatainer e   (or: condatainer config set autoload on)")
+    return tuple(lines)
+
+
+def note_lines(image: str) -> tuple[str, ...]:
+    """The "Overlay envs:" lines of the image's sidecar, or nothing."""
+    from condatainer import envfile
+
+    side = envfile.load(image)
+    lines = envfile.banner(side) if side is not None else []
+    return ("Overlay envs:", *(f"  {line}" for line in lines)) if lines else ()
+
+
+def decide(
+    image: str,
+    project: str,
+    *,
+    autoload: str,
+    exclude: Sequence[str],
+    noticed: bool = False,
+    noted: bool = False,
+) -> Outcome:
+    """What the hook should do about `image`, found from `project` (see the module docstring)."""
+    if autoload == "off":
+        return Outcome(image)
+    state = trust.status(image)
+    if state is trust.TrustStatus.MISSING:
+        return Outcome(image)
+    if autoload == "hint":
+        if noticed:
+            return Outcome(image)
+        return Outcome(image, messages=hint_lines(image, state), told=("notice",))
+    record = record_path(image)
+    if state is not trust.TrustStatus.ALLOWED:
+        wait = None if os.path.lexists(record) else record
+        if noticed:
+            return Outcome(image, wait=wait)
+        return Outcome(image, wait=wait, messages=notice_lines(image, state), told=("notice",))
+    directory = shims.ensure(image, exclude)
+    notes = () if noted else note_lines(image)
+    enter = Enter(
+        image=image,
+        project=project,
+        shims=os.fspath(directory),
+        marker=marker(project),
+        record=record,
+        pkgs=os.fspath(shims.pkgs_file(image)),
+    )
+    return Outcome(image, enter=enter, messages=notes, told=("notes",) if notes else ())
+
+
+def render(outcome: Outcome, shell: str) -> str:
+    """The shell code the hook evals for `outcome` (shell/activate.<shell>.j2).
+
+    The text is cached under `<cache>/activate/`, keyed by everything it is made from (the
+    context, the shell, condatainer's version and the template file's size and mtime): a warm
+    activation then does not pay for importing jinja2, about a third of its cost.
+    """
+    context = {
+        "image": outcome.image,
+        "enter": asdict(outcome.enter) if outcome.enter is not None else None,
+        "wait": outcome.wait,
+        "told": list(outcome.told),
+    }
+    template = shellgen.TEMPLATE_DIR / shellgen.template_name("activate", shell)
+    st = template.stat()
+    key = repr((shell, __version__, st.st_mtime_ns, st.st_size, sorted(context.items())))
+    digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    cached = config.paths()["cache"] / "activate" / f"{digest}.{shell}"
+    try:
+        return cached.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        pass
+    text = shellgen.render("activate", shell, **context)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        shims.write_atomic(cached, text, 0o644)
+    except OSError:
+        pass  # a cache we cannot write only costs time
+    return text
+
+
+def command(
+    shell: str,
+    image: str,
+    project: str,
+    *,
+    hook_version: str | None = None,
+    noticed: bool = False,
+    noted: bool = False,
+    stdout: TextIO | None = None,
+    stderr: TextIO | None = None,
+) -> int:
+    """`condatainer _activate`: shell code on stdout, or nothing and one line on stderr."""
+    out = sys.stdout if stdout is None else stdout
+    err = sys.stderr if stderr is None else stderr
+    try:
+        cfg = config.load(os.environ)
+        outcome = decide(
+            image, project, autoload=cfg.autoload, exclude=cfg.shim_exclude,
+            noticed=noticed, noted=noted,
+        )  # fmt: skip
+        code = render(outcome, shell)
+    except CondatainerError as exc:
+        print(f"condatainer: {exc.message}", file=err)
+        return 1
+    except Exception as exc:  # the hook must never see a traceback on its prompt
+        if os.environ.get("CONDATAINER_DEBUG") == "1":
+            raise
+        print(f"condatainer: cannot activate {image}: {type(exc).__name__}: {exc}", file=err)
+        return 1
+    if hook_version is not None and hook_version != __version__:
+        _refresh_hook(shell, err)
+    for line in outcome.messages:
+        print(line, file=err)
+    out.write(code)
+    out.flush()
+    return 0
+
+
+def _refresh_hook(shell: str, err: TextIO) -> None:
+    """Rewrite a hook file rendered by another version; never fail the activation for it."""
+    from condatainer import hostshell
+
+    try:
+        hostshell.refresh_hook_file(shell)
+    except (CondatainerError, OSError) as exc:
+        print(f"condatainer: note: cannot update the {shell} hook file: {exc}", file=err)
+

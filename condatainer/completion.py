@@ -1,0 +1,131 @@
+"""Shell completion scripts: `condatainer completion bash|zsh`, the static files, mm-* completion.
+
+What each piece is, and the decisions behind it:
+
+- `script(shell)` is the completion of `condatainer` and its alias `cnt`, rendered from
+  `shell/completion.<shell>.j2`.  Those templates are ours, not `argcomplete.shellcode()`:
+  they speak argcomplete's stable protocol (`_ARGCOMPLETE=1`, `COMP_LINE`, `COMP_POINT`,
+  `_ARGCOMPLETE_SHELL`; candidates on fd 8 separated by `\\013`) but their text does not change
+  when argcomplete is upgraded, so the committed files stay drift-free on every machine; zsh
+  gets a native compsys function (`#compdef`, `_describe` with argcomplete's descriptions)
+  instead of bash code run through `bashcompinit`; and the bash code does not glob the
+  candidates it receives.  The command answers its own TAB (`cli.main` →
+  `completers.autocomplete`) before anything heavy is imported (argcomplete#455).
+- The static files for packagers are exactly what `completion bash|zsh` prints:
+  `completions/condatainer.bash` (bash-completion's directory; also link it as `cnt`) and
+  `completions/_condatainer` (zsh's `$fpath`; the `#compdef` line names both commands).
+  `python -m condatainer.completion --write completions/` regenerates them; a test checks
+  that the committed ones match (`--check`).
+- `mm_script(shell)` is the completion of the host `mm-*` functions, for the hook to include
+  (shell/complete-mm.<shell>.j2): options, the actions of `mm-channels`, and package names
+  read from the listings kept per image (`shims.pkgs_file`, whose path the hook holds in
+  `_cnt_pkgs` while an image is active, and its sibling `pkgcache.channel_file`) — in pure
+  shell, since it runs on every TAB.
+
+jinja2 is imported (through shellgen) only when a script is rendered, never by completers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: The command names completed: the program and its alias.
+COMMANDS = ("condatainer", "cnt")
+
+#: Static file name per shell, inside completions/.
+STATIC_FILES = {"bash": "condatainer.bash", "zsh": "_condatainer"}
+
+def script(shell: str) -> str:
+    """The completion script of condatainer and cnt for `shell` (bash or zsh)."""
+    from condatainer import shellgen
+
+    return shellgen.render("completion", shell, commands=list(COMMANDS))
+
+
+def _mm_kind(op: Any) -> str:
+    if op.name == "channels":
+        return "actions"
+    if op.completes_installed:
+        return "installed"
+    if op.completes_channel:
+        return "channel"
+    return "none"
+
+
+def mm_context() -> dict[str, Any]:
+    """The data the mm-* completion templates print (asserted on by the tests)."""
+    from condatainer import completers, mm, pkgcache
+
+    return {
+        "ops": [
+            {"name": op.name, "options": list(completers.MM_OPTIONS.get(op.name, ())),
+             "kind": _mm_kind(op)}
+            for op in mm.TABLE.values()
+        ],
+        "file_options": [o for o, k in completers.MM_VALUE_OPTIONS.items() if k == "file"],
+        "channel_options": [o for o, k in completers.MM_VALUE_OPTIONS.items()
+                            if k == "channel"],
+        "actions": list(completers.CHANNEL_ACTIONS),
+        "channel_suffix": pkgcache.CHANNEL_SUFFIX,
+    }
+
+
+def mm_script(shell: str) -> str:
+    """TAB completion of the host mm-* functions for `shell`, for the hook to include."""
+    from condatainer import shellgen
+
+    return shellgen.render("complete-mm", shell, **mm_context())
+
+
+def static_files() -> dict[str, str]:
+    """File name in completions/ → content."""
+    return {name: script(shell) for shell, name in STATIC_FILES.items()}
+
+
+def write(directory: Path) -> list[Path]:
+    """(Re)write the static completion files into `directory`; return their paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, text in static_files().items():
+        path = directory / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def check(directory: Path) -> list[str]:
+    """Names of the static files in `directory` that are missing or differ from the generated."""
+    stale = []
+    for name, text in static_files().items():
+        path = directory / name
+        if not path.is_file() or path.read_text(encoding="utf-8") != text:
+            stale.append(name)
+    return stale
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m condatainer.completion --write DIR | --check DIR` (for maintainers)."""
+    parser = argparse.ArgumentParser(prog="python -m condatainer.completion",
+                                     description="regenerate or check completions/")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--write", metavar="DIR", type=Path, help="write the static files")
+    group.add_argument("--check", metavar="DIR", type=Path,
+                       help="exit 1 when the files in DIR are stale")
+    args = parser.parse_args(argv)
+    if args.write is not None:
+        for path in write(args.write):
+            print(path)
+        return 0
+    stale = check(args.check)
+    for name in stale:
+        print(f"{args.check / name}: stale; run python -m condatainer.completion --write "
+              f"{args.check}", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

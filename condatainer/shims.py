@@ -1,0 +1,293 @@
+"""Host-side shims: one tiny script per executable of an image's env, and the package-name cache.
+
+While the cd hook has a project active, `PATH` starts with the image's shim directory.  Each shim
+is a POSIX sh script rendered from `shell/shim.sh.j2`:
+
+    exec <condatainer> exec -o IMAGE -- NAME "$@"
+
+so typing `python` in the project runs the env's python in its container, read-only (many at
+once, like jobs).  Inside a container (`IN_CONDATAINER` set: `condatainer e` started from an
+active project) a shim steps aside and runs the next NAME on PATH instead of nesting containers.
+Either way it first removes its own directory from PATH, so the command it starts never finds
+the shims again.
+
+Decisions:
+
+- **Which condatainer the shims (and the hook) run** (`launcher`): the absolute path of the
+  running console script when we were started as one (`condatainer`/`cnt`), else
+  `sys.executable -m condatainer`.  An absolute path keeps shims working when PATH changes and
+  costs no PATH search; it pins them to the installation that wrote them, so the launcher is
+  part of the cache stamp (and of the hook file): a reinstall elsewhere rewrites both.  A
+  checkout run as `python -m condatainer` with PYTHONPATH needs that PYTHONPATH in the shell
+  too, which is how it was started anyway.
+- **What gets a shim** (`shim_names`): entries of `upper/ext3/env/bin` (listed with debugfs,
+  no mount) that are symlinks or regular files with an execute bit, minus the configured
+  deny-list `shim_exclude` (shells, coreutils and friends must keep meaning the host's
+  programs), minus names starting with `.` or `-` and names holding control characters or bytes that
+  are not UTF-8 (nobody types them; they would only be a hazard as file names).
+- **Cache** (`ensure`): `<cache>/shims/<key>/bin/` holds the shims, `<key>/stamp` what they
+  were built from: the image's device, inode, size and mtime (the loop device and Apptainer
+  update the mtime when they write), the deny-list, the launcher and the condatainer version.
+  `key` is the sha256 of the image's real path.  A warm `ensure` is one stat and one small
+  read; a stale one relists the image.  The directory keeps its path across rebuilds (it is
+  on the PATH of running shells): each shim is replaced atomically, stale ones are removed,
+  the stamp is written last, all under an flock on `<key>/lock` (our own cache file, not an
+  image: the image locks are OFD locks, see locks.py).
+- **Installed packages** (`pkgs_file`): `<cache>/pkgs/<key>.txt`, one package name per line,
+  from the names of `upper/ext3/env/conda-meta/*.json`; rebuilt together with the shims and
+  after every writable `mm` operation (`after_mm`).  The hook's TAB completion for
+  `mm-remove`/`mm-update`/`mm-pin` reads it without starting any process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import sys
+import unicodedata
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import astuple, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Union
+
+from condatainer import __version__, config
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; e2fs is imported when an image is listed
+    from condatainer.e2fs import Entry
+
+StrPath = Union[str, "os.PathLike[str]"]
+
+BIN_DIR = "upper/ext3/env/bin"
+META_DIR = "upper/ext3/env/conda-meta"
+#: Bump when the shim template or the cache layout changes: old caches are then rebuilt.
+FORMAT = 1
+_ENTRY_POINTS = ("condatainer", "cnt")
+
+
+def launcher() -> tuple[str, ...]:
+    """The argv prefix that runs this condatainer again (see the module docstring)."""
+    script = sys.argv[0] if sys.argv else ""
+    if os.path.basename(script) in _ENTRY_POINTS and os.path.isfile(script):
+        if os.access(script, os.X_OK):
+            return (os.path.abspath(script),)
+    return (sys.executable, "-m", "condatainer")
+
+
+def cache_key(image: StrPath) -> str:
+    """The cache name of an image: sha256 of its real path (32 hex digits)."""
+    real = os.path.realpath(os.fspath(image))
+    return hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
+
+
+def root() -> Path:
+    """Where all shim directories live: `<cache>/shims`."""
+    return config.paths()["cache"] / "shims"
+
+
+def shim_dir(image: StrPath) -> Path:
+    """The directory put first on PATH while `image` is active."""
+    return root() / cache_key(image) / "bin"
+
+
+def pkgs_file(image: StrPath) -> Path:
+    """The cached list of installed package names of `image`."""
+    return config.paths()["cache"] / "pkgs" / f"{cache_key(image)}.txt"
+
+
+# --------------------------------------------------------------------------------------------
+# Pure decisions
+
+
+def _typable(name: str) -> bool:
+    if not name or name.startswith((".", "-")) or "/" in name:
+        return False
+    if any("\udc80" <= c <= "\udcff" for c in name):
+        return False  # surrogate escape: the name is not valid UTF-8
+    return not any(unicodedata.category(c) == "Cc" for c in name)
+
+
+def shim_names(entries: Iterable[Entry], exclude: Iterable[str]) -> list[str]:
+    """Names in a bin/ listing that get a shim, sorted."""
+    excluded = set(exclude)
+    return sorted({
+        e.name for e in entries
+        if (e.is_symlink or (e.is_file and e.mode & 0o111))
+        and e.name not in excluded and _typable(e.name)
+    })  # fmt: skip
+
+
+def package_names(entries: Iterable[Entry]) -> list[str]:
+    """Package names from a conda-meta listing: `NAME-VERSION-BUILD.json` -> NAME, sorted."""
+    names: set[str] = set()
+    for entry in entries:
+        file = entry.name
+        if not file.endswith(".json"):
+            continue
+        parts = file[: -len(".json")].rsplit("-", 2)
+        if len(parts) == 3 and all(parts) and _typable(parts[0]):
+            names.add(parts[0])
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """What a shim directory was built from; any difference means: rebuild."""
+
+    image: str
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+    exclude: tuple[str, ...]
+    launcher: tuple[str, ...]
+    version: str
+    format: int
+
+    @classmethod
+    def of(cls, image: StrPath, st: os.stat_result, exclude: Sequence[str]) -> Stamp:
+        return cls(
+            image=os.path.realpath(os.fspath(image)),
+            dev=st.st_dev,
+            ino=st.st_ino,
+            size=st.st_size,
+            mtime_ns=st.st_mtime_ns,
+            exclude=tuple(sorted(set(exclude))),
+            launcher=launcher(),
+            version=__version__,
+            format=FORMAT,
+        )
+
+    def text(self) -> str:
+        """The stamp file's content.  Only ever compared, never parsed back."""
+        return repr(astuple(self)) + "\n"
+
+
+def _read_stamp(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+
+
+def shim_text(image: StrPath, name: str, directory: StrPath) -> str:
+    """The text of one shim (rendered from shell/shim.sh.j2, every value quoted)."""
+    from condatainer import shellgen
+
+    return shellgen.render(
+        "shim", "sh",
+        launcher=list(launcher()),
+        image=os.path.realpath(os.fspath(image)),
+        name=name,
+        shims=os.fspath(directory),
+    )  # fmt: skip
+
+
+def write_atomic(path: Path, data: str, mode: int) -> None:
+    """Replace `path` with `data` (temporary file in the same directory, then rename)."""
+    import tempfile  # only when (re)building: a warm activation never writes
+
+    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
+            out.write(data)
+            os.fchmod(out.fileno(), mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _listing(image: StrPath, inner: str) -> list[Entry]:
+    from condatainer import e2fs
+
+    entries = e2fs.try_list_dir(image, inner)
+    return list(entries or ())
+
+
+def _build(image: StrPath, stamp: Stamp) -> None:
+    """List the image and rewrite its shim directory and package cache (caller holds the lock)."""
+    directory = shim_dir(image)
+    directory.mkdir(parents=True, exist_ok=True)
+    wanted = shim_names(_listing(image, BIN_DIR), stamp.exclude)
+    for name in wanted:
+        write_atomic(directory / name, shim_text(image, name, directory), 0o755)
+    keep = set(wanted)
+    for old in os.listdir(directory):
+        if old not in keep:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(directory / old)
+    write_pkgs(image)
+    write_atomic(directory.parent / "stamp", stamp.text(), 0o644)
+
+
+def write_pkgs(image: StrPath) -> Path:
+    """Write the installed-package cache of `image` from its conda-meta; return the file."""
+    path = pkgs_file(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    names = package_names(_listing(image, META_DIR))
+    write_atomic(path, "".join(f"{n}\n" for n in names), 0o644)
+    return path
+
+
+def _stat_image(image: StrPath) -> os.stat_result:
+    from condatainer.errors import ImageError
+
+    try:
+        return os.stat(image)
+    except OSError as exc:
+        raise ImageError(f"{os.fspath(image)}: cannot read: {exc.strerror}") from None
+
+
+def ensure(image: StrPath, exclude: Sequence[str]) -> Path:
+    """The shim directory of `image`, rebuilt first when its stamp does not match the image."""
+    stamp = Stamp.of(image, _stat_image(image), exclude)
+    directory = shim_dir(image)
+    stamp_file = directory.parent / "stamp"
+    if _read_stamp(stamp_file) == stamp.text():
+        return directory
+    with _locked(directory.parent):
+        if _read_stamp(stamp_file) != stamp.text():  # another shell may have won
+            _build(image, stamp)
+    return directory
+
+
+def refresh(image: StrPath, exclude: Sequence[str]) -> Path:
+    """Rebuild the shims and the package cache of `image` now (after an mm operation)."""
+    directory = shim_dir(image)
+    with _locked(directory.parent):
+        _build(image, Stamp.of(image, _stat_image(image), exclude))
+    return directory
+
+
+def after_mm(image: StrPath, exclude: Sequence[str]) -> str | None:
+    """Refresh after a writable `mm` operation; a one-line note instead of an error.
+
+    The package operation itself already succeeded or failed on its own terms: a cache that
+    cannot be refreshed must not change its exit status, only be reported.
+    """
+    from condatainer.errors import CondatainerError
+
+    try:
+        refresh(image, exclude)
+    except (CondatainerError, OSError) as exc:
+        return f"note: could not refresh the shims of {os.fspath(image)}: {exc}"
+    return None
