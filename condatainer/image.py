@@ -1176,7 +1176,8 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
     try:
         with _termination_raises():
             with locks.hold(image, write=False):
-                sb = e2fs.require_clean(image)
+                e2fs.require_clean(image)
+                sb = e2fs.superblock(image)
                 needed = sb.used_bytes
                 allocated = _is_allocated(os.stat(image))
                 os.close(copy.create())

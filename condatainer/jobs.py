@@ -9,6 +9,9 @@ condatainer flags (`-w`, `--fakeroot`, `-b IMG`, `--env K=V`, `--bind H:C`), `#S
 
 `--reexec` is what the self-reexec header calls: it marks the run with `CNT_REEXEC_DEPTH`, which
 the header checks so that a container that loses `IN_CONDATAINER` cannot loop.
+
+Whether the script is submitted instead (`--submit`, or config `submit: auto` for a script with
+`#SBATCH` lines), and how, is `submit.py`'s business; `run_command` asks it first.
 """
 
 from __future__ import annotations
@@ -52,11 +55,16 @@ def _read(script: Path) -> str:
         raise UsageError(f"{script}: cannot read: {exc.strerror}") from None
 
 
-def original_script(script: Path, environ: Mapping[str, str]) -> Path:
-    """The script's real path: under SLURM `$0` is a spool copy, so ask CNT_SCRIPT or scontrol."""
-    if environ.get("CNT_SCRIPT"):
+def original_script(script: Path, environ: Mapping[str, str], *, reexec: bool) -> Path:
+    """The script's real path: under SLURM `$0` is a spool copy, so ask CNT_SCRIPT or scontrol.
+
+    CNT_SCRIPT is believed only for a re-exec or a spool copy: it stays in the environment of
+    everything the job starts, and a nested `condatainer run other.sh` must not inherit it.
+    """
+    spool_copy = script.name == "slurm_script" and bool(environ.get("SLURM_JOB_ID"))
+    if environ.get("CNT_SCRIPT") and (reexec or spool_copy):
         return Path(environ["CNT_SCRIPT"])
-    if script.name == "slurm_script" and environ.get("SLURM_JOB_ID"):
+    if spool_copy:
         from condatainer import runner
 
         res = runner.run(["scontrol", "show", "job", "-o", environ["SLURM_JOB_ID"]])
@@ -91,11 +99,13 @@ def resolve_dep(dep: str, bases: Sequence[Path]) -> str:
     )
 
 
-def load_job(script_text: str, environ: Mapping[str, str], *, writable: bool) -> Job:
+def load_job(
+    script_text: str, environ: Mapping[str, str], *, writable: bool, reexec: bool = False
+) -> Job:
     script = Path(script_text)
     text = _read(script)
     header = directives.parse(text, str(script))
-    origin = original_script(script, environ)
+    origin = original_script(script, environ, reexec=reexec)
     first = (
         Path(environ.get("SLURM_SUBMIT_DIR") or os.getcwd())
         if environ.get("SLURM_JOB_ID")
@@ -106,8 +116,10 @@ def load_job(script_text: str, environ: Mapping[str, str], *, writable: bool) ->
     parser = _cnt_parser()
     for words in header.cnt_flags:
         try:
-            parser.parse_args(list(words), namespace=flags)
-        except (argparse.ArgumentError, SystemExit) as exc:
+            _, extra = parser.parse_known_args(list(words), namespace=flags)
+            if extra:
+                raise argparse.ArgumentError(None, "unknown flag(s): " + " ".join(extra))
+        except argparse.ArgumentError as exc:
             raise DirectiveError(
                 f"{script}: #CNT {shlex.join(words)}: {exc}",
                 hint="#CNT takes -w, --fakeroot, -b IMG, --env K=V, --bind H:C",
@@ -168,7 +180,7 @@ def run_command(
     from condatainer import launch
 
     environ = os.environ
-    job = load_job(script, environ, writable=writable)
+    job = load_job(script, environ, writable=writable, reexec=reexec)
     cfg = config.load(environ)
     req = request(job, args, environ)
     from condatainer import submit as submitting

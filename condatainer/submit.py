@@ -76,7 +76,7 @@ _COUNT_OPTIONS = ("-n", "--ntasks", "--ntasks-per-node", "-N", "--nodes")
 
 @dataclass(frozen=True)
 class Submission:
-    """One sbatch call, as data: what `submit` runs and `--dry-run` shows."""
+    """One sbatch call, as data: what `sbatch()` runs and `--dry-run` shows."""
 
     script: str  # the job script's absolute path
     via: Via

@@ -85,6 +85,7 @@ FORWARDED = (
     signal.SIGUSR2,
 )
 _SI_KERNEL = 0x80  # siginfo.si_code of a signal sent by the kernel (the tty driver)
+_F_DUPFD_CLOEXEC: int = getattr(fcntl, "F_DUPFD_CLOEXEC", 1030)
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _NOT_FOUND = 127
@@ -544,7 +545,7 @@ def _child(setup: _Setup, errors_w: int) -> None:
             os._exit(1)
         if setup.stdio is not None:
             # Via fresh descriptors >= 3, so a pipe that happens to be fd 0-2 is not clobbered.
-            high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3) for fd in setup.stdio]
+            high = [fcntl.fcntl(fd, _F_DUPFD_CLOEXEC, 3) for fd in setup.stdio]
             for target, fd in enumerate(high):
                 os.dup2(fd, target)  # inheritable
         _build_root(setup)

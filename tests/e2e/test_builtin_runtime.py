@@ -380,6 +380,17 @@ def test_contain_gives_private_tmp_and_home(image: Path, tmp_path: Path) -> None
 
 
 @pytest.mark.root
+def test_contain_with_workdir_keeps_tmp_there(image: Path, tmp_path: Path) -> None:
+    workdir = tmp_path / "wd"
+    rc, _, err = sh(
+        "echo a > /tmp/a && echo b > /var/tmp/b", image, contain=True, workdir=str(workdir)
+    )
+    assert rc == 0, err
+    assert (workdir / "tmp" / "a").read_text() == "a\n"
+    assert (workdir / "var_tmp" / "b").read_text() == "b\n"
+
+
+@pytest.mark.root
 def test_environment_values_arrive_byte_exact_and_unevaluated(image: Path, tmp_path: Path) -> None:
     pwned = tmp_path / "pwned"
     values = {

@@ -155,20 +155,20 @@ def test_run_resolves_dep_relative_to_cwd_then_script(image: Path, tmp_path: Pat
     scripts = tmp_path / "scripts"
     scripts.mkdir()
     job = job_script(scripts / "job.sh", "env.img", 'cnt-hello "$@"; echo "$CNT_OVERLAY"')
-    res = ok(cnt("run", str(job), "x y", cwd=tmp_path))  # found in cwd
+    res = ok(cnt("run", "--local", str(job), "x y", cwd=tmp_path))  # found in cwd
     assert res.stdout.splitlines() == ["hello from cnt-hello 1.0", "x y", str(image)]
     other = tmp_path / "elsewhere"
     other.mkdir()
     job2 = job_script(tmp_path / "job2.sh", "env.img", "cnt-hello")
-    ok(cnt("run", str(job2), cwd=other))  # found next to the script
-    res = cnt("run", str(job), cwd=other)
+    ok(cnt("run", "--local", str(job2), cwd=other))  # found next to the script
+    res = cnt("run", "--local", str(job), cwd=other)
     assert res.returncode == 1
     assert str(other / "env.img") in res.stderr and str(scripts / "env.img") in res.stderr
 
 
 def test_run_dry_run_json(image: Path, tmp_path: Path) -> None:
     job = job_script(tmp_path / "job.sh", "env.img", "echo hi\n#SBATCH --ignored")
-    res = ok(cnt("run", "--dry-run", "--json", str(job), cwd=tmp_path))
+    res = ok(cnt("run", "--local", "--dry-run", "--json", str(job), cwd=tmp_path))
     data = json.loads(res.stdout)
     assert data["deps"] == ["env.img"]
     assert data["scheduler"] == "slurm"
@@ -179,7 +179,7 @@ def test_run_dry_run_json(image: Path, tmp_path: Path) -> None:
 
 def test_run_exit_status(image: Path, tmp_path: Path) -> None:
     job = job_script(tmp_path / "job.sh", "env.img", "exit 7")
-    assert cnt("run", str(job), cwd=tmp_path).returncode == 7
+    assert cnt("run", "--local", str(job), cwd=tmp_path).returncode == 7
 
 
 def test_lock_released_after_parent_is_killed(image: Path, tmp_path: Path) -> None:

@@ -54,8 +54,17 @@ FINAL_STATES = frozenset({
 })
 
 
+# What the session's cluster did, for the summary line at the end of the run.
+_SUMMARY: list[str] = []
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slurm: starts a real one-node SLURM")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _SUMMARY:
+        terminalreporter.write_line(line)
 
 
 def _missing(what: str) -> NoReturn:
@@ -139,6 +148,9 @@ def slurm_cluster() -> Iterator[Cluster]:
         cluster = Cluster(conf=Path(values["SLURM_CONF"]), logs=Path(values["SLURM_UP_LOGS"]),
                           started=tuple(values["SLURM_UP_STARTED"].split()),
                           up_seconds=time.monotonic() - t0)
+        how = f"started {' '.join(cluster.started)}" if cluster.started else "already running"
+        _SUMMARY.append(f"slurm test cluster: up in {cluster.up_seconds:.2f} s ({how});"
+                        f" logs in {cluster.logs}")
         yield cluster
         if cluster.started:
             down = subprocess.run([str(DOWN), *cluster.started], env=_script_env(), cwd="/",

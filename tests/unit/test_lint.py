@@ -14,7 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SHELL_SCRIPTS = ("install.sh", ".ci/run", ".ci/setup-test-deps.sh")
+SHELL_SCRIPTS = (
+    "install.sh",
+    ".ci/run",
+    ".ci/setup-test-deps.sh",
+    # checked together: the up/down scripts source the common file
+    "tests/slurm/slurm-common.sh",
+    "tests/slurm/slurm-up.sh",
+    "tests/slurm/slurm-down.sh",
+)
 
 
 def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
