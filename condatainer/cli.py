@@ -463,7 +463,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
     from condatainer import session
 
     req = _request(a, command=(), images=(a.image,), writable=False)
-    return session.mm_op(req, "export", [])
+    return session.mm_op(req, "export", [], capture=True)
 
 
 def _cmd_run(a: argparse.Namespace) -> int:

@@ -90,6 +90,16 @@ def run_captured(
     return apptainer.run_captured(plan, binary, stdin=stdin)
 
 
+def run_then_show(plan: Plan, cfg: config.Config) -> int:
+    """Run captured (so Apptainer's FATAL lines become our errors), then show the output."""
+    status, out, err = run_captured(plan, cfg)
+    for stream, data in ((sys.stdout, out), (sys.stderr, err)):
+        stream.flush()
+        stream.buffer.write(data)
+        stream.flush()
+    return status
+
+
 def execute_request(req: Request) -> int:
     """Resolve a request with the user's configuration and run it."""
     cfg = config.load(os.environ)

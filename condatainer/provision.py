@@ -177,7 +177,9 @@ def _create_initialised(
         for command in install_commands(spec):
             req = Request(command=command, images=(str(temp),), writable=True, default_binds=False)
             plan = launch.plan_for(req, cfg)
-            status = launch.run(plan, cfg)
+            # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
+            print(f"running: {' '.join(command[:5])} ...", file=sys.stderr, flush=True)
+            status = launch.run_then_show(plan, cfg)
             if status != 0:
                 raise ContainerError(
                     f"{target}: installing the env failed ({' '.join(command[:4])}... exited"

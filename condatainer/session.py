@@ -99,12 +99,16 @@ def mm_request(req: Request, op: mm.Op, args: Sequence[str]) -> Request:
     return replace(req, command=mm.command(op, args), writable=op.writable(args))
 
 
-def mm_op(req: Request, name: str, args: Sequence[str]) -> int:
-    """Run `mm NAME ARGS` on the request's image; refresh host caches after writes."""
+def mm_op(req: Request, name: str, args: Sequence[str], *, capture: bool = False) -> int:
+    """Run `mm NAME ARGS` on the request's image; refresh host caches after writes.
+
+    `capture` runs it with the output captured and then printed (`overlay export`), so that a
+    failure of Apptainer itself is translated into our error instead of a raw FATAL line.
+    """
     op = mm.lookup(name)
     cfg = config.load(os.environ)
     plan = launch.plan_for(mm_request(req, op, args), cfg)
-    status = launch.run(plan, cfg)
+    status = launch.run_then_show(plan, cfg) if capture else launch.run(plan, cfg)
     if op.refresh:  # the env's executables and packages may have changed: host-side caches
         from condatainer import shims
 
