@@ -609,6 +609,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(ns)
     except CondatainerError as err:
         return report(err)
+    except OSError as exc:
+        # Last resort: every expected failure is a CondatainerError raised where it happens;
+        # an OS error that slipped through still gets one line naming the file, no traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        return report(CondatainerError(f"{where}{exc.strerror or exc}",
+                                       hint="CONDATAINER_DEBUG=1 shows where it happened"))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

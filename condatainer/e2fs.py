@@ -140,9 +140,16 @@ def looks_like_ext(path: str | os.PathLike[str]) -> bool:
 
 def _require_image_file(p: Path) -> None:
     """Raise the one precise ImageError for a path that cannot be an image we can read."""
-    if not p.exists():
+    try:
+        exists, is_dir = p.exists(), p.is_dir()
+    except PermissionError:
+        raise ImageError(
+            f"{p}: cannot be reached: a directory on its path is not searchable by you",
+            hint=f"check the permissions with: namei -l {p}",
+        ) from None
+    if not exists:
         raise ImageError(f"{p}: no such image file", hint=f"create one with: condatainer o {p}")
-    if p.is_dir():
+    if is_dir:
         raise ImageError(f"{p}: is a directory, not an image file")
     try:
         with open(p, "rb") as f:

@@ -62,9 +62,16 @@ def _flock(kind: int) -> bytes:
 
 def _open(path: Path, write: bool) -> int:
     """Open the image for locking, turning OS errors into the precise LockError."""
-    if not path.exists():
+    try:
+        exists, is_dir = path.exists(), path.is_dir()
+    except PermissionError:
+        raise LockError(
+            f"{path}: cannot be reached: a directory on its path is not searchable by you",
+            hint=f"check the permissions with: namei -l {path}",
+        ) from None
+    if not exists:
         raise LockError(f"{path}: no such image file", hint=f"create it with: condatainer o {path}")
-    if path.is_dir():
+    if is_dir:
         raise LockError(f"{path}: is a directory, not an image file")
     try:
         return os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC)

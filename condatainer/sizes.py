@@ -10,7 +10,7 @@ with 4 KiB blocks ends at 16 TiB, so both bounds are errors that name the limit.
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
 
 from condatainer.errors import SizeError
 
@@ -50,7 +50,8 @@ def parse_size(text: str, *, minimum: int = MIN_IMAGE_BYTES) -> int:
     except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
         raise SizeError(f"invalid size {text!r}", hint=_HINT) from exc
     nbytes_exact = number * _UNITS[m.group("unit").lower()]
-    nbytes = int(-(-nbytes_exact // BLOCK)) * BLOCK  # ceil to whole blocks
+    # Whole blocks, rounded up.  (Decimal's // truncates towards zero, so no -(-a // b) trick.)
+    nbytes = int((nbytes_exact / BLOCK).to_integral_value(rounding=ROUND_CEILING)) * BLOCK
     if nbytes_exact <= 0:
         raise SizeError(f"invalid size {text!r}: it must be greater than zero", hint=_HINT)
     if nbytes < minimum:

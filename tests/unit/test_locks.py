@@ -1,0 +1,183 @@
+"""Apptainer-compatible OFD locks, held by real other processes.
+
+A write lock blocks readers and writers; a read lock blocks writers but not readers; the holder's
+PID and command are named; a missing or unwritable file gets its own message and is never
+reported as "in use"; flock(2) does not see OFD locks, which is why we never use it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from condatainer import locks
+from condatainer.errors import LockError
+
+REPO = Path(__file__).resolve().parents[2]
+HOLD = (
+    "import sys, time\n"
+    "from condatainer import locks\n"
+    "lock = locks.acquire(sys.argv[1], write=sys.argv[2] == 'w')\n"
+    "print('held', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+@contextmanager
+def held(path: Path, mode: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding a read ('r') or write ('w') OFD lock on `path`."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(path), mode],
+        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    path = tmp_path / "env.img"
+    path.write_bytes(b"\0" * 4096)
+    return path
+
+
+def test_free_image_can_be_locked_both_ways(image: Path) -> None:
+    locks.probe(image, write=True)
+    locks.probe(image, write=False)
+    with locks.hold(image, write=True):
+        pass
+    with locks.hold(image, write=False), locks.hold(image, write=False):
+        pass  # two readers in one process
+
+
+def test_a_writer_blocks_everyone_and_is_named(image: Path) -> None:
+    with held(image, "w") as proc:
+        for write in (True, False):
+            with pytest.raises(LockError, match=f"in use for writing by PID {proc.pid}") as info:
+                locks.probe(image, write=write)
+            assert "python" in info.value.message  # the holder's command
+            assert info.value.hint
+        with pytest.raises(LockError, match="in use for writing"):
+            locks.acquire(image, write=False)
+    locks.probe(image, write=True)  # released when the holder ended
+
+
+def test_a_reader_blocks_writers_but_not_readers(image: Path) -> None:
+    with held(image, "r") as proc:
+        with pytest.raises(LockError, match=f"in use for reading by PID {proc.pid}"):
+            locks.probe(image, write=True)
+        locks.probe(image, write=False)
+        with locks.hold(image, write=False):
+            pass
+
+
+def test_holders_are_found_through_fdinfo(image: Path) -> None:
+    with held(image, "r") as reader:
+        found = locks.find_holders(image)
+        assert [(h.pid, h.write) for h in found] == [(reader.pid, False)]
+
+
+def test_flock_is_blind_to_ofd_locks(image: Path) -> None:
+    """Why CondaTainer's flock misses Apptainer's lock: both succeed at once."""
+    with held(image, "w"), open(image, "rb") as f:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)  # no error: flock cannot see it
+        with pytest.raises(LockError):
+            locks.probe(image, write=False)
+
+
+def test_missing_file_is_not_in_use(tmp_path: Path) -> None:
+    for write in (True, False):
+        with pytest.raises(LockError) as info:
+            locks.probe(tmp_path / "nope.img", write=write)
+        assert "no such image file" in info.value.message
+        assert "in use" not in info.value.message
+
+
+def test_directory_is_not_in_use(tmp_path: Path) -> None:
+    with pytest.raises(LockError, match="is a directory"):
+        locks.probe(tmp_path, write=True)
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory an unprivileged uid can reach (pytest's tmp dirs are 0700)."""
+    import shutil
+    import tempfile
+
+    d = Path(tempfile.mkdtemp(prefix="cnt-locks-", dir="/tmp"))
+    d.chmod(0o755)
+    yield d
+    shutil.rmtree(d)
+
+
+def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+         code, *args],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+    )
+
+
+@pytest.mark.root
+def test_unwritable_file_is_not_in_use(shared_dir: Path) -> None:
+    """As an unprivileged user: read-only probe fine, writable probe says 'not writable'."""
+    image = shared_dir / "env.img"
+    image.write_bytes(b"\0" * 4096)
+    image.chmod(0o644)
+    code = (
+        "import sys\n"
+        "from condatainer import locks\n"
+        "from condatainer.errors import LockError\n"
+        "locks.probe(sys.argv[1], write=False)\n"
+        "try:\n"
+        "    locks.probe(sys.argv[1], write=True)\n"
+        "except LockError as e:\n"
+        "    print(e.message)\n"
+    )
+    res = as_nobody(code, str(image))
+    assert res.returncode == 0, res.stderr
+    assert "not writable by you" in res.stdout
+    assert "in use" not in res.stdout
+
+
+@pytest.mark.root
+def test_unreachable_directory_is_not_in_use(shared_dir: Path) -> None:
+    hidden = shared_dir / "private"
+    hidden.mkdir(mode=0o700)
+    code = (
+        "import sys\n"
+        "from condatainer import locks\n"
+        "from condatainer.errors import LockError\n"
+        "try:\n"
+        "    locks.probe(sys.argv[1], write=False)\n"
+        "except LockError as e:\n"
+        "    print(e.message)\n"
+    )
+    res = as_nobody(code, str(hidden / "env.img"))
+    assert res.returncode == 0, res.stderr
+    assert "not searchable by you" in res.stdout
+
+
+def test_lock_released_when_the_holder_is_killed(image: Path) -> None:
+    with held(image, "w") as proc:
+        proc.kill()
+        proc.wait()
+        deadline = time.time() + 5
+        while True:
+            try:
+                locks.probe(image, write=True)
+                break
+            except LockError:
+                assert time.time() < deadline
+                time.sleep(0.05)
