@@ -14,9 +14,10 @@ raises: a completer that fails offers nothing rather than a traceback in the use
   of `channels`, installed package names for operations marked `completes_installed`
   (remove/update/pin) and channel package names for `completes_channel` (install/search).
   Names come from the listings kept per image (`shims.pkgs_file`, `pkgcache.channel_file`);
-  the image is `-o IMG`, else `$CNT_OVERLAY`, else the one autoload would find.  With no installed-names listing yet, the
-  image is read once with debugfs (a few ms); channel names are never read from the image at
-  TAB time, since a conda-forge repodata file is hundreds of MB.
+  the image is `-o IMG`, else `$CNT_OVERLAY`, else the one autoload would find.  With no
+  installed-names listing yet, the image is read once with debugfs (a few ms); channel names
+  are never read from the image at TAB time, since a conda-forge repodata file is hundreds
+  of MB.
 
 `autocomplete(parser)` is what `cli.main` calls when the shell asks (`_ARGCOMPLETE` set):
 argcomplete's finder, with two decisions of ours:
@@ -127,7 +128,7 @@ def mm_image(overlay: str | None, environ: Mapping[str, str] | None = None,
     environ = os.environ if environ is None else environ
     chosen = overlay or environ.get("CNT_OVERLAY")
     if chosen:
-        return Path(chosen)
+        return Path(os.path.expanduser(chosen))  # `-o ~/x.img` reaches us unexpanded
     from condatainer.resolve import find_image
 
     return find_image(cwd or Path.cwd(), environ)
@@ -194,9 +195,9 @@ def _mm_args(prefix: str, op: str | None, overlay: str | None, previous: Sequenc
 
 def autocomplete(parser: argparse.ArgumentParser) -> None:
     """Answer the shell's completion request and exit, if there is one (see the docstring)."""
-    import argcomplete
+    from argcomplete.finders import CompletionFinder
 
-    class Finder(argcomplete.CompletionFinder):  # type: ignore[misc]
+    class Finder(CompletionFinder):
         def collect_completions(self, active_parsers: list[argparse.ArgumentParser],
                                 parsed_args: argparse.Namespace, cword_prefix: str) -> list[str]:
             op = getattr(parsed_args, "op", None)

@@ -25,7 +25,11 @@ from condatainer.resolve import Request
 
 
 def detect_shell() -> str:
-    """bash or zsh: the user's interactive shell when it is one of those, else bash."""
+    """bash or zsh: CNT_SHELL, else the shell we were started from (shellingham), else $SHELL;
+    anything but bash or zsh gets bash."""
+    chosen = os.environ.get("CNT_SHELL", "")
+    if chosen in ("bash", "zsh"):
+        return chosen
     try:
         import shellingham
 

@@ -1,0 +1,57 @@
+"""Interactive `condatainer e` in real bash and zsh through a pty, on the builtin runtime:
+the "Overlay envs:" banner, the prompt marker, the env's activate.d scripts, the mm-* functions
+inside the container, the nesting level, and the shell's exit status coming back."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.e2e.conftest import REPO, World, cnt, ok
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def image(world: World, tmp_path: Path) -> Path:
+    img = tmp_path / "env.img"
+    ok(cnt("o", str(img), "-s", "256M", "--sparse", "--", "cnt-hello", "cnt-activate"))
+    (tmp_path / "env.img.env").write_text(
+        "GREETING=$(touch /tmp/cnt-pwned) hi\n#ENVNOTE:GREETING=a friendly greeting\nPLAIN=v\n"
+    )
+    return img
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_interactive_entry(image: Path, tmp_path: Path, shell: str, need: object) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CNT_SHELL": shell, "TERM": "dumb"}
+    child = pexpect.spawn(sys.executable, ["-m", "condatainer", "e", str(image)], cwd=str(tmp_path),
+                          env=env, encoding="utf-8", timeout=30, dimensions=(24, 400))
+    try:
+        child.expect("Overlay envs:")
+        child.expect("a friendly greeting")  # the note, not the value
+        child.expect("PLAIN=v|PLAIN: v|v")
+        child.expect(r"\(env\.img\) ")  # the prompt marker
+        child.sendline('echo "state:$CNT_ACTIVATED:$IN_CONDATAINER:$GREETING"')
+        child.expect(r"state:yes:1:\$\(touch /tmp/cnt-pwned\) hi")
+        child.sendline("mm-list")
+        child.expect("cnt-hello")
+        child.sendline("cnt-hello from-inside")
+        child.expect("hello from cnt-hello 1.0")
+        child.sendline("exit 3")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 3
+    assert not Path("/tmp/cnt-pwned").exists()
+
+
+def test_nested_entry_increments_the_level(image: Path, tmp_path: Path) -> None:
+    res = ok(cnt("e", "-r", str(image), "--", sys.executable, "-m", "condatainer", "exec", "-o",
+                 str(image), "--", "sh", "-c", 'echo "level=$IN_CONDATAINER"', cwd=tmp_path,
+                 env={"PYTHONPATH": str(REPO)}))
+    assert res.stdout.strip() == "level=2"
