@@ -37,7 +37,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from condatainer import runner
-from condatainer.errors import ImageError
+from condatainer.errors import CondatainerError, ImageError
 
 EXT_MAGIC = b"\x53\xef"  # little-endian 0xEF53 at byte 1080 (superblock offset 1024 + 56)
 ROOT_INODE = 2
@@ -71,6 +71,9 @@ class Superblock:
     free_inodes: int
     state: str  # "clean", "not clean", "clean with errors", ...
     features: frozenset[str]
+    blocks_per_group: int = 0
+    inode_blocks_per_group: int = 0
+    reserved_gdt_blocks: int = 0
 
     @property
     def clean(self) -> bool:
@@ -138,19 +141,32 @@ def looks_like_ext(path: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _require_image_file(p: Path) -> None:
-    """Raise the one precise ImageError for a path that cannot be an image we can read."""
+def path_error(p: Path, error: type[CondatainerError] = ImageError) -> CondatainerError | None:
+    """The one precise error for a path that cannot be an image file, or None when it can.
+
+    Unreachable (a directory on the way is not searchable), missing, or a directory: each its
+    own message, so nothing is ever reported as "in use" or "not ext3" for those.  `error` is
+    the class to use (locks raise LockError, inspection ImageError).
+    """
     try:
         exists, is_dir = p.exists(), p.is_dir()
     except PermissionError:
-        raise ImageError(
+        return error(
             f"{p}: cannot be reached: a directory on its path is not searchable by you",
             hint=f"check the permissions with: namei -l {p}",
-        ) from None
+        )
     if not exists:
-        raise ImageError(f"{p}: no such image file", hint=f"create one with: condatainer o {p}")
+        return error(f"{p}: no such image file", hint=f"create one with: condatainer o {p}")
     if is_dir:
-        raise ImageError(f"{p}: is a directory, not an image file")
+        return error(f"{p}: is a directory, not an image file")
+    return None
+
+
+def _require_image_file(p: Path) -> None:
+    """Raise the one precise ImageError for a path that cannot be an image we can read."""
+    problem = path_error(p)
+    if problem is not None:
+        raise problem
     try:
         with open(p, "rb") as f:
             f.seek(1080)
@@ -198,6 +214,9 @@ def superblock(path: str | os.PathLike[str]) -> Superblock:
             free_inodes=int(fields["Free inodes"]),
             state=fields.get("Filesystem state", "unknown"),
             features=frozenset(fields.get("Filesystem features", "").split()),
+            blocks_per_group=int(fields.get("Blocks per group", "0") or 0),
+            inode_blocks_per_group=int(fields.get("Inode blocks per group", "0") or 0),
+            reserved_gdt_blocks=int(fields.get("Reserved GDT blocks", "0") or 0),
         )
     except (KeyError, ValueError) as exc:
         raise ImageError(f"{p}: unexpected dumpe2fs output (missing {exc})") from exc

@@ -931,19 +931,14 @@ def _grow_metadata_bytes(image: Path, old: int, new: int) -> int:
     carry a superblock backup (0, 1 and powers of 3, 5, 7) also get the descriptor table and
     the reserved GDT blocks.  Used to refuse a grow the disk cannot take before writing anything.
     """
-    res = runner.run(["dumpe2fs", "-h", str(image)])
-    fields: dict[str, str] = {}
-    for line in res.stdout.splitlines():
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
     try:
-        bs = int(fields["Block size"])
-        per_group = int(fields["Blocks per group"])
-        itable = int(fields["Inode blocks per group"])
-    except (KeyError, ValueError):
+        sb = e2fs.superblock(image)
+    except ImageError:
         return 0  # unknown layout: skip the estimate, the undo record still protects us
-    reserved_gdt = int(fields.get("Reserved GDT blocks", "0") or 0)
+    bs, per_group, itable = sb.block_size, sb.blocks_per_group, sb.inode_blocks_per_group
+    reserved_gdt = sb.reserved_gdt_blocks
+    if not per_group:
+        return 0
     old_groups = -(-(old // bs) // per_group)
     new_groups = -(-(new // bs) // per_group)
     gdt = -(-(new_groups * 32) // bs)

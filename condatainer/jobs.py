@@ -35,6 +35,7 @@ class Job:
 
     script: Path  # the file to run (under SLURM: the spool copy)
     origin: Path  # where the script really lives (its directory is bound, #DEP resolves there)
+    text: str  # the script as read (undecodable bytes kept as surrogates)
     header: directives.Directives
     images: tuple[str, ...]  # resolved #DEP images, in order
     writable: bool
@@ -44,9 +45,10 @@ class Job:
     base: str | None
 
 
-def _read(script: Path) -> str:
+def read_script(script: Path) -> bytes:
+    """The bytes of a job script; UsageError naming the file for anything that stops reading."""
     try:
-        return script.read_text(encoding="utf-8", errors="surrogateescape")
+        return script.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{script}: no such script", hint="check the path") from None
     except IsADirectoryError:
@@ -103,7 +105,7 @@ def load_job(
     script_text: str, environ: Mapping[str, str], *, writable: bool, reexec: bool = False
 ) -> Job:
     script = Path(script_text)
-    text = _read(script)
+    text = read_script(script).decode("utf-8", "surrogateescape")
     header = directives.parse(text, str(script))
     origin = original_script(script, environ, reexec=reexec)
     first = (
@@ -128,6 +130,7 @@ def load_job(
     return Job(
         script=script,
         origin=origin,
+        text=text,
         header=header,
         images=images,
         writable=writable or flags.writable,
@@ -152,7 +155,7 @@ def request(job: Job, args: Sequence[str], environ: Mapping[str, str]) -> Reques
     depth = environ.get("CNT_REEXEC_DEPTH", "0")
     next_depth = str(int(depth) + 1) if depth.isdigit() else "1"
     env = [*job.cnt_env, f"CNT_REEXEC_DEPTH={next_depth}", f"CNT_SCRIPT={job.origin}"]
-    command = (*interpreter(_read(job.script)), str(job.script), *args)
+    command = (*interpreter(job.text), str(job.script), *args)
     return Request(
         command=command,
         images=job.images,

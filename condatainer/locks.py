@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from condatainer import e2fs
 from condatainer.errors import LockError
 
 # struct flock on Linux (x86_64, aarch64): short type, short whence, off_t start, off_t len,
@@ -62,17 +63,9 @@ def _flock(kind: int) -> bytes:
 
 def _open(path: Path, write: bool) -> int:
     """Open the image for locking, turning OS errors into the precise LockError."""
-    try:
-        exists, is_dir = path.exists(), path.is_dir()
-    except PermissionError:
-        raise LockError(
-            f"{path}: cannot be reached: a directory on its path is not searchable by you",
-            hint=f"check the permissions with: namei -l {path}",
-        ) from None
-    if not exists:
-        raise LockError(f"{path}: no such image file", hint=f"create it with: condatainer o {path}")
-    if is_dir:
-        raise LockError(f"{path}: is a directory, not an image file")
+    problem = e2fs.path_error(path, LockError)
+    if problem is not None:
+        raise problem
     try:
         return os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC)
     except PermissionError as exc:

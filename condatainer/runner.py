@@ -69,6 +69,12 @@ def require(name: str) -> str:
     return path
 
 
+def _program(argv: Sequence[str]) -> list[str]:
+    """argv with its program resolved (bare names through `require`, so missing is explained)."""
+    exe = require(argv[0]) if os.sep not in argv[0] else argv[0]
+    return [exe, *argv[1:]]
+
+
 def _run(
     argv: Sequence[str],
     *,
@@ -77,10 +83,9 @@ def _run(
     cwd: str | None = None,
     timeout: float | None = None,
 ) -> Result:
-    exe = require(argv[0]) if os.sep not in argv[0] else argv[0]
     data = input.encode() if isinstance(input, str) else input
     proc = subprocess.run(
-        [exe, *argv[1:]],
+        _program(argv),
         input=data,
         capture_output=True,
         env=dict(env) if env is not None else None,
@@ -115,8 +120,7 @@ def stream(
     argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
 ) -> int:
     """Run a program attached to our terminal and return its exit status (128+N for signal N)."""
-    exe = require(argv[0]) if os.sep not in argv[0] else argv[0]
-    proc = subprocess.run([exe, *argv[1:]], env=dict(env) if env else None, cwd=cwd, check=False)
+    proc = subprocess.run(_program(argv), env=dict(env) if env else None, cwd=cwd, check=False)
     return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
 
 

@@ -316,14 +316,9 @@ def insert_header_file(path: str) -> bool:
     from condatainer import rcfile
 
     target = Path(path)
-    try:
-        old = target.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such script", hint="check the path") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a script") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    from condatainer.jobs import read_script
+
+    old = read_script(target)
     text = old.decode("utf-8", "surrogateescape")
     new = directives.insert_header(text, path).encode("utf-8", "surrogateescape")
     if new == old:

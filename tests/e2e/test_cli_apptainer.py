@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, cnt, ok
+from tests.e2e.conftest import REPO, cnt
 from tests.e2e.test_apptainer_fake import make_image
 from tests.fakes import with_fakes_on_path
 
@@ -32,7 +32,8 @@ def env(tmp_path: Path) -> dict[str, str]:
 
 
 def calls(env: dict[str, str]) -> list[dict[str, object]]:
-    return [json.loads(line) for line in Path(env["CNT_FAKE_APPTAINER_LOG"]).read_text().splitlines()]
+    lines = Path(env["CNT_FAKE_APPTAINER_LOG"]).read_text().splitlines()
+    return [json.loads(line) for line in lines]
 
 
 def test_exec_is_read_only_and_passes_the_status(tmp_path: Path, env: dict[str, str]) -> None:
