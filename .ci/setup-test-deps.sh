@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(
-    e2fsprogs zstd zsh shellcheck dash tmux util-linux procps slurm-wlm munge python3-venv
+    e2fsprogs zstd zsh shellcheck dash tmux util-linux procps slurm-wlm munge python3-venv strace
 )
 PYTHON=${PYTHON:-python3}
 VENV=.venv

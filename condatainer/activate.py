@@ -22,6 +22,9 @@ What the hook is told, in order of the checks:
   puts the shim directory first on PATH and the marker in front of PS1.  It watches RECORD
   going away (`condatainer deny`) the same way.  Leaving is done by the hook alone, in shell.
 
+The hook looks for images only when $PWD changes, so an image created in the current directory
+(`condatainer o`) is found at the next `cd` into or below a directory that holds it.
+
 Notices and the "Overlay envs:" notes (#ENVNOTE lines of the sidecar `<image>.env`) are shown
 once per image per shell session: the hook remembers which images it was told about
 (`_cnt_told notice|notes IMAGE`) and passes `--noticed` / `--noted` on later calls.
@@ -78,7 +81,7 @@ class Outcome:
 
 def record_path(image: str | os.PathLike[str]) -> str:
     """The trust record of `image` (exists once it is allowed; see trust.py)."""
-    return os.fspath(trust._record_file(trust.store_dir(), os.path.realpath(image)))
+    return os.fspath(trust.record_path(image))
 
 
 def marker(project: str) -> str:
@@ -88,15 +91,11 @@ def marker(project: str) -> str:
     return f"(cnt:{name}) "
 
 
-def _word(path: str) -> str:
-    return shellgen.quote(path)
-
-
 def notice_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
     """The notice for an image that was found but is not allowed."""
     return (
         f"condatainer: {trust.explain(image, state)}; not activating it",
-        f"hint: check it, then run: condatainer allow {_word(image)}",
+        f"hint: check it, then run: condatainer allow {shellgen.quote(image)}",
     )
 
 
@@ -104,18 +103,18 @@ def hint_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
     """The notice of `autoload: hint`: the image is here, and how to use it."""
     lines = [f"condatainer: found {image} (autoload: hint, so not activating it)"]
     if state is not trust.TrustStatus.ALLOWED:
-        lines.append(f"hint: it is not allowed yet: condatainer allow {_word(image)}")
+        lines.append(f"hint: it is not allowed yet: condatainer allow {shellgen.quote(image)}")
     lines.append("hint: use it with: condatainer e   (or: condatainer config set autoload on)")
     return tuple(lines)
 
 
 def note_lines(image: str) -> tuple[str, ...]:
-    """The "Overlay envs:" lines of the image's sidecar, or nothing."""
+    """The "Overlay envs:" lines of the sidecar, as `condatainer e` shows them (or none)."""
     from condatainer import envfile
 
     side = envfile.load(image)
     lines = envfile.banner(side) if side is not None else []
-    return ("Overlay envs:", *(f"  {line}" for line in lines)) if lines else ()
+    return ("Overlay envs:", *lines) if lines else ()
 
 
 def decide(

@@ -279,15 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
         _arg(p, "image", nargs="?", default=None, completer=_complete_images,
              help="image (default: the one found from here upwards)")
         p.set_defaults(handler=_cmd_allow if verb == "allow" else _cmd_deny)
-    # Hidden: called by the hook when the image it found changes (stdout is eval'd).
-    p = sub.add_parser("_activate")
-    p.add_argument("shell", choices=("bash", "zsh"))
-    p.add_argument("--hook-version")
-    p.add_argument("--noticed", action="store_true")
-    p.add_argument("--noted", action="store_true")
-    p.add_argument("image")
-    p.add_argument("project")
-    p.set_defaults(handler=_cmd_activate)
+    # Hidden: called by the hook when the image it found changes (stdout is eval'd).  Not in
+    # --help (no help=), and not even in the parser while answering TAB.
+    if "_ARGCOMPLETE" not in os.environ:
+        p = sub.add_parser("_activate")
+        p.add_argument("shell", choices=("bash", "zsh"))
+        p.add_argument("--hook-version")
+        p.add_argument("--noticed", action="store_true")
+        p.add_argument("--noted", action="store_true")
+        p.add_argument("image")
+        p.add_argument("project")
+        p.set_defaults(handler=_cmd_activate)
 
     p = sub.add_parser("completion", help="print the TAB completion script for bash or zsh")
     _arg(p, "shell", choices=("bash", "zsh"), completer=_complete_shells,
@@ -609,6 +611,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(ns)
     except CondatainerError as err:
         return report(err)
+    except BrokenPipeError:
+        # The reader went away (`condatainer config show | head`): end quietly, like cat.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
     except OSError as exc:
         # Last resort: every expected failure is a CondatainerError raised where it happens;
         # an OS error that slipped through still gets one line naming the file, no traceback.

@@ -11,7 +11,7 @@
   Nothing else is printed on stdout, and nothing at all when it fails.
 - `allow [IMAGE]` / `deny [IMAGE]`: trust.allow / trust.deny; without IMAGE, the image the
   hook would find from the working directory ($PWD, as the shell names it).  A running hook
-  notices either at its next prompt (activation.py explains how).
+  notices either at its next prompt (activate.py explains how).
 
 The hook file is versioned: it passes the version that rendered it to `condatainer _activate`,
 which calls `refresh_hook_file` when the installed version differs, so upgrading condatainer
@@ -61,12 +61,19 @@ def hook_ops() -> list[dict[str, object]]:
     """The mm table as the hook templates use it: one mm-OP function per operation.
 
     `rehash`: the operation can change the env's executables (the table's `refresh`), so the
-    function forgets hashed command paths afterwards; `installed`: TAB offers installed names.
+    function forgets hashed command paths afterwards.
     """
-    return [
-        {"name": op.name, "rehash": op.refresh, "installed": op.completes_installed}
-        for op in mm.TABLE.values()
-    ]
+    return [{"name": op.name, "rehash": op.refresh} for op in mm.TABLE.values()]
+
+
+def mm_completion(shell: str) -> shellgen.Raw:
+    """The mm-* TAB completion the hook includes (completion.py renders it from its template).
+
+    Raw, reviewed: it is shell code condatainer rendered itself, with its own values quoted.
+    """
+    from condatainer import completion
+
+    return shellgen.Raw(completion.mm_script(shell))
 
 
 def hook_text(shell: str) -> str:
@@ -77,6 +84,7 @@ def hook_text(shell: str) -> str:
         launcher=list(shims.launcher()),
         shim_root=os.fspath(shims.root()),
         ops=hook_ops(),
+        mm_completion=mm_completion(shell),
     )  # fmt: skip
 
 

@@ -23,8 +23,8 @@ Decisions:
 - **What gets a shim** (`shim_names`): entries of `upper/ext3/env/bin` (listed with debugfs,
   no mount) that are symlinks or regular files with an execute bit, minus the configured
   deny-list `shim_exclude` (shells, coreutils and friends must keep meaning the host's
-  programs), minus names starting with `.` or `-` and names holding control characters or bytes that
-  are not UTF-8 (nobody types them; they would only be a hazard as file names).
+  programs), minus names starting with `.` or `-` and names holding control characters or
+  bytes that are not UTF-8 (nobody types them; they would only be a hazard as file names).
 - **Cache** (`ensure`): `<cache>/shims/<key>/bin/` holds the shims, `<key>/stamp` what they
   were built from: the image's device, inode, size and mtime (the loop device and Apptainer
   update the mtime when they write), the deny-list, the launcher and the condatainer version.
@@ -34,9 +34,11 @@ Decisions:
   the stamp is written last, all under an flock on `<key>/lock` (our own cache file, not an
   image: the image locks are OFD locks, see locks.py).
 - **Installed packages** (`pkgs_file`): `<cache>/pkgs/<key>.txt`, one package name per line,
-  from the names of `upper/ext3/env/conda-meta/*.json`; rebuilt together with the shims and
-  after every writable `mm` operation (`after_mm`).  The hook's TAB completion for
-  `mm-remove`/`mm-update`/`mm-pin` reads it without starting any process.
+  sorted in byte order, from the names of `upper/ext3/env/conda-meta/*.json` (plain package
+  names only: `pkgcache.safe_names`, the rule of its channel listing too).  Rebuilt with the
+  shims and after every `mm` operation that changes the env (`after_mm`, which also refreshes
+  pkgcache's channel listing).  The hook's mm-* TAB completion reads it without starting any
+  process.
 """
 
 from __future__ import annotations
@@ -68,9 +70,9 @@ _ENTRY_POINTS = ("condatainer", "cnt")
 def launcher() -> tuple[str, ...]:
     """The argv prefix that runs this condatainer again (see the module docstring)."""
     script = sys.argv[0] if sys.argv else ""
-    if os.path.basename(script) in _ENTRY_POINTS and os.path.isfile(script):
-        if os.access(script, os.X_OK):
-            return (os.path.abspath(script),)
+    entry_point = os.path.basename(script) in _ENTRY_POINTS
+    if entry_point and os.path.isfile(script) and os.access(script, os.X_OK):
+        return (os.path.abspath(script),)
     return (sys.executable, "-m", "condatainer")
 
 
@@ -125,9 +127,11 @@ def package_names(entries: Iterable[Entry]) -> list[str]:
         if not file.endswith(".json"):
             continue
         parts = file[: -len(".json")].rsplit("-", 2)
-        if len(parts) == 3 and all(parts) and _typable(parts[0]):
+        if len(parts) == 3 and all(parts):
             names.add(parts[0])
-    return sorted(names)
+    from condatainer import pkgcache
+
+    return pkgcache.safe_names(names)  # plain names only, byte order: TAB bisects the file
 
 
 @dataclass(frozen=True)
@@ -279,15 +283,19 @@ def refresh(image: StrPath, exclude: Sequence[str]) -> Path:
 
 
 def after_mm(image: StrPath, exclude: Sequence[str]) -> str | None:
-    """Refresh after a writable `mm` operation; a one-line note instead of an error.
+    """Refresh after a writable `mm` operation: shims, installed and channel listings.
 
-    The package operation itself already succeeded or failed on its own terms: a cache that
-    cannot be refreshed must not change its exit status, only be reported.
+    The channel listing (pkgcache.py) follows the repodata cache micromamba keeps in the image,
+    which install/update refresh.  The package operation itself already succeeded or failed on
+    its own terms: a cache that cannot be refreshed must not change its exit status, so this
+    returns a one-line note instead of raising.
     """
+    from condatainer import pkgcache
     from condatainer.errors import CondatainerError
 
     try:
         refresh(image, exclude)
+        pkgcache.refresh(image)
     except (CondatainerError, OSError) as exc:
         return f"note: could not refresh the shims of {os.fspath(image)}: {exc}"
     return None

@@ -87,6 +87,14 @@ def _real(path: StrPath) -> str:
     return os.path.realpath(os.fspath(path))
 
 
+def record_path(path: StrPath) -> Path:
+    """Where the allow record of the image at `path` lives (it may not exist).
+
+    The shell hook watches this file so that `allow`/`deny` take effect at the next prompt.
+    """
+    return _record_file(store_dir(), _real(path))
+
+
 def _record_file(store: Path, real: str) -> Path:
     key = hashlib.sha256(os.fsencode(real)).hexdigest()
     return store / key

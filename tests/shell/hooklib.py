@@ -85,6 +85,7 @@ class Hook:
             "hook", self.shell, version=__version__,
             launcher=launcher or [str(self.launcher)],
             shim_root=str(self.shim_root), ops=hostshell.hook_ops(),
+            mm_completion=hostshell.mm_completion(self.shell),
         )  # fmt: skip
 
     @property
@@ -132,8 +133,9 @@ class Hook:
 
 
 def dump_vars(shell: str) -> str:
-    """Shell code printing the variables activation must restore exactly."""
+    """Shell code printing the variables activation must restore exactly (`declare -p`)."""
+    show = "declare -p" if shell == "bash" else "typeset -p"
+    names = ["PATH", "PS1", "CNT_OVERLAY", "CNT_PROJECT"]
     if shell == "bash":
-        return ("declare -p PATH PS1 CNT_OVERLAY CNT_PROJECT 2>&1; "
-                "declare -p PROMPT_COMMAND 2>&1\n")
-    return "typeset -p PATH PS1 CNT_OVERLAY CNT_PROJECT 2>&1\n"
+        names.append("PROMPT_COMMAND")
+    return "".join(f"{show} {n} 2>/dev/null || echo '{n} unset'\n" for n in names)

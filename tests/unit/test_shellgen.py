@@ -275,4 +275,6 @@ def test_golden(name: str) -> None:
 
 
 def test_every_golden_file_has_a_template() -> None:
-    assert sorted(p.name for p in GOLDEN.iterdir()) == sorted(RENDERED)
+    from tests.shell.test_hook_golden import RENDERED as HOOK_RENDERED
+
+    assert sorted(p.name for p in GOLDEN.iterdir()) == sorted([*RENDERED, *HOOK_RENDERED])

@@ -1,0 +1,17 @@
+#!/bin/sh
+# condatainer shim (generated from the image's env/bin; rewritten when the image changes)
+# shellcheck disable=SC2016  # the values below are single-quoted data; a `$` in them is literal
+cnt_shims='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/shims/0123456789abcdef/bin'
+case :$PATH: in
+    *:"$cnt_shims":*)
+        cnt_path=:$PATH:
+        cnt_path=${cnt_path%%:"$cnt_shims":*}:${cnt_path#*:"$cnt_shims":}
+        cnt_path=${cnt_path#:}
+        PATH=${cnt_path%:}
+        ;;
+esac
+unset cnt_shims cnt_path
+if [ -n "${IN_CONDATAINER:-}" ]; then
+    exec '$(python)' "$@"
+fi
+exec '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer exec -o '/data/'"'"'";&&e-$ èрт🚒中-j x/env.img' -- '$(python)' "$@"

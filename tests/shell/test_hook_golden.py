@@ -1,0 +1,134 @@
+"""The hook, activation and shim templates: they parse, pass shellcheck, and match golden files.
+
+Rendered with a fixed, hostile context (paths with quotes, `$`, `;`, spaces, non-ASCII).  The
+golden files live in tests/shell/golden/ next to the rc block's; `CNT_UPDATE_GOLDEN=1 pytest
+tests/shell/test_hook_golden.py` rewrites them (review the diff before committing).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from condatainer import hostshell, shellgen
+from tests.shell.hooklib import HOSTILE
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+# Read at import: the autouse fixture in conftest.py clears CNT_* variables during each test.
+UPDATE_GOLDEN = os.environ.get("CNT_UPDATE_GOLDEN") == "1"
+
+LAUNCHER = [f"/opt/{HOSTILE}/bin/python3", "-m", "condatainer"]
+SHIM_ROOT = f"/home/{HOSTILE}/.cache/condatainer/shims"
+IMAGE = f"/data/{HOSTILE} x/env.img"
+ENTER = {
+    "image": IMAGE,
+    "project": f"/data/{HOSTILE} x",
+    "shims": f"{SHIM_ROOT}/0123456789abcdef/bin",
+    "marker": f"(cnt:{HOSTILE} x) ",
+    "record": f"/home/{HOSTILE}/.local/share/condatainer/allowed/abc",
+    "pkgs": f"/home/{HOSTILE}/.cache/condatainer/pkgs/0123456789abcdef.txt",
+}
+
+
+def _hook(shell: str) -> tuple[str, str, dict[str, Any]]:
+    return ("hook", shell, {"version": "0.0.0+golden", "launcher": LAUNCHER,
+                            "shim_root": SHIM_ROOT, "ops": hostshell.hook_ops(),
+                            "mm_completion": hostshell.mm_completion(shell)})
+
+
+RENDERED: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "hook.bash": _hook("bash"),
+    "hook.zsh": _hook("zsh"),
+    "activate-enter.bash": ("activate", "bash", {"image": IMAGE, "enter": ENTER, "wait": None,
+                                                 "told": ["notes"]}),
+    "activate-enter.zsh": ("activate", "zsh", {"image": IMAGE, "enter": ENTER, "wait": None,
+                                               "told": ["notes"]}),
+    "activate-wait.bash": ("activate", "bash", {"image": IMAGE, "enter": None,
+                                                "wait": ENTER["record"], "told": ["notice"]}),
+    "activate-wait.zsh": ("activate", "zsh", {"image": IMAGE, "enter": None,
+                                              "wait": ENTER["record"], "told": ["notice"]}),
+    "shim.sh": ("shim", "sh", {"launcher": LAUNCHER, "image": IMAGE, "name": "$(python)",
+                               "shims": ENTER["shims"]}),
+}
+CHECKER = {"bash": ["bash", "-n"], "zsh": ["zsh", "-n"], "sh": ["dash", "-n"]}
+SHELLCHECK = {"bash": "bash", "sh": "sh"}  # shellcheck has no zsh
+
+
+def rendered(name: str) -> str:
+    artifact, shell, context = RENDERED[name]
+    return shellgen.render(artifact, shell, **context)
+
+
+@pytest.mark.parametrize("name", sorted(RENDERED))
+def test_parses(name: str, tmp_path: Path, need: Callable[[str], str]) -> None:
+    argv = CHECKER[RENDERED[name][1]]
+    need(argv[0])
+    script = tmp_path / name
+    script.write_text(rendered(name))
+    proc = subprocess.run([*argv, str(script)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("name", sorted(n for n in RENDERED if RENDERED[n][1] in SHELLCHECK))
+def test_shellcheck(name: str, tmp_path: Path, need: Callable[[str], str]) -> None:
+    shellcheck = need("shellcheck")
+    script = tmp_path / name
+    script.write_text(rendered(name))
+    dialect = SHELLCHECK[RENDERED[name][1]]
+    proc = subprocess.run([shellcheck, "-s", dialect, str(script)], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_installed_hook_passes_the_same_checks(
+    shell: str, tmp_path: Path, need: Callable[[str], str]
+) -> None:
+    """What `condatainer hook` really prints (this interpreter as launcher) parses too."""
+    need(shell)
+    script = tmp_path / f"hook.{shell}"
+    script.write_text(hostshell.hook_text(shell))
+    proc = subprocess.run([*CHECKER[shell], str(script)], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    if shell == "bash":
+        shellcheck = need("shellcheck")
+        proc = subprocess.run([shellcheck, "-s", "bash", str(script)], capture_output=True,
+                              text=True, check=False)
+        assert proc.returncode == 0, proc.stdout
+
+
+def test_activation_code_evals_to_the_protocol_calls(tmp_path: Path,
+                                                     need: Callable[[str], str]) -> None:
+    """Every value reaches the hook's functions as one argument, byte for byte."""
+    need("bash")
+    need("zsh")
+    for name in ("activate-enter.bash", "activate-enter.zsh"):
+        shell = RENDERED[name][1]
+        stubs = ('_cnt_enter() { printf "%s\\0" "$@"; }\n'
+                 '_cnt_told() { printf "%s\\0" "$@"; }\n')
+        argv = ["bash", "--norc", "-c"] if shell == "bash" else ["zsh", "-f", "-c"]
+        out = subprocess.run([*argv, stubs + rendered(name)], capture_output=True,
+                             check=True).stdout
+        words = out.decode().split("\0")[:-1]
+        assert words == [*ENTER.values(), "notes", IMAGE]
+
+
+@pytest.mark.parametrize("name", sorted(RENDERED))
+def test_golden(name: str) -> None:
+    """Rendered output is committed; a template change shows up as a reviewed diff."""
+    text = rendered(name)
+    golden = GOLDEN / name
+    if UPDATE_GOLDEN:
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text, encoding="utf-8")
+    assert golden.exists(), f"missing {golden}; run: CNT_UPDATE_GOLDEN=1 pytest {__file__}"
+    assert text == golden.read_text(encoding="utf-8"), (
+        f"{golden} is out of date; review the change, then run: "
+        f"CNT_UPDATE_GOLDEN=1 pytest {__file__}"
+    )
