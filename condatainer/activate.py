@@ -233,3 +233,42 @@ def _refresh_hook(shell: str, err: TextIO) -> None:
     except (CondatainerError, OSError) as exc:
         print(f"condatainer: note: cannot update the {shell} hook file: {exc}", file=err)
 
+
+USAGE = (
+    "usage: python -m condatainer.activate bash|zsh [--hook-version V] [--noticed] [--noted]"
+    " [--] IMAGE PROJECT"
+)
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m condatainer.activate ...`: what the hook runs on a change of image.
+
+    The same call as the hidden `condatainer _activate`, without the CLI: no argparse and none
+    of the CLI's imports, which is a third of the time a cd into a project costs.  The argv
+    form is fixed (the hook writes it), so it is parsed by hand.
+    """
+    words = list(argv)
+    flags = {"--noticed": False, "--noted": False}
+    version: str | None = None
+    positional: list[str] = []
+    while words:
+        word = words.pop(0)
+        if word == "--":
+            positional += words
+            break
+        if word == "--hook-version" and words:
+            version = words.pop(0)
+        elif word in flags:
+            flags[word] = True
+        else:
+            positional.append(word)
+    if len(positional) != 3 or positional[0] not in ("bash", "zsh"):
+        print(USAGE, file=sys.stderr)
+        return 2
+    shell, image, project = positional
+    return command(shell, image, project, hook_version=version, noticed=flags["--noticed"],
+                   noted=flags["--noted"])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -143,17 +143,7 @@ def _add_container_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Keep a conda environment in one ext3 image and use it through Apptainer.",
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    _add_create_options(sub.add_parser("o", help="create an env image (= overlay create)"))
-
-    ov = sub.add_parser("overlay", help="create, resize, check, chown, inspect images")
+def _add_overlay(ov: argparse.ArgumentParser) -> None:
     ovs = ov.add_subparsers(dest="overlay_command", metavar="ACTION")
     ov.set_defaults(handler=lambda a: _usage(ov))
     _add_create_options(ovs.add_parser("create", help="create an env image"))
@@ -171,14 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-u", "--uid", type=int, help="user id (default: yours)")
     p.add_argument("-g", "--gid", type=int, help="group id (default: yours)")
     p.add_argument("--root", action="store_true", help="0:0, for --fakeroot use")
-    p.add_argument(
-        "-p",
-        "--path",
-        action="append",
-        default=[],
-        dest="paths",
-        help="only this in-container path, e.g. /ext3/env/pkgs (repeatable)",
-    )
+    p.add_argument("-p", "--path", action="append", default=[], dest="paths",
+                   help="only this in-container path, e.g. /ext3/env/pkgs (repeatable)")
     p.set_defaults(handler=_cmd_chown)
     p = ovs.add_parser("info", help="size, usage, owner, channels and packages of an image")
     _arg(p, "image", completer=_complete_images)
@@ -197,38 +181,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="image to write (default: name without .zst)")
     p.set_defaults(handler=_cmd_unpack)
 
-    p = sub.add_parser("e", help="enter the env (a shell, or -- CMD), writable by default")
-    _arg(
-        p,
-        "images",
-        nargs="*",
-        metavar="OVERLAY",
-        completer=_complete_images,
-        help="images (default: env.img found from here upwards)",
-    )
+
+def _add_e(p: argparse.ArgumentParser) -> None:
+    _arg(p, "images", nargs="*", metavar="OVERLAY", completer=_complete_images,
+         help="images (default: env.img found from here upwards)")
     p.add_argument("-r", "--read-only", action="store_true", help="mount read-only")
     p.add_argument("-n", "--no-autoload", action="store_true", help="do not look for env.img")
     _add_container_options(p)
     p.add_argument("cmd", nargs="*", help=argparse.SUPPRESS)
     p.set_defaults(handler=_cmd_e)
 
-    p = sub.add_parser("exec", help="run a command with images, read-only by default")
-    _arg(
-        p,
-        "-o",
-        "--overlay",
-        action="append",
-        default=[],
-        dest="images",
-        completer=_complete_images,
-        help="image (repeatable; IMAGE:rw / IMAGE:ro)",
-    )
+
+def _add_exec(p: argparse.ArgumentParser) -> None:
+    _arg(p, "-o", "--overlay", action="append", default=[], dest="images",
+         completer=_complete_images, help="image (repeatable; IMAGE:rw / IMAGE:ro)")
     p.add_argument("-w", "--writable", action="store_true", help="first image writable")
     _add_container_options(p)
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and its arguments")
     p.set_defaults(handler=_cmd_exec)
 
-    p = sub.add_parser("run", help="run a job script in its container (#DEP / #CNT)")
+
+def _add_run(p: argparse.ArgumentParser) -> None:
     p.add_argument("-w", "--writable", action="store_true", help="mount #DEP images writable")
     p.add_argument("--submit", action="store_true", help="submit with sbatch")
     p.add_argument("--local", action="store_true", help="run here even if #SBATCH is present")
@@ -239,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(handler=_cmd_run)
 
-    p = sub.add_parser("mm", help="micromamba operations on the env image")
+
+def _add_mm(p: argparse.ArgumentParser) -> None:
     from condatainer import mm
 
     p.add_argument("-o", "--overlay", help="image (default: $CNT_OVERLAY, else autoload)")
@@ -248,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
     _arg(p, "args", nargs=argparse.REMAINDER, completer=_complete_mm)
     p.set_defaults(handler=_cmd_mm)
 
-    p = sub.add_parser("config", help="show, get and set configuration")
+
+def _add_config(p: argparse.ArgumentParser) -> None:
     cs = p.add_subparsers(dest="config_command", metavar="ACTION")
     p.set_defaults(handler=_cmd_config, config_command="show")
     cs.add_parser("show", help="every key, its value and where it came from")
@@ -259,47 +234,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("value")
     cs.add_parser("paths", help="where config, data and cache live")
 
-    p = sub.add_parser("header", help="print the self-reexec header for job scripts")
+
+def _add_header(p: argparse.ArgumentParser) -> None:
     p.add_argument("--insert", metavar="SCRIPT",
                    help="insert it into SCRIPT in place (or bring it up to date)")
     p.set_defaults(handler=_cmd_header)
 
-    p = sub.add_parser("init", help="activate env images on cd: add the hook to ~/.bashrc/.zshrc")
+
+def _add_init(p: argparse.ArgumentParser) -> None:
     p.add_argument("shell", nargs="?", choices=("bash", "zsh"),
                    help="bash or zsh (default: CNT_SHELL, else your shell)")
     p.add_argument("--uninstall", action="store_true", help="remove the hook again")
     p.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
     p.set_defaults(handler=_cmd_init)
-    p = sub.add_parser("hook", help="print the shell hook, for eval \"$(condatainer hook bash)\"")
+
+
+def _add_hook(p: argparse.ArgumentParser) -> None:
     p.add_argument("shell", choices=("bash", "zsh"))
     p.set_defaults(handler=_cmd_hook)
-    for verb, what in (("allow", "let the cd hook activate an image"),
-                       ("deny", "stop the cd hook activating an image")):
-        p = sub.add_parser(verb, help=what)
+
+
+def _add_trust_verb(handler: Handler) -> Callable[[argparse.ArgumentParser], None]:
+    def add(p: argparse.ArgumentParser) -> None:
         _arg(p, "image", nargs="?", default=None, completer=_complete_images,
              help="image (default: the one found from here upwards)")
-        p.set_defaults(handler=_cmd_allow if verb == "allow" else _cmd_deny)
-    # Hidden: called by the hook when the image it found changes (stdout is eval'd).  Not in
-    # --help (no help=), and not even in the parser while answering TAB.
-    if "_ARGCOMPLETE" not in os.environ:
-        p = sub.add_parser("_activate")
-        p.add_argument("shell", choices=("bash", "zsh"))
-        p.add_argument("--hook-version")
-        p.add_argument("--noticed", action="store_true")
-        p.add_argument("--noted", action="store_true")
-        p.add_argument("image")
-        p.add_argument("project")
-        p.set_defaults(handler=_cmd_activate)
+        p.set_defaults(handler=handler)
 
-    p = sub.add_parser("completion", help="print the TAB completion script for bash or zsh")
+    return add
+
+
+def _add_activate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("shell", choices=("bash", "zsh"))
+    p.add_argument("--hook-version")
+    p.add_argument("--noticed", action="store_true")
+    p.add_argument("--noted", action="store_true")
+    p.add_argument("image")
+    p.add_argument("project")
+    p.set_defaults(handler=_cmd_activate)
+
+
+def _add_completion(p: argparse.ArgumentParser) -> None:
     _arg(p, "shell", choices=("bash", "zsh"), completer=_complete_shells,
          help="bash (eval it, or save it in bash-completion's directory) or zsh (eval it, or"
          " save it as _condatainer on $fpath)")
     p.set_defaults(handler=_cmd_completion)
 
-    p = sub.add_parser("doctor", help="check what condatainer needs and say how to fix it")
+
+def _add_doctor(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_doctor)
-    return parser
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -571,6 +553,46 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
     return doctor.exit_code(checks)
 
 
+# Every subcommand: its help line (None: hidden) and the function that adds its arguments.
+_COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]]] = {
+    "o": ("create an env image (= overlay create)", _add_create_options),
+    "overlay": ("create, resize, check, chown, inspect images", _add_overlay),
+    "e": ("enter the env (a shell, or -- CMD), writable by default", _add_e),
+    "exec": ("run a command with images, read-only by default", _add_exec),
+    "run": ("run a job script in its container (#DEP / #CNT)", _add_run),
+    "mm": ("micromamba operations on the env image", _add_mm),
+    "config": ("show, get and set configuration", _add_config),
+    "header": ("print the self-reexec header for job scripts", _add_header),
+    "init": ("activate env images on cd: add the hook to ~/.bashrc/.zshrc", _add_init),
+    "hook": ("print the shell hook, for eval \"$(condatainer hook bash)\"", _add_hook),
+    "allow": ("let the cd hook activate an image", _add_trust_verb(_cmd_allow)),
+    "deny": ("stop the cd hook activating an image", _add_trust_verb(_cmd_deny)),
+    # Hidden: called by the hook when the image it found changes (stdout is eval'd).
+    "_activate": (None, _add_activate),
+    "completion": ("print the TAB completion script for bash or zsh", _add_completion),
+    "doctor": ("check what condatainer needs and say how to fix it", _add_doctor),
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that subcommand gets its arguments (the others keep
+    their names and help), which is all `main` needs to parse one command line and saves
+    building thirty parsers on every exec and every cd into a project."""
+    parser = _Parser(
+        prog=PROG,
+        description="Keep a conda environment in one ext3 image and use it through Apptainer.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (help_text, add) in _COMMANDS.items():
+        if help_text is None and (only != name or "_ARGCOMPLETE" in os.environ):
+            continue  # hidden commands exist only when they are the one being run
+        p = sub.add_parser(name, help=help_text) if help_text else sub.add_parser(name)
+        if only is None or only == name:
+            add(p)
+    return parser
+
+
 # --- entry points ------------------------------------------------------------------------------
 
 
@@ -588,7 +610,9 @@ def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str] | None]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    first = next((w for w in args_list if not w.startswith("-")), None)
+    only = first if first in _COMMANDS and "_ARGCOMPLETE" not in os.environ else None
+    parser = build_parser(only)
     if "_ARGCOMPLETE" in os.environ:  # a TAB press: print the candidates and exit
         from condatainer import completers
 

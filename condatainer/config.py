@@ -36,10 +36,8 @@ Decisions, so callers and users can rely on them:
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -378,6 +376,8 @@ def _known(key: str) -> str:
 
 
 def _did_you_mean(key: str) -> str:
+    import difflib  # only for a typo's suggestion: kept off the import path
+
     close = difflib.get_close_matches(key.lower(), KEYS, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -542,6 +542,8 @@ def _write_atomic(path: Path, text: str) -> None:
             umask = os.umask(0)
             os.umask(umask)
             mode = 0o666 & ~umask
+        import tempfile  # only when writing: kept off the import path of every command
+
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -21,6 +21,7 @@ updates the hook without another `init` (new shells load it; running ones keep t
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
@@ -82,6 +83,7 @@ def hook_text(shell: str) -> str:
         "hook", shell,
         version=__version__,
         launcher=list(shims.launcher()),
+        activator=[sys.executable, "-m", "condatainer.activate"],
         shim_root=os.fspath(shims.root()),
         ops=hook_ops(),
         mm_completion=mm_completion(shell),

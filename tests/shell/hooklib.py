@@ -84,6 +84,8 @@ class Hook:
         return shellgen.render(
             "hook", self.shell, version=__version__,
             launcher=launcher or [str(self.launcher)],
+            # Activation through the recording launcher too, so every call is seen.
+            activator=[*(launcher or [str(self.launcher)]), "_activate"],
             shim_root=str(self.shim_root), ops=hostshell.hook_ops(),
             mm_completion=hostshell.mm_completion(self.shell),
         )  # fmt: skip

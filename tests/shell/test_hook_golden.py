@@ -37,6 +37,7 @@ ENTER = {
 
 def _hook(shell: str) -> tuple[str, str, dict[str, Any]]:
     return ("hook", shell, {"version": "0.0.0+golden", "launcher": LAUNCHER,
+                            "activator": ["/opt/cnt/bin/python", "-m", "condatainer.activate"],
                             "shim_root": SHIM_ROOT, "ops": hostshell.hook_ops(),
                             "mm_completion": hostshell.mm_completion(shell)})
 

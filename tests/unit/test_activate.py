@@ -221,3 +221,19 @@ def test_tab_never_offers_the_hidden_subcommand() -> None:
          "cli.main([])"], capture_output=True, text=True, env=env)
     offered = proc.stdout.split("\n")
     assert "init" in offered and "allow" in offered and "_activate" not in offered
+
+
+def test_module_entry_parses_the_hooks_argv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`python -m condatainer.activate` takes exactly what the hook passes to `_activate`."""
+    seen: list[tuple[object, ...]] = []
+
+    def fake(shell: str, image: str, project: str, **kw: object) -> int:
+        seen.append((shell, image, project, kw))
+        return 0
+
+    monkeypatch.setattr(activate, "command", fake)
+    argv = ["zsh", "--hook-version", "9.9", "--noted", "--", "/p/-x.img", "/p"]
+    assert activate.main(argv) == 0
+    assert seen == [("zsh", "/p/-x.img", "/p",
+                     {"hook_version": "9.9", "noticed": False, "noted": True})]
+    assert activate.main(["fish", "a", "b"]) == 2

@@ -68,7 +68,27 @@ _APP = f"""\
 echo "cnt-app using cnt-lib $(cat '{PREFIX_PLACEHOLDER}/share/cnt-lib/VERSION')"
 """
 
+# A stand-in interpreter: just enough of `python -m pip install REQ...` for the test world to
+# check that condatainer installs an environment.yml's pip: section with the env's own pip.
+# Each requirement is recorded, one per line, in <prefix>/share/pip-installed.txt.
+_PYTHON = f"""\
+#!/bin/sh
+if [ "$1 $2 $3" = "-m pip install" ]; then
+    shift 3
+    for req in "$@"; do
+        case "$req" in -*) continue ;; esac
+        printf '%s\\n' "$req" >> '{PREFIX_PLACEHOLDER}/share/pip-installed.txt'
+        echo "Successfully installed $req"
+    done
+    exit 0
+fi
+echo "cnt test python: only '-m pip install' is supported" >&2
+exit 2
+"""
+
 PACKAGES: tuple[FakePackage, ...] = (
+    FakePackage("python", "3.11.0", {"bin/python": _PYTHON}, relocate=frozenset({"bin/python"})),
+    FakePackage("pip", "23.0", {"share/pip/VERSION": "23.0\n"}, depends=("python",)),
     FakePackage("cnt-hello", "1.0", {"bin/cnt-hello": _HELLO}),
     FakePackage("cnt-lib", "1.0", {"share/cnt-lib/VERSION": "1.0\n"}),
     FakePackage("cnt-lib", "2.0", {"share/cnt-lib/VERSION": "2.0\n"}),

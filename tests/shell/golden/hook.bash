@@ -7,6 +7,7 @@ if [[ -z ${IN_CONDATAINER-}${APPTAINER_CONTAINER-}${SINGULARITY_CONTAINER-} && !
 
 _cnt_version=0.0.0+golden
 _cnt_cmd=( '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer )
+_cnt_act=( /opt/cnt/bin/python -m condatainer.activate )
 _cnt_shim_root='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/shims'
 
 # Per-shell state.  Sourcing this file again keeps it (and registers nothing twice).
@@ -22,6 +23,15 @@ _cnt_run() {
         "${_cnt_cmd[@]}" "$@"
     else
         command condatainer "$@"
+    fi
+}
+
+# Runs the activation: this installation's interpreter directly, else `condatainer _activate`.
+_cnt_activate() {
+    if [ -x "${_cnt_act[0]}" ]; then
+        "${_cnt_act[@]}" "$@"
+    else
+        _cnt_run _activate "$@"
     fi
 }
 
@@ -104,7 +114,7 @@ _cnt_call() {
     local -a told=()
     if _cnt_in "$_cnt_found" ${_cnt_noticed[@]+"${_cnt_noticed[@]}"}; then told+=(--noticed); fi
     if _cnt_in "$_cnt_found" ${_cnt_noted[@]+"${_cnt_noted[@]}"}; then told+=(--noted); fi
-    if code=$(_cnt_run _activate bash --hook-version "$_cnt_version" ${told[@]+"${told[@]}"} \
+    if code=$(_cnt_activate bash --hook-version "$_cnt_version" ${told[@]+"${told[@]}"} \
         -- "$_cnt_found" "$_cnt_found_dir" </dev/null); then
         eval "$code"
     fi

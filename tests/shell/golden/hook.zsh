@@ -8,6 +8,8 @@ if [[ -z ${IN_CONDATAINER-}${APPTAINER_CONTAINER-}${SINGULARITY_CONTAINER-} && !
 typeset -g _cnt_version=0.0.0+golden
 typeset -ga _cnt_cmd
 _cnt_cmd=( '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer )
+typeset -ga _cnt_act
+_cnt_act=( /opt/cnt/bin/python -m condatainer.activate )
 typeset -g _cnt_shim_root='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/shims'
 
 # Per-shell state.  Sourcing this file again keeps it (and registers nothing twice).
@@ -27,6 +29,16 @@ _cnt_run() {
         "${_cnt_cmd[@]}" "$@"
     else
         command condatainer "$@"
+    fi
+}
+
+# Runs the activation: this installation's interpreter directly, else `condatainer _activate`.
+_cnt_activate() {
+    emulate -L zsh
+    if [[ -x $_cnt_act[1] ]]; then
+        "${_cnt_act[@]}" "$@"
+    else
+        _cnt_run _activate "$@"
     fi
 }
 
@@ -125,7 +137,7 @@ _cnt_call() {
     local -a told
     if (( ${_cnt_noticed[(Ie)$_cnt_found]} )); then told+=(--noticed); fi
     if (( ${_cnt_noted[(Ie)$_cnt_found]} )); then told+=(--noted); fi
-    if code=$(_cnt_run _activate zsh --hook-version "$_cnt_version" "${told[@]}" \
+    if code=$(_cnt_activate zsh --hook-version "$_cnt_version" "${told[@]}" \
         -- "$_cnt_found" "$_cnt_found_dir" </dev/null); then
         eval "$code"
     fi
