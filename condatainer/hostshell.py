@@ -49,13 +49,18 @@ def detect_shell(name: str | None, environ: Mapping[str, str] | None = None) -> 
 
 
 def _detected(env: Mapping[str, str]) -> str:
+    """The shell we were started from when it is bash or zsh, else the login shell ($SHELL).
+
+    `sh install.sh` or a Makefile starts us from sh: that is not the shell the user types in,
+    so it must not decide (nor make init fail); $SHELL does.
+    """
     try:
         import shellingham
 
         name: str = shellingham.detect_shell()[0]
-        return name
     except Exception:  # shellingham's ShellDetectionFailure, or an OS error reading /proc
-        return env.get("SHELL", "")
+        name = ""
+    return name if name in shellgen.SHELLS else env.get("SHELL", "")
 
 
 def hook_ops() -> list[dict[str, object]]:

@@ -25,18 +25,15 @@ from condatainer.resolve import Request
 
 
 def detect_shell() -> str:
-    """bash or zsh: CNT_SHELL, else the shell we were started from (shellingham), else $SHELL;
-    anything but bash or zsh gets bash."""
-    chosen = os.environ.get("CNT_SHELL", "")
-    if chosen in ("bash", "zsh"):
-        return chosen
-    try:
-        import shellingham
+    """bash or zsh, chosen the way `init` chooses (CNT_SHELL, the shell we were started from,
+    $SHELL); anything else gets bash."""
+    from condatainer import hostshell
+    from condatainer.errors import ShellError
 
-        name, _ = shellingham.detect_shell()
-    except Exception:  # shellingham raises its own ShellDetectionFailure, or OSError
-        name = os.path.basename(os.environ.get("SHELL", "bash"))
-    return name if name in ("bash", "zsh") else "bash"
+    try:
+        return hostshell.detect_shell(None)
+    except ShellError:
+        return "bash"
 
 
 def container_rc(shell: str, marker: str) -> str:
