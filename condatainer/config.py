@@ -46,7 +46,6 @@ from typing import TYPE_CHECKING, Any, Literal, Union
 
 from condatainer import profiles
 from condatainer.errors import CondatainerError, ConfigError
-from condatainer.sizes import parse_size
 
 if TYPE_CHECKING:
     import yaml
@@ -298,6 +297,8 @@ def _coerce(key: str, raw: object) -> Value:
             raise _Invalid("not one of the allowed values", _allowed(key))
     elif key == "default_size":
         try:
+            from condatainer.sizes import parse_size  # decimal: only when a size is set
+
             parse_size(value)
         except CondatainerError as exc:
             raise _Invalid(exc.message, _allowed(key)) from None

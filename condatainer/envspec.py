@@ -11,8 +11,9 @@ options.
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ class EnvSpec:
     pip: tuple[str, ...] = ()
     variables: tuple[tuple[str, str], ...] = ()
     explicit: bool = False  # conda: holds @EXPLICIT package URLs
+    source: str | None = None  # the file it was read from (absolute), for `micromamba -f`
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     def install_specs(self) -> tuple[str, ...]:
@@ -80,9 +82,8 @@ def load(path_text: str) -> EnvSpec:
         raise _fail(path, None, "not a text file (not UTF-8)") from None
     except OSError as exc:
         raise _fail(path, None, f"cannot read: {exc.strerror}") from None
-    if path.suffix == ".txt":
-        return parse_txt(text, path)
-    return parse_yaml(text, path)
+    spec = parse_txt(text, path) if path.suffix == ".txt" else parse_yaml(text, path)
+    return replace(spec, source=os.path.abspath(path))
 
 
 def parse_txt(text: str, path: Path) -> EnvSpec:

@@ -38,13 +38,25 @@ def condarc_text(channels: Sequence[str]) -> bytes:
 def install_commands(spec: envspec.EnvSpec) -> list[tuple[str, ...]]:
     """The container commands that initialise an env from `spec`, in order."""
     install = TABLE["install"].argv
-    commands: list[tuple[str, ...]] = [(*install, *spec.install_specs())]
+    if spec.explicit and spec.source:
+        # An @EXPLICIT file lists package URLs: micromamba installs it as a file, not as specs
+        # (the file's directory is bound into the container, see install_binds).
+        commands: list[tuple[str, ...]] = [(*install, "-f", spec.source)]
+    else:
+        commands = [(*install, *spec.install_specs())]
     if spec.pip:
         commands.append(
             (f"{CONTAINER_PREFIX}/bin/python", "-m", "pip", "install", "--no-input", *spec.pip)
         )
     commands.append(TABLE["clean"].argv)
     return commands
+
+
+def install_binds(spec: envspec.EnvSpec) -> tuple[str, ...]:
+    """Host directories the install commands read from (an explicit file's directory)."""
+    if spec.explicit and spec.source:
+        return (os.path.dirname(spec.source),)
+    return ()
 
 
 def _print_dry_run(
@@ -175,7 +187,8 @@ def _create_initialised(
     try:
         result = image_ops.create(temp, size, prof, sparse=sparse, fakeroot=fakeroot, files=files)
         for command in install_commands(spec):
-            req = Request(command=command, images=(str(temp),), writable=True, default_binds=False)
+            req = Request(command=command, images=(str(temp),), writable=True,
+                          default_binds=False, binds=install_binds(spec))
             plan = launch.plan_for(req, cfg)
             # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
             print(f"running: {' '.join(command[:5])} ...", file=sys.stderr, flush=True)

@@ -42,7 +42,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Union
@@ -157,6 +156,8 @@ def _save(store: Path, record: Record) -> None:
     try:
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
         target = _record_file(store, record.path)
+        import tempfile  # only when writing a record: kept off the hook's activation path
+
         fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=store)
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -171,3 +171,20 @@ def test_environment_yml_pip_section_uses_the_envs_pip(world: World, tmp_path: P
     installed = debugfs_cat(image, "upper/ext3/env/share/pip-installed.txt")
     assert installed == "requests==2.31\nrich>=13\n"
     assert debugfs_cat(image, "upper/ext3/env/share/pip/VERSION") == "23.0\n", "pip was added"
+
+
+def test_o_from_spec_files(world: World, tmp_path: Path) -> None:
+    """conda's --file format: a spec list, and an @EXPLICIT list of package URLs."""
+    specs = tmp_path / "specs.txt"
+    specs.write_text("# pinned for the paper\ncnt-lib=1.0\ncnt-hello  # the greeter\n")
+    image = tmp_path / "a.img"
+    ok(cnt("o", str(image), "-s", "256M", "--sparse", "-f", str(specs), cwd=tmp_path))
+    assert debugfs_cat(image, "upper/ext3/env/share/cnt-lib/VERSION") == "1.0\n"
+    explicit = tmp_path / "lock" / "explicit.txt"
+    explicit.parent.mkdir()
+    explicit.write_text(f"@EXPLICIT\n{world.url}/noarch/cnt-hello-1.0-0.tar.bz2\n")
+    image = tmp_path / "b.img"
+    ok(cnt("o", str(image), "-s", "256M", "--sparse", "-f", str(explicit), cwd=tmp_path))
+    res = ok(cnt("exec", "-o", str(image), "cnt-hello", cwd=tmp_path))
+    assert res.stdout.strip() == "hello from cnt-hello 1.0"
+    assert debugfs_cat(image, "upper/ext3/env/share/cnt-lib/VERSION") is None, "only the list"
