@@ -403,7 +403,8 @@ def test_environment_values_arrive_byte_exact_and_unevaluated(image: Path, tmp_p
     }
     dump = tmp_path / "env.json"
     code = f"import json, os; json.dump(dict(os.environ), open({str(dump)!r}, 'w'))"
-    rc, _, err = builtin.run_captured(plan_for(["python3", "-c", code], image, env=values))
+    # sys.executable, not "python3": a pyenv shim on PATH would rewrite PATH before Python runs.
+    rc, _, err = builtin.run_captured(plan_for([sys.executable, "-c", code], image, env=values))
     assert rc == 0, err
     seen = json.loads(dump.read_text())
     assert {k: seen.get(k) for k in values} == values
