@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,7 +217,7 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_no_traceback_for_debug_off(tmp_path: Path) -> None:
     res = subprocess.run(
-        ["python3", "-m", "condatainer", "overlay", "info", str(tmp_path / "x.img")],
+        [sys.executable, "-m", "condatainer", "overlay", "info", str(tmp_path / "x.img")],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO)},
