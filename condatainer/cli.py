@@ -179,6 +179,7 @@ def _add_overlay(ov: argparse.ArgumentParser) -> None:
     p = ovs.add_parser("unpack", help="decompress a packed image back to its size")
     p.add_argument("packed")
     p.add_argument("-o", "--output", help="image to write (default: name without .zst)")
+    p.add_argument("-s", "--size", help="size to grow back to (default: the size at pack time)")
     p.set_defaults(handler=_cmd_unpack)
 
 
@@ -394,9 +395,12 @@ def _cmd_pack(a: argparse.Namespace) -> int:
 
 
 def _cmd_unpack(a: argparse.Namespace) -> int:
-    from condatainer import image
+    from condatainer import image, sizes
 
-    result = image.unpack(a.packed, a.output)
+    size = sizes.parse_size(a.size) if a.size is not None else None
+    result = image.unpack(a.packed, a.output, size_bytes=size)
+    for note in result.notices:
+        print(note, file=sys.stderr)
     print(f"{a.packed}: unpacked into {result.output}")
     return 0
 

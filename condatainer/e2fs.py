@@ -159,6 +159,8 @@ def path_error(p: Path, error: type[CondatainerError] = ImageError) -> Condatain
         return error(f"{p}: no such image file", hint=f"create one with: condatainer o {p}")
     if is_dir:
         return error(f"{p}: is a directory, not an image file")
+    if not p.is_file():  # a FIFO or device would block open() or is not an image anyway
+        return error(f"{p}: not a regular file")
     return None
 
 
@@ -203,7 +205,9 @@ def superblock(path: str | os.PathLike[str]) -> Superblock:
     for line in res.stdout.splitlines():
         key, sep, value = line.partition(":")
         if sep:
-            fields.setdefault(key.strip(), value.strip())
+            # The last line wins: dumpe2fs prints the volume label and last-mounted path (raw,
+            # newlines included: data from the image) before the real fields.
+            fields[key.strip()] = value.strip()
     try:
         return Superblock(
             block_size=int(fields["Block size"]),
@@ -313,7 +317,8 @@ def _run_debugfs(
     p = Path(path)
     script = b"".join(_check_line(line) + b"\n" for line in lines)
     argv = ["debugfs", *(["-w"] if write else []), "-f", "-", _arg(p)]
-    res = runner.run(argv, input=script)
+    # A write pass gets a session of its own: a terminal's Ctrl-C must not cut it in two.
+    res = runner.run(argv, input=script, new_session=write)
     errors = res.stderr.splitlines()
     if errors and _BANNER.match(errors[0]):
         errors = errors[1:]

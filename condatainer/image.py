@@ -166,7 +166,7 @@ def normalise_image_name(name: str) -> Path:
 
 # --------------------------------------------------------------------------- signals
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_SIGNALS = runner.DEFERRED_SIGNALS
 
 
 class _Terminated(BaseException):
@@ -214,28 +214,6 @@ def _signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-@contextmanager
-def _signals_deferred() -> Iterator[list[int]]:
-    """Record SIGINT/SIGTERM/SIGHUP instead of acting on them; the caller decides afterwards."""
-    received: list[int] = []
-    if not _in_main_thread():
-        yield received
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-
-    previous = {}
-    for sig in _SIGNALS:
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _signal_name(signum: int) -> str:
@@ -733,6 +711,8 @@ def explain_fsck_exit(code: int) -> str:
     """e2fsck's exit code in words; codes are bit masks, so several reasons may apply."""
     if code == 0:
         return "no errors found"
+    if code < 0:  # killed (the OOM killer, scancel): no e2fsck verdict at all
+        return f"e2fsck was killed by {_signal_name(-code)} before it finished"
     parts = [text for bit, text in _FSCK_BITS if code & bit]
     if code & 2:  # "2" already says "corrected"; don't repeat bit 1's sentence
         parts = [p for p in parts if p != _FSCK_BITS[0][1]]
@@ -755,7 +735,11 @@ def _check_before(image: Path, sb: e2fs.Superblock, before: str) -> list[str]:
         res = runner.run(["e2fsck", "-f", "-n", str(image)])
         if res.ok:
             return []
-    res = runner.run(["e2fsck", "-f", "-p", str(image)])
+    with runner.signals_deferred() as received:  # a preen cut in two would do harm
+        res = runner.run(["e2fsck", "-f", "-p", str(image)], new_session=True)
+    if received:
+        raise ImageError(f"{image}: interrupted by {_signal_name(received[0])} after e2fsck"
+                         " finished; nothing was resized", exit_code=128 + received[0])
     if res.returncode & ~3:
         raise ImageError(
             f"{image}: e2fsck found problems it will not fix unattended, so it was not"
@@ -802,13 +786,12 @@ def _resize2fs(image: Path, size: int | None, *flags: str) -> runner.Result:
     """Run `resize2fs [flags] IMAGE [SIZE]` in its own session.
 
     A terminal's Ctrl-C goes to the whole foreground process group; resize2fs killed while it
-    moves blocks leaves a broken filesystem, so it gets a session of its own (`setsid`) and the
+    moves blocks leaves a broken filesystem, so it gets a session of its own and the
     caller defers our own signals until it is done.
     """
     resize2fs = runner.require("resize2fs")
     argv = [resize2fs, *flags, str(image)] + ([f"{size // 1024}K"] if size is not None else [])
-    setsid = runner.which("setsid")
-    return runner.run([setsid, "--wait", *argv] if setsid else argv)
+    return runner.run(argv, new_session=True)
 
 
 def _set_length(image: Path, length: int, allocated: bool) -> None:
@@ -858,7 +841,7 @@ def resize(path: PathLike, size_bytes: int) -> ResizeResult:
         st = os.stat(image)
         old_length = st.st_size
         allocated = _is_allocated(st)
-        with _signals_deferred() as received:
+        with runner.signals_deferred() as received:
             if new > old:
                 _grow(image, old, old_length, new, allocated, notices)
             else:
@@ -1079,11 +1062,21 @@ def check(path: PathLike, *, force: bool = False, repair: bool = False) -> Check
         flags = ["-f"] if force else []
         outputs: list[str] = []
         if repair:
-            res = runner.run(["e2fsck", *flags, "-p", str(image)])
-            outputs.append(res.stdout + res.stderr)
-            if res.returncode & 4:  # preen gave up: UNEXPECTED INCONSISTENCY
-                res = runner.run(["e2fsck", *flags, "-y", str(image)])
+            # A repair cut in two leaves a worse filesystem: its own session, our signals
+            # deferred until it is done.
+            with runner.signals_deferred() as received:
+                res = runner.run(["e2fsck", *flags, "-p", str(image)], new_session=True)
                 outputs.append(res.stdout + res.stderr)
+                if res.returncode & 4:  # preen gave up: UNEXPECTED INCONSISTENCY
+                    res = runner.run(["e2fsck", *flags, "-y", str(image)], new_session=True)
+                    outputs.append(res.stdout + res.stderr)
+            if received:
+                raise ImageError(
+                    f"{image}: interrupted by {_signal_name(received[0])}; the repair was"
+                    " finished first",
+                    hint=f"condatainer overlay check {image}",
+                    exit_code=128 + received[0],
+                )
         else:
             res = runner.run(["e2fsck", *flags, "-n", str(image)])
             outputs.append(res.stdout + res.stderr)
@@ -1122,11 +1115,14 @@ _RECORD_PAYLOAD = 248  # fixed, so the record is the last 256 bytes of the file
 _RECORD_KIND = "condatainer-pack"
 
 
-def _size_record(size: int, allocated: bool, name: str) -> bytes:
-    data = {"kind": _RECORD_KIND, "version": 1, "size_bytes": size, "allocated": allocated,
-            "name": name[:120]}
-    payload = json.dumps(data, sort_keys=True).encode().ljust(_RECORD_PAYLOAD)
-    return struct.pack("<II", _SKIPPABLE_MAGIC, _RECORD_PAYLOAD) + payload
+def _size_record(size: int, allocated: bool) -> bytes:
+    """The skippable zstd frame that carries the original size (fixed length: read back from
+    the end of the file).  No file name in it: unpack names the image after the packed file,
+    and a name could make the payload overflow its fixed size."""
+    data = {"kind": _RECORD_KIND, "version": 1, "size_bytes": size, "allocated": allocated}
+    payload = json.dumps(data, sort_keys=True).encode()
+    assert len(payload) <= _RECORD_PAYLOAD
+    return struct.pack("<II", _SKIPPABLE_MAGIC, _RECORD_PAYLOAD) + payload.ljust(_RECORD_PAYLOAD)
 
 
 def read_pack_record(packed: PathLike) -> dict[str, object] | None:
@@ -1192,7 +1188,7 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
                 raise _pack_failure(action, "zstd", res)
             copy.discard()
             with open(temp.path, "ab") as f:
-                f.write(_size_record(sb.size_bytes, allocated, image.name))
+                f.write(_size_record(sb.size_bytes, allocated))
             os.chmod(temp.path, _umask_mode(0o644))
             temp.publish()
     except KeyboardInterrupt:

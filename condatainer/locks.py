@@ -96,7 +96,14 @@ def _not_accessible(path: Path, write: bool) -> LockError:
 def _conflict(path: Path, fd: int, write: bool) -> LockError | None:
     """Return the LockError describing a lock that would block ours, or None if there is none."""
     want = fcntl.F_WRLCK if write else fcntl.F_RDLCK
-    got = fcntl.fcntl(fd, _OFD_GETLK, _flock(want))
+    try:
+        got = fcntl.fcntl(fd, _OFD_GETLK, _flock(want))
+    except OSError as exc:  # a filesystem without these locks (Lustre noflock, some FUSE)
+        raise LockError(
+            f"{path}: cannot query its lock: {exc.strerror}",
+            hint="this filesystem does not support the locks Apptainer uses; copy the image to"
+            " a local or scratch filesystem",
+        ) from exc
     kind = _FLOCK.unpack(got)[0]
     if kind == fcntl.F_UNLCK:
         return None

@@ -2,15 +2,25 @@
 
 `run` captures output and returns a `Result`; `stream` lets the program talk to the terminal;
 `exec_` replaces this process.  A missing program is a `ToolMissingError` naming the package to
-install, never a FileNotFoundError traceback.  Tests may swap `run_hook` to record calls.
+install, never a FileNotFoundError traceback.  Tests may swap `run_hook` to record or fake the
+calls of `run` (`stream` and `exec_` hand the terminal over and are not hooked).
+
+Interrupts: a program that writes into an image must not be killed halfway (Python's
+subprocess.run SIGKILLs its child on KeyboardInterrupt).  `run(..., new_session=True)` puts it
+in a session of its own, out of reach of the terminal's Ctrl-C, and `signals_deferred()` lets
+the caller finish what it started before acting on SIGINT/SIGTERM/SIGHUP.  `stream` ignores
+SIGINT/SIGQUIT while its child runs: the child gets them from the terminal and decides.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, NoReturn
 
@@ -82,6 +92,7 @@ def _run(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     timeout: float | None = None,
+    new_session: bool = False,
 ) -> Result:
     data = input.encode() if isinstance(input, str) else input
     proc = subprocess.run(
@@ -92,6 +103,7 @@ def _run(
         cwd=cwd,
         timeout=timeout,
         check=False,
+        start_new_session=new_session,
     )
     return Result(
         tuple(argv),
@@ -111,19 +123,82 @@ def run(
     env: Mapping[str, str] | None = None,
     cwd: str | None = None,
     timeout: float | None = None,
+    new_session: bool = False,
 ) -> Result:
-    """Run a program to completion with its output captured; never raises for a non-zero exit."""
-    return run_hook(argv, input=input, env=env, cwd=cwd, timeout=timeout)
+    """Run a program to completion with its output captured; never raises for a non-zero exit.
+
+    `new_session`: out of reach of the terminal's signals (for programs that write to images;
+    combine with `signals_deferred` so this process does not give up on them either).
+    """
+    return run_hook(argv, input=input, env=env, cwd=cwd, timeout=timeout,
+                    new_session=new_session)
 
 
 def stream(
     argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
 ) -> int:
-    """Run a program attached to our terminal and return its exit status (128+N for signal N)."""
-    proc = subprocess.run(_program(argv), env=dict(env) if env else None, cwd=cwd, check=False)
-    return 128 - proc.returncode if proc.returncode < 0 else proc.returncode
+    """Run a program attached to our terminal and return its exit status (128+N for signal N).
+
+    While it runs, Ctrl-C and Ctrl-\\ are the child's business (the terminal sends them to it
+    too); this process waits for it instead of killing it.
+    """
+    proc = subprocess.Popen(_program(argv), env=dict(env) if env is not None else None, cwd=cwd)
+    with _ignoring(signal.SIGINT, signal.SIGQUIT):
+        returncode = proc.wait()
+    return 128 - returncode if returncode < 0 else returncode
 
 
 def exec_(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """Replace this process with `argv` (looked up on env's PATH); no Python stays behind."""
-    os.execvpe(argv[0], list(argv), dict(env))
+    try:
+        os.execvpe(argv[0], list(argv), dict(env))
+    except FileNotFoundError:
+        raise ToolMissingError(f"'{argv[0]}' is not installed or not on PATH",
+                               hint="then run: condatainer doctor") from None
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+@contextmanager
+def _ignoring(*signals: signal.Signals) -> Iterator[None]:
+    if not _in_main_thread():  # handlers belong to the main thread
+        yield
+        return
+    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """Record SIGINT/SIGTERM/SIGHUP instead of acting on them; the caller decides afterwards.
+
+    For work that must not be cut in two (resize2fs, e2fsck repairs, a debugfs write pass):
+    run it with `new_session=True`, then look at the signals received.  Signals already
+    ignored (nohup) stay ignored.
+    """
+    received: list[int] = []
+    if not _in_main_thread():
+        yield received
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    previous = {}
+    for sig in DEFERRED_SIGNALS:
+        if signal.getsignal(sig) is not signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield received
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
