@@ -1,7 +1,8 @@
 """Host-side activation: what the cd hook does when the image it found changes.
 
-The hook (shell/hook.<shell>.j2) searches for an image in pure shell and calls
-`condatainer _activate SHELL -- IMAGE PROJECT` only when the image found changes.  This module
+The hook (shell/hook.<shell>.j2) searches for an image in pure shell and, only when the image
+found changes, runs `python -m condatainer.activate SHELL -- IMAGE PROJECT` from `/` (`main`
+below; `condatainer _activate` is the same call through the CLI, the hook's fallback).  This module
 answers that call: `decide` computes an `Outcome` (data), `render` turns it into shell code
 (shell/activate.<shell>.j2, every value quoted), `command` prints the code on stdout for the
 hook to eval and the messages on stderr.
@@ -208,7 +209,9 @@ def command(
         )  # fmt: skip
         code = render(outcome, shell)
     except CondatainerError as exc:
-        print(f"condatainer: {exc.message}", file=err)
+        print(_printable(f"condatainer: {exc.message}"), file=err)
+        if exc.hint:
+            print(_printable(f"hint: {exc.hint}"), file=err)
         return 1
     except Exception as exc:  # the hook must never see a traceback on its prompt
         if os.environ.get("CONDATAINER_DEBUG") == "1":
@@ -218,10 +221,22 @@ def command(
     if hook_version is not None and hook_version != __version__:
         _refresh_hook(shell, err)
     for line in outcome.messages:
-        print(line, file=err)
-    out.write(code)
+        print(_printable(line), file=err)
+    # Bytes, not text: a path that is not UTF-8 (kept as surrogates) must reach the shell as
+    # the bytes it was, not as an encoding error on every cd.
+    out.flush()
+    if hasattr(out, "buffer"):
+        out.buffer.write(code.encode("utf-8", "surrogateescape"))
+    else:  # a StringIO in tests
+        out.write(code)
     out.flush()
     return 0
+
+
+def _printable(line: str) -> str:
+    """A message line with control characters shown as `?`: a directory name must not be
+    able to send escape sequences to the terminal."""
+    return "".join("?" if unicodedata.category(c) == "Cc" else c for c in line)
 
 
 def _refresh_hook(shell: str, err: TextIO) -> None:
@@ -266,8 +281,11 @@ def main(argv: Sequence[str]) -> int:
         print(USAGE, file=sys.stderr)
         return 2
     shell, image, project = positional
-    return command(shell, image, project, hook_version=version, noticed=flags["--noticed"],
-                   noted=flags["--noted"])
+    try:
+        return command(shell, image, project, hook_version=version, noticed=flags["--noticed"],
+                       noted=flags["--noted"])
+    except KeyboardInterrupt:  # Ctrl-C during a slow first listing: the prompt comes back
+        return 130
 
 
 if __name__ == "__main__":

@@ -197,6 +197,8 @@ def _add_exec(p: argparse.ArgumentParser) -> None:
     _arg(p, "-o", "--overlay", action="append", default=[], dest="images",
          completer=_complete_images, help="image (repeatable; IMAGE:rw / IMAGE:ro)")
     p.add_argument("-w", "--writable", action="store_true", help="first image writable")
+    # Shims pass this: an image replaced or denied after activation must not run.
+    p.add_argument("--if-allowed", action="store_true", help=argparse.SUPPRESS)
     _add_container_options(p)
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and its arguments")
     p.set_defaults(handler=_cmd_exec)
@@ -443,6 +445,11 @@ def _cmd_exec(a: argparse.Namespace) -> int:
         raise UsageError("exec needs a command", hint="condatainer exec -o IMAGE -- CMD [ARGS]")
     if not a.images:
         raise UsageError("exec needs at least one image", hint="condatainer exec -o IMAGE -- CMD")
+    if a.if_allowed:
+        from condatainer import trust
+
+        for image in a.images:
+            trust.require_allowed(image)
     req = _request(a, command=tuple(cmd), images=tuple(a.images), writable=a.writable)
     return launch.execute_request(req)
 

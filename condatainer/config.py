@@ -65,7 +65,8 @@ DEFAULT_SHIM_EXCLUDE: tuple[str, ...] = (
     "ls", "cat", "cp", "mv", "rm", "ln", "mkdir", "rmdir", "chmod", "chown", "echo", "printf",
     "test", "[", "true", "false", "pwd", "cd", "which", "xargs", "find", "sort", "uniq", "head",
     "tail", "tr", "cut", "sed", "awk", "grep", "tee", "touch", "date", "sleep", "kill", "ps",
-    "id", "whoami", "uname", "hostname", "clear", "reset", "less", "more", "man", "vi", "vim",
+    "id", "whoami", "uname", "hostname", "clear", "reset", "tput", "tset", "tic", "infocmp",
+    "less", "more", "man", "vi", "vim",
     "nano", "python-config",
 )  # fmt: skip
 

@@ -88,7 +88,8 @@ def hook_text(shell: str) -> str:
         "hook", shell,
         version=__version__,
         launcher=list(shims.launcher()),
-        activator=[sys.executable, "-m", "condatainer.activate"],
+        # -P and the hook's `cd /` keep the project directory off sys.path (see shims.launcher)
+        activator=[sys.executable, *shims.python_safe_path(), "-m", "condatainer.activate"],
         shim_root=os.fspath(shims.root()),
         ops=hook_ops(),
         mm_completion=mm_completion(shell),

@@ -68,12 +68,29 @@ _ENTRY_POINTS = ("condatainer", "cnt")
 
 
 def launcher() -> tuple[str, ...]:
-    """The argv prefix that runs this condatainer again (see the module docstring)."""
+    """The argv prefix that runs this condatainer again, the same however we were started.
+
+    The installed console script beside this interpreter (a venv's bin/condatainer) comes
+    first: it does not depend on how this process was started, so shim stamps and the hook
+    file stay stable, and it never runs `python -m` from a project directory, which would put
+    that directory first on sys.path (a planted condatainer/ package would run).  Then the
+    console script we were started as; last, for a checkout run without installing,
+    `python -m condatainer`, with -P (Python >= 3.11) to keep the working directory off
+    sys.path.
+    """
+    beside = os.path.join(os.path.dirname(sys.executable), "condatainer")
+    if os.path.isfile(beside) and os.access(beside, os.X_OK):
+        return (beside,)
     script = sys.argv[0] if sys.argv else ""
     entry_point = os.path.basename(script) in _ENTRY_POINTS
     if entry_point and os.path.isfile(script) and os.access(script, os.X_OK):
         return (os.path.abspath(script),)
-    return (sys.executable, "-m", "condatainer")
+    return (sys.executable, *python_safe_path(), "-m", "condatainer")
+
+
+def python_safe_path() -> tuple[str, ...]:
+    """`-P` where the interpreter has it (3.11+): the working directory stays off sys.path."""
+    return ("-P",) if sys.version_info >= (3, 11) else ()
 
 
 def cache_key(image: StrPath) -> str:

@@ -57,10 +57,19 @@ def test_launcher_is_the_console_script_or_this_interpreter(
     script.parent.mkdir()
     script.write_text("#!/bin/sh\n")
     script.chmod(0o755)
+    # No console script beside the interpreter: the one we were started as, else python -m
+    # (with -P where Python has it, so the working directory stays off sys.path).
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "py" / "python3"))
     monkeypatch.setattr(sys, "argv", [str(script), "_activate"])
     assert shims.launcher() == (str(script),)
     monkeypatch.setattr(sys, "argv", ["/somewhere/condatainer/__main__.py"])
-    assert shims.launcher() == (sys.executable, "-m", "condatainer")
+    assert shims.launcher() == (sys.executable, *shims.python_safe_path(), "-m", "condatainer")
+    # The console script beside the interpreter wins, however we were started.
+    beside = tmp_path / "py" / "condatainer"
+    beside.parent.mkdir()
+    beside.write_text("#!/bin/sh\n")
+    beside.chmod(0o755)
+    assert shims.launcher() == (str(beside),)
 
 
 def test_cache_paths_are_under_the_cache_dir(tmp_path: Path) -> None:
@@ -192,7 +201,7 @@ def test_shim_runs_exec_with_its_dir_off_path(
     path = f"/usr/bin:{directory}:/bin"
     out = subprocess.run(["dash", str(shim), "a b", "$(x)"], capture_output=True, check=True,
                          env={"PATH": path}, cwd=tmp_path).stdout.decode()
-    assert out.split("\0")[:-1] == ["exec", "-o", image, "--", name, "a b", "$(x)",
+    assert out.split("\0")[:-1] == ["exec", "--if-allowed", "-o", image, "--", name, "a b", "$(x)",
                                     "PATH=/usr/bin:/bin"]
     assert not (tmp_path / "pwned").exists()
 

@@ -114,7 +114,7 @@ _cnt_call() {
     local -a told=()
     if _cnt_in "$_cnt_found" ${_cnt_noticed[@]+"${_cnt_noticed[@]}"}; then told+=(--noticed); fi
     if _cnt_in "$_cnt_found" ${_cnt_noted[@]+"${_cnt_noted[@]}"}; then told+=(--noted); fi
-    if code=$(_cnt_activate bash --hook-version "$_cnt_version" ${told[@]+"${told[@]}"} \
+    if code=$(builtin cd / && _cnt_activate bash --hook-version "$_cnt_version" ${told[@]+"${told[@]}"} \
         -- "$_cnt_found" "$_cnt_found_dir" </dev/null); then
         eval "$code"
     fi

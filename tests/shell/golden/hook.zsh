@@ -54,6 +54,8 @@ _cnt_precmd() {
 # chpwd: react to a cd at once (inside functions too) -- but not before the first prompt.
 _cnt_chpwd() {
     emulate -L zsh
+    # zsh runs chpwd in subshells too ( (cd x && ...), $(...) ): only the shell itself counts.
+    (( ZSH_SUBSHELL )) && return 0
     if [[ -n $_cnt_started ]]; then _cnt_hook; fi
     return 0
 }
@@ -137,7 +139,7 @@ _cnt_call() {
     local -a told
     if (( ${_cnt_noticed[(Ie)$_cnt_found]} )); then told+=(--noticed); fi
     if (( ${_cnt_noted[(Ie)$_cnt_found]} )); then told+=(--noted); fi
-    if code=$(_cnt_activate zsh --hook-version "$_cnt_version" "${told[@]}" \
+    if code=$(builtin cd / && _cnt_activate zsh --hook-version "$_cnt_version" "${told[@]}" \
         -- "$_cnt_found" "$_cnt_found_dir" </dev/null); then
         eval "$code"
     fi

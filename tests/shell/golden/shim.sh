@@ -14,4 +14,4 @@ unset cnt_shims cnt_path
 if [ -n "${IN_CONDATAINER:-}" ]; then
     exec '$(python)' "$@"
 fi
-exec '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer exec -o '/data/'"'"'";&&e-$ èрт🚒中-j x/env.img' -- '$(python)' "$@"
+exec '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer exec --if-allowed -o '/data/'"'"'";&&e-$ èрт🚒中-j x/env.img' -- '$(python)' "$@"
