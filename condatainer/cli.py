@@ -20,8 +20,9 @@ from condatainer import __version__
 from condatainer.errors import CondatainerError, UsageError
 
 PROG = "condatainer"
-# Subcommands whose arguments after the first `--` are a command line or package list.
-_DASHDASH = {"e", "exec", "o", "create"}
+# Subcommands whose arguments after the first `--` are a command line or package list.  (Not
+# exec: its command starts at the first positional word and may hold a `--` of its own.)
+_DASHDASH = {"e", "o"}
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -618,6 +619,19 @@ def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:i], argv[i + 1 :]
 
 
+def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
+    """`run [FLAGS] SCRIPT ARGS...`: everything after the script word is the script's, as is
+    (argparse would drop a leading `--` of the script's own arguments).  run's flags take no
+    values, so the script is the first word after `run` that is not a flag."""
+    start = argv.index("run") + 1
+    for i in range(start, len(argv)):
+        if argv[i] == "--" and i + 1 < len(argv):
+            return [*argv[:i], argv[i + 1]], argv[i + 2 :]
+        if not argv[i].startswith("-"):
+            return argv[: i + 1], argv[i + 1 :]
+    return argv, None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -628,13 +642,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         from condatainer import completers
 
         completers.autocomplete(parser)
-    head, tail = _split_dashdash(args_list)
+    head, tail = _split_run(args_list) if only == "run" else _split_dashdash(args_list)
     try:
         ns = parser.parse_args(head)
     except SystemExit as exc:  # argparse: usage error (2) or --help/--version (0)
         return int(exc.code or 0)
     if tail is not None:
-        if hasattr(ns, "pkgs"):
+        if only == "run":
+            ns.args = tail
+        elif hasattr(ns, "pkgs"):
             ns.pkgs = [*ns.pkgs, *tail]
         else:
             ns.cmd = [*ns.cmd, *tail]

@@ -8,8 +8,9 @@ Format (one item per line; the same files CondaTainer writes and reads):
 
 - `KEY=VALUE`: KEY matches `[A-Za-z_][A-Za-z0-9_]*`, with no space before `=`.  VALUE is
   everything after the first `=`, byte for byte: quotes, `$(...)`, backticks, `$VAR` and
-  spaces are kept as written and never evaluated (the value reaches the container as
-  `--env KEY=VALUE`).  So `KEY="a b"` sets a value that starts and ends with `"`; write
+  spaces are kept as written and never evaluated (the value reaches the container byte-exact:
+  `APPTAINERENV_KEY` with `--no-eval` under Apptainer, the environment itself in the builtin
+  runtime).  So `KEY="a b"` sets a value that starts and ends with `"`; write
   `KEY=a b` for the two words.  This is also what CondaTainer does, so files move between the
   two tools unchanged.  A later line for the same KEY replaces the earlier value.
 - `#ENVNOTE:KEY=text`: text shown instead of the value on interactive entry.
@@ -21,8 +22,9 @@ Format (one item per line; the same files CondaTainer writes and reads):
 
 Refused, as `FILE:LINE: cause` with a hint: a line without `=`, an invalid name, `export KEY=`
 (shell syntax), a NUL byte or invalid UTF-8, and the names the container runtime owns
-(`CONDA_PREFIX`, `MAMBA_ROOT_PREFIX`, `IN_CONDATAINER`, `CNT_OVERLAY`, `CNT_CONDA_PREFIX`, and
-every `APPTAINER_*` / `SINGULARITY_*`).  `PATH` is allowed here as data, like any other name.
+(`CONDA_PREFIX`, `MAMBA_ROOT_PREFIX`, `IN_CONDATAINER`, `CNT_OVERLAY`, `CNT_CONDA_PREFIX`,
+`PATH` — the container's PATH is built by resolve, /ext3/env/bin first — and every
+`APPTAINER_*` / `SINGULARITY_*`).  A CondaTainer sidecar that sets PATH must drop that line.
 """
 
 from __future__ import annotations

@@ -169,7 +169,7 @@ def normalise_image_name(name: str) -> Path:
 _SIGNALS = runner.DEFERRED_SIGNALS
 
 
-class _Terminated(BaseException):
+class Terminated(BaseException):
     """SIGTERM/SIGHUP arrived while we were creating an image (raised by our handler)."""
 
     def __init__(self, signum: int):
@@ -182,7 +182,7 @@ def _in_main_thread() -> bool:
 
 
 @contextmanager
-def _termination_raises() -> Iterator[None]:
+def termination_raises() -> Iterator[None]:
     """Make SIGTERM and SIGHUP raise (like SIGINT does) so cleanup code runs.
 
     Only signals at their default action are taken over: a program that ignores SIGHUP
@@ -193,7 +193,7 @@ def _termination_raises() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        raise _Terminated(signum)
+        raise Terminated(signum)
 
     previous = {}
     for sig in (signal.SIGTERM, signal.SIGHUP):
@@ -492,7 +492,19 @@ def _owner(fakeroot: bool, uid: int | None, gid: int | None) -> tuple[int, int]:
         if (uid or 0) != 0 or (gid or 0) != 0:
             raise UsageError("--fakeroot makes the image owned by 0:0; do not also give an owner")
         return 0, 0
-    return (os.geteuid() if uid is None else uid, os.getegid() if gid is None else gid)
+    caller_uid, caller_gid = caller()
+    return (caller_uid if uid is None else uid, caller_gid if gid is None else gid)
+
+
+def caller() -> tuple[int, int]:
+    """Who "the caller" is: under sudo, the user who ran sudo (SUDO_UID/SUDO_GID) — the one
+    the builtin runtime drops to, so that `sudo condatainer o` makes an image that user can
+    write — else the effective ids."""
+    if os.geteuid() == 0:
+        sudo_uid, sudo_gid = os.environ.get("SUDO_UID", ""), os.environ.get("SUDO_GID", "")
+        if sudo_uid.isdigit() and sudo_gid.isdigit():
+            return int(sudo_uid), int(sudo_gid)
+    return os.geteuid(), os.getegid()
 
 
 def _env_files(files: Mapping[str, bytes | str]) -> dict[PurePosixPath, bytes]:
@@ -626,7 +638,7 @@ def create(
     temp = _Temp(final)
     allocated = False
     try:
-        with _termination_raises():
+        with termination_raises():
             fd = temp.create()
             try:
                 if sparse:
@@ -662,7 +674,7 @@ def create(
     except KeyboardInterrupt:
         temp.discard()
         raise _interrupted(final, signal.SIGINT, temp.published) from None
-    except _Terminated as exc:
+    except Terminated as exc:
         temp.discard()
         raise _interrupted(final, exc.signum, temp.published) from None
     except _OutOfSpace as exc:
@@ -1165,7 +1177,7 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
     action = f"cannot pack {image} into {output}"
     needed = 0
     try:
-        with _termination_raises():
+        with termination_raises():
             with locks.hold(image, write=False):
                 e2fs.require_clean(image)
                 sb = e2fs.superblock(image)
@@ -1195,7 +1207,7 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
         copy.discard()
         temp.discard()
         raise _interrupted(output, signal.SIGINT, temp.published) from None
-    except _Terminated as exc:
+    except Terminated as exc:
         copy.discard()
         temp.discard()
         raise _interrupted(output, exc.signum, temp.published) from None
@@ -1259,7 +1271,7 @@ def unpack(packed: PathLike, out: PathLike | None = None, *,
     action = f"cannot unpack {src} into {output}"
     notices: list[str] = []
     try:
-        with _termination_raises():
+        with termination_raises():
             os.close(temp.create())
             res = runner.run(["zstd", "-d", "-q", "-f", "--sparse", str(src), "-o",
                               str(temp.path)])
@@ -1296,7 +1308,7 @@ def unpack(packed: PathLike, out: PathLike | None = None, *,
     except KeyboardInterrupt:
         temp.discard()
         raise _interrupted(output, signal.SIGINT, temp.published) from None
-    except _Terminated as exc:
+    except Terminated as exc:
         temp.discard()
         raise _interrupted(output, exc.signum, temp.published) from None
     except _OutOfSpace as exc:

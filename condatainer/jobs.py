@@ -7,8 +7,9 @@ condatainer flags (`-w`, `--fakeroot`, `-b IMG`, `--env K=V`, `--bind H:C`), `#S
 `#BSUB` are reported.  The script runs inside the container with its own interpreter (from its
 `#!` line, else `sh`), its directory bound, its arguments passed as they are.
 
-`--reexec` is what the self-reexec header calls: it marks the run with `CNT_REEXEC_DEPTH`, which
-the header checks so that a container that loses `IN_CONDATAINER` cannot loop.
+`--reexec` is what the self-reexec header calls.  Every run sets `CNT_REEXEC_DEPTH` (one more
+than it found) in the container; the header checks it, so a container that loses
+`IN_CONDATAINER` cannot loop.
 
 Whether the script is submitted instead (`--submit`, or config `submit: auto` for a script with
 `#SBATCH` lines), and how, is `submit.py`'s business; `run_command` asks it first.

@@ -51,6 +51,7 @@ class Op:
     refresh: bool = False  # refresh shims and the package-name cache afterwards
     completes_installed: bool = False  # TAB offers installed package names
     completes_channel: bool = False  # TAB offers channel package names (repodata cache)
+    bare_args: tuple[str, ...] = ()  # what to pass when the user gives no arguments
 
     def writable(self, args: Sequence[str]) -> bool:
         return self.writes(args)
@@ -79,6 +80,7 @@ TABLE: dict[str, Op] = {
             (*_MM, "update", "-n", "base", *_RC, "-y"),
             refresh=True,
             completes_installed=True,
+            bare_args=("--all",),  # micromamba updates nothing without specs or --all
         ),
         Op("list", "list installed packages", (*_MM, "list", "-n", "base", *_RC), writes=_never),
         Op(
@@ -143,5 +145,5 @@ def script_text(op: Op) -> str:
 def command(op: Op, args: Sequence[str]) -> tuple[str, ...]:
     """The container command line for `mm OP ARGS`; user arguments are passed as data."""
     if op.script is None:
-        return (*op.argv, *args)
+        return (*op.argv, *(args or op.bare_args))
     return ("sh", "-c", script_text(op), f"mm-{op.name}", *args)

@@ -181,36 +181,50 @@ def _create_initialised(
     cfg: config.Config,
 ) -> image_ops.CreateResult:
     """Create under a hidden name, install through the runtime, then publish without clobbering."""
-    from condatainer import launch
 
     temp = target.with_name(f".{target.name}.init-{secrets.token_hex(4)}.img")
     try:
-        result = image_ops.create(temp, size, prof, sparse=sparse, fakeroot=fakeroot, files=files)
-        for command in install_commands(spec):
-            req = Request(command=command, images=(str(temp),), writable=True,
-                          default_binds=False, binds=install_binds(spec))
-            plan = launch.plan_for(req, cfg)
-            # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
-            print(f"running: {' '.join(command[:5])} ...", file=sys.stderr, flush=True)
-            status = launch.run_then_show(plan, cfg)
-            if status != 0:
-                raise ContainerError(
-                    f"{target}: installing the env failed ({' '.join(command[:4])}... exited"
-                    f" {status}); no image was created",
-                    hint="check the package names and channels, then run the same command again",
-                )
-        try:
-            os.link(temp, target)
-        except FileExistsError:
-            raise ImageExistsError(
-                f"{target}: appeared while the env was being installed", hint="choose another name"
-            ) from None
-        except OSError as exc:
-            raise ImageError(f"{target}: cannot publish the new image: {exc.strerror}") from exc
-        return replace(result, path=target)
+        with image_ops.termination_raises():  # SIGTERM/SIGHUP (scancel, ssh drop): clean up
+            return _install_and_publish(temp, target, size, prof, spec, sparse=sparse,
+                                        fakeroot=fakeroot, files=files, cfg=cfg)
+    except image_ops.Terminated as exc:
+        raise ImageError(f"{target}: interrupted by signal {exc.signum}; no image was created",
+                         exit_code=128 + exc.signum) from None
     finally:
         if os.path.lexists(temp):
             os.unlink(temp)
+
+
+def _install_and_publish(
+    temp: Path, target: Path, size: int, prof: profiles.Profile, spec: envspec.EnvSpec, *,
+    sparse: bool, fakeroot: bool, files: dict[str, bytes], cfg: config.Config,
+) -> image_ops.CreateResult:
+    """Create `temp`, install into it, and publish it as `target` (see _create_initialised)."""
+    from condatainer import launch
+
+    result = image_ops.create(temp, size, prof, sparse=sparse, fakeroot=fakeroot, files=files)
+    for command in install_commands(spec):
+        req = Request(command=command, images=(str(temp),), writable=True,
+                      default_binds=False, binds=install_binds(spec))
+        plan = launch.plan_for(req, cfg)
+        # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
+        print(f"running: {' '.join(command[:5])} ...", file=sys.stderr, flush=True)
+        status = launch.run_then_show(plan, cfg)
+        if status != 0:
+            raise ContainerError(
+                f"{target}: installing the env failed ({' '.join(command[:4])}... exited"
+                f" {status}); no image was created",
+                hint="check the package names and channels, then run the same command again",
+            )
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise ImageExistsError(
+            f"{target}: appeared while the env was being installed", hint="choose another name"
+        ) from None
+    except OSError as exc:
+        raise ImageError(f"{target}: cannot publish the new image: {exc.strerror}") from exc
+    return replace(result, path=target)
 
 
 def _allow(target: Path) -> None:

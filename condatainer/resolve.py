@@ -5,8 +5,9 @@ environment and the configuration and decides: which overlays and how (at most o
 binds (defaults: cwd, $SCRATCH, $TMPDIR, scheduler tmp dirs, the script's directory; resolved,
 deduplicated, children dropped), the container environment (sidecar `<image>.env`, `--env K=V`
 taken whole — no comma splitting — then the variables condatainer owns), GPU flags, fakeroot and
-isolation.  Before a Plan is returned every image has passed the lock probe and the clean-
-superblock check, so a runtime never starts on an image it cannot use.
+isolation.  Unless the request says `check_locks=False` (dry runs), every image has passed the
+lock probe and the clean-superblock check before a Plan is returned, so a runtime does not
+start on an image it cannot use (the runtimes check again when they take the lock).
 
 Autoload order (`find_image`): at each directory from the start upwards, `env-$USER.img` then
 `env.img`, each looked for in the directory itself, `overlay/` and `src/overlay/`; the search
@@ -72,6 +73,9 @@ def find_image(start: Path, environ: Mapping[str, str]) -> Path | None:
     """The image autoload would pick from `start`, or None (see the module docstring)."""
     user = environ.get("USER") or environ.get("LOGNAME") or ""
     names = ([f"env-{user}.img"] if user else []) + ["env.img"]
+    # Stops compare as strings, exactly like the hook's pure-shell search (a test holds the two
+    # to the same answers); callers walk from the logical working directory (logical_cwd), so
+    # a symlinked $HOME, as typed, still stops the search.
     home = environ.get("HOME", "")
     ceilings = {c for c in environ.get("CNT_CEILING_DIRS", "").split(":") if c}
     here = start
@@ -84,6 +88,20 @@ def find_image(start: Path, environ: Mapping[str, str]) -> Path | None:
         if str(here) == home or str(here) in ceilings or here.parent == here:
             return None
         here = here.parent
+
+
+def logical_cwd(environ: Mapping[str, str]) -> Path:
+    """The working directory as the shell names it ($PWD, symlinks kept) when $PWD really is
+    the working directory, else the physical one: the autoload search and the cd hook then see
+    the same path, and a $HOME reached through a symlink stops both."""
+    pwd = environ.get("PWD", "")
+    if pwd.startswith("/"):
+        try:
+            if os.path.samefile(pwd, "."):
+                return Path(pwd)
+        except OSError:
+            pass
+    return Path(os.getcwd())
 
 
 def _split_mode(text: str) -> tuple[str, bool | None]:
@@ -155,7 +173,9 @@ def binds(
         defaults = [str(cwd), environ.get("SCRATCH", ""), environ.get("TMPDIR", "")]
         defaults += [environ.get(v, "") for v in JOB_TMP_VARS]
         defaults.append(req.script_dir or "")
-        candidates += [_parse_bind(t, user=False) for t in defaults if t]
+        # Paths, not bind specs: a ':' in a directory name is part of the name here.
+        real = (os.path.realpath(os.path.expanduser(d)) for d in defaults if d)
+        candidates += [Bind(r, r) for r in real if os.path.isdir(r)]
     kept: list[Bind] = []
     for bind in candidates:
         if bind is None or bind.container == "/":
@@ -171,7 +191,10 @@ def binds(
             and any(b.host.startswith(p + "/") for p in parents)
         )
 
-    return tuple(b for b in kept if not covered(b))
+    # Parents before children: a bind mounted later hides what lies below it, so a read-only
+    # bind inside the working directory must come after the working directory's bind.
+    remaining = [b for b in kept if not covered(b)]
+    return tuple(sorted(remaining, key=lambda b: b.container.rstrip("/").count("/")))
 
 
 def _user_env(items: Sequence[str]) -> list[tuple[str, str]]:
@@ -238,15 +261,19 @@ def gpu_flags(mode: str) -> tuple[str, ...]:
 
 
 def _auto_fakeroot(ovls: Sequence[Overlay]) -> tuple[bool, str | None]:
-    """Fakeroot is needed when the writable image's upper/ belongs to someone else (or root)."""
+    """Fakeroot when the writable image's upper/ belongs to root (made with --fakeroot).
+
+    Only root: fakeroot makes us root inside, which cannot write another user's files, so an
+    upper/ owned by some other uid is left for the runtime's ownership error and its
+    `overlay chown` hint.
+    """
     writable = next((o for o in ovls if o.writable), None)
     if writable is None or os.geteuid() == 0:
         return False, None
     entry = e2fs.stat(writable.path, "upper")
-    if entry is None or entry.uid == os.getuid():
+    if entry is None or entry.uid != 0:
         return False, None
-    owner = "root" if entry.uid == 0 else f"uid {entry.uid}"
-    return True, f"note: upper/ of {writable.path} is owned by {owner}; using --fakeroot"
+    return True, f"note: upper/ of {writable.path} is owned by root; using --fakeroot"
 
 
 def resolve(
@@ -257,7 +284,7 @@ def resolve(
     cwd: str | None = None,
 ) -> Plan:
     """Decide everything about one container run and check its images can be used now."""
-    here = Path(cwd or os.getcwd())
+    here = Path(cwd) if cwd else logical_cwd(environ)
     ovls = overlays(req, here, environ)
     if req.check_locks:
         for overlay in ovls:

@@ -3,8 +3,8 @@
 `enter` runs `-- CMD` in the container, or starts the user's shell (bash or zsh, detected with
 shellingham; anything else gets bash) with a generated rc: the user's own rc first, then the
 env's `etc/conda/activate.d/*.sh`, the prompt marker and the `mm-*` functions rendered from the
-mm table.  The rc is written once per content into the cache directory (visible in the
-container because $HOME is), so nothing has to be cleaned up after Apptainer replaces us.
+mm table.  The rc is written once per content into the cache directory and that directory is bound
+read-only into the container, so nothing has to be cleaned up after Apptainer replaces us.
 
 `mm` runs one operation of the mm table through a Plan that is writable only when the
 operation writes, so `mm list` works while jobs hold the image read-only.
@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from condatainer import config, envfile, launch, mm
-from condatainer.plan import CONTAINER_PREFIX, Plan
+from condatainer.plan import CONTAINER_PREFIX, Bind, Plan
 from condatainer.resolve import Request
 
 
@@ -44,6 +44,7 @@ def container_rc(shell: str, marker: str) -> str:
         {
             "name": op.name,
             "argv": list(op.argv),
+            "bare": list(op.bare_args),
             "script": mm.script_text(op) if op.script else None,
         }
         for op in mm.TABLE.values()
@@ -52,13 +53,14 @@ def container_rc(shell: str, marker: str) -> str:
 
 
 def _write_rc(shell: str, text: str) -> Path:
-    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    data = text.encode("utf-8", "surrogateescape")  # an image name need not be UTF-8
+    digest = hashlib.sha256(data).hexdigest()[:16]
     directory = config.paths()["cache"] / "rc" / digest
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (".zshrc" if shell == "zsh" else "bashrc")
     if not path.exists():
         tmp = path.with_name(path.name + f".{os.getpid()}")
-        tmp.write_text(text)
+        tmp.write_bytes(data)
         os.replace(tmp, path)
     return path
 
@@ -83,14 +85,17 @@ def enter(req: Request) -> int:
     rc = _write_rc(shell, container_rc(shell, marker=f"({name})"))
     if shell == "zsh":
         user_zdotdir = os.environ.get("ZDOTDIR") or os.environ.get("HOME", "")
-        extra: tuple[str, ...] = (f"ZDOTDIR={rc.parent}", f"CNT_USER_ZDOTDIR={user_zdotdir}")
+        extra: tuple[tuple[str, str], ...] = (("ZDOTDIR", str(rc.parent)),
+                                              ("CNT_USER_ZDOTDIR", user_zdotdir))
         command: tuple[str, ...] = ("zsh", "-i")
     else:
         extra = ()
         command = ("bash", "--rcfile", str(rc), "-i")
-    plan = launch.plan_for(
-        replace(req, command=command, env=(*req.env, *extra), check_locks=False), cfg
-    )
+    # The same Plan with the shell as its command; the rc's directory is bound read-only so
+    # the shell finds it even under -c/-C or with the cache outside $HOME.
+    rc_dir = os.path.realpath(rc.parent)
+    plan = replace(plan, command=command, env=(*plan.env, *extra),
+                   binds=(*plan.binds, Bind(rc_dir, rc_dir, readonly=True)))
     for line in banner(plan):
         print(line, file=sys.stderr)
     return launch.execute(plan, cfg)

@@ -199,3 +199,12 @@ def test_lock_released_after_parent_is_killed(image: Path, tmp_path: Path) -> No
             break
         time.sleep(0.2)
     assert res.returncode == 0, res.stderr
+
+
+def test_a_double_dash_inside_the_command_is_kept(image: Path, tmp_path: Path) -> None:
+    res = ok(cnt("exec", "-o", str(image), "sh", "-c", 'printf "[%s]" "$@"', "sh", "--", "x"))
+    assert res.stdout == "[--][x]"
+    job = tmp_path / "args.sh"
+    job.write_text('#!/bin/sh\n#DEP: env.img\nprintf "[%s]" "$@"\n')
+    res = ok(cnt("run", "--local", str(job), "--", "y", cwd=tmp_path))
+    assert res.stdout == "[--][y]"

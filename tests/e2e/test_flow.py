@@ -139,6 +139,11 @@ def test_pin_and_update(world: World, tmp_path: Path) -> None:
     assert ok(cnt("mm", "-o", str(image), "pin", "-l")).stdout.strip() == ""
     ok(cnt("mm", "-o", str(image), "pin", "numpy=1.21"))
     assert ok(cnt("mm", "-o", str(image), "pin", "-l")).stdout.strip() == "numpy 1.21.*"
+    ok(cnt("mm", "-o", str(image), "pin", "numpy=1.21.*"))  # already fuzzy: kept as written
+    assert ok(cnt("mm", "-o", str(image), "pin", "-l")).stdout.strip() == "numpy 1.21.*"
+    bad = cnt("mm", "-o", str(image), "pin", "cnt-hello=2", "not installed!")
+    assert bad.returncode == 2 and "pinned:" not in bad.stdout, "nothing claimed, nothing kept"
+    assert ok(cnt("mm", "-o", str(image), "pin", "-l")).stdout.strip() == "numpy 1.21.*"
     ok(cnt("mm", "-o", str(image), "update", cwd=tmp_path))
     out = ok(cnt("exec", "-o", str(image), "cat", "/ext3/env/share/cnt-lib/VERSION"))
     assert out.stdout.strip() == "2.0", "unpinned, update moves on"
