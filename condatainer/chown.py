@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from condatainer import e2fs, locks, runner
+from condatainer import e2fs, image, locks, runner
 from condatainer.errors import ImageError, UsageError
 from condatainer.plan import CONTAINER_PREFIX
 
@@ -112,13 +112,10 @@ def chown(
         if lines:
             with runner.signals_deferred() as received:
                 e2fs.debugfs_script(path, lines, write=True)
-            if received:
-                raise ImageError(
-                    f"{path}: interrupted; the ownership pass was finished first so the image"
-                    " stays consistent",
-                    hint=f"condatainer overlay info {path}",
-                    exit_code=128 + received[0],
-                )
+            image.raise_if_interrupted(
+                received, path, "the ownership pass was finished first so the image stays"
+                " consistent", hint=f"condatainer overlay info {path}",
+            )
     return ChownResult(changed, time.monotonic() - started, len(found))
 
 

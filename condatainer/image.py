@@ -57,7 +57,7 @@ import signal
 import struct
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -214,6 +214,15 @@ def _signals_blocked() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def raise_if_interrupted(received: Sequence[int], image: object, what: str,
+                         hint: str | None = None) -> None:
+    """After work run under runner.signals_deferred: a signal that arrived meanwhile becomes
+    one ImageError saying what was finished first, with the shell's exit status 128+N."""
+    if received:
+        raise ImageError(f"{image}: interrupted by {_signal_name(received[0])}; {what}",
+                         hint=hint, exit_code=128 + received[0])
 
 
 def _signal_name(signum: int) -> str:
@@ -749,9 +758,7 @@ def _check_before(image: Path, sb: e2fs.Superblock, before: str) -> list[str]:
             return []
     with runner.signals_deferred() as received:  # a preen cut in two would do harm
         res = runner.run(["e2fsck", "-f", "-p", str(image)], new_session=True)
-    if received:
-        raise ImageError(f"{image}: interrupted by {_signal_name(received[0])} after e2fsck"
-                         " finished; nothing was resized", exit_code=128 + received[0])
+    raise_if_interrupted(received, image, "e2fsck was finished first; nothing was resized")
     if res.returncode & ~3:
         raise ImageError(
             f"{image}: e2fsck found problems it will not fix unattended, so it was not"
@@ -858,13 +865,11 @@ def resize(path: PathLike, size_bytes: int) -> ResizeResult:
                 _grow(image, old, old_length, new, allocated, notices)
             else:
                 _shrink(image, old, old_length, new, allocated, notices)
-        if received:
-            raise ImageError(
-                f"{image}: interrupted by {_signal_name(received[0])}; the resize to"
-                f" {format_size(new)} was finished first so the image stays consistent",
-                hint=f"condatainer overlay check {image}",
-                exit_code=128 + received[0],
-            )
+        raise_if_interrupted(
+            received, image,
+            f"the resize to {format_size(new)} was finished first so the image stays consistent",
+            hint=f"condatainer overlay check {image}",
+        )
         _verify_after(image, f"resized to {format_size(new)}")
     return ResizeResult(old, new, True, notices)
 
@@ -1082,13 +1087,8 @@ def check(path: PathLike, *, force: bool = False, repair: bool = False) -> Check
                 if res.returncode & 4:  # preen gave up: UNEXPECTED INCONSISTENCY
                     res = runner.run(["e2fsck", *flags, "-y", str(image)], new_session=True)
                     outputs.append(res.stdout + res.stderr)
-            if received:
-                raise ImageError(
-                    f"{image}: interrupted by {_signal_name(received[0])}; the repair was"
-                    " finished first",
-                    hint=f"condatainer overlay check {image}",
-                    exit_code=128 + received[0],
-                )
+            raise_if_interrupted(received, image, "the repair was finished first",
+                                 hint=f"condatainer overlay check {image}")
         else:
             res = runner.run(["e2fsck", *flags, "-n", str(image)])
             outputs.append(res.stdout + res.stderr)
