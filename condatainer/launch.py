@@ -30,20 +30,32 @@ def _announce(plan: Plan) -> None:
         print(note, file=sys.stderr)
 
 
-def execute(plan: Plan, cfg: config.Config) -> int:
-    """Run the Plan's command attached to the terminal; return its exit status."""
+def _binary(plan: Plan, cfg: config.Config) -> str | None:
+    """The Apptainer/Singularity binary to run `plan` with, or None for the builtin runtime.
+
+    The runtime is chosen (doctor.select_runtime) and the Plan's notices printed here, once,
+    for all three ways of running below.
+    """
     from condatainer.doctor import container_binary, select_runtime
 
     name = select_runtime(cfg, os.environ)
     _announce(plan)
     if name == "builtin":
+        return None
+    binary = container_binary(cfg, name)
+    assert binary is not None  # select_runtime checked it
+    return binary
+
+
+def execute(plan: Plan, cfg: config.Config) -> int:
+    """Run the Plan's command attached to the terminal; return its exit status."""
+    binary = _binary(plan, cfg)
+    if binary is None:
         from condatainer.runtime import builtin
 
         return builtin.execute(plan)
     from condatainer.runtime import apptainer
 
-    binary = container_binary(cfg, name)
-    assert binary is not None  # select_runtime checked it
     apptainer.execute(plan, binary)
 
 
@@ -53,19 +65,14 @@ def run(plan: Plan, cfg: config.Config) -> int:
     Unlike `execute`, this never replaces the process: the caller has work to do afterwards
     (publishing a new image, refreshing shims after `mm install`).
     """
-    from condatainer.doctor import container_binary, select_runtime
-
-    name = select_runtime(cfg, os.environ)
-    _announce(plan)
-    if name == "builtin":
+    binary = _binary(plan, cfg)
+    if binary is None:
         from condatainer.runtime import builtin
 
         return builtin.execute(plan)
     from condatainer import runner
     from condatainer.runtime import apptainer
 
-    binary = container_binary(cfg, name)
-    assert binary is not None
     apptainer.preflight(plan)
     argv, env = apptainer.command(plan, binary)
     return runner.stream(argv, env=env)
@@ -75,18 +82,13 @@ def run_captured(
     plan: Plan, cfg: config.Config, *, stdin: bytes | None = None
 ) -> tuple[int, bytes, bytes]:
     """Run the Plan's command with stdout and stderr captured."""
-    from condatainer.doctor import container_binary, select_runtime
-
-    name = select_runtime(cfg, os.environ)
-    _announce(plan)
-    if name == "builtin":
+    binary = _binary(plan, cfg)
+    if binary is None:
         from condatainer.runtime import builtin
 
         return builtin.run_captured(plan, stdin=stdin)
     from condatainer.runtime import apptainer
 
-    binary = container_binary(cfg, name)
-    assert binary is not None
     return apptainer.run_captured(plan, binary, stdin=stdin)
 
 
