@@ -7,7 +7,6 @@ tests/shell/test_hook_golden.py` rewrites them (review the diff before committin
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -16,11 +15,8 @@ from typing import Any
 import pytest
 
 from condatainer import hostshell, shellgen
+from tests.shell.golden_files import assert_matches_golden
 from tests.shell.hooklib import HOSTILE
-
-GOLDEN = Path(__file__).resolve().parent / "golden"
-# Read at import: the autouse fixture in conftest.py clears CNT_* variables during each test.
-UPDATE_GOLDEN = os.environ.get("CNT_UPDATE_GOLDEN") == "1"
 
 LAUNCHER = [f"/opt/{HOSTILE}/bin/python3", "-m", "condatainer"]
 SHIM_ROOT = f"/home/{HOSTILE}/.cache/condatainer/shims"
@@ -123,13 +119,4 @@ def test_activation_code_evals_to_the_protocol_calls(tmp_path: Path,
 @pytest.mark.parametrize("name", sorted(RENDERED))
 def test_golden(name: str) -> None:
     """Rendered output is committed; a template change shows up as a reviewed diff."""
-    text = rendered(name)
-    golden = GOLDEN / name
-    if UPDATE_GOLDEN:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert golden.exists(), f"missing {golden}; run: CNT_UPDATE_GOLDEN=1 pytest {__file__}"
-    assert text == golden.read_text(encoding="utf-8"), (
-        f"{golden} is out of date; review the change, then run: "
-        f"CNT_UPDATE_GOLDEN=1 pytest {__file__}"
-    )
+    assert_matches_golden(name, rendered(name), __file__)

@@ -22,12 +22,10 @@ from hypothesis import strategies as st
 from condatainer import shellgen
 from condatainer.errors import ShellError
 from condatainer.shellgen import Raw, quote
+from tests.shell.golden_files import GOLDEN, assert_matches_golden
 
 ROOT = Path(__file__).resolve().parents[2]
-GOLDEN = ROOT / "tests" / "shell" / "golden"
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
-# Read at import: the autouse fixture in conftest.py clears CNT_* variables during each test.
-UPDATE_GOLDEN = os.environ.get("CNT_UPDATE_GOLDEN") == "1"
 
 # Templates of the rcblock/header family, rendered with a fixed (hostile) context.
 RENDERED: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -262,16 +260,7 @@ def test_rendered_template_passes_shellcheck(
 @pytest.mark.parametrize("name", sorted(RENDERED))
 def test_golden(name: str) -> None:
     """Rendered output is committed; a template change shows up as a reviewed diff."""
-    text = rendered(name)
-    golden = GOLDEN / name
-    if UPDATE_GOLDEN:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text, encoding="utf-8")
-    assert golden.exists(), f"missing {golden}; run: CNT_UPDATE_GOLDEN=1 pytest {__file__}"
-    assert text == golden.read_text(encoding="utf-8"), (
-        f"{golden} is out of date; review the change, then run: "
-        f"CNT_UPDATE_GOLDEN=1 pytest {__file__}"
-    )
+    assert_matches_golden(name, rendered(name), __file__)
 
 
 def test_every_golden_file_has_a_template() -> None:
