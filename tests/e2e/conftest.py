@@ -49,6 +49,14 @@ def world(world_channel: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wor
     yield world_channel
 
 
+@pytest.fixture
+def wd(tmp_path: Path) -> Path:
+    """An empty directory of the test's own (tmp_path also holds the isolated HOME)."""
+    path = tmp_path / "w"
+    path.mkdir()
+    return path
+
+
 def cnt(
     *args: str,
     cwd: Path | None = None,

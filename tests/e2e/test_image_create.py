@@ -27,6 +27,7 @@ from condatainer.errors import (
     SizeError,
 )
 from condatainer.profiles import resolve_profile
+from tests.e2e.imagelib import fsck_clean
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -69,10 +70,6 @@ def cat(img: Path, path: str) -> bytes:
     return res.stdout
 
 
-def fsck_clean(img: Path) -> bool:
-    return runner.run(["e2fsck", "-f", "-n", str(img)]).ok
-
-
 def nobody_python() -> str:
     """A Python interpreter the unprivileged uid can execute (pyenv's lives under /root)."""
     for candidate in (sys.executable, "/usr/bin/python3"):
@@ -108,14 +105,6 @@ def run_as_nobody(code: str, tmpdir: Path) -> subprocess.CompletedProcess[str]:
          nobody_python(), "-c", script],
         env=env, cwd="/", capture_output=True, text=True, check=False, timeout=120,
     )
-
-
-@pytest.fixture
-def wd(tmp_path: Path) -> Path:
-    """An empty directory of the test's own (tmp_path also holds the isolated HOME)."""
-    path = tmp_path / "w"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ a held lock is respected, and every failure leaves the image's size and content 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 from condatainer import e2fs, image, runner
 from condatainer.errors import ImageError, LockError, SizeError
 from condatainer.sizes import format_size
+from tests.e2e.imagelib import fsck_clean, get, put, sha256
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -26,43 +26,9 @@ GIB = 1024 * MIB
 # --------------------------------------------------------------------------- helpers
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def put(img: Path, src: Path, name: str) -> None:
-    """Write a host file into the image's upper/ with debugfs (no mount needed)."""
-    res = runner.run(["debugfs", "-w", "-R", f"write {src} upper/{name}", str(img)])
-    assert res.ok and "Allocated inode" in res.stdout, res.stdout + res.stderr
-
-
-def get(img: Path, name: str, dest: Path) -> str:
-    """Dump upper/NAME out of the image and return its sha256."""
-    res = runner.run(["debugfs", "-R", f"dump upper/{name} {dest}", str(img)])
-    assert res.ok and dest.exists(), res.stderr
-    digest = sha256(dest)
-    dest.unlink()
-    return digest
-
-
-def fsck_clean(img: Path) -> bool:
-    return runner.run(["e2fsck", "-f", "-n", str(img)]).ok
-
-
 def state(img: Path) -> tuple[int, str]:
     """Length and content of the image file."""
     return os.stat(img).st_size, sha256(img)
-
-
-@pytest.fixture
-def wd(tmp_path: Path) -> Path:
-    path = tmp_path / "w"
-    path.mkdir()
-    return path
 
 
 @pytest.fixture

@@ -1,0 +1,36 @@
+"""Helpers the image tests share: checksums, and files put into and read out of an image's
+upper/ with debugfs (no mount), and a clean-fsck check — all through the real e2fsprogs."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from condatainer import runner
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def put(img: Path, src: Path, name: str) -> None:
+    """Write a host file into the image's upper/ with debugfs (no mount needed)."""
+    res = runner.run(["debugfs", "-w", "-R", f"write {src} upper/{name}", str(img)])
+    assert res.ok and "Allocated inode" in res.stdout, res.stdout + res.stderr
+
+
+def get(img: Path, name: str, dest: Path) -> str:
+    """Dump upper/NAME out of the image and return its sha256."""
+    res = runner.run(["debugfs", "-R", f"dump upper/{name} {dest}", str(img)])
+    assert res.ok and dest.exists(), res.stderr
+    digest = sha256(dest)
+    dest.unlink()
+    return digest
+
+
+def fsck_clean(img: Path) -> bool:
+    return runner.run(["e2fsck", "-f", "-n", str(img)]).ok
