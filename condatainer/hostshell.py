@@ -1,7 +1,8 @@
 """Shell integration on the host: `init`, `hook`, `allow` and `deny`.
 
 - `init [bash|zsh] [--uninstall] [--dry-run]`: the shell is the argument, else `CNT_SHELL`,
-  else what shellingham detects, else `$SHELL`; anything but bash or zsh is refused.  It
+  else what shellingham detects, else `$SHELL`, else the passwd login shell; anything but
+  bash or zsh is refused.  It
   renders the hook (shell/hook.<shell>.j2) to `$XDG_DATA_HOME/condatainer/hook.<shell>` and puts
   the marked block that sources it in ~/.bashrc or ${ZDOTDIR:-~}/.zshrc (rcfile.py: atomic,
   symlinks followed, mode kept, byte-exact uninstall).  Both writes are computed first as
@@ -21,6 +22,7 @@ updates the hook without another `init` (new shells load it; running ones keep t
 from __future__ import annotations
 
 import os
+import pwd
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,10 +51,12 @@ def detect_shell(name: str | None, environ: Mapping[str, str] | None = None) -> 
 
 
 def _detected(env: Mapping[str, str]) -> str:
-    """The shell we were started from when it is bash or zsh, else the login shell ($SHELL).
+    """The shell we were started from when it is bash or zsh, else the login shell.
 
     `sh install.sh` or a Makefile starts us from sh: that is not the shell the user types in,
-    so it must not decide (nor make init fail); $SHELL does.
+    so it must not decide (nor make init fail); the login shell does: `$SHELL`, or, where
+    nothing set it (cron, `env -i`, a CI runner, a container), the user's passwd entry, which
+    is where login would have taken it from.
     """
     try:
         import shellingham
@@ -60,7 +64,17 @@ def _detected(env: Mapping[str, str]) -> str:
         name: str = shellingham.detect_shell()[0]
     except Exception:  # shellingham's ShellDetectionFailure, or an OS error reading /proc
         name = ""
-    return name if name in shellgen.SHELLS else env.get("SHELL", "")
+    if name in shellgen.SHELLS:
+        return name
+    return env.get("SHELL") or _login_shell()
+
+
+def _login_shell() -> str:
+    """The login shell in the passwd database, or "" when the uid has no entry."""
+    try:
+        return pwd.getpwuid(os.getuid()).pw_shell
+    except KeyError:
+        return ""
 
 
 def hook_ops() -> list[dict[str, object]]:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 def install(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "PYTHON"))}
     env["HOME"] = str(tmp_path / "home")
+    env["SHELL"] = "/bin/bash"  # the user's login shell, which init sets up; CI may not set it
     # A copy of the checkout, so the test never writes build/ or *.egg-info into the real one.
     src = tmp_path / "src"
     if not src.exists():

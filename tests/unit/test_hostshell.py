@@ -81,6 +81,18 @@ def test_shell_detection(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ShellError, match="fish") as info:
         hostshell.detect_shell(None, {"SHELL": "/usr/bin/fish"})
     assert info.value.hint is not None and "condatainer init bash" in info.value.hint
+
+    # Nothing set $SHELL (cron, env -i, a CI runner): the passwd entry names the login shell.
+    class Entry:
+        pw_shell = "/usr/bin/zsh"
+
+    monkeypatch.setattr(hostshell.pwd, "getpwuid", lambda uid: Entry())
+    assert hostshell.detect_shell(None, {}) == "zsh"
+
+    def no_entry(uid: int) -> None:
+        raise KeyError(uid)
+
+    monkeypatch.setattr(hostshell.pwd, "getpwuid", no_entry)
     with pytest.raises(ShellError, match="unknown shell"):
         hostshell.detect_shell(None, {})
 
