@@ -51,6 +51,10 @@ def main() -> None:
         channel = build_channel(work / "channel")
         env = {
             **os.environ,
+            # Trust records and caches of the throwaway images stay in the throwaway directory.
+            "XDG_DATA_HOME": str(work / "data"),
+            "XDG_CACHE_HOME": str(work / "cache"),
+            "XDG_STATE_HOME": str(work / "state"),
             "PYTHONPATH": str(REPO),
             "CNT_RUNTIME": "builtin",
             "CNT_CHANNELS": f"file://{channel}",

@@ -25,12 +25,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from condatainer import config, runner
+from condatainer import config, rcfile, runner, shellgen
 from condatainer.errors import ConfigError, RuntimeUnavailableError
 
 E2FSPROGS = ("mke2fs", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
 MIN_E2FSPROGS = (1, 43)  # mke2fs -d (populate the filesystem from a directory)
-RC_MARKER = "# >>> condatainer >>>"
 
 # Kernel interfaces the builtin runtime needs; module-level so tests can point them elsewhere.
 LOOP_CONTROL = Path("/dev/loop-control")
@@ -298,25 +297,30 @@ def _check_sbatch() -> Check:
     return Check("sbatch", True, f"slurm {m.group(0) if m else 'unknown version'} ({path})")
 
 
-def rc_files(env: Mapping[str, str]) -> list[Path]:
-    """The shell rc files `condatainer init` edits: ~/.bashrc and ${ZDOTDIR:-~}/.zshrc."""
-    home = Path(env.get("HOME") or Path.home())
-    zdotdir = Path(env.get("ZDOTDIR") or home)
-    return [home / ".bashrc", zdotdir / ".zshrc"]
-
-
 def _check_hook(env: Mapping[str, str]) -> Check:
-    found: list[str] = []
-    for rc in rc_files(env):
+    """Is the rc block in ~/.bashrc or ${ZDOTDIR:-~}/.zshrc, and is the hook file it sources there?
+
+    The block sources the hook only when the file exists, so a lost hook file (a cleaned
+    ~/.local/share) silently turns the integration off: that is a warning, not "installed".
+    """
+    installed: list[str] = []
+    for shell in shellgen.SHELLS:
+        rc = rcfile.rc_path(shell, env)
         try:
-            text = rc.read_text(encoding="utf-8", errors="replace")
+            text = rc.read_bytes()
         except OSError:
             continue
-        if RC_MARKER in text:
-            found.append(str(rc))
-    if found:
-        return Check("shell hook", True, "installed in " + ", ".join(found))
-    names = " or ".join(str(rc) for rc in rc_files(env))
+        if rcfile.BEGIN not in text:
+            continue
+        hook = rcfile.hook_path(shell, env)
+        if not hook.is_file():
+            return Check("shell hook", False,
+                         f"{rc} has the condatainer block but its hook file {hook} is missing",
+                         f"condatainer init {shell}", required=False)
+        installed.append(str(rc))
+    if installed:
+        return Check("shell hook", True, "installed in " + ", ".join(installed))
+    names = " or ".join(str(rcfile.rc_path(shell, env)) for shell in shellgen.SHELLS)
     return Check(
         "shell hook",
         False,

@@ -300,27 +300,39 @@ class _OutOfSpace(Exception):
         self.quota = quota
 
 
-def _space_error(action: str, directory: Path, needed: int, quota: bool, *,
+# What each command can do to need less space, for the disk-full hint.
+_SPACE_HINTS = {
+    "create": "free some space or choose a smaller size (-s)",
+    "resize": "free some space or choose a smaller size (-s)",
+    "pack": "free some space or write the packed file on another filesystem (-o)",
+    "unpack": "free some space, write the image on another filesystem (-o),"
+              " or choose a smaller size (-s)",
+}
+
+
+def _space_error(command: str, action: str, directory: Path, needed: int, quota: bool, *,
                  sparse: bool = False) -> ImageError:
     """The disk-full (or quota) error, naming the directory and the space needed.
 
-    Build it after cleaning up, so the free space it reports is what the user really has.
+    The hint names what `command` (a key of `_SPACE_HINTS`) can do about it; only
+    `create` can make a sparse image instead.  Build it after cleaning up, so the free space
+    it reports is what the user really has.
     """
     free = _free_bytes(directory)
     have = f", {format_size(free)} free" if free is not None and not quota else ""
     cause = "your disk quota is exceeded" if quota else "not enough space"
     shown = os.path.abspath(directory)
+    hint = _SPACE_HINTS[command]
     if sparse:
         return ImageError(
             f"{action}: {cause} in {shown} even for the filesystem's metadata{have}"
             f" (as a sparse image it would take up to {format_size(needed)} as it fills)",
-            hint="free some space or choose a smaller size (-s)",
+            hint=hint,
         )
-    return ImageError(
-        f"{action}: {cause} in {shown} (needs {format_size(needed)}{have})",
-        hint="free some space or choose a smaller size (-s); a sparse image (--sparse) takes"
-        " space only as it fills",
-    )
+    if command == "create":
+        hint += "; a sparse image (--sparse) takes space only as it fills"
+    return ImageError(f"{action}: {cause} in {shown} (needs {format_size(needed)}{have})",
+                      hint=hint)
 
 
 def _umask_mode(mode: int) -> int:
@@ -436,10 +448,11 @@ def _check_target(final: Path) -> Path:
     return parent
 
 
-def _os_failure(action: str, directory: Path, exc: OSError, needed: int) -> CondatainerError:
-    """Turn an OSError of a create/unpack into the user-facing error."""
+def _os_failure(command: str, action: str, directory: Path, exc: OSError,
+                needed: int) -> CondatainerError:
+    """Turn an OSError of `command` (create, resize, pack, unpack) into the user-facing error."""
     if exc.errno in _SPACE_ERRNOS:
-        return _space_error(action, directory, needed, exc.errno == errno.EDQUOT)
+        return _space_error(command, action, directory, needed, exc.errno == errno.EDQUOT)
     if exc.errno in (errno.EACCES, errno.EPERM):
         return ImageError(f"{action}: permission denied in {os.path.abspath(directory)}",
                           hint="choose a directory you can write")
@@ -688,10 +701,11 @@ def create(
         raise _interrupted(final, exc.signum, temp.published) from None
     except _OutOfSpace as exc:
         temp.discard()
-        raise _space_error(action, parent, size, exc.quota, sparse=not allocated) from None
+        raise _space_error("create", action, parent, size, exc.quota,
+                           sparse=not allocated) from None
     except OSError as exc:
         temp.discard()
-        raise _os_failure(action, parent, exc, size) from exc
+        raise _os_failure("create", action, parent, exc, size) from exc
     except BaseException:
         temp.discard()
         raise
@@ -897,7 +911,7 @@ def _grow(image: Path, old: int, old_length: int, new: int, allocated: bool,
     needed = (new - old_length if allocated else metadata) + metadata + 8 * MIB
     free = _free_bytes(image.parent)
     if free is not None and free < needed:
-        raise _left_at(_space_error(action, image.parent, needed, False), old)
+        raise _left_at(_space_error("resize", action, image.parent, needed, False), old)
     if new > old_length:
         fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
         try:
@@ -908,7 +922,7 @@ def _grow(image: Path, old: int, old_length: int, new: int, allocated: bool,
                 os.ftruncate(fd, new)
             except OSError as exc:
                 os.ftruncate(fd, old_length)
-                err = _os_failure(action, image.parent, exc, new - old_length)
+                err = _os_failure("resize", action, image.parent, exc, new - old_length)
                 raise _left_at(err, old) from exc
         finally:
             os.close(fd)
@@ -999,7 +1013,7 @@ def _resize_or_undo(image: Path, action: str, old: int, old_length: int, new: in
         )
     quota = _out_of_space(res)
     if quota is not None:
-        raise _left_at(_space_error(action, image.parent, needed, quota), old)
+        raise _left_at(_space_error("resize", action, image.parent, needed, quota), old)
     raise _left_at(ImageError(f"{action}: resize2fs failed: {_tool_detail(res)}"), old)
 
 
@@ -1214,11 +1228,11 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
     except _OutOfSpace as exc:
         copy.discard()
         temp.discard()
-        raise _space_error(action, parent, needed, exc.quota) from None
+        raise _space_error("pack", action, parent, needed, exc.quota) from None
     except OSError as exc:
         copy.discard()
         temp.discard()
-        raise _os_failure(action, parent, exc, needed) from exc
+        raise _os_failure("pack", action, parent, exc, needed) from exc
     except BaseException:
         copy.discard()
         temp.discard()
@@ -1313,10 +1327,11 @@ def unpack(packed: PathLike, out: PathLike | None = None, *,
         raise _interrupted(output, exc.signum, temp.published) from None
     except _OutOfSpace as exc:
         temp.discard()
-        raise _space_error(action, parent, target_size, exc.quota, sparse=not allocated) from None
+        raise _space_error("unpack", action, parent, target_size, exc.quota,
+                           sparse=not allocated) from None
     except OSError as exc:
         temp.discard()
-        raise _os_failure(action, parent, exc, target_size) from exc
+        raise _os_failure("unpack", action, parent, exc, target_size) from exc
     except BaseException:
         temp.discard()
         raise

@@ -100,9 +100,9 @@ def rc_path(shell: str, env: Mapping[str, str] | None = None) -> Path:
     raise ShellError(f"unsupported shell '{shell}'", hint="use one of: bash, zsh")
 
 
-def hook_path(shell: str) -> Path:
+def hook_path(shell: str, env: Mapping[str, str] | None = None) -> Path:
     """The rendered hook file the block sources: $XDG_DATA_HOME/condatainer/hook.<shell>."""
-    return config.paths()["data"] / f"hook.{shell}"
+    return config.paths(env)["data"] / f"hook.{shell}"
 
 
 def block_body(shell: str, hook: StrPath | None = None) -> str:

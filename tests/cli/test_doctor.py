@@ -7,13 +7,14 @@ The sbin fallback of runner.which is switched off so the real e2fsprogs cannot l
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
 
-from condatainer import cli, config, doctor, runner
+from condatainer import cli, config, doctor, hostshell, rcfile, runner
 from condatainer.errors import RuntimeUnavailableError
 
 VERSIONS = {
@@ -40,6 +41,11 @@ def write_tool(bindir: Path, name: str, output: str, status: int = 0) -> Path:
     path.write_text(f"#!/bin/sh\nprintf '%s\\n' '{output}' >&2\nexit {status}\n")
     path.chmod(0o755)
     return path
+
+
+def init(shell: str) -> None:
+    """`condatainer init SHELL` for real, into the test's HOME and XDG directories."""
+    assert hostshell.init(shell, uninstall=False, dry_run=False, out=io.StringIO()) == 0
 
 
 @pytest.fixture
@@ -100,7 +106,7 @@ def test_everything_present(tools: Tools, kernel: Kernel, as_user: AsUser) -> No
     kernel(True, True)
     as_user(False)
     rc = Path(os.environ["HOME"]) / ".bashrc"
-    rc.write_text("# >>> condatainer >>>\n. hook\n# <<< condatainer <<<\n")
+    init("bash")
     checks = by_name(doctor.check())
     assert [c.status for c in checks.values()] == ["ok"] * len(checks)
     assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "sbatch",
@@ -246,7 +252,8 @@ def test_hook_found_in_zdotdir_zshrc(
     zdot = tmp_path / "zdot"
     zdot.mkdir()
     monkeypatch.setenv("ZDOTDIR", str(zdot))
-    (zdot / ".zshrc").write_text("x\n# >>> condatainer >>>\n. f\n# <<< condatainer <<<\n")
+    (zdot / ".zshrc").write_text("x\n")
+    init("zsh")
     hook = by_name(doctor.check())["shell hook"]
     assert hook.ok and str(zdot / ".zshrc") in hook.detail
 
@@ -258,6 +265,21 @@ def test_hook_missing_is_a_warning(tools: Tools, as_user: AsUser) -> None:
     hook = by_name(doctor.check())["shell hook"]
     assert hook.status == "warn"
     assert hook.fix == "condatainer init"
+
+
+def test_block_without_its_hook_file_is_a_warning(tools: Tools, as_user: AsUser) -> None:
+    # The block sources the hook only if the file is there: a cleaned ~/.local/share turns
+    # the integration off without a word, so doctor says so and names the repair.
+    tools(*ALL)
+    as_user(False)
+    init("bash")
+    rcfile.hook_path("bash").unlink()
+    hook = by_name(doctor.check())["shell hook"]
+    assert hook.status == "warn"
+    assert str(rcfile.hook_path("bash")) in hook.detail and "missing" in hook.detail
+    assert hook.fix == "condatainer init bash"
+    init("bash")
+    assert by_name(doctor.check())["shell hook"].ok
 
 
 def test_real_e2fsprogs(need: Callable[[str], str]) -> None:

@@ -98,3 +98,23 @@ def ok(res: subprocess.CompletedProcess[str], *, code: int = 0) -> subprocess.Co
         f"exit {res.returncode}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}"
     )
     return res
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Any]:
+    """Mount tmpfs filesystems of a chosen size; all unmounted afterwards."""
+    mounts: list[Path] = []
+
+    def mount(size: str) -> Path:
+        mnt = tmp_path / f"tmpfs{len(mounts)}"
+        mnt.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                       check=True)
+        mounts.append(mnt)
+        return mnt
+
+    try:
+        yield mount
+    finally:
+        for mnt in reversed(mounts):
+            subprocess.run(["umount", "-l", str(mnt)], check=False)

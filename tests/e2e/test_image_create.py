@@ -118,18 +118,6 @@ def shared_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A 20M tmpfs: a disk that fills up."""
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20M", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", str(mnt)], check=True)
-
-
 def fail_on(tool: str, stderr: str = "injected failure", *, returncode: int = 1) -> Any:
     """A run_hook that fails `tool` (and runs everything else for real)."""
     real = runner.run_hook
@@ -403,23 +391,28 @@ def test_files_must_stay_inside_the_env(wd: Path, key: str) -> None:
 
 
 @pytest.mark.root
-def test_disk_full_allocated(tmpfs: Path) -> None:
+def test_disk_full_allocated(tmpfs: Any) -> None:
+    full = tmpfs("20M")
     with pytest.raises(ImageError) as info:
-        image.create(tmpfs / "env.img", 256 * MIB, "balanced")
+        image.create(full / "env.img", 256 * MIB, "balanced")
     msg = info.value.message
-    assert "not enough space" in msg and str(tmpfs) in msg and "256M" in msg
+    assert "not enough space" in msg and str(full) in msg and "256M" in msg
     assert "20M free" in msg  # measured after the temporary file was removed
-    assert listing(tmpfs) == []
+    hint = str(info.value.hint)
+    assert "smaller size (-s)" in hint and "--sparse" in hint
+    assert listing(full) == []
 
 
 @pytest.mark.root
-def test_disk_full_sparse_metadata(tmpfs: Path) -> None:
+def test_disk_full_sparse_metadata(tmpfs: Any) -> None:
     # A sparse 500G image still needs ~40M of bitmaps and descriptors: more than 20M.
+    full = tmpfs("20M")
     with pytest.raises(ImageError) as info:
-        image.create(tmpfs / "big.img", 500 * GIB, "balanced", sparse=True)
+        image.create(full / "big.img", 500 * GIB, "balanced", sparse=True)
     msg = info.value.message
-    assert "not enough space" in msg and str(tmpfs) in msg and "500G" in msg
-    assert listing(tmpfs) == []
+    assert "not enough space" in msg and str(full) in msg and "500G" in msg
+    assert "--sparse" not in str(info.value.hint)  # it already is
+    assert listing(full) == []
 
 
 def test_tool_reports_disk_full(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:

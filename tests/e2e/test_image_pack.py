@@ -207,3 +207,35 @@ def test_failing_zstd_leaves_nothing(wd: Path, tmp_path: Path, monkeypatch: pyte
         image.pack(img)
     assert sorted(os.listdir(wd)) == ["env.img"]
     assert sha256(img) == original
+
+
+@pytest.mark.root
+def test_pack_onto_a_full_disk(wd: Path, tmp_path: Path, tmpfs: Any) -> None:
+    img = image.create(wd / "env.img", 256 * MIB, "small", sparse=True).path
+    noise = tmp_path / "noise.bin"
+    noise.write_bytes(os.urandom(12 * MIB))  # incompressible: the packed file needs >12M
+    put(img, noise, "noise.bin")
+    full = tmpfs("4M")
+    with pytest.raises(ImageError) as info:
+        image.pack(img, full / "env.img.zst")
+    msg = info.value.message
+    assert "not enough space" in msg and str(full) in msg
+    hint = str(info.value.hint)
+    assert "(-o)" in hint and "--sparse" not in hint and "(-s)" not in hint
+    assert os.listdir(full) == []
+    assert fsck_clean(img)
+
+
+@pytest.mark.root
+def test_unpack_onto_a_full_disk(wd: Path, tmp_path: Path, data: dict[str, str],
+                                 tmpfs: Any) -> None:
+    packed = image.pack(make_image(wd, tmp_path, data, sparse=True, size=256 * MIB)).output
+    full = tmpfs("4M")  # the image holds 8M of random data
+    with pytest.raises(ImageError) as info:
+        image.unpack(packed, full / "env.img")
+    msg = info.value.message
+    assert "not enough space" in msg and str(full) in msg
+    hint = str(info.value.hint)
+    assert "(-o)" in hint and "(-s)" in hint and "--sparse" not in hint
+    assert os.listdir(full) == []
+    assert packed.exists()
