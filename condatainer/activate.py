@@ -48,12 +48,11 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from condatainer import __version__, config, shellgen, shims, trust
+from condatainer import __version__, config, display, shellgen, shims, trust
 from condatainer.errors import CondatainerError
 
 
@@ -88,8 +87,7 @@ def record_path(image: str | os.PathLike[str]) -> str:
 def marker(project: str) -> str:
     """The prompt marker for a project directory: `(cnt:NAME) `, control characters as `?`."""
     name = os.path.basename(project.rstrip("/")) or "/"
-    name = "".join("?" if unicodedata.category(c) == "Cc" else c for c in name)
-    return f"(cnt:{name}) "
+    return f"(cnt:{display.printable(name)}) "
 
 
 def notice_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
@@ -209,9 +207,9 @@ def command(
         )  # fmt: skip
         code = render(outcome, shell)
     except CondatainerError as exc:
-        print(_printable(f"condatainer: {exc.message}"), file=err)
+        print(display.printable(f"condatainer: {exc.message}"), file=err)
         if exc.hint:
-            print(_printable(f"hint: {exc.hint}"), file=err)
+            print(display.printable(f"hint: {exc.hint}"), file=err)
         return 1
     except Exception as exc:  # the hook must never see a traceback on its prompt
         if os.environ.get("CONDATAINER_DEBUG") == "1":
@@ -221,7 +219,7 @@ def command(
     if hook_version is not None and hook_version != __version__:
         _refresh_hook(shell, err)
     for line in outcome.messages:
-        print(_printable(line), file=err)
+        print(display.printable(line), file=err)
     # Bytes, not text: a path that is not UTF-8 (kept as surrogates) must reach the shell as
     # the bytes it was, not as an encoding error on every cd.
     out.flush()
@@ -231,12 +229,6 @@ def command(
         out.write(code)
     out.flush()
     return 0
-
-
-def _printable(line: str) -> str:
-    """A message line with control characters shown as `?`: a directory name must not be
-    able to send escape sequences to the terminal."""
-    return "".join("?" if unicodedata.category(c) == "Cc" else c for c in line)
 
 
 def _refresh_hook(shell: str, err: TextIO) -> None:

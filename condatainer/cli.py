@@ -680,14 +680,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def report(err: CondatainerError) -> int:
-    """Print a CondatainerError the one way users see errors; return its exit code."""
+    """Print a CondatainerError the one way users see errors; return its exit code.
+
+    Messages quote paths, image contents and tools' output: control characters in them are
+    shown, not sent to the terminal (display.printable).
+    """
+    from condatainer.display import printable
+
     if os.environ.get("CONDATAINER_DEBUG") == "1":
         import traceback
 
         traceback.print_exception(type(err), err, err.__traceback__)
-    print(f"{PROG}: error: {err.message}", file=sys.stderr)
+    print(printable(f"{PROG}: error: {err.message}", lines=True), file=sys.stderr)
     if err.hint:
-        print(f"hint: {err.hint}", file=sys.stderr)
+        print(printable(f"hint: {err.hint}", lines=True), file=sys.stderr)
     return err.exit_code
 
 

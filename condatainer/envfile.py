@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from condatainer.display import printable
 from condatainer.errors import EnvFileError
 
 SUFFIX = ".env"
@@ -180,7 +181,7 @@ def load(image: str | os.PathLike[str]) -> EnvFile | None:
 
 def banner(envfile: EnvFile) -> list[str]:
     """The "Overlay envs:" lines: `KEY: note` when a note exists, else `KEY: value`."""
-    return [f"{key}: {envfile.notes.get(key, value)}" for key, value in envfile.vars]
+    return [printable(f"{key}: {envfile.notes.get(key, value)}") for key, value in envfile.vars]
 
 
 def render(

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from condatainer import e2fs, envfile, locks
+from condatainer.display import printable
 from condatainer.errors import EnvFileError
 from condatainer.plan import CONTAINER_PREFIX
 from condatainer.sizes import format_size
@@ -188,7 +189,7 @@ class ImageInfo:
             lines.append(f"{'envs:':<{width + 1}} from {self.sidecar}")
             lines.extend(f"  {v.name}: {v.shown}" for v in self.envs)
         lines.extend(f"warning: {w}" for w in self.warnings)
-        return "\n".join(lines)
+        return "\n".join(printable(line) for line in lines)
 
 
 def info(path: str | os.PathLike[str]) -> ImageInfo:

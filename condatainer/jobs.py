@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from condatainer import config, directives
+from condatainer.display import printable
 from condatainer.errors import DirectiveError, UsageError
 from condatainer.resolve import Request
 
@@ -211,9 +212,9 @@ def run_command(
         else:
             for key, value in report.items():
                 if key != "plan":
-                    print(f"{key:10} {value}")
-            print(f"{'command':10} {shlex.join(plan.command)}")
+                    print(printable(f"{key:10} {value}"))
+            print(printable(f"{'command':10} {shlex.join(plan.command)}"))
             for o in plan.overlays:
-                print(f"{'overlay':10} {o.path} ({o.mode})")
+                print(printable(f"{'overlay':10} {o.path} ({o.mode})"))
         return 0
     return launch.execute(launch.plan_for(req, cfg), cfg)

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
 from condatainer import directives, runner
+from condatainer.display import printable
 from condatainer.errors import CondatainerError, DirectiveError, LockError, UsageError
 
 if TYPE_CHECKING:  # typing only: jobs imports this module
@@ -291,12 +292,13 @@ def run(job: Job, args: Sequence[str], req: Request, cfg: Config, environ: Mappi
     if as_json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{'submit':10} {shlex.join(sub.argv)}" + (" < wrapper below" if sub.stdin else ""))
-    print(f"{'via':10} {sub.via}")
+    print(printable(f"{'submit':10} {shlex.join(sub.argv)}"
+                    + (" < wrapper below" if sub.stdin else "")))
+    print(printable(f"{'via':10} {sub.via}"))
     for key, value in sub.env.items():
-        print(f"{'env':10} {key}={value}")
+        print(printable(f"{'env':10} {key}={value}"))
     if sub.stdin:
-        print(sub.stdin, end="")
+        print(printable(sub.stdin, lines=True), end="")
     return 0
 
 

@@ -226,3 +226,12 @@ def test_no_traceback_for_debug_off(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert "Traceback" not in res.stderr
     assert res.stderr.count("\n") == 2  # error line + hint line
+
+
+def test_control_characters_in_a_path_are_shown_not_sent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The message quotes the path; ESC would start an escape sequence on the user's terminal.
+    code, _out, err = run(capsys, "overlay", "info", "gone\x1b]0;owned\x07.img")
+    assert_clean_error(code, err, 1, "gone?]0;owned?.img")
+    assert "\x1b" not in err and "\x07" not in err

@@ -178,6 +178,24 @@ def test_bad_condarc_is_a_warning_and_never_evaluated(tmp_path: Path) -> None:
     assert "warning: /ext3/env/.condarc" in got.render()
 
 
+def test_escape_sequences_in_the_image_are_shown_not_sent(tmp_path: Path) -> None:
+    # A channel name, a requested spec and a sidecar note from someone else's image reach
+    # the terminal: the report shows their control characters as `?`; JSON escapes them.
+    osc = "\x1b]0;owned\x07"
+    history = f'==> 2024-01-01 10:00:00 <==\n# update specs: ["numpy{osc}"]\n'
+    img = make_image(tmp_path, "loud.img", lambda r: _env_tree(
+        r, condarc='channels:\n  - "conda-forge\\e]0;owned\\a"\n', history=history))
+    envfile.sidecar_path(img).write_text(f"GOROOT=/ext3/env/go\n#ENVNOTE:GOROOT=Go{osc}\n")
+    got = info(img)
+    text = got.render()
+    assert "\x1b" not in text and "\x07" not in text
+    assert "conda-forge?]0;owned?" in text and "numpy?]0;owned?" in text
+    assert "GOROOT: Go?]0;owned?" in text
+    assert got.channels == (f"conda-forge{osc}",)  # the data itself is kept exactly
+    dumped = json.dumps(got.to_json())
+    assert "\x1b" not in dumped and json.loads(dumped)["env"]["channels"] == [f"conda-forge{osc}"]
+
+
 def test_condarc_variants() -> None:
     assert parse_channels("") == ((), None)
     assert parse_channels("channels: conda-forge\n") == (("conda-forge",), None)
