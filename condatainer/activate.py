@@ -52,7 +52,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import TextIO
 
-from condatainer import __version__, config, display, shellgen, shims, trust
+from condatainer import __version__, atomic, config, display, shellgen, shims, trust
 from condatainer.errors import CondatainerError
 
 
@@ -179,7 +179,7 @@ def render(outcome: Outcome, shell: str) -> str:
     text = shellgen.render("activate", shell, **context)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
-        shims.write_atomic(cached, text, 0o644)
+        atomic.replace(cached, text, 0o644)
     except OSError:
         pass  # a cache we cannot write only costs time
     return text

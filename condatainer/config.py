@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from condatainer import profiles
+from condatainer import atomic, profiles
 from condatainer.errors import CondatainerError, ConfigError
 
 if TYPE_CHECKING:
@@ -538,25 +538,7 @@ def _write_atomic(path: Path, text: str) -> None:
     target = Path(os.path.realpath(path))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            mode = target.stat().st_mode & 0o7777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        import tempfile  # only when writing: kept off the import path of every command
-
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.replace(target, text, durable=True)
     except OSError as exc:
         raise ConfigError(
             f"{target}: cannot write the config file: {exc.strerror or exc}",

@@ -33,6 +33,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from condatainer import atomic
+
 REPODATA_DIR = "upper/ext3/env/pkgs/cache"
 
 #: Suffix of the channel listing, replacing the installed listing's `.txt` (see above).
@@ -99,13 +101,7 @@ def is_repodata(filename: str) -> bool:
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic.replace(path, text, 0o644)
 
 
 def refresh(image: str | os.PathLike[str]) -> Path:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from condatainer import config, envspec, profiles, sizes
+from condatainer import atomic, config, envspec, profiles, sizes
 from condatainer import envfile as sidecars
 from condatainer import image as image_ops
 from condatainer.errors import ContainerError, ImageError, ImageExistsError, UsageError
@@ -138,7 +138,7 @@ def create_command(
     for note in result.notices:
         print(f"condatainer: note: {note}", file=sys.stderr)
     if sidecar_text is not None:
-        sidecar.write_text(sidecar_text)
+        atomic.replace(sidecar, sidecar_text)
     _allow(target)
     alloc = "sparse" if result.sparse else "allocated"
     print(f"created {target} ({sizes.format_size(size_bytes)}, {alloc}, profile {prof.name})")

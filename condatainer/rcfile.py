@@ -36,17 +36,15 @@ owner when we are root), and refuse to overwrite a file that changed since it wa
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
 import stat
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
-from condatainer import config, shellgen
+from condatainer import atomic, config, shellgen
 from condatainer.errors import ShellError
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -266,6 +264,8 @@ def write(change: Change) -> None:
 
 
 def _atomic_write(target: Path, data: bytes, *, shown: Path) -> None:
+    """Replace `target` (the rc file, symlinks resolved) keeping its mode and, under root, its
+    owner: root editing another user's rc must leave it theirs."""
     directory = target.parent
     try:
         st: os.stat_result | None = target.stat()
@@ -274,8 +274,9 @@ def _atomic_write(target: Path, data: bytes, *, shown: Path) -> None:
     except OSError as exc:
         raise ShellError(f"cannot read {shown}: {exc.strerror}") from None
     mode = stat.S_IMODE(st.st_mode) if st is not None else NEW_FILE_MODE
+    owner = (st.st_uid, st.st_gid) if st is not None and os.geteuid() == 0 else None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".cnt-tmp", dir=directory)
+        atomic.replace(target, data, mode, owner=owner, durable=True)
     except FileNotFoundError:
         raise ShellError(
             f"cannot create {shown}: directory {directory} does not exist",
@@ -286,34 +287,3 @@ def _atomic_write(target: Path, data: bytes, *, shown: Path) -> None:
             f"cannot write {shown}: {exc.strerror} (in {directory})",
             hint=f"check the permissions of {directory}",
         ) from None
-    try:
-        try:
-            os.fchmod(fd, mode)
-            if st is not None and os.geteuid() == 0:
-                # root editing another user's rc: the file must stay theirs.
-                os.fchown(fd, st.st_uid, st.st_gid)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise ShellError(f"cannot write {shown}: {exc.strerror}") from None
-    _fsync_dir(directory)
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable; some filesystems cannot fsync a directory, which is fine."""
-    try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)

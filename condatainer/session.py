@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from condatainer import config, envfile, launch, mm
+from condatainer import atomic, config, envfile, launch, mm
 from condatainer.plan import CONTAINER_PREFIX, Bind, Plan
 from condatainer.resolve import Request
 
@@ -59,9 +59,7 @@ def _write_rc(shell: str, text: str) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / (".zshrc" if shell == "zsh" else "bashrc")
     if not path.exists():
-        tmp = path.with_name(path.name + f".{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        atomic.replace(path, data, 0o644)
     return path
 
 

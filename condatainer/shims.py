@@ -53,7 +53,7 @@ from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-from condatainer import __version__, config
+from condatainer import __version__, atomic, config
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; e2fs is imported when an image is listed
     from condatainer.e2fs import Entry
@@ -208,22 +208,6 @@ def shim_text(image: StrPath, name: str, directory: StrPath) -> str:
     )  # fmt: skip
 
 
-def write_atomic(path: Path, data: str, mode: int) -> None:
-    """Replace `path` with `data` (temporary file in the same directory, then rename)."""
-    import tempfile  # only when (re)building: a warm activation never writes
-
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as out:
-            out.write(data)
-            os.fchmod(out.fileno(), mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 @contextlib.contextmanager
 def _locked(directory: Path) -> Iterator[None]:
     import fcntl
@@ -250,14 +234,14 @@ def _build(image: StrPath, stamp: Stamp) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     wanted = shim_names(_listing(image, BIN_DIR), stamp.exclude)
     for name in wanted:
-        write_atomic(directory / name, shim_text(image, name, directory), 0o755)
+        atomic.replace(directory / name, shim_text(image, name, directory), 0o755)
     keep = set(wanted)
     for old in os.listdir(directory):
         if old not in keep:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(directory / old)
     write_pkgs(image)
-    write_atomic(directory.parent / "stamp", stamp.text(), 0o644)
+    atomic.replace(directory.parent / "stamp", stamp.text(), 0o644)
 
 
 def write_pkgs(image: StrPath) -> Path:
@@ -265,7 +249,7 @@ def write_pkgs(image: StrPath) -> Path:
     path = pkgs_file(image)
     path.parent.mkdir(parents=True, exist_ok=True)
     names = package_names(_listing(image, META_DIR))
-    write_atomic(path, "".join(f"{n}\n" for n in names), 0o644)
+    atomic.replace(path, "".join(f"{n}\n" for n in names), 0o644)
     return path
 
 

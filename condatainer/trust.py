@@ -36,7 +36,6 @@ reused by a new file at the same path; the owner check still holds in that case.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import hashlib
 import json
@@ -46,7 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Union
 
-from condatainer import config, shellgen
+from condatainer import atomic, config, shellgen
 from condatainer.errors import TrustError
 
 StrPath = Union[str, "os.PathLike[str]"]
@@ -155,21 +154,8 @@ def _require_image(path: StrPath, real: str) -> os.stat_result:
 def _save(store: Path, record: Record) -> None:
     try:
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
-        target = _record_file(store, record.path)
-        import tempfile  # only when writing a record: kept off the hook's activation path
-
-        fd, tmp = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=store)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(asdict(record), out)
-                out.write("\n")
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        atomic.replace(_record_file(store, record.path), json.dumps(asdict(record)) + "\n",
+                       0o600, durable=True)
     except OSError as exc:
         raise TrustError(
             f"cannot record the image in {store}: {exc.strerror}",

@@ -1,0 +1,86 @@
+"""Atomic file replacement: the one way condatainer writes a file that others may be reading.
+
+`replace(path, data)` writes `data` to a new temporary file beside `path` (same directory, so
+the rename cannot cross filesystems), gives it its mode (and owner), then renames it over
+`path`.  A reader sees the old file or the new one, never a part; a failure or an interrupt at
+any point leaves the old file as it was and no temporary file behind.  Errors are OSErrors:
+each caller turns them into its own message, naming what it was writing.
+
+`durable=True` also syncs the file before the rename and the directory after it, for what the
+user would lose with a crash (rc files, the config, trust records); caches skip it.  `tempfile`
+is not used: importing it costs more than a warm shell activation is allowed to.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+TEMP_SUFFIX = ".cnt-tmp"
+
+
+def default_mode() -> int:
+    """0o666 minus the umask: the mode a plain new file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def replace(
+    path: str | os.PathLike[str],
+    data: bytes | str,
+    mode: int | None = None,
+    *,
+    owner: tuple[int, int] | None = None,
+    durable: bool = False,
+) -> None:
+    """Replace `path` by `data` (str is written as UTF-8, surrogates as the bytes they were).
+
+    `mode`: the new file's permission bits; default: the existing file's, else `default_mode()`.
+    `owner`: (uid, gid) to give the new file (root writing a user's file).  `path` itself is
+    replaced: a symlink there is replaced too, so callers that edit through symlinks resolve
+    them first.
+    """
+    target = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8", "surrogateescape")
+    if mode is None:
+        try:
+            mode = target.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = default_mode()
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if owner is not None:
+                os.fchown(fd, *owner)
+            os.fchmod(fd, mode)  # after fchown, which clears setuid/setgid bits
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if durable:
+        sync_directory(target.parent)
+
+
+def sync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable; some filesystems cannot fsync one, which is fine."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
+    finally:
+        os.close(fd)
