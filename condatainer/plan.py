@@ -63,6 +63,3 @@ class Plan:
     def writable(self) -> Overlay | None:
         """The one writable overlay, if any (resolve guarantees at most one)."""
         return next((o for o in self.overlays if o.writable), None)
-
-    def env_dict(self) -> dict[str, str]:
-        return dict(self.env)

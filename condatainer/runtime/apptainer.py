@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 from collections.abc import Mapping
 from typing import NoReturn
@@ -55,9 +54,6 @@ from condatainer.errors import (
 )
 from condatainer.plan import Bind, Plan
 
-NAMES = ("apptainer", "singularity")
-"""Programs looked up on PATH, in this order, when no `apptainer_bin` is configured."""
-
 ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")
 
 _GPU_FLAGS = {"nv": "--nv", "rocm": "--rocm"}
@@ -68,40 +64,6 @@ _OVERLAY_SPECIALS = (",", ":", '"', "\n", "\r")
 _BIND_SPECIALS = (",", ":", "^")
 
 _BASE_IMAGE_HINT = "condatainer config set base_image /path/to/base.sif"
-
-
-# --- finding the program ----------------------------------------------------------------------
-
-
-def find_binary(configured: str | None, env: Mapping[str, str]) -> str:
-    """The Apptainer (or Singularity) program to run, as an absolute path.
-
-    `configured` is the `apptainer_bin` setting: a path, or a name looked up on env's PATH.
-    Without it, `apptainer` then `singularity` are looked up on env's PATH.
-    """
-    search = env.get("PATH", os.defpath)
-    if configured:
-        wanted = os.path.expanduser(configured)
-        if os.sep in wanted:
-            found = wanted if os.path.isfile(wanted) and os.access(wanted, os.X_OK) else None
-        else:
-            found = shutil.which(wanted, path=search)
-        if found is None:
-            raise RuntimeUnavailableError(
-                f"apptainer_bin '{configured}' is not an executable program",
-                hint="point it at Apptainer (condatainer config set apptainer_bin"
-                " /path/to/apptainer), or leave it unset to search PATH",
-            )
-        return os.path.abspath(found)
-    for name in NAMES:
-        found = shutil.which(name, path=search)
-        if found is not None:
-            return os.path.abspath(found)
-    raise RuntimeUnavailableError(
-        "neither 'apptainer' nor 'singularity' is on PATH",
-        hint="install Apptainer or load it (module load apptainer), or run condatainer as root"
-        " to use its builtin runtime",
-    )
 
 
 def env_prefix(binary: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from condatainer import config, doctor
 from condatainer.errors import ConfigError, ContainerError, ImageError, LockError
 from condatainer.plan import Bind, Overlay, Plan
 from condatainer.runtime import apptainer
@@ -30,6 +31,7 @@ PY = sys.executable
 # Builds the Plan from JSON (argv[1]) and hands over to Apptainer the way launch does.
 EXECUTE = """
 import json, os, sys
+from condatainer import config, doctor
 from condatainer.errors import CondatainerError
 from condatainer.plan import Bind, Overlay, Plan
 from condatainer.runtime import apptainer
@@ -44,7 +46,8 @@ plan = Plan(
     extra_args=tuple(d["extra_args"]),
 )
 try:
-    apptainer.execute(plan, apptainer.find_binary(None, os.environ), probe=d["probe"])
+    binary = doctor.container_binary(config.load(os.environ), "apptainer")
+    apptainer.execute(plan, binary, probe=d["probe"])
 except CondatainerError as err:
     print(f"condatainer: error: {err.message}", file=sys.stderr)
     if err.hint:
@@ -483,8 +486,10 @@ def test_cwd_and_path_reach_the_command(
     assert (status, out.decode()) == (0, f"{here}\n{tmp_path / 'bin'}:/usr/bin:/bin\n")
 
 
-def test_find_binary_finds_the_fake(fake_env: dict[str, str]) -> None:
-    assert apptainer.find_binary(None, fake_env) == str(FAKE_APPTAINER)
+def test_the_fake_is_the_apptainer_condatainer_finds(fake_env: dict[str, str]) -> None:
+    cfg = config.load(fake_env)
+    assert doctor.select_runtime(cfg, fake_env) == "apptainer"
+    assert doctor.container_binary(cfg, "apptainer") == str(FAKE_APPTAINER)
     res = subprocess.run(["apptainer", "--version"], env=fake_env, capture_output=True, text=True)
     assert res.stdout == "apptainer version 1.3.4\n"
 

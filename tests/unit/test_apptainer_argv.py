@@ -230,53 +230,6 @@ def test_unknown_gpu_kind_is_refused() -> None:
         apptainer.argv(Plan(command=("true",), gpu=("cuda",), base_image=BASE), BIN)
 
 
-# --- find_binary ------------------------------------------------------------------------------
-
-
-def _exe(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("#!/bin/sh\n")
-    path.chmod(0o755)
-    return path
-
-
-def test_find_binary_prefers_configured(tmp_path: Path) -> None:
-    mine = _exe(tmp_path / "opt" / "apptainer")
-    _exe(tmp_path / "bin" / "apptainer")
-    env = {"PATH": str(tmp_path / "bin")}
-    assert apptainer.find_binary(str(mine), env) == str(mine)
-
-
-def test_find_binary_configured_name_is_looked_up(tmp_path: Path) -> None:
-    found = _exe(tmp_path / "bin" / "apptainer-1.3")
-    assert apptainer.find_binary("apptainer-1.3", {"PATH": str(found.parent)}) == str(found)
-
-
-def test_find_binary_configured_but_missing(tmp_path: Path) -> None:
-    not_exe = tmp_path / "apptainer"
-    not_exe.write_text("")
-    for configured in (str(tmp_path / "nope"), str(not_exe), "nope"):
-        with pytest.raises(RuntimeUnavailableError) as err:
-            apptainer.find_binary(configured, {"PATH": str(tmp_path)})
-        assert "apptainer_bin" in err.value.message
-
-
-def test_find_binary_apptainer_then_singularity(tmp_path: Path) -> None:
-    sing = _exe(tmp_path / "b" / "singularity")
-    env = {"PATH": f"{tmp_path / 'a'}:{tmp_path / 'b'}"}
-    assert apptainer.find_binary(None, env) == str(sing)
-    app = _exe(tmp_path / "b" / "apptainer")
-    assert apptainer.find_binary(None, env) == str(app)
-
-
-def test_find_binary_names_both_ways_out(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeUnavailableError) as err:
-        apptainer.find_binary(None, {"PATH": str(tmp_path)})
-    assert err.value.hint is not None
-    assert "module load apptainer" in err.value.hint
-    assert "root" in err.value.hint
-
-
 # --- FATAL lines -> errors --------------------------------------------------------------------
 
 PLAN = Plan(
