@@ -8,8 +8,11 @@
 - **cd into a project, warm shim cache** (goal: <= 50 ms): `cd proj && _cnt_hook` then
   `cd .. && _cnt_hook`, M times; the cd in is the one Python call (`condatainer _activate`),
   the cd out is pure shell.  The image has 200 executables.  For scale: `python -c pass` and
-  `python -m condatainer --version` on this machine.  Cold: the first activation, which lists
-  the image with debugfs and writes the 200 shims.
+  `python -m condatainer --version` on this machine, and each cd's excess over `python -c
+  pass` (the part condatainer controls; an editable `pip install -e` adds its import finder to
+  every interpreter start, a real install does not).  Measured again with a config file (users
+  who ran `condatainer config set`), which the activation reads on every cd.  Cold: the first
+  activation, which lists the image with debugfs and writes the 200 shims.
 - **Shell start with the rc block** (goal: <= 5 ms, no Python): `bash -i -c exit` /
   `zsh -i -c exit` with the block in the rc, minus the same with an empty rc (median of R);
   strace confirms no python is started.
@@ -198,6 +201,11 @@ def main() -> None:
             active, noop = prompt_cost(shell, hook, project, env, args.prompts, project)
             idle, _ = prompt_cost(shell, hook, project, env, args.prompts, elsewhere)
             warm = cd_cost(shell, hook, project, env, args.cds)
+            # Users who ran `condatainer config set` have a config file to read on every cd.
+            subprocess.run([*cli, "config", "set", "default_size", "20G"], env=env, check=True,
+                           capture_output=True)
+            warm_config = cd_cost(shell, hook, project, env, args.cds)
+            (home / ".config/condatainer/config.yaml").unlink()
             start, pythons = start_cost(shell, env, home, args.starts)
             mark = lambda ok: "ok" if ok else "OVER"  # noqa: E731
             rows += [
@@ -209,7 +217,11 @@ def main() -> None:
                 (f"{shell}: forks on unchanged prompts", forks(shell, hook, project, env, tmp),
                  "goal 0"),
                 (f"{shell}: cd into project, warm cache", f"{warm:.1f} ms",
-                 f"{mark(warm <= GOAL_CD_MS)} (<= {GOAL_CD_MS:.0f})"),
+                 f"{mark(warm <= GOAL_CD_MS)} (<= {GOAL_CD_MS:.0f}); python -c pass"
+                 f" + {warm - baseline_py:.1f}"),
+                (f"{shell}: cd into project, warm, config file", f"{warm_config:.1f} ms",
+                 f"{mark(warm_config <= GOAL_CD_MS)} (<= {GOAL_CD_MS:.0f}); python -c pass"
+                 f" + {warm_config - baseline_py:.1f}"),
                 (f"{shell}: cd into project, cold (200 shims)", f"{cold:.1f} ms", "once per image"),
                 (f"{shell}: shell start, rc block", f"{start:+.1f} ms",
                  f"{mark(start <= GOAL_START_MS)} (<= {GOAL_START_MS:.0f}); python started: "

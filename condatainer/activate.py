@@ -1,8 +1,9 @@
 """Host-side activation: what the cd hook does when the image it found changes.
 
 The hook (shell/hook.<shell>.j2) searches for an image in pure shell and, only when the image
-found changes, runs `python -m condatainer.activate SHELL -- IMAGE PROJECT` from `/` (`main`
-below; `condatainer _activate` is the same call through the CLI, the hook's fallback).  This module
+found changes, runs `main` below from `/` with `SHELL -- IMAGE PROJECT` (`hook_argv`: python -c,
+or by hand `python -m condatainer.activate`; `condatainer _activate` is the same call through
+the CLI, the hook's fallback).  This module
 answers that call: `decide` computes an `Outcome` (data), `render` turns it into shell code
 (shell/activate.<shell>.j2, every value quoted), `command` prints the code on stdout for the
 hook to eval and the messages on stderr.
@@ -49,15 +50,13 @@ import hashlib
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 from condatainer import __version__, atomic, config, display, shellgen, shims, trust
 from condatainer.errors import CondatainerError
 
 
-@dataclass(frozen=True)
-class Enter:
+class Enter(NamedTuple):
     """What `_cnt_enter` gets: everything the hook needs to activate, as plain strings."""
 
     image: str
@@ -68,8 +67,7 @@ class Enter:
     pkgs: str
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The answer to one `_activate` call (data first; `render` makes the shell code)."""
 
     image: str
@@ -163,7 +161,7 @@ def render(outcome: Outcome, shell: str) -> str:
     """
     context = {
         "image": outcome.image,
-        "enter": asdict(outcome.enter) if outcome.enter is not None else None,
+        "enter": outcome.enter._asdict() if outcome.enter is not None else None,
         "wait": outcome.wait,
         "told": list(outcome.told),
     }
@@ -247,8 +245,21 @@ USAGE = (
 )
 
 
+# The hook runs `python -c HOOK_CODE`, not `python -m condatainer.activate`: -m imports runpy,
+# which costs every cd into a project 4 ms for nothing.
+HOOK_CODE = "import sys; from condatainer.activate import main; sys.exit(main(sys.argv[1:]))"
+
+
+def hook_argv() -> list[str]:
+    """The argv words the hook runs the activation with (before its own arguments).
+
+    -P and the hook's `cd /` keep the project directory off sys.path (see shims.launcher).
+    """
+    return [sys.executable, *shims.python_safe_path(), "-c", HOOK_CODE]
+
+
 def main(argv: Sequence[str]) -> int:
-    """`python -m condatainer.activate ...`: what the hook runs on a change of image.
+    """`python -c HOOK_CODE ...` (or `-m condatainer.activate`): the hook's call on a change.
 
     The same call as the hidden `condatainer _activate`, without the CLI: no argparse and none
     of the CLI's imports, which is a third of the time a cd into a project costs.  The argv

@@ -32,6 +32,11 @@ Decisions, so callers and users can rely on them:
   bad value elsewhere in the file can still be fixed one key at a time.
 - `yaml` is imported inside functions only: importing the CLI (TAB completion) must not pay
   for it.  Only the safe loader is used; the file is data.
+- The parsed file is cached as JSON in `<cache>/config.json`, keyed by the sha256 of the file's
+  text: the shell hook loads the config on every cd into a project, and importing yaml would
+  cost it more than everything else it does.  The key is the content, so an edited file is
+  always parsed again; a file whose data JSON cannot carry exactly (dates, non-string keys)
+  is never cached, nor is one that is not valid YAML, so YAML errors come from the parser.
 """
 
 from __future__ import annotations
@@ -40,9 +45,9 @@ import os
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Union
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from condatainer import atomic, profiles
 from condatainer.errors import CondatainerError, ConfigError
@@ -71,8 +76,7 @@ DEFAULT_SHIM_EXCLUDE: tuple[str, ...] = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     """The effective configuration.  Field defaults are the defaults; `sources` says who set what.
 
     Read values as attributes (`cfg.runtime`) or by name (`cfg.get("runtime")`); lists are
@@ -90,7 +94,7 @@ class Config:
     shim_exclude: tuple[str, ...] = DEFAULT_SHIM_EXCLUDE
     submit: Submit = "auto"
     channels: tuple[str, ...] = ("conda-forge",)
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    sources: Mapping[str, str] = MappingProxyType({})
 
     def get(self, key: str) -> Value:
         """The value of `key`; ConfigError listing the valid keys for an unknown one."""
@@ -102,7 +106,7 @@ class Config:
         return self.sources.get(_known(key), "default")
 
 
-KEYS: tuple[str, ...] = tuple(f.name for f in fields(Config) if f.name != "sources")
+KEYS: tuple[str, ...] = tuple(f for f in Config._fields if f != "sources")
 _LIST_KEYS = frozenset(k for k in KEYS if isinstance(getattr(Config(), k), tuple))
 _NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image"})
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -174,7 +178,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
 
     text = _read(path)
     if text is not None:
-        data = _parse_mapping(text, path)
+        data = _parse_cached(text, path, env)
         for key, raw in data.items():
             if key not in KEYS:
                 line = _line_of(text, key)
@@ -202,7 +206,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
             raise _value_error(key, raw_env, bad, var, f"unset {var} or fix its value") from None
         sources[key] = f"env {var}"
 
-    return replace(Config(), **values, sources=sources)
+    return Config()._replace(**values, sources=sources)
 
 
 def env_var(key: str) -> str:
@@ -227,6 +231,33 @@ def _read(path: Path) -> str | None:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
+
+
+def _parse_cached(text: str, path: Path, env: Mapping[str, str]) -> dict[Any, Any]:
+    """`_parse_mapping(text)`, from the JSON cache when it holds this very text."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
+    cache = paths(env)["cache"] / "config.json"
+    try:
+        cached = json.loads(cache.read_text(encoding="utf-8"))
+        if cached["sha256"] == digest and isinstance(cached["data"], dict):
+            return cached["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, another file's, or damaged: parse
+    data = _parse_mapping(text, path)
+    try:
+        dumped = json.dumps({"sha256": digest, "data": data})
+    except (TypeError, ValueError):
+        return data  # a date or a set: JSON cannot carry it, so parse every time
+    if all(isinstance(key, str) for key in data) and json.loads(dumped)["data"] == data:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic.replace(cache, dumped + "\n", 0o600)
+        except OSError:
+            pass  # a read-only cache directory only costs speed
+    return data
 
 
 def _parse_mapping(text: str, path: Path) -> dict[Any, Any]:

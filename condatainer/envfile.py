@@ -32,8 +32,9 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
+from typing import NamedTuple
 
 from condatainer.display import printable
 from condatainer.errors import EnvFileError
@@ -56,12 +57,11 @@ _FORMAT_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class EnvFile:
+class EnvFile(NamedTuple):
     """A parsed sidecar: variables in file order, notes by name, and the WHATIS line."""
 
     vars: tuple[tuple[str, str], ...] = ()
-    notes: dict[str, str] = field(default_factory=dict)
+    notes: Mapping[str, str] = MappingProxyType({})
     whatis: str | None = None
 
     def note(self, key: str) -> str | None:

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import os
 import pwd
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from condatainer import __version__, mm, rcfile, resolve, shellgen, shims, trust
+from condatainer import __version__, activate, mm, rcfile, resolve, shellgen, shims, trust
 from condatainer.errors import ShellError, TrustError, UsageError
 
 
@@ -102,8 +101,7 @@ def hook_text(shell: str) -> str:
         "hook", shell,
         version=__version__,
         launcher=list(shims.launcher()),
-        # -P and the hook's `cd /` keep the project directory off sys.path (see shims.launcher)
-        activator=[sys.executable, *shims.python_safe_path(), "-m", "condatainer.activate"],
+        activator=activate.hook_argv(),
         shim_root=os.fspath(shims.root()),
         ops=hook_ops(),
         mm_completion=mm_completion(shell),

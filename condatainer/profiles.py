@@ -15,7 +15,7 @@ listing the valid ones (CondaTainer silently falls back to a default; we refuse)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from condatainer.errors import ProfileError
 
@@ -23,8 +23,7 @@ RESERVED_PERCENT = 3
 """Blocks reserved for root, in percent (`mke2fs -m`)."""
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(NamedTuple):
     """A named inode density."""
 
     name: str

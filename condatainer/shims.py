@@ -49,9 +49,8 @@ import os
 import sys
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import astuple, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, NamedTuple, Union
 
 from condatainer import __version__, atomic, config
 
@@ -151,8 +150,7 @@ def package_names(entries: Iterable[Entry]) -> list[str]:
     return pkgcache.safe_names(names)  # plain names only, byte order: TAB bisects the file
 
 
-@dataclass(frozen=True)
-class Stamp:
+class Stamp(NamedTuple):
     """What a shim directory was built from; any difference means: rebuild."""
 
     image: str
@@ -181,7 +179,7 @@ class Stamp:
 
     def text(self) -> str:
         """The stamp file's content.  Only ever compared, never parsed back."""
-        return repr(astuple(self)) + "\n"
+        return repr(tuple(self)) + "\n"
 
 
 def _read_stamp(path: Path) -> str | None:

@@ -41,9 +41,8 @@ import hashlib
 import json
 import os
 import stat
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 from condatainer import atomic, config, shellgen
 from condatainer.errors import TrustError
@@ -64,8 +63,7 @@ class TrustStatus(enum.Enum):
     MISSING = "missing"
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):
     """One allowed image, as stored."""
 
     path: str
@@ -154,7 +152,7 @@ def _require_image(path: StrPath, real: str) -> os.stat_result:
 def _save(store: Path, record: Record) -> None:
     try:
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic.replace(_record_file(store, record.path), json.dumps(asdict(record)) + "\n",
+        atomic.replace(_record_file(store, record.path), json.dumps(record._asdict()) + "\n",
                        0o600, durable=True)
     except OSError as exc:
         raise TrustError(

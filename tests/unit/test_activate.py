@@ -243,3 +243,11 @@ def test_module_entry_parses_the_hooks_argv(monkeypatch: pytest.MonkeyPatch) -> 
     assert seen == [("zsh", "/p/-x.img", "/p",
                      {"hook_version": "9.9", "noticed": False, "noted": True})]
     assert activate.main(["fish", "a", "b"]) == 2
+
+
+def test_the_hooks_argv_runs_main(tmp_path: Path) -> None:
+    # The words the hook file holds, run for real: a usage error proves main() parsed them.
+    res = subprocess.run([*activate.hook_argv(), "fish", "a", "b"], cwd="/", capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 2 and res.stderr.startswith("usage: python -m condatainer.activate")
+    assert activate.hook_argv()[0] == sys.executable

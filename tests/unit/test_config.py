@@ -399,3 +399,56 @@ def test_set_value_writes_through_a_symlink(cfg_file: Path, tmp_path: Path) -> N
 def test_importing_config_does_not_import_yaml() -> None:
     code = "import sys, condatainer.config; assert 'yaml' not in sys.modules, 'yaml imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The parse cache: the hook loads the config on every cd, and yaml costs more than the rest
+
+
+def _load_in_a_new_process() -> tuple[str, bool]:
+    """(the runtime a fresh interpreter loads, whether it imported yaml for it)."""
+    code = ("import sys, condatainer.config as c\n"
+            "print(c.load().runtime, 'yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout.split()
+    return out[0], out[1] == "True"
+
+
+def test_a_parsed_file_is_read_back_without_yaml(cfg_file: Path) -> None:
+    cfg_file.write_text("# mine\nruntime: builtin\nbinds: [/scratch]\n")
+    assert _load_in_a_new_process() == ("builtin", True)  # parsed, and cached
+    assert _load_in_a_new_process() == ("builtin", False)  # from the cache
+    assert config.load().binds == ("/scratch",)
+    cfg_file.write_text("runtime: apptainer\n")  # same size class, new content: parsed again
+    assert _load_in_a_new_process() == ("apptainer", True)
+    assert _load_in_a_new_process() == ("apptainer", False)
+
+
+def test_errors_are_the_same_from_the_cache(cfg_file: Path) -> None:
+    cfg_file.write_text("runtime: builtin\nruntme: auto\n")
+    for _ in range(2):  # the second load uses the cached data
+        with pytest.raises(ConfigError, match=r"line 2: unknown key 'runtme'.*runtime"):
+            config.load()
+
+
+def test_what_json_cannot_carry_is_never_cached(cfg_file: Path) -> None:
+    cache = config.paths()["cache"] / "config.json"
+    cfg_file.write_text("default_size: 2024-01-01\n")  # YAML reads a date
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="default_size"):
+            config.load()
+    assert not cache.exists()
+    cfg_file.write_text("runtime: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config.load()
+    assert not cache.exists()
+
+
+def test_a_damaged_or_foreign_cache_is_ignored(cfg_file: Path) -> None:
+    cache = config.paths()["cache"] / "config.json"
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cfg_file.write_text("runtime: builtin\n")
+    for junk in ("{not json", '{"sha256": "0", "data": {"runtime": "apptainer"}}', "[]",
+                 '{"sha256": null}'):
+        cache.write_text(junk)
+        assert config.load().runtime == "builtin"
