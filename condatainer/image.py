@@ -693,22 +693,13 @@ def create(
                     )
             os.chmod(temp.path, _umask_mode(0o644))
             temp.publish()
-    except KeyboardInterrupt:
+    except BaseException as exc:
         temp.discard()
-        raise _interrupted(final, signal.SIGINT, temp.published) from None
-    except Terminated as exc:
-        temp.discard()
-        raise _interrupted(final, exc.signum, temp.published) from None
-    except _OutOfSpace as exc:
-        temp.discard()
-        raise _space_error("create", action, parent, size, exc.quota,
-                           sparse=not allocated) from None
-    except OSError as exc:
-        temp.discard()
-        raise _os_failure("create", action, parent, exc, size) from exc
-    except BaseException:
-        temp.discard()
-        raise
+        err = _failure("create", action, exc, final, parent, size, sparse=not allocated,
+                       published=temp.published)
+        if err is exc:
+            raise
+        raise err from exc
     return CreateResult(
         path=final,
         size_bytes=size,
@@ -717,6 +708,23 @@ def create(
         allocated_bytes=_allocated_bytes(final),
         notices=notices,
     )
+
+
+def _failure(command: str, action: str, exc: BaseException, output: Path, parent: Path,
+             needed: int, *, sparse: bool, published: bool) -> BaseException:
+    """What the user is told when `exc` stopped `command` (create, pack, unpack) writing
+    `output`: interrupted, out of space, or an OS error, each as an ImageError; `exc` itself
+    when it is already ours (or a bug).  Call it after the temporary files are gone, so the
+    free space it reports is what the user really has."""
+    if isinstance(exc, KeyboardInterrupt):
+        return _interrupted(output, signal.SIGINT, published)
+    if isinstance(exc, Terminated):
+        return _interrupted(output, exc.signum, published)
+    if isinstance(exc, _OutOfSpace):
+        return _space_error(command, action, parent, needed, exc.quota, sparse=sparse)
+    if isinstance(exc, OSError):
+        return _os_failure(command, action, parent, exc, needed)
+    return exc
 
 
 def _interrupted(final: Path, signum: int, published: bool) -> ImageError:
@@ -1217,26 +1225,14 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
                 f.write(_size_record(sb.size_bytes, allocated))
             os.chmod(temp.path, _umask_mode(0o644))
             temp.publish()
-    except KeyboardInterrupt:
+    except BaseException as exc:
         copy.discard()
         temp.discard()
-        raise _interrupted(output, signal.SIGINT, temp.published) from None
-    except Terminated as exc:
-        copy.discard()
-        temp.discard()
-        raise _interrupted(output, exc.signum, temp.published) from None
-    except _OutOfSpace as exc:
-        copy.discard()
-        temp.discard()
-        raise _space_error("pack", action, parent, needed, exc.quota) from None
-    except OSError as exc:
-        copy.discard()
-        temp.discard()
-        raise _os_failure("pack", action, parent, exc, needed) from exc
-    except BaseException:
-        copy.discard()
-        temp.discard()
-        raise
+        err = _failure("pack", action, exc, output, parent, needed, sparse=False,
+                       published=temp.published)
+        if err is exc:
+            raise
+        raise err from exc
     return PackResult(image=image, output=output, original_bytes=sb.size_bytes,
                       packed_bytes=os.stat(output).st_size)
 
@@ -1319,21 +1315,12 @@ def unpack(packed: PathLike, out: PathLike | None = None, *,
                                  f" (e2fsck exit {res.returncode}: {_tool_detail(res)})")
             os.chmod(temp.path, _umask_mode(0o644))
             temp.publish()
-    except KeyboardInterrupt:
+    except BaseException as exc:
         temp.discard()
-        raise _interrupted(output, signal.SIGINT, temp.published) from None
-    except Terminated as exc:
-        temp.discard()
-        raise _interrupted(output, exc.signum, temp.published) from None
-    except _OutOfSpace as exc:
-        temp.discard()
-        raise _space_error("unpack", action, parent, target_size, exc.quota,
-                           sparse=not allocated) from None
-    except OSError as exc:
-        temp.discard()
-        raise _os_failure("unpack", action, parent, exc, target_size) from exc
-    except BaseException:
-        temp.discard()
-        raise
+        err = _failure("unpack", action, exc, output, parent, target_size,
+                       sparse=not allocated, published=temp.published)
+        if err is exc:
+            raise
+        raise err from exc
     return UnpackResult(packed=src, output=output, size_bytes=target_size,
                         sparse=not allocated, notices=notices)
