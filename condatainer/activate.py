@@ -42,6 +42,11 @@ command catches errors itself instead of leaving them to cli.main.
 The same call keeps the hook file fresh: the hook passes the version it was rendered by, and a
 different version makes this command rewrite the hook file (`hostshell.refresh_hook_file`).  The
 running shell keeps the hook it has loaded; new shells get the new one.
+
+Speed: a warm cd into a project is interpreter start plus imports.  The modules this path
+imports (this one, config, trust, shims, profiles, envfile, display, atomic, shellgen) keep
+jinja2 and yaml out (cached render, cached config) and use typing.NamedTuple rather than
+dataclasses, whose import of `inspect` alone would add ~9 ms to every cd; a test checks it.
 """
 
 from __future__ import annotations

@@ -147,6 +147,23 @@ def test_render_does_not_import_jinja2_when_warm(image: Path) -> None:
     assert runs == ["True\n", "False\n"]
 
 
+def test_a_warm_activation_imports_nothing_heavy(image: Path) -> None:
+    """What the hook's call imports, with a config file and warm caches: no jinja2, no yaml
+    (the parsed config is cached), no dataclasses (inspect), no runpy.  Together they cost
+    more than everything else a cd into a project does."""
+    trust.allow(image)
+    config.set_value("default_size", "20G")
+    code = ("import sys\nfrom condatainer.activate import main\n"
+            f"main(['bash', '--', {str(image)!r}, {str(image.parent)!r}])\n"
+            "heavy = ('jinja2', 'yaml', 'dataclasses', 'inspect', 'runpy')\n"
+            "print(*sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           cwd="/", env=env, check=True) for _ in range(2)]
+    assert "yaml" in runs[0].stderr  # the first reads the config file with the parser
+    assert runs[1].stderr == "\n" and "_cnt_enter" in runs[1].stdout
+
+
 # --------------------------------------------------------------------------------------------
 # The `_activate` command
 
