@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from condatainer.plan import Overlay, Plan
 from condatainer.runtime import builtin
+from tests.e2e.imagelib import mkfs
 
 GOAL_MS = 40.0
 
@@ -42,27 +43,7 @@ def make_image(directory: Path) -> Path:
     tree = directory / "tree"
     (tree / "upper" / "ext3" / "env" / "bin").mkdir(parents=True)
     (tree / "work").mkdir()
-    image = directory / "env.img"
-    subprocess.run(
-        [
-            "/usr/sbin/mke2fs",
-            "-q",
-            "-F",
-            "-t",
-            "ext3",
-            "-b",
-            "4096",
-            "-E",
-            "nodiscard",
-            "-d",
-            str(tree),
-            str(image),
-            "256M",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return image
+    return mkfs(tree, directory / "env.img")
 
 
 def bench_builtin(rounds: int) -> list[tuple[str, float]]:

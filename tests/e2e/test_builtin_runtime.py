@@ -30,6 +30,7 @@ from condatainer import locks
 from condatainer.errors import ContainerError, ImageError, LockError, RuntimeUnavailableError
 from condatainer.plan import Bind, Overlay, Plan
 from condatainer.runtime import builtin
+from tests.e2e.imagelib import mkfs
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = "#!/bin/sh\necho hello from the image\n"
@@ -71,25 +72,7 @@ def make_image(path: Path, tree: Path | None = None) -> Path:
     (bin_dir / "hello").write_text(HELLO)
     (bin_dir / "hello").chmod(0o755)
     (bin_dir / "not-executable").write_text(HELLO)
-    subprocess.run(
-        [
-            "mke2fs",
-            "-q",
-            "-F",
-            "-t",
-            "ext3",
-            "-b",
-            "4096",
-            "-E",
-            "nodiscard",
-            "-d",
-            str(tree),
-            str(path),
-            "256M",
-        ],
-        check=True,
-        env={**os.environ, "PATH": "/usr/sbin:/sbin:" + os.environ.get("PATH", "")},
-    )
+    mkfs(tree, path)
     return path
 
 

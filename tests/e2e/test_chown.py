@@ -14,7 +14,8 @@ import pytest
 from condatainer import e2fs, runner
 from condatainer.chown import chown, image_path
 from condatainer.errors import ImageError, LockError, UsageError
-from tests.e2e.test_e2fs import HOSTILE, make_image, mkfs
+from tests.e2e.imagelib import mkfs
+from tests.e2e.test_e2fs import HOSTILE, make_image
 
 REPO = Path(__file__).resolve().parents[2]
 OLD = 1234 if os.geteuid() == 0 else os.getuid()  # mke2fs -d copies the source's owners

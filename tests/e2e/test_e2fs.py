@@ -7,7 +7,6 @@ tests depend only on e2fsprogs.  `make_image` is shared with test_chown.py and t
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from condatainer import e2fs, runner
 from condatainer.errors import ImageError
+from tests.e2e.imagelib import mkfs
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 # Names that break naive parsing or quoting: spaces, quotes, shell syntax, a leading dash, a
@@ -51,17 +51,6 @@ def make_image(tmp: Path, name: str, populate: Any, size: str = "256M") -> Path:
     src.mkdir()
     populate(src)
     return mkfs(src, tmp / name, size)
-
-
-def mkfs(src: Path, image: Path, size: str = "256M") -> Path:
-    """`mke2fs -t ext3 -d src image size`: an image holding a copy of `src`, owners included."""
-    res = subprocess.run(
-        [runner.require("mke2fs"), "-q", "-F", "-t", "ext3", "-b", "4096", "-E", "nodiscard",
-         "-d", str(src), str(image), size],
-        capture_output=True, text=True, check=False,
-    )
-    assert res.returncode == 0, res.stderr
-    return image
 
 
 def _content(name: str) -> bytes:
