@@ -5,6 +5,9 @@
 #   - a virtual environment at .venv in the repository (no system site packages) holding
 #     condatainer in editable mode with its `test` extra (pytest, ruff, mypy, py-rattler, ...);
 #     pip runs only when pyproject.toml changed since the last successful install.
+#     The venv is made from $PYTHON when set, else from Debian's /usr/bin/python3 -- never from
+#     whatever `python3` comes first on PATH (a pyenv shim, another venv): the suite must not
+#     depend on what happens to be installed in the developer's interpreter.
 # Then prints the versions of the key tools.  Used by .ci/run and by developers alike:
 #   ./.ci/setup-test-deps.sh && .venv/bin/python -m pytest
 set -euo pipefail
@@ -14,9 +17,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 APT_PACKAGES=(
     e2fsprogs zstd zsh shellcheck dash tmux util-linux procps slurm-wlm munge python3-venv strace
 )
-PYTHON=${PYTHON:-python3}
+PYTHON=${PYTHON:-/usr/bin/python3}
 VENV=.venv
 STAMP=$VENV/.condatainer-test-deps
+BASE_STAMP=$VENV/.condatainer-base-python
 
 log() { printf '[setup-test-deps] %s\n' "$*"; }
 
@@ -50,9 +54,19 @@ fi
 
 # --- Python virtual environment -------------------------------------------------------------
 
+if ! base=$(command -v "$PYTHON"); then
+    log "error: no Python at $PYTHON; install python3-venv, or set PYTHON=/path/to/python3"
+    exit 1
+fi
+base=$(realpath "$base")
+if [ -x "$VENV/bin/python" ] && [ "$(cat "$BASE_STAMP" 2>/dev/null || true)" != "$base" ]; then
+    log "$VENV was made from another Python; making it again from $base"
+    rm -rf "$VENV"
+fi
 if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c '' 2>/dev/null; then
-    log "creating $VENV with $("$PYTHON" --version 2>&1)"
-    "$PYTHON" -m venv --clear "$VENV"
+    log "creating $VENV with $("$base" --version 2>&1) ($base)"
+    "$base" -m venv --clear "$VENV"
+    printf '%s\n' "$base" >"$BASE_STAMP"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
 fi
 

@@ -21,10 +21,16 @@ from pathlib import Path
 from typing import Callable, NoReturn
 
 import pytest
+from hypothesis import settings
 
 from condatainer import runner
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+# No test passes or fails by the clock: Hypothesis's per-example deadline (200 ms) would fail a
+# correct test on a loaded 2-core machine.  Tests that set their own settings inherit this.
+settings.register_profile("condatainer", deadline=None)
+settings.load_profile("condatainer")
 
 _CLEARED_PREFIXES = (
     "CNT_",

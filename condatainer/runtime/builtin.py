@@ -11,7 +11,7 @@ superblock (a clean filesystem, no journal to recover), and holds the locks unti
 has ended.  It forks one child, which sets PR_SET_PDEATHSIG so it
 cannot outlive a killed parent, and then, in a mount namespace of its own, builds this layout:
 
-    /run/condatainer-XXXX/          staging: a private, unbindable tmpfs (S)
+    /run/condatainer-PID-XXXX/      staging: a private, unbindable tmpfs (S)
         0/, 1/, ...                 each image's ext3, on a loop device (ro: read-only device
                                     and MS_RDONLY mount), nodev,nosuid
         t/                          a tmpfs holding upper/ and work/ when no overlay is writable
@@ -430,7 +430,8 @@ def _run(
         for overlay in plan.overlays:
             held.append(locks.acquire(overlay.path, write=overlay.writable))
             e2fs.require_clean(overlay.path)
-        staging = tempfile.mkdtemp(prefix="condatainer-", dir=_staging_parent())
+        # The PID in the name says whose it is: a directory left by a dead process is a leak.
+        staging = tempfile.mkdtemp(prefix=f"condatainer-{os.getpid()}-", dir=_staging_parent())
         setup = _Setup(
             layers=tuple(_Layer(o.path, o.writable, lk.fd) for o, lk in zip(plan.overlays, held)),
             staging=staging,

@@ -1,8 +1,8 @@
 """Fixtures for end-to-end tests: the local channel, the micromamba stand-in, a CLI runner.
 
-`world` builds the local conda channel once per session and puts the micromamba stand-in
-(tests/world/micromamba) and this interpreter's directory (where py-rattler is installed) on
-PATH, so a container started by the builtin runtime — whose base is the host root — finds both.
+`world` builds the local conda channel once per session and puts the micromamba stand-in first
+on PATH (a copy bound to this interpreter, which has py-rattler: tests/programs.py), so a
+container started by the builtin runtime — whose base is the host root — finds it.
 `cnt(...)` runs `python -m condatainer ...` as a separate process with that environment, the way
 a user runs it, and returns the CompletedProcess.
 """
@@ -19,10 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.world.channel import build_channel
+from tests.world import MICROMAMBA, build_channel
 
 REPO = Path(__file__).resolve().parents[2]
-WORLD = REPO / "tests" / "world"
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def world_channel(tmp_path_factory: pytest.TempPathFactory) -> World:
 
 @pytest.fixture
 def world(world_channel: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    path = os.pathsep.join([str(WORLD), str(Path(sys.executable).parent), os.environ["PATH"]])
+    path = os.pathsep.join([str(MICROMAMBA.parent), os.environ["PATH"]])
     monkeypatch.setenv("PATH", path)
     monkeypatch.setenv("CNT_CHANNELS", world_channel.url)
     monkeypatch.setenv("CNT_RUNTIME", "builtin")

@@ -19,7 +19,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ from condatainer.errors import ContainerError, ImageError, LockError, RuntimeUna
 from condatainer.plan import Bind, Overlay, Plan
 from condatainer.runtime import builtin
 from tests.e2e.imagelib import mkfs
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = "#!/bin/sh\necho hello from the image\n"
@@ -146,12 +146,8 @@ def attached_loops() -> dict[str, str]:
     return found
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {predicate}")
-        time.sleep(0.02)
+def wait_for(predicate: Callable[[], object]) -> None:
+    wait_until(predicate, str(predicate))
 
 
 def pid_alive(pid: int) -> bool:
@@ -160,6 +156,13 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def staging_owner_gone(directory: str) -> bool:
+    """Whether the process that made staging `directory` (condatainer-PID-XXXX) is this one or
+    has ended."""
+    pid = int(os.path.basename(directory).split("-")[1])
+    return pid == os.getpid() or not pid_alive(pid)
 
 
 @pytest.fixture(autouse=True)
@@ -176,16 +179,12 @@ def leaves_nothing_behind(request: pytest.FixtureRequest, tmp_path: Path) -> Ite
     assert not ours, f"left mounted on the host: {ours}"
     leaked = {d: f for d, f in attached_loops().items() if f.startswith(str(tmp_path))}
     assert not leaked, f"loop devices left attached: {leaked}"
-    # A run removes its staging directory a few milliseconds after it starts; one seen now may
-    # belong to a concurrent run (other test sessions), so only one that lingers is a leak.
-    deadline = time.monotonic() + 2
-    while True:
-        left = set(glob.glob("/run/condatainer-*") + glob.glob("/tmp/condatainer-*"))
-        left -= staging_before
-        if not left or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    assert not left, f"staging directories left: {left}"
+    # A staging directory is named after the process that made it: one made in this process
+    # (builtin.execute called directly) must be gone now, one whose process has died is a
+    # leak; one of a live process belongs to a run still going (another test session).
+    left = set(glob.glob("/run/condatainer-*") + glob.glob("/tmp/condatainer-*"))
+    leaks = [d for d in left - staging_before if staging_owner_gone(d)]
+    assert not leaks, f"staging directories left: {leaks}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -431,19 +430,14 @@ def test_host_mounts_are_visible_inside(image: Path) -> None:
 
 @pytest.mark.root
 def test_staging_directory_is_gone_while_the_command_runs(image: Path, tmp_path: Path) -> None:
-    before = set(glob.glob("/run/condatainer-*") + glob.glob("/tmp/condatainer-*"))
     ready = tmp_path / "ready"
     proc = driver(["sh", "-c", f"touch {ready}; exec sleep 30"], image, writable=True)
     try:
         wait_for(ready.exists)
         assert len(attached_loops_for(image)) == 1
-        # (polled: a concurrent run elsewhere may be inside its few milliseconds of setup)
-        wait_for(
-            lambda: (
-                set(glob.glob("/run/condatainer-*") + glob.glob("/tmp/condatainer-*")) <= before
-            ),
-            timeout=2,
-        )
+        # Staging directories are named after the process that made them (the driver).
+        ours = f"condatainer-{proc.pid}-*"
+        assert glob.glob(f"/run/{ours}") + glob.glob(f"/tmp/{ours}") == []
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
@@ -493,9 +487,15 @@ def test_unclean_image_is_refused_before_mounting(image: Path) -> None:
 @pytest.mark.root
 def test_two_writers_exactly_one_runs(image: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    command = ["sh", "-c", f"echo ran >> {runs}; sleep 2"]
+    release = tmp_path / "release"
+    # The winner holds the image until the loser has given up (the test says when).
+    command = ["sh", "-c", f"echo ran >> {runs}; while [ ! -e {release} ]; do sleep 0.05; done"]
     procs = [driver(command, image, writable=True) for _ in range(2)]
-    outputs = sorted(p.communicate(timeout=30)[0].strip() for p in procs)
+    try:
+        wait_for(lambda: any(p.poll() is not None for p in procs))
+    finally:
+        release.touch()
+    outputs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
     assert outputs[0].startswith("error=LockError: ") and "in use for writing by PID" in outputs[0]
     assert outputs[1] == "rc=0"
     assert runs.read_text() == "ran\n"
@@ -505,10 +505,15 @@ def test_two_writers_exactly_one_runs(image: Path, tmp_path: Path) -> None:
 def test_sixteen_readers_at_once(image: Path, tmp_path: Path) -> None:
     started = tmp_path / "started"
     started.mkdir()
-    command = ["sh", "-c", f"hello && touch {started}/$$ && sleep 1.5"]
+    release = tmp_path / "release"
+    command = ["sh", "-c", f"hello && touch {started}/$$"
+               f" && while [ ! -e {release} ]; do sleep 0.05; done"]
     procs = [driver(command, image, writable=False) for _ in range(16)]
-    wait_for(lambda: len(os.listdir(started)) == 16, timeout=30)  # all running together
-    results = [p.communicate(timeout=30) for p in procs]
+    try:
+        wait_for(lambda: len(os.listdir(started)) == 16)  # all running together
+    finally:
+        release.touch()
+    results = [p.communicate(timeout=60) for p in procs]
     assert [out for out, _ in results] == ["hello from the image\nrc=0\n"] * 16, results
 
 
@@ -562,9 +567,12 @@ def test_signals_are_forwarded(image: Path, tmp_path: Path) -> None:
 def test_ctrl_c_reaches_the_command_once(image: Path) -> None:
     """The tty sends SIGINT to the whole foreground group; the parent must not send another."""
     pexpect = pytest.importorskip("pexpect")
+    # SIGUSR1 ends it: the test sends it to the parent after the Ctrl-C, and the parent
+    # forwards it.  A second SIGINT the parent sent would be sent before that forward, and a
+    # pending SIGINT is delivered before a pending SIGUSR1 (lower numbers first).
     script = (
-        "n=0; trap 'n=$((n+1))' INT; echo READY; i=0;"
-        " while [ $i -lt 20 ]; do sleep 0.05; i=$((i+1)); done; exit $n"
+        "n=0; trap 'n=$((n+1)); echo GOT' INT; trap 'exit $n' USR1; echo READY;"
+        " while :; do sleep 0.05; done"
     )
     spec = {
         "command": ["sh", "-c", script],
@@ -581,17 +589,24 @@ def test_ctrl_c_reaches_the_command_once(image: Path) -> None:
     )
     child.expect("READY")
     child.sendintr()
+    child.expect("GOT")
+    os.kill(child.pid, signal.SIGUSR1)  # to the parent, which forwards it
     child.expect(pexpect.EOF)
     assert "rc=1" in child.before
 
 
 @pytest.mark.root
-def test_background_process_keeps_the_image_locked(image: Path) -> None:
+def test_background_process_keeps_the_image_locked(image: Path, tmp_path: Path) -> None:
     """A process the command leaves behind keeps the mount, and so the lock (via the loop)."""
-    assert sh("sleep 1 >/dev/null 2>&1 &", image, writable=True)[0] == 0
-    with pytest.raises(LockError, match="in use for writing"):
-        locks.acquire(image, write=True)
-    wait_for(lambda: not attached_loops_for(image), timeout=10)
+    release = tmp_path / "release"
+    behind = f"while [ ! -e {release} ]; do sleep 0.05; done"
+    try:
+        assert sh(f"sh -c '{behind}' >/dev/null 2>&1 &", image, writable=True)[0] == 0
+        with pytest.raises(LockError, match="in use for writing"):
+            locks.acquire(image, write=True)
+    finally:
+        release.touch()
+    wait_for(lambda: not attached_loops_for(image))
     locks.acquire(image, write=True).release()
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,10 +82,7 @@ def owners(img: Path) -> dict[str, tuple[int, int]]:
 def test_whole_image_changes_every_inode_under_upper(image: Path) -> None:
     before = owners(image)
     assert len(before) > 22_000
-    started = time.monotonic()
     result = chown(image, NEW, NEW)
-    elapsed = time.monotonic() - started
-    print(f"\nchown of {result.examined} inodes: {elapsed:.2f} s")
     after = owners(image)
     expected = {p for p in before if p.startswith("/upper")} | {"/work", "/work/work"}
     changed = {p for p in after if after[p] != before[p]}
@@ -100,7 +96,6 @@ def test_whole_image_changes_every_inode_under_upper(image: Path) -> None:
         linked = e2fs.stat(image, name)
         assert linked is not None and (linked.uid, linked.gid) == (NEW, NEW)
     assert after["/"] == before["/"] and after["/lost+found"] == before["/lost+found"]
-    assert elapsed < 20
     check = subprocess.run([runner.require("e2fsck"), "-fn", str(image)], capture_output=True,
                            text=True, check=False)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ import pytest
 from tests.e2e.conftest import REPO, cnt
 from tests.e2e.test_apptainer_fake import make_image
 from tests.fakes import with_fakes_on_path
+from tests.waiting import wait_for_lock
 
 
 @pytest.fixture
@@ -53,15 +53,17 @@ def test_e_is_writable_and_a_second_writer_gets_our_message(tmp_path: Path,
                                                               env: dict[str, str]) -> None:
     image = make_image(tmp_path)
     first = subprocess.Popen([sys.executable, "-m", "condatainer", "e", str(image), "--",
-                              "sleep", "3"], cwd=tmp_path, env=env)
+                              "sh", "-c", "while [ ! -e release ]; do sleep 0.05; done"],
+                             cwd=tmp_path, env=env)
     try:
-        time.sleep(1.2)
+        wait_for_lock(image, "write")
         res = cnt("e", str(image), "--", "true", cwd=tmp_path, env=env)
         assert res.returncode == 1
         assert "in use for writing by PID" in res.stderr
         assert "FATAL" not in res.stderr
     finally:
-        assert first.wait(timeout=30) == 0
+        (tmp_path / "release").touch()
+        assert first.wait(timeout=60) == 0
     argv = calls(env)[0]["argv"]
     assert isinstance(argv, list)
     assert argv[argv.index("--overlay") + 1] == str(image)

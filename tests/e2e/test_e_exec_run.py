@@ -7,13 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import REPO, World, cnt, debugfs_cat, ok
+from tests.waiting import lock_on, wait_for_lock, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -36,7 +36,8 @@ def test_two_writers_exactly_one_runs(image: Path, tmp_path: Path) -> None:
         "--",
         "sh",
         "-c",
-        "echo ran >> /ext3/env/ran; sleep 2",
+        # The winner holds the image until the loser has given up (the test says when).
+        "echo ran >> /ext3/env/ran; while [ ! -e release ]; do sleep 0.05; done",
     ]
     procs = [
         subprocess.Popen(
@@ -44,6 +45,10 @@ def test_two_writers_exactly_one_runs(image: Path, tmp_path: Path) -> None:
         )
         for _ in range(2)
     ]
+    try:
+        wait_until(lambda: any(p.poll() is not None for p in procs), "one of them to give up")
+    finally:
+        (tmp_path / "release").touch()
     results = [(p.wait(timeout=60), p.stderr.read() if p.stderr else "") for p in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 1], results
@@ -189,15 +194,11 @@ def test_lock_released_after_parent_is_killed(image: Path, tmp_path: Path) -> No
         cwd=tmp_path,
         env=env,
     )
-    time.sleep(1.5)
+    wait_for_lock(image, "write")  # mounted, the command running
     proc.kill()
     proc.wait()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        res = cnt("exec", "-w", "-o", str(image), "--", "true")
-        if res.returncode == 0:
-            break
-        time.sleep(0.2)
+    wait_until(lambda: lock_on(image) is None, "the killed run's lock to go")
+    res = cnt("exec", "-w", "-o", str(image), "--", "true")
     assert res.returncode == 0, res.stderr
 
 

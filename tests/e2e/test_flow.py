@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import REPO, World, cnt, debugfs_cat, ok
+from tests.waiting import wait_for_lock
 
 pytestmark = pytest.mark.root
 
@@ -111,19 +111,21 @@ def test_read_only_exec_cannot_write(world: World, tmp_path: Path) -> None:
 def test_mm_list_while_a_read_only_job_holds_the_image(world: World, tmp_path: Path) -> None:
     image = make_env(tmp_path, "cnt-hello")
     job = subprocess.Popen(
-        [sys.executable, "-m", "condatainer", "exec", "-o", str(image), "--", "sleep", "5"],
+        [sys.executable, "-m", "condatainer", "exec", "-o", str(image), "--", "sh", "-c",
+         "while [ ! -e release ]; do sleep 0.05; done"],
         cwd=tmp_path,
         env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
     )
     try:
-        time.sleep(1.0)
+        wait_for_lock(image, "read")
         res = ok(cnt("mm", "-o", str(image), "list", cwd=tmp_path))
         assert "cnt-hello" in res.stdout
         res = cnt("mm", "-o", str(image), "install", "cnt-lib", cwd=tmp_path)
         assert res.returncode == 1
         assert "in use for reading" in res.stderr
     finally:
-        job.wait(timeout=30)
+        (tmp_path / "release").touch()
+        job.wait(timeout=60)
     assert job.returncode == 0
 
 

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,15 @@ from condatainer.errors import ImageError, LockError
 from condatainer.profiles import resolve_profile
 from condatainer.sizes import MIB
 from tests.e2e.conftest import REPO, cnt, ok
+from tests.waiting import wait_until
+
+
+def sigint_ignored(pid: int) -> bool:
+    """Whether process `pid` ignores SIGINT (the SigIgn mask of /proc/PID/status)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigIgn:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+    return False
 
 
 def make(tmp_path: Path, name: str = "env.img") -> Path:
@@ -28,7 +36,8 @@ def make(tmp_path: Path, name: str = "env.img") -> Path:
 def test_stream_lets_the_child_finish_on_ctrl_c(tmp_path: Path) -> None:
     """Ctrl-C reaches the whole process group; the child decides, we wait for it."""
     marker = tmp_path / "cleaned"
-    child = f"trap 'sleep 0.5; echo done > {marker}; exit 130' INT; sleep 30"
+    ready = tmp_path / "ready"
+    child = f"trap 'sleep 0.5; echo done > {marker}; exit 130' INT; : > {ready}; sleep 30"
     code = (
         "import sys\n"
         "from condatainer import runner\n"
@@ -36,7 +45,8 @@ def test_stream_lets_the_child_finish_on_ctrl_c(tmp_path: Path) -> None:
     )
     proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ,
                             "PYTHONPATH": str(REPO)}, start_new_session=True)
-    time.sleep(1.0)
+    # The child's trap is set, and the parent ignores SIGINT while it waits (runner.stream).
+    wait_until(lambda: ready.exists() and sigint_ignored(proc.pid), "the child's trap")
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=20) == 130
     assert marker.read_text() == "done\n", "the child's own cleanup ran to the end"

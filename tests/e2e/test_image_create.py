@@ -11,7 +11,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from condatainer.errors import (
 )
 from condatainer.profiles import resolve_profile
 from tests.e2e.imagelib import fsck_clean
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -492,8 +492,8 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # even if our parent i
 real = runner.run_hook
 
 def slow(argv, **kw):
-    if argv[0] == "e2fsck":  # the verification of the new image: make it take a while
-        argv = ["sh", "-c", 'sleep 3; exec e2fsck "$@"', "sh", *argv[1:]]
+    if argv[0] == "e2fsck":  # the verification of the new image: hold it there, say so
+        argv = ["sh", "-c", ': > "$0"; sleep 30; exec e2fsck "$@"', sys.argv[2], *argv[1:]]
     return real(argv, **kw)
 
 runner.run_hook = slow
@@ -509,18 +509,16 @@ print("created")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_during_create_leaves_nothing(wd: Path, sig: signal.Signals) -> None:
     work = wd
+    reached = wd.parent / "in-verification"
     proc = subprocess.Popen(
-        [sys.executable, "-c", _CHILD, str(work / "env.img")],
+        [sys.executable, "-c", _CHILD, str(work / "env.img"), str(reached)],
         env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
     )
     try:
-        deadline = time.monotonic() + 30
-        while not any(".tmp-" in n for n in os.listdir(work)):
-            assert proc.poll() is None, "create finished before it could be interrupted"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        time.sleep(0.5)  # allocated and made; now in the (slowed) verification
-        assert proc.poll() is None
+        # Allocated and made; now in the (held) verification.
+        wait_until(lambda: reached.exists() or proc.poll() is not None, "the verification")
+        assert proc.poll() is None, "create finished before it could be interrupted"
+        assert any(".tmp-" in n for n in os.listdir(work))
         proc.send_signal(sig)
         out, _ = proc.communicate(timeout=30)
     finally:

@@ -1,6 +1,8 @@
 """Stand-ins for programs the test machines cannot have (see each program's docstring).
 
-`apptainer` is an executable Python script, not a module: put `FAKES_DIR` first on PATH.
+`apptainer` is an executable Python script, not a module.  Tests never run the source (its `#!`
+line would pick whatever `python3` is first on PATH): `FAKE_APPTAINER` is a copy bound to the
+test interpreter (tests/programs.py), in `FAKES_DIR`; put that directory first on PATH.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-FAKES_DIR = Path(__file__).resolve().parent
-FAKE_APPTAINER = FAKES_DIR / "apptainer"
+from tests.programs import bound_copy, program_dir
+
+SOURCE_DIR = Path(__file__).resolve().parent
+FAKES_DIR = program_dir("fakes")
+FAKE_APPTAINER = bound_copy(SOURCE_DIR / "apptainer", FAKES_DIR)
 
 
 def with_fakes_on_path(env: Mapping[str, str]) -> dict[str, str]:

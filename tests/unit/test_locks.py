@@ -10,7 +10,6 @@ import fcntl
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 
 from condatainer import locks
 from condatainer.errors import LockError
+from tests.waiting import lock_on, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = (
@@ -173,11 +173,5 @@ def test_lock_released_when_the_holder_is_killed(image: Path) -> None:
     with held(image, "w") as proc:
         proc.kill()
         proc.wait()
-        deadline = time.time() + 5
-        while True:
-            try:
-                locks.probe(image, write=True)
-                break
-            except LockError:
-                assert time.time() < deadline
-                time.sleep(0.05)
+        wait_until(lambda: lock_on(image) is None, "the killed holder's lock to go")
+        locks.probe(image, write=True)
