@@ -4,7 +4,7 @@
 Builds an image holding FILES files across DIRS directories under upper/ext3/env (with
 `mke2fs -d`, owned by uid 1234 when run as root), then changes its owner twice on two copies:
 
-- batched: `condatainer.chown.chown` — one debugfs process per tree level, one `debugfs -w`;
+- batched: `condatainer.image.chown.chown` — one debugfs process per tree level, one `debugfs -w`;
 - per-directory: `chown_per_directory` below — the reference tool's way (CondaTainer's
   `ChownRecursively`): one `debugfs -R "ls <ino>"` process per directory, then one batched
   `debugfs -w` pass.
@@ -29,8 +29,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from condatainer import e2fs, runner
-from condatainer.chown import chown
+from condatainer import runner
+from condatainer.image import e2fs
+from condatainer.image.chown import chown
 
 
 def chown_per_directory(path: Path, uid: int, gid: int) -> int:

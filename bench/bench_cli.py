@@ -69,8 +69,8 @@ def main() -> None:
                        capture_output=True)
         direct_code = (
             "import os, sys\n"
-            "from condatainer.plan import Overlay, Plan\n"
-            "from condatainer.runtime import builtin\n"
+            "from condatainer.run.plan import Overlay, Plan\n"
+            "from condatainer.run.runtime import builtin\n"
             f"plan = Plan(command=('/bin/true',), overlays=(Overlay({str(image)!r}, False),),"
             f" cwd={str(work)!r}, env=(('PATH', os.environ['PATH']),))\n"
             "sys.exit(builtin.execute(plan))\n"

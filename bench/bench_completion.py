@@ -37,7 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from condatainer import completion, pkgcache, shellgen, shims  # noqa: E402
+from condatainer import completion, shellgen  # noqa: E402
+from condatainer.hook import pkgcache, shims  # noqa: E402
 
 GOAL_CONDATAINER_MS = 100.0
 GOAL_MM_MS = 20.0

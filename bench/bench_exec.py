@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from condatainer.plan import Overlay, Plan
-from condatainer.runtime import builtin
+from condatainer.run.plan import Overlay, Plan
+from condatainer.run.runtime import builtin
 from tests.e2e.imagelib import mkfs
 
 GOAL_MS = 40.0

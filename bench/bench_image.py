@@ -26,8 +26,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from condatainer import image, runner
-from condatainer.sizes import GIB, format_size
+from condatainer import runner
+from condatainer.image import ops as image
+from condatainer.image.sizes import GIB, format_size
 
 RUNS = 3
 PROFILE = "balanced"  # the default of `condatainer o`

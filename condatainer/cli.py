@@ -218,7 +218,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 
 def _add_mm(p: argparse.ArgumentParser) -> None:
-    from condatainer import mm
+    from condatainer.run import mm
 
     p.add_argument("-o", "--overlay", help="image (default: $CNT_OVERLAY, else autoload)")
     _arg(p, "op", choices=mm.names(), metavar="OP", completer=_complete_mm_ops,
@@ -340,7 +340,8 @@ def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _cmd_resize(a: argparse.Namespace) -> int:
-    from condatainer import image, sizes
+    from condatainer.image import ops as image
+    from condatainer.image import sizes
 
     result = image.resize(a.image, sizes.parse_size(a.size))
     for note in result.notices:
@@ -356,7 +357,7 @@ def _cmd_resize(a: argparse.Namespace) -> int:
 
 
 def _cmd_check(a: argparse.Namespace) -> int:
-    from condatainer import image
+    from condatainer.image import ops as image
 
     result = image.check(a.image, force=a.force, repair=a.repair)
     print(result.explanation)
@@ -364,7 +365,7 @@ def _cmd_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_chown(a: argparse.Namespace) -> int:
-    from condatainer import chown
+    from condatainer.image import chown
 
     uid = 0 if a.root else (a.uid if a.uid is not None else os.getuid())
     gid = 0 if a.root else (a.gid if a.gid is not None else os.getgid())
@@ -376,7 +377,8 @@ def _cmd_chown(a: argparse.Namespace) -> int:
 def _cmd_info(a: argparse.Namespace) -> int:
     import json
 
-    from condatainer import envfile, info
+    from condatainer.image import info
+    from condatainer.run import envfile
 
     details = info.info(a.image)
     if a.json:
@@ -390,7 +392,7 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 
 def _cmd_pack(a: argparse.Namespace) -> int:
-    from condatainer import image
+    from condatainer.image import ops as image
 
     result = image.pack(a.image, a.output)
     print(f"{a.image}: packed into {result.output}")
@@ -398,7 +400,8 @@ def _cmd_pack(a: argparse.Namespace) -> int:
 
 
 def _cmd_unpack(a: argparse.Namespace) -> int:
-    from condatainer import image, sizes
+    from condatainer.image import ops as image
+    from condatainer.image import sizes
 
     size = sizes.parse_size(a.size) if a.size is not None else None
     result = image.unpack(a.packed, a.output, size_bytes=size)
@@ -409,7 +412,7 @@ def _cmd_unpack(a: argparse.Namespace) -> int:
 
 
 def _request(a: argparse.Namespace, **kw: Any) -> Any:
-    from condatainer.resolve import Request
+    from condatainer.run.resolve import Request
 
     return Request(
         base_image=a.base,
@@ -439,7 +442,7 @@ def _cmd_e(a: argparse.Namespace) -> int:
 
 
 def _cmd_exec(a: argparse.Namespace) -> int:
-    from condatainer import launch
+    from condatainer.run import launch
 
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
     if not cmd:
@@ -447,7 +450,7 @@ def _cmd_exec(a: argparse.Namespace) -> int:
     if not a.images:
         raise UsageError("exec needs at least one image", hint="condatainer exec -o IMAGE -- CMD")
     if a.if_allowed:
-        from condatainer import trust
+        from condatainer.hook import trust
 
         for image in a.images:
             trust.require_allowed(image)
@@ -463,7 +466,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from condatainer import jobs
+    from condatainer.jobs import run as jobs
 
     return jobs.run_command(
         a.script,
@@ -479,7 +482,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
 
 def _cmd_mm(a: argparse.Namespace) -> int:
     from condatainer import session
-    from condatainer.resolve import Request
+    from condatainer.run.resolve import Request
 
     image = a.overlay or os.environ.get("CNT_OVERLAY") or None
     req = Request(command=(), images=(image,) if image else (), autoload=image is None)
@@ -508,7 +511,7 @@ def _cmd_config(a: argparse.Namespace) -> int:
 
 
 def _cmd_header(a: argparse.Namespace) -> int:
-    from condatainer import directives, submit
+    from condatainer.jobs import directives, submit
 
     if a.insert is None:
         sys.stdout.write(directives.header_text())
@@ -520,31 +523,31 @@ def _cmd_header(a: argparse.Namespace) -> int:
 
 
 def _cmd_init(a: argparse.Namespace) -> int:
-    from condatainer import hostshell
+    from condatainer.hook import init as hostshell
 
     return hostshell.init(a.shell, uninstall=a.uninstall, dry_run=a.dry_run, out=sys.stdout)
 
 
 def _cmd_hook(a: argparse.Namespace) -> int:
-    from condatainer import hostshell
+    from condatainer.hook import init as hostshell
 
     return hostshell.hook(a.shell, sys.stdout)
 
 
 def _cmd_allow(a: argparse.Namespace) -> int:
-    from condatainer import hostshell
+    from condatainer.hook import init as hostshell
 
     return hostshell.allow(a.image, sys.stdout)
 
 
 def _cmd_deny(a: argparse.Namespace) -> int:
-    from condatainer import hostshell
+    from condatainer.hook import init as hostshell
 
     return hostshell.deny(a.image, sys.stdout)
 
 
 def _cmd_activate(a: argparse.Namespace) -> int:
-    from condatainer import activate
+    from condatainer.hook import activate
 
     return activate.command(a.shell, a.image, a.project, hook_version=a.hook_version,
                             noticed=a.noticed, noted=a.noted)

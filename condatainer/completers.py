@@ -103,7 +103,7 @@ def images(prefix: str, cwd: str | os.PathLike[str] | None = None) -> list[str]:
 
 def profiles(prefix: str) -> list[str]:
     """Inode profile names and their aliases."""
-    from condatainer import profiles as profiles_mod
+    from condatainer.image import profiles as profiles_mod
 
     return _matching(profiles_mod.names(), prefix)
 
@@ -117,7 +117,7 @@ def shells(prefix: str) -> list[str]:
 
 def mm_ops(prefix: str) -> dict[str, str]:
     """The mm operation names, each with its summary (zsh shows it next to the name)."""
-    from condatainer import mm
+    from condatainer.run import mm
 
     return {op.name: op.summary for op in mm.TABLE.values() if op.name.startswith(prefix)}
 
@@ -129,7 +129,7 @@ def mm_image(overlay: str | None, environ: Mapping[str, str] | None = None,
     chosen = overlay or environ.get("CNT_OVERLAY")
     if chosen:
         return Path(os.path.expanduser(chosen))  # `-o ~/x.img` reaches us unexpanded
-    from condatainer.resolve import find_image
+    from condatainer.run.resolve import find_image
 
     return find_image(cwd or Path.cwd(), environ)
 
@@ -138,13 +138,14 @@ def installed(image: Path | None, prefix: str) -> list[str]:
     """Installed package names of `image`: its cached listing, else read from the image."""
     if image is None:
         return []
-    from condatainer import pkgcache
+    from condatainer.hook import pkgcache
 
     listing = pkgcache.installed_file(image)
     if listing.exists():
         return _matching(pkgcache.read(listing), prefix)
     try:
-        from condatainer import e2fs, shims
+        from condatainer.hook import shims
+        from condatainer.image import e2fs
 
         entries = e2fs.try_list_dir(image, shims.META_DIR) or []
         return _matching(shims.package_names(entries), prefix)
@@ -156,7 +157,7 @@ def channel(image: Path | None, prefix: str) -> list[str]:
     """Package names in `image`'s repodata cache, from the cached listing only."""
     if image is None:
         return []
-    from condatainer import pkgcache
+    from condatainer.hook import pkgcache
 
     return _matching(pkgcache.read(pkgcache.channel_file(image)), prefix)
 
@@ -173,7 +174,7 @@ def mm_args(prefix: str, op: str | None, overlay: str | None = None,
 
 def _mm_args(prefix: str, op: str | None, overlay: str | None, previous: Sequence[str],
              environ: Mapping[str, str] | None, cwd: Path | None) -> list[str]:
-    from condatainer import mm
+    from condatainer.run import mm
 
     spec = mm.TABLE.get(op or "")
     if spec is None:

@@ -58,7 +58,9 @@ def _mm_kind(op: Any) -> str:
 
 def mm_context() -> dict[str, Any]:
     """The data the mm-* completion templates print (asserted on by the tests)."""
-    from condatainer import completers, mm, pkgcache
+    from condatainer import completers
+    from condatainer.hook import pkgcache
+    from condatainer.run import mm
 
     return {
         "ops": [

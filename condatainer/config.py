@@ -49,8 +49,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
-from condatainer import atomic, profiles
+from condatainer import atomic
 from condatainer.errors import CondatainerError, ConfigError
+from condatainer.image import profiles
 
 if TYPE_CHECKING:
     import yaml
@@ -329,7 +330,7 @@ def _coerce(key: str, raw: object) -> Value:
             raise _Invalid("not one of the allowed values", _allowed(key))
     elif key == "default_size":
         try:
-            from condatainer.sizes import parse_size  # decimal: only when a size is set
+            from condatainer.image.sizes import parse_size  # decimal: only when a size is set
 
             parse_size(value)
         except CondatainerError as exc:

@@ -25,8 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from condatainer import config, rcfile, runner, shellgen
+from condatainer import config, runner, shellgen
 from condatainer.errors import ConfigError, RuntimeUnavailableError
+from condatainer.hook import rcfile
 
 E2FSPROGS = ("mke2fs", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
 MIN_E2FSPROGS = (1, 43)  # mke2fs -d (populate the filesystem from a directory)

@@ -20,13 +20,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from condatainer import atomic, config, envspec, profiles, sizes
-from condatainer import envfile as sidecars
-from condatainer import image as image_ops
+from condatainer import atomic, config
 from condatainer.errors import ContainerError, ImageError, ImageExistsError, UsageError
-from condatainer.mm import TABLE
-from condatainer.plan import CONTAINER_PREFIX
-from condatainer.resolve import Request
+from condatainer.image import ops as image_ops
+from condatainer.image import profiles, sizes
+from condatainer.run import envfile as sidecars
+from condatainer.run import envspec
+from condatainer.run.mm import TABLE
+from condatainer.run.plan import CONTAINER_PREFIX
+from condatainer.run.resolve import Request
 
 
 def condarc_text(channels: Sequence[str]) -> bytes:
@@ -200,7 +202,7 @@ def _install_and_publish(
     sparse: bool, fakeroot: bool, files: dict[str, bytes], cfg: config.Config,
 ) -> image_ops.CreateResult:
     """Create `temp`, install into it, and publish it as `target` (see _create_initialised)."""
-    from condatainer import launch
+    from condatainer.run import launch
 
     result = image_ops.create(temp, size, prof, sparse=sparse, fakeroot=fakeroot, files=files)
     for command in install_commands(spec):
@@ -229,7 +231,7 @@ def _install_and_publish(
 
 def _allow(target: Path) -> None:
     """Images made by `condatainer o` are trusted for shell activation."""
-    from condatainer import trust
+    from condatainer.hook import trust
 
     if trust.auto_allow(target) is not trust.TrustStatus.ALLOWED:
         print(

@@ -19,16 +19,17 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from condatainer import atomic, config, envfile, launch, mm
-from condatainer.plan import CONTAINER_PREFIX, Bind, Plan
-from condatainer.resolve import Request
+from condatainer import atomic, config
+from condatainer.run import envfile, launch, mm
+from condatainer.run.plan import CONTAINER_PREFIX, Bind, Plan
+from condatainer.run.resolve import Request
 
 
 def detect_shell() -> str:
     """bash or zsh, chosen the way `init` chooses (CNT_SHELL, the shell we were started from,
     $SHELL); anything else gets bash."""
-    from condatainer import hostshell
     from condatainer.errors import ShellError
+    from condatainer.hook import init as hostshell
 
     try:
         return hostshell.detect_shell(None)
@@ -114,7 +115,7 @@ def mm_op(req: Request, name: str, args: Sequence[str], *, capture: bool = False
     plan = launch.plan_for(mm_request(req, op, args), cfg)
     status = launch.run_then_show(plan, cfg) if capture else launch.run(plan, cfg)
     if op.refresh:  # the env's executables and packages may have changed: host-side caches
-        from condatainer import shims
+        from condatainer.hook import shims
 
         for overlay in plan.overlays:
             if overlay.writable:

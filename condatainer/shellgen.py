@@ -1,8 +1,9 @@
 """The one Jinja2 environment that turns data into shell text.
 
 Every piece of shell code condatainer writes (the rc block, the hook, the container rc, the
-self-reexec header, ...) is a template under `condatainer/shell/`, one file per shell per
-artifact: `<artifact>.<shell>.j2`.  `render(artifact, shell, **context)` is the only way to
+self-reexec header, ...) is a template in the repository's top-level `shell/` directory
+(installed as the package `condatainer.shell`), one file per shell per artifact:
+`<artifact>.<shell>.j2`.  `render(artifact, shell, **context)` is the only way to
 produce it.
 
 Quoting happens here, once, by default: the environment's `finalize` shell-quotes every value a
@@ -24,6 +25,7 @@ CLI) must stay cheap so that TAB completion never pays for jinja2.
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import re
 from pathlib import Path
@@ -40,7 +42,8 @@ SHELLS = ("bash", "zsh")
 #: Template "shells": the interactive ones plus POSIX sh (the self-reexec header).
 _TEMPLATE_SHELLS = (*SHELLS, "sh")
 
-TEMPLATE_DIR = Path(__file__).resolve().parent / "shell"
+# The templates' package (top-level shell/, installed as condatainer.shell; see its docstring).
+TEMPLATE_DIR = Path(next(iter(importlib.import_module("condatainer.shell").__path__))).resolve()
 
 # Characters that never need quoting in sh, bash or zsh (shlex.quote's set).  A word is left
 # bare only if it consists of these alone and does not start with "=" (zsh expands a leading

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import cli, config, doctor, hostshell, rcfile, runner
+from condatainer import cli, config, doctor, runner
 from condatainer.errors import RuntimeUnavailableError
+from condatainer.hook import init as hostshell
+from condatainer.hook import rcfile
 
 VERSIONS = {
     "mke2fs": "mke2fs 1.47.0 (5-Feb-2023)",

@@ -20,8 +20,8 @@ import pytest
 
 from condatainer import config, doctor
 from condatainer.errors import ConfigError, ContainerError, ImageError, LockError
-from condatainer.plan import Bind, Overlay, Plan
-from condatainer.runtime import apptainer
+from condatainer.run.plan import Bind, Overlay, Plan
+from condatainer.run.runtime import apptainer
 from tests.fakes import FAKE_APPTAINER, FAKES_DIR, with_fakes_on_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,8 +33,8 @@ EXECUTE = """
 import json, os, sys
 from condatainer import config, doctor
 from condatainer.errors import CondatainerError
-from condatainer.plan import Bind, Overlay, Plan
-from condatainer.runtime import apptainer
+from condatainer.run.plan import Bind, Overlay, Plan
+from condatainer.run.runtime import apptainer
 d = json.loads(sys.argv[1])
 plan = Plan(
     command=tuple(d["command"]), cwd=d["cwd"], base_image=d["base_image"],

@@ -25,10 +25,10 @@ from typing import Any
 
 import pytest
 
-from condatainer import locks
 from condatainer.errors import ContainerError, ImageError, LockError, RuntimeUnavailableError
-from condatainer.plan import Bind, Overlay, Plan
-from condatainer.runtime import builtin
+from condatainer.image import locks
+from condatainer.run.plan import Bind, Overlay, Plan
+from condatainer.run.runtime import builtin
 from tests.e2e.imagelib import mkfs
 from tests.waiting import wait_until
 
@@ -40,8 +40,8 @@ HELLO = "#!/bin/sh\necho hello from the image\n"
 DRIVER = """
 import json, sys
 from condatainer.errors import CondatainerError
-from condatainer.plan import Bind, Overlay, Plan
-from condatainer.runtime import builtin
+from condatainer.run.plan import Bind, Overlay, Plan
+from condatainer.run.runtime import builtin
 spec = json.loads(sys.argv[1])
 plan = Plan(
     command=tuple(spec["command"]),

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import e2fs, runner
-from condatainer.chown import chown, image_path
+from condatainer import runner
 from condatainer.errors import ImageError, LockError, UsageError
+from condatainer.image import e2fs
+from condatainer.image.chown import chown, image_path
 from tests.e2e.imagelib import mkfs
 from tests.e2e.test_e2fs import HOSTILE, make_image
 
@@ -188,7 +189,7 @@ def reader(image: Path) -> Iterator[subprocess.Popen[str]]:
     """Another process holding a read lock on the image, as a read-only container would."""
     code = (
         "import sys\n"
-        "from condatainer import locks\n"
+        "from condatainer.image import locks\n"
         "lock = locks.acquire(sys.argv[1], write=False)\n"
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"

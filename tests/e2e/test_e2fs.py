@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 
-from condatainer import e2fs, runner
+from condatainer import runner
 from condatainer.errors import ImageError
+from condatainer.image import e2fs
 from tests.e2e.imagelib import mkfs
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import e2fs, image, locks
 from condatainer.errors import ImageError, LockError
-from condatainer.profiles import resolve_profile
-from condatainer.sizes import MIB
+from condatainer.image import e2fs, locks
+from condatainer.image import ops as image
+from condatainer.image.profiles import resolve_profile
+from condatainer.image.sizes import MIB
 from tests.e2e.conftest import REPO, cnt, ok
 from tests.waiting import wait_until
 

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import e2fs, image, runner
+from condatainer import runner
 from condatainer.errors import CondatainerError, ImageError, LockError
+from condatainer.image import e2fs
+from condatainer.image import ops as image
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -132,7 +134,7 @@ def test_directory(tmp_path: Path) -> None:
 
 _HOLDER = """
 import sys, time
-from condatainer import locks
+from condatainer.image import locks
 lock = locks.acquire(sys.argv[1], write=sys.argv[2] == "w")
 print("locked", flush=True)
 time.sleep(60)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from condatainer import e2fs, image, runner
+from condatainer import runner
 from condatainer.errors import (
     CondatainerError,
     ImageError,
@@ -25,7 +25,9 @@ from condatainer.errors import (
     ProfileError,
     SizeError,
 )
-from condatainer.profiles import resolve_profile
+from condatainer.image import e2fs
+from condatainer.image import ops as image
+from condatainer.image.profiles import resolve_profile
 from tests.e2e.imagelib import fsck_clean
 from tests.waiting import wait_until
 
@@ -75,7 +77,7 @@ def nobody_python() -> str:
     for candidate in (sys.executable, "/usr/bin/python3"):
         probe = subprocess.run(
             ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-             candidate, "-c", "import condatainer.image"],
+             candidate, "-c", "import condatainer.image.ops"],
             env={**os.environ, "PYTHONPATH": str(REPO)}, cwd="/", capture_output=True,
             check=False,
         )
@@ -89,7 +91,7 @@ def run_as_nobody(code: str, tmpdir: Path) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(
         """
         import json, sys
-        from condatainer import image
+        from condatainer.image import ops as image
         from condatainer.errors import CondatainerError
         try:
         {body}
@@ -485,7 +487,8 @@ def test_concurrent_creator_is_not_overwritten(
 
 _CHILD = """
 import signal, sys
-from condatainer import image, runner
+from condatainer import runner
+from condatainer.image import ops as image
 from condatainer.errors import CondatainerError
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # even if our parent ignores it

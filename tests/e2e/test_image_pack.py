@@ -12,8 +12,10 @@ from typing import Any
 
 import pytest
 
-from condatainer import e2fs, image, runner
+from condatainer import runner
 from condatainer.errors import ImageError, ImageExistsError, LockError
+from condatainer.image import e2fs
+from condatainer.image import ops as image
 from tests.e2e.imagelib import fsck_clean, get, put, sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -176,7 +178,7 @@ def test_pack_refuses_an_image_in_use_for_writing(wd: Path) -> None:
     img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom condatainer import locks\n"
+         "import sys, time\nfrom condatainer.image import locks\n"
          "l = locks.acquire(sys.argv[1], write=True)\nprint('locked', flush=True)\n"
          "time.sleep(60)\n", str(img)],
         env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,

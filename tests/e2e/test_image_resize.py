@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from condatainer import e2fs, image, runner
+from condatainer import runner
 from condatainer.errors import ImageError, LockError, SizeError
-from condatainer.sizes import format_size
+from condatainer.image import e2fs
+from condatainer.image import ops as image
+from condatainer.image.sizes import format_size
 from tests.e2e.imagelib import fsck_clean, get, put, sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -196,7 +198,7 @@ def test_unclean_image_is_preened_first(wd: Path, command: str, notice: str) -> 
 
 _HOLDER = """
 import sys, time
-from condatainer import locks
+from condatainer.image import locks
 lock = locks.acquire(sys.argv[1], write=sys.argv[2] == "w")
 print("locked", flush=True)
 time.sleep(60)
@@ -406,7 +408,8 @@ def test_signal_during_resize_is_deferred(wd: Path) -> None:
     child = textwrap.dedent(
         """
         import os, signal, sys
-        from condatainer import image, runner
+        from condatainer import runner
+        from condatainer.image import ops as image
         from condatainer.errors import CondatainerError
         signal.signal(signal.SIGINT, signal.default_int_handler)
         real = runner.run_hook

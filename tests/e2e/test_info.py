@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from condatainer import e2fs, envfile, runner
+from condatainer import runner
 from condatainer.errors import ImageError
-from condatainer.info import ImageInfo, info, parse_channels, requested_specs
+from condatainer.image import e2fs
+from condatainer.image.info import ImageInfo, info, parse_channels, requested_specs
+from condatainer.run import envfile
 from tests.e2e.test_e2fs import HOSTILE, make_image
 
 REPO = Path(__file__).resolve().parents[2]
@@ -240,7 +242,7 @@ def test_bad_sidecar_is_a_warning(full: Path) -> None:
 def writer(full: Path) -> Iterator[subprocess.Popen[str]]:
     code = (
         "import sys\n"
-        "from condatainer import locks\n"
+        "from condatainer.image import locks\n"
         "lock = locks.acquire(sys.argv[1], write=True)\n"
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"

@@ -19,7 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from condatainer import __version__, hostshell, runner, shellgen
+from condatainer import __version__, runner, shellgen
+from condatainer.hook import init as hostshell
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
@@ -92,7 +93,7 @@ class Hook:
 
     @property
     def shim_root(self) -> Path:
-        from condatainer import shims
+        from condatainer.hook import shims
 
         return shims.root()
 

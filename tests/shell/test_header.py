@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import directives, shellgen
+from condatainer import shellgen
+from condatainer.jobs import directives
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 SHELLS = {"dash": "/usr/bin/dash", "bash": "/usr/bin/bash", "zsh": "/usr/bin/zsh"}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import shims, trust
+from condatainer.hook import shims, trust
 from tests.shell.hooklib import HOSTILE, Hook, dump_vars, make_image
 
 SHELLS = ["bash", "zsh"]

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from condatainer import hostshell, shellgen
+from condatainer import shellgen
+from condatainer.hook import init as hostshell
 from tests.shell.golden_files import assert_matches_golden
 from tests.shell.hooklib import HOSTILE
 
@@ -33,7 +34,7 @@ ENTER = {
 
 def _hook(shell: str) -> tuple[str, str, dict[str, Any]]:
     return ("hook", shell, {"version": "0.0.0+golden", "launcher": LAUNCHER,
-                            "activator": ["/opt/cnt/bin/python", "-m", "condatainer.activate"],
+                            "activator": ["/opt/cnt/bin/python", "-m", "condatainer.hook.activate"],
                             "shim_root": SHIM_ROOT, "ops": hostshell.hook_ops(),
                             "mm_completion": hostshell.mm_completion(shell)})
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import trust
+from condatainer.hook import trust
 from tests.shell.hooklib import SHELL_ARGV, Hook, make_image
 
 # --------------------------------------------------------------------------------------------

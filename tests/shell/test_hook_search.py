@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from condatainer.resolve import find_image
+from condatainer.run.resolve import find_image
 from tests.shell.hooklib import HOSTILE, SHELL_ARGV, Hook
 
 NAMES = ["a", "b c", "overlay", "src", HOSTILE, "$(touch pwned)", "d*", "-x", "é"]

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import completion, hostshell, pkgcache, shellgen
+from condatainer import completion, shellgen
+from condatainer.hook import init as hostshell
+from condatainer.hook import pkgcache
 from tests.e2e.conftest import World, cnt, ok, world, world_channel  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]

@@ -172,7 +172,7 @@ def test_image_locked_for_writing_is_refused(bare_project: Path, slurm: Slurm) -
     project = bare_project
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom condatainer import locks\n"
+         "import sys, time\nfrom condatainer.image import locks\n"
          "lock = locks.acquire(sys.argv[1], write=True)\nprint('held', flush=True)\n"
          "time.sleep(60)\n",
          str(project / "env.img")],

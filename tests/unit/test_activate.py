@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import __version__, activate, cli, config, rcfile, shims, trust
+from condatainer import __version__, cli, config
+from condatainer.hook import activate, rcfile, shims, trust
 from tests.shell.hooklib import HOSTILE, REPO, make_image
 
 EXCLUDE = config.DEFAULT_SHIM_EXCLUDE
@@ -136,7 +137,7 @@ def test_render_does_not_import_jinja2_when_warm(image: Path) -> None:
     """A second activation (shims and text cached) never imports jinja2: it is a third of the
     cost of a cd into a project."""
     trust.allow(image)
-    code = ("import sys\nfrom condatainer import activate\n"
+    code = ("import sys\nfrom condatainer.hook import activate\n"
             f"o = activate.decide({str(image)!r}, {str(image.parent)!r}, autoload='on',"
             f" exclude={EXCLUDE!r})\n"
             "activate.render(o, 'bash')\n"
@@ -153,7 +154,7 @@ def test_a_warm_activation_imports_nothing_heavy(image: Path) -> None:
     more than everything else a cd into a project does."""
     trust.allow(image)
     config.set_value("default_size", "20G")
-    code = ("import sys\nfrom condatainer.activate import main\n"
+    code = ("import sys\nfrom condatainer.hook.activate import main\n"
             f"main(['bash', '--', {str(image)!r}, {str(image.parent)!r}])\n"
             "heavy = ('jinja2', 'yaml', 'dataclasses', 'inspect', 'runpy')\n"
             "print(*sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n")
@@ -247,7 +248,7 @@ def test_tab_never_offers_the_hidden_subcommand() -> None:
 
 
 def test_module_entry_parses_the_hooks_argv(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`python -m condatainer.activate` takes exactly what the hook passes to `_activate`."""
+    """`python -m condatainer.hook.activate` takes exactly what the hook passes to `_activate`."""
     seen: list[tuple[object, ...]] = []
 
     def fake(shell: str, image: str, project: str, **kw: object) -> int:
@@ -266,5 +267,6 @@ def test_the_hooks_argv_runs_main(tmp_path: Path) -> None:
     # The words the hook file holds, run for real: a usage error proves main() parsed them.
     res = subprocess.run([*activate.hook_argv(), "fish", "a", "b"], cwd="/", capture_output=True,
                          text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert res.returncode == 2 and res.stderr.startswith("usage: python -m condatainer.activate")
+    assert res.returncode == 2
+    assert res.stderr.startswith("usage: python -m condatainer.hook.activate")
     assert activate.hook_argv()[0] == sys.executable

@@ -20,8 +20,8 @@ from condatainer.errors import (
     LockError,
     RuntimeUnavailableError,
 )
-from condatainer.plan import Bind, Overlay, Plan
-from condatainer.runtime import apptainer
+from condatainer.run.plan import Bind, Overlay, Plan
+from condatainer.run.runtime import apptainer
 
 GOLDEN = Path(__file__).parent / "golden" / "apptainer"
 BIN = "/usr/bin/apptainer"

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import completers, completion, pkgcache, profiles, shims
+from condatainer import completers, completion
+from condatainer.hook import pkgcache, shims
+from condatainer.image import profiles
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
@@ -254,7 +256,7 @@ def test_refresh_reads_the_repodata_cache_of_the_image(
     assert path == pkgcache.channel_file(image)
     assert path.read_text() == "cnt-hello\nnumba\nnumpy\npython\n"
 
-    from condatainer import e2fs
+    from condatainer.image import e2fs
 
     def fail(*_: object) -> bytes:
         raise AssertionError("an unchanged repodata cache must not be read again")

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from condatainer import directives
-from condatainer.directives import HEADER_BEGIN, HEADER_END, insert_header, parse
 from condatainer.errors import DirectiveError
+from condatainer.jobs import directives
+from condatainer.jobs.directives import HEADER_BEGIN, HEADER_END, insert_header, parse
 
 
 def p(text: str) -> directives.Directives:

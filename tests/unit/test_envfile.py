@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from condatainer import envfile
-from condatainer.envfile import EnvFile
 from condatainer.errors import CondatainerError, EnvFileError
+from condatainer.run import envfile
+from condatainer.run.envfile import EnvFile
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import cli, hostshell, rcfile, trust
+from condatainer import cli
 from condatainer.errors import ShellError, TrustError, UsageError
+from condatainer.hook import init as hostshell
+from condatainer.hook import rcfile, trust
 from tests.shell.hooklib import HOSTILE, REPO, make_image
 
 

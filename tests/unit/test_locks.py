@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import locks
 from condatainer.errors import LockError
+from condatainer.image import locks
 from tests.waiting import lock_on, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = (
     "import sys, time\n"
-    "from condatainer import locks\n"
+    "from condatainer.image import locks\n"
     "lock = locks.acquire(sys.argv[1], write=sys.argv[2] == 'w')\n"
     "print('held', flush=True)\n"
     "time.sleep(60)\n"
@@ -137,7 +137,7 @@ def test_unwritable_file_is_not_in_use(shared_dir: Path) -> None:
     image.chmod(0o644)
     code = (
         "import sys\n"
-        "from condatainer import locks\n"
+        "from condatainer.image import locks\n"
         "from condatainer.errors import LockError\n"
         "locks.probe(sys.argv[1], write=False)\n"
         "try:\n"
@@ -157,7 +157,7 @@ def test_unreachable_directory_is_not_in_use(shared_dir: Path) -> None:
     hidden.mkdir(mode=0o700)
     code = (
         "import sys\n"
-        "from condatainer import locks\n"
+        "from condatainer.image import locks\n"
         "from condatainer.errors import LockError\n"
         "try:\n"
         "    locks.probe(sys.argv[1], write=False)\n"

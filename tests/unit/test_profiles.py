@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from condatainer import profiles
 from condatainer.errors import ProfileError, UsageError
-from condatainer.profiles import guess_profile, resolve_profile
+from condatainer.image import profiles
+from condatainer.image.profiles import guess_profile, resolve_profile
 
 MIB = 1024 * 1024
 

@@ -12,8 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from condatainer import rcfile, shellgen
+from condatainer import shellgen
 from condatainer.errors import ShellError
+from condatainer.hook import rcfile
 
 BODY = "echo from-the-block\n"
 HOSTILE = "'\";&&e-$ èрт🚒中-j"

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 
 from condatainer.errors import UsageError
-from condatainer.resolve import Request, Settings, binds, find_image, logical_cwd, overlays, resolve
+from condatainer.run.resolve import (
+    Request,
+    Settings,
+    binds,
+    find_image,
+    logical_cwd,
+    overlays,
+    resolve,
+)
 
 
 def req(**kw: object) -> Request:

@@ -212,8 +212,8 @@ def test_unknown_shell_and_artifact_are_shell_errors() -> None:
 def test_importing_does_not_import_jinja2() -> None:
     code = (
         "import sys\n"
-        "import condatainer.shellgen, condatainer.rcfile, condatainer.trust, "
-        "condatainer.directives\n"
+        "import condatainer.shellgen, condatainer.hook.rcfile, condatainer.hook.trust, "
+        "condatainer.jobs.directives\n"
         "assert 'jinja2' not in sys.modules, 'jinja2 imported'\n"
         "assert 'markupsafe' not in sys.modules, 'markupsafe imported'\n"
     )

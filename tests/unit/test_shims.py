@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from condatainer import config, e2fs, runner, shellgen, shims
+from condatainer import config, runner, shellgen
+from condatainer.hook import shims
+from condatainer.image import e2fs
 from tests.shell.hooklib import HOSTILE, make_image
 
 
@@ -155,7 +157,7 @@ def test_after_mm_refreshes_shims_and_both_listings(
     assert shims.after_mm(image, ()) is None
     assert os.listdir(shims.shim_dir(image)) == ["a"]
     assert shims.pkgs_file(image).read_text() == "numpy\n"
-    from condatainer import pkgcache
+    from condatainer.hook import pkgcache
 
     assert pkgcache.channel_file(image).read_text() == ""  # no repodata cache in this image
 

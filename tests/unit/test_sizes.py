@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from condatainer.errors import SizeError, UsageError
-from condatainer.sizes import GIB, KIB, MIB, MIN_IMAGE_BYTES, TIB, format_size, parse_size
+from condatainer.image.sizes import GIB, KIB, MIB, MIN_IMAGE_BYTES, TIB, format_size, parse_size
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,12 @@ from typing import Any
 
 import pytest
 
-from condatainer import cli, config, directives, jobs, launch, runner, submit
+from condatainer import cli, config, runner
 from condatainer.errors import CondatainerError, UsageError
-from condatainer.plan import Plan
+from condatainer.jobs import directives, submit
+from condatainer.jobs import run as jobs
+from condatainer.run import launch
+from condatainer.run.plan import Plan
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import config, shellgen, trust
+from condatainer import config, shellgen
 from condatainer.errors import TrustError
-from condatainer.trust import TrustStatus
+from condatainer.hook import trust
+from condatainer.hook.trust import TrustStatus
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 

@@ -7,7 +7,7 @@ if [[ -z ${IN_CONDATAINER-}${APPTAINER_CONTAINER-}${SINGULARITY_CONTAINER-} && !
 
 _cnt_version=0.0.0+golden
 _cnt_cmd=( '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer )
-_cnt_act=( /opt/cnt/bin/python -m condatainer.activate )
+_cnt_act=( /opt/cnt/bin/python -m condatainer.hook.activate )
 _cnt_shim_root='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/shims'
 
 # Per-shell state.  Sourcing this file again keeps it (and registers nothing twice).

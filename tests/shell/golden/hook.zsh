@@ -9,7 +9,7 @@ typeset -g _cnt_version=0.0.0+golden
 typeset -ga _cnt_cmd
 _cnt_cmd=( '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer )
 typeset -ga _cnt_act
-_cnt_act=( /opt/cnt/bin/python -m condatainer.activate )
+_cnt_act=( /opt/cnt/bin/python -m condatainer.hook.activate )
 typeset -g _cnt_shim_root='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/shims'
 
 # Per-shell state.  Sourcing this file again keeps it (and registers nothing twice).

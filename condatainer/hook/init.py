@@ -27,8 +27,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TextIO
 
-from condatainer import __version__, activate, mm, rcfile, resolve, shellgen, shims, trust
+from condatainer import __version__, shellgen
 from condatainer.errors import ShellError, TrustError, UsageError
+from condatainer.hook import activate, rcfile, shims, trust
+from condatainer.run import mm, resolve
 
 
 def detect_shell(name: str | None, environ: Mapping[str, str] | None = None) -> str:
@@ -226,7 +228,7 @@ def _image_here(image: str | None, verb: str) -> Path:
 
 def allow(image: str | None, out: TextIO) -> int:
     """`condatainer allow [IMAGE]`: allow the image as it is now."""
-    from condatainer import e2fs
+    from condatainer.image import e2fs
 
     path = _image_here(image, "allow")
     if os.path.isfile(path) and not e2fs.looks_like_ext(path):

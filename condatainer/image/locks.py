@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from condatainer import e2fs
 from condatainer.errors import LockError
+from condatainer.image import e2fs
 
 # struct flock on Linux (x86_64, aarch64): short type, short whence, off_t start, off_t len,
 # pid_t pid, padded to 32 bytes.

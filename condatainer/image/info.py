@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from condatainer import e2fs, envfile, locks
 from condatainer.display import printable
 from condatainer.errors import EnvFileError
-from condatainer.plan import CONTAINER_PREFIX
-from condatainer.sizes import format_size
+from condatainer.image import e2fs, locks
+from condatainer.image.sizes import format_size
+from condatainer.run import envfile
+from condatainer.run.plan import CONTAINER_PREFIX
 
 ENV_DIR = "upper" + CONTAINER_PREFIX  # upper/ext3/env
 MAX_CONDARC_BYTES = 1024 * 1024
@@ -392,7 +393,7 @@ def _sidecar(p: Path, warnings: list[str]) -> tuple[str | None, str | None, tupl
 
 def guess_profile(bytes_per_inode: int) -> str:
     """The inode profile nearest to the image's ratio (profiles.py's rule)."""
-    from condatainer import profiles
+    from condatainer.image import profiles
 
     return profiles.guess_profile(bytes_per_inode)
 

@@ -2,7 +2,7 @@
 
 The hook (shell/hook.<shell>.j2) searches for an image in pure shell and, only when the image
 found changes, runs `main` below from `/` with `SHELL -- IMAGE PROJECT` (`hook_argv`: python -c,
-or by hand `python -m condatainer.activate`; `condatainer _activate` is the same call through
+or by hand `python -m condatainer.hook.activate`; `condatainer _activate` is the same call through
 the CLI, the hook's fallback).  This module
 answers that call: `decide` computes an `Outcome` (data), `render` turns it into shell code
 (shell/activate.<shell>.j2, every value quoted), `command` prints the code on stdout for the
@@ -57,8 +57,9 @@ import sys
 from collections.abc import Sequence
 from typing import NamedTuple, TextIO
 
-from condatainer import __version__, atomic, config, display, shellgen, shims, trust
+from condatainer import __version__, atomic, config, display, shellgen
 from condatainer.errors import CondatainerError
+from condatainer.hook import shims, trust
 
 
 class Enter(NamedTuple):
@@ -112,7 +113,7 @@ def hint_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
 
 def note_lines(image: str) -> tuple[str, ...]:
     """The "Overlay envs:" lines of the sidecar, as `condatainer e` shows them (or none)."""
-    from condatainer import envfile
+    from condatainer.run import envfile
 
     side = envfile.load(image)
     lines = envfile.banner(side) if side is not None else []
@@ -236,7 +237,7 @@ def command(
 
 def _refresh_hook(shell: str, err: TextIO) -> None:
     """Rewrite a hook file rendered by another version; never fail the activation for it."""
-    from condatainer import hostshell
+    from condatainer.hook import init as hostshell
 
     try:
         hostshell.refresh_hook_file(shell)
@@ -245,14 +246,14 @@ def _refresh_hook(shell: str, err: TextIO) -> None:
 
 
 USAGE = (
-    "usage: python -m condatainer.activate bash|zsh [--hook-version V] [--noticed] [--noted]"
+    "usage: python -m condatainer.hook.activate bash|zsh [--hook-version V] [--noticed] [--noted]"
     " [--] IMAGE PROJECT"
 )
 
 
-# The hook runs `python -c HOOK_CODE`, not `python -m condatainer.activate`: -m imports runpy,
+# The hook runs `python -c HOOK_CODE`, not `python -m condatainer.hook.activate`: -m imports runpy,
 # which costs every cd into a project 4 ms for nothing.
-HOOK_CODE = "import sys; from condatainer.activate import main; sys.exit(main(sys.argv[1:]))"
+HOOK_CODE = "import sys; from condatainer.hook.activate import main; sys.exit(main(sys.argv[1:]))"
 
 
 def hook_argv() -> list[str]:
@@ -264,7 +265,7 @@ def hook_argv() -> list[str]:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python -c HOOK_CODE ...` (or `-m condatainer.activate`): the hook's call on a change.
+    """`python -c HOOK_CODE ...` (or `-m condatainer.hook.activate`): the hook's call on a change.
 
     The same call as the hidden `condatainer _activate`, without the CLI: no argparse and none
     of the CLI's imports, which is a third of the time a cd into a project costs.  The argv

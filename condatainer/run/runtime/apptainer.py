@@ -43,7 +43,7 @@ import sys
 from collections.abc import Mapping
 from typing import NoReturn
 
-from condatainer import locks, runner
+from condatainer import runner
 from condatainer.errors import (
     CondatainerError,
     ConfigError,
@@ -52,7 +52,8 @@ from condatainer.errors import (
     LockError,
     RuntimeUnavailableError,
 )
-from condatainer.plan import Bind, Plan
+from condatainer.image import locks
+from condatainer.run.plan import Bind, Plan
 
 ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")
 

@@ -13,8 +13,8 @@ import sys
 from collections.abc import Mapping
 
 from condatainer import config
-from condatainer.plan import Plan
-from condatainer.resolve import Request, Settings, resolve
+from condatainer.run.plan import Plan
+from condatainer.run.resolve import Request, Settings, resolve
 
 
 def settings(cfg: config.Config) -> Settings:
@@ -51,10 +51,10 @@ def execute(plan: Plan, cfg: config.Config) -> int:
     """Run the Plan's command attached to the terminal; return its exit status."""
     binary = _binary(plan, cfg)
     if binary is None:
-        from condatainer.runtime import builtin
+        from condatainer.run.runtime import builtin
 
         return builtin.execute(plan)
-    from condatainer.runtime import apptainer
+    from condatainer.run.runtime import apptainer
 
     apptainer.execute(plan, binary)
 
@@ -67,11 +67,11 @@ def run(plan: Plan, cfg: config.Config) -> int:
     """
     binary = _binary(plan, cfg)
     if binary is None:
-        from condatainer.runtime import builtin
+        from condatainer.run.runtime import builtin
 
         return builtin.execute(plan)
     from condatainer import runner
-    from condatainer.runtime import apptainer
+    from condatainer.run.runtime import apptainer
 
     apptainer.preflight(plan)
     argv, env = apptainer.command(plan, binary)
@@ -84,10 +84,10 @@ def run_captured(
     """Run the Plan's command with stdout and stderr captured."""
     binary = _binary(plan, cfg)
     if binary is None:
-        from condatainer.runtime import builtin
+        from condatainer.run.runtime import builtin
 
         return builtin.run_captured(plan, stdin=stdin)
-    from condatainer.runtime import apptainer
+    from condatainer.run.runtime import apptainer
 
     return apptainer.run_captured(plan, binary, stdin=stdin)
 

@@ -28,9 +28,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from condatainer import e2fs, image, locks, runner
+from condatainer import runner
 from condatainer.errors import ImageError, UsageError
-from condatainer.plan import CONTAINER_PREFIX
+from condatainer.image import e2fs, locks
+from condatainer.image import ops as image
+from condatainer.run.plan import CONTAINER_PREFIX
 
 _MAX_ID = 2**32 - 2  # 2**32 - 1 is (uid_t)-1, "no change" to chown(2); refuse it
 

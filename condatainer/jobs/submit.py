@@ -58,15 +58,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
-from condatainer import directives, runner
+from condatainer import runner
 from condatainer.display import printable
 from condatainer.errors import CondatainerError, DirectiveError, LockError, UsageError
+from condatainer.jobs import directives
 
 if TYPE_CHECKING:  # typing only: jobs imports this module
     from condatainer.config import Config
-    from condatainer.jobs import Job
-    from condatainer.plan import Plan
-    from condatainer.resolve import Request
+    from condatainer.jobs.run import Job
+    from condatainer.run.plan import Plan
+    from condatainer.run.resolve import Request
 
 Via = Literal["header", "wrapper"]
 
@@ -274,7 +275,7 @@ def run(job: Job, args: Sequence[str], req: Request, cfg: Config, environ: Mappi
 
     `auto`: submitting because of config `submit: auto` rather than `--submit`.
     """
-    from condatainer import launch
+    from condatainer.run import launch
 
     if dry_run:
         req = replace(req, check_locks=False)
@@ -315,10 +316,10 @@ def insert_header_file(path: str) -> bool:
     """
     from pathlib import Path
 
-    from condatainer import rcfile
+    from condatainer.hook import rcfile
 
     target = Path(path)
-    from condatainer.jobs import read_script
+    from condatainer.jobs.run import read_script
 
     old = read_script(target)
     text = old.decode("utf-8", "surrogateescape")

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, NamedTuple, Union
 from condatainer import __version__, atomic, config
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; e2fs is imported when an image is listed
-    from condatainer.e2fs import Entry
+    from condatainer.image.e2fs import Entry
 
 StrPath = Union[str, "os.PathLike[str]"]
 
@@ -145,7 +145,7 @@ def package_names(entries: Iterable[Entry]) -> list[str]:
         parts = file[: -len(".json")].rsplit("-", 2)
         if len(parts) == 3 and all(parts):
             names.add(parts[0])
-    from condatainer import pkgcache
+    from condatainer.hook import pkgcache
 
     return pkgcache.safe_names(names)  # plain names only, byte order: TAB bisects the file
 
@@ -220,7 +220,7 @@ def _locked(directory: Path) -> Iterator[None]:
 
 
 def _listing(image: StrPath, inner: str) -> list[Entry]:
-    from condatainer import e2fs
+    from condatainer.image import e2fs
 
     entries = e2fs.try_list_dir(image, inner)
     return list(entries or ())
@@ -289,8 +289,8 @@ def after_mm(image: StrPath, exclude: Sequence[str]) -> str | None:
     its own terms: a cache that cannot be refreshed must not change its exit status, so this
     returns a one-line note instead of raising.
     """
-    from condatainer import pkgcache
     from condatainer.errors import CondatainerError
+    from condatainer.hook import pkgcache
 
     try:
         refresh(image, exclude)

@@ -64,7 +64,7 @@ from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import Callable, Union
 
-from condatainer import e2fs, locks, runner
+from condatainer import runner
 from condatainer.errors import (
     CondatainerError,
     ImageError,
@@ -72,8 +72,9 @@ from condatainer.errors import (
     SizeError,
     UsageError,
 )
-from condatainer.profiles import RESERVED_PERCENT, Profile, resolve_profile
-from condatainer.sizes import MIB, MIN_IMAGE_BYTES, format_size
+from condatainer.image import e2fs, locks
+from condatainer.image.profiles import RESERVED_PERCENT, Profile, resolve_profile
+from condatainer.image.sizes import MIB, MIN_IMAGE_BYTES, format_size
 
 IMAGE_SUFFIXES = (".img", ".ext3")
 """Extensions an overlay image name may carry; any other name gets `.img` appended."""

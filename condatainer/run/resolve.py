@@ -21,9 +21,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from condatainer import e2fs, envfile, locks
 from condatainer.errors import UsageError
-from condatainer.plan import CONTAINER_PREFIX, Bind, Overlay, Plan
+from condatainer.image import e2fs, locks
+from condatainer.run import envfile
+from condatainer.run.plan import CONTAINER_PREFIX, Bind, Overlay, Plan
 
 AUTOLOAD_SUBDIRS = ("", "overlay", "src/overlay")
 # Scheduler/job tmp directories bound by default when set: SLURM, PBS, LSF, HTCondor.

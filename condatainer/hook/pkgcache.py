@@ -46,7 +46,7 @@ _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
 
 def installed_file(image: str | os.PathLike[str]) -> Path:
     """The cached listing of installed package names of `image` (owned by shims)."""
-    from condatainer import shims
+    from condatainer.hook import shims
 
     return shims.pkgs_file(image)
 
@@ -111,7 +111,7 @@ def refresh(image: str | os.PathLike[str]) -> Path:
     read; callers refreshing after an mm operation should report that as a note, since a
     stale listing only costs TAB accuracy.
     """
-    from condatainer import e2fs
+    from condatainer.image import e2fs
 
     entries = e2fs.try_list_dir(image, REPODATA_DIR) or []
     files = sorted((e for e in entries if e.is_file and is_repodata(e.name)),

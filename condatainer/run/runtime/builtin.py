@@ -68,10 +68,10 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from condatainer import e2fs, locks
 from condatainer.errors import ContainerError, RuntimeUnavailableError
-from condatainer.plan import Plan
-from condatainer.runtime import _linux as linux
+from condatainer.image import e2fs, locks
+from condatainer.run.plan import Plan
+from condatainer.run.runtime import _linux as linux
 
 # Signals the parent passes on to the command.  Terminal-generated ones (Ctrl-C, Ctrl-\) are
 # not passed on: the kernel already sent them to the whole foreground process group, which the

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from condatainer.plan import CONTAINER_PREFIX
+from condatainer.run.plan import CONTAINER_PREFIX
 
 CONDARC = f"{CONTAINER_PREFIX}/.condarc"
 PINNED = f"{CONTAINER_PREFIX}/conda-meta/pinned"

@@ -25,10 +25,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from condatainer import config, directives
+from condatainer import config
 from condatainer.display import printable
 from condatainer.errors import DirectiveError, UsageError
-from condatainer.resolve import Request
+from condatainer.jobs import directives
+from condatainer.run.resolve import Request
 
 
 @dataclass(frozen=True)
@@ -182,13 +183,13 @@ def run_command(
     as_json: bool,
     reexec: bool,
 ) -> int:
-    from condatainer import launch
+    from condatainer.run import launch
 
     environ = os.environ
     job = load_job(script, environ, writable=writable, reexec=reexec)
     cfg = config.load(environ)
     req = request(job, args, environ)
-    from condatainer import submit as submitting
+    from condatainer.jobs import submit as submitting
 
     if submitting.wanted(job.header, cfg, environ, submit=submit, local=local, reexec=reexec):
         return submitting.run(job, args, req, cfg, environ, cli_writable=writable,
