@@ -16,13 +16,18 @@ import time (test modules keep the paths in constants), before the per-test TMPD
 
 from __future__ import annotations
 
+import atexit
+import functools
 import hashlib
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 _BASE = Path(tempfile.gettempdir())
+_REPO = Path(__file__).resolve().parents[1]
 
 
 def program_dir(kind: str) -> Path:
@@ -55,3 +60,35 @@ def bound_copy(source: Path, dest_dir: Path, *, python: str = sys.executable) ->
         tmp.chmod(0o755)
         tmp.replace(target)
     return target
+
+
+@functools.cache
+def unprivileged_python() -> tuple[str, str]:
+    """(interpreter, PYTHONPATH) with which an unprivileged uid can import condatainer.
+
+    A checkout (or fresh-ci's clone) may sit in a directory other users cannot enter, and the
+    test interpreter may live under /root (pyenv): so condatainer's sources are copied, laid out
+    as in a wheel, into a world-readable directory, and the interpreter is the test one when any
+    user can run it, else Debian's /usr/bin/python3.  What runs there must need only the
+    standard library (the image and lock modules do).  Removed when the test session ends.
+    """
+    base = Path(tempfile.mkdtemp(prefix="cnt-unprivileged-", dir="/tmp"))
+    atexit.register(shutil.rmtree, base, ignore_errors=True)
+    base.chmod(0o755)
+    shutil.copytree(_REPO / "condatainer", base / "condatainer",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(_REPO / "shell", base / "condatainer" / "shell",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for path in base.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    for candidate in (sys.executable, "/usr/bin/python3"):
+        probe = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
+             candidate, "-c", "import condatainer.image.locks"],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(base)}, cwd="/",
+            capture_output=True, check=False,
+        )
+        if probe.returncode == 0:
+            return candidate, str(base)
+    raise AssertionError("no Python that uid 65534 can run (tried the test interpreter and"
+                         " /usr/bin/python3; apt-get install python3)")

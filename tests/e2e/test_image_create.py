@@ -29,6 +29,7 @@ from condatainer.image import e2fs
 from condatainer.image import ops as image
 from condatainer.image.profiles import resolve_profile
 from tests.e2e.imagelib import fsck_clean
+from tests.programs import unprivileged_python
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,20 +73,6 @@ def cat(img: Path, path: str) -> bytes:
     return res.stdout
 
 
-def nobody_python() -> str:
-    """A Python interpreter the unprivileged uid can execute (pyenv's lives under /root)."""
-    for candidate in (sys.executable, "/usr/bin/python3"):
-        probe = subprocess.run(
-            ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-             candidate, "-c", "import condatainer.image.ops"],
-            env={**os.environ, "PYTHONPATH": str(REPO)}, cwd="/", capture_output=True,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return candidate
-    pytest.fail("no Python usable by uid 65534 (tried sys.executable and /usr/bin/python3)")
-
-
 def run_as_nobody(code: str, tmpdir: Path) -> subprocess.CompletedProcess[str]:
     """Run `code` as uid/gid 65534; it prints JSON or the CondatainerError's message."""
     script = textwrap.dedent(
@@ -100,11 +87,12 @@ def run_as_nobody(code: str, tmpdir: Path) -> subprocess.CompletedProcess[str]:
             sys.exit(1)
         """
     ).format(body=textwrap.indent(textwrap.dedent(code), "    "))
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(REPO),
+    python, path = unprivileged_python()
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": path,
            "TMPDIR": str(tmpdir), "HOME": str(tmpdir)}
     return subprocess.run(
         ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-         nobody_python(), "-c", script],
+         python, "-c", script],
         env=env, cwd="/", capture_output=True, text=True, check=False, timeout=120,
     )
 

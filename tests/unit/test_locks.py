@@ -18,6 +18,7 @@ import pytest
 
 from condatainer.errors import LockError
 from condatainer.image import locks
+from tests.programs import unprivileged_python
 from tests.waiting import lock_on, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,10 +123,11 @@ def shared_dir() -> Iterator[Path]:
 
 
 def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    python, path = unprivileged_python()
     return subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c",
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
          code, *args],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, check=False,
     )
 
 
