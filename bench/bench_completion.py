@@ -9,7 +9,7 @@
   Goal: median <= 100 ms.
 - bash function: `_condatainer_complete` itself (the committed completions/condatainer.bash)
   called in a running bash, timed there with $EPOCHREALTIME: the whole cost of a TAB.
-- mm-*: the host completion functions (completion.mm_script) in a running bash, reading a
+- mm-*: the host completion functions (hook.mmcomplete.script) in a running bash, reading a
   listing of 300 installed names (mm-remove) and of 30,000 channel names (mm-install), timed
   with $EPOCHREALTIME; zsh: the same read-and-filter its function does.  No process is
   started.  Goal: median <= 20 ms.
@@ -37,8 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from condatainer import completion, shellgen  # noqa: E402
-from condatainer.hook import pkgcache, shims  # noqa: E402
+from condatainer import shellgen  # noqa: E402
+from condatainer.hook import mmcomplete, pkgcache  # noqa: E402
 
 GOAL_CONDATAINER_MS = 100.0
 GOAL_MM_MS = 20.0
@@ -136,7 +136,7 @@ def main() -> int:
         os.environ["HOME"] = str(home)  # this process only computes paths under it
         for var in [v for v in os.environ if v.startswith("XDG_")]:
             del os.environ[var]
-        installed_file = shims.pkgs_file(image)
+        installed_file = pkgcache.installed_file(image)
         channel_file = pkgcache.channel_file(image)
         installed_file.parent.mkdir(parents=True, exist_ok=True)
         installed = fake_names(300, 1)
@@ -181,7 +181,7 @@ def main() -> int:
                          GOAL_CONDATAINER_MS, "condatainer"))
 
         mm_file = root / "mm.bash"
-        mm_file.write_text(completion.mm_script("bash"))
+        mm_file.write_text(mmcomplete.script("bash"))
         setup = (f". {shellgen.quote(str(mm_file))}\n"
                  f"_cnt_pkgs={shellgen.quote(str(installed_file))}")
         for op, cur in (("remove", ""), ("remove", "nu"), ("install", "nu"), ("install", "p"),

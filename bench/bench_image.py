@@ -27,7 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from condatainer import runner
-from condatainer.image import ops as image
+from condatainer.image.create import create
+from condatainer.image.resize import resize
 from condatainer.image.sizes import GIB, format_size
 
 RUNS = 3
@@ -53,7 +54,7 @@ def bench(work: Path) -> list[tuple[str, list[float], str]]:
         times = []
         for _ in range(RUNS):
             img.unlink(missing_ok=True)
-            times.append(timed(image.create, img, 10 * GIB, profile, sparse=sparse))
+            times.append(timed(create, img, 10 * GIB, profile, sparse=sparse))
         rows.append((label, times, goal))
 
     fsck = [timed(runner.run, ["e2fsck", "-f", "-n", str(img)]) for _ in range(RUNS)]
@@ -64,9 +65,9 @@ def bench(work: Path) -> list[tuple[str, list[float], str]]:
         grow: list[float] = []
         shrink: list[float] = []
         for _ in range(RUNS):
-            image.create(img, 1 * GIB, PROFILE, sparse=sparse)
-            grow.append(timed(image.resize, img, 4 * GIB))
-            shrink.append(timed(image.resize, img, 1 * GIB))
+            create(img, 1 * GIB, PROFILE, sparse=sparse)
+            grow.append(timed(resize, img, 4 * GIB))
+            shrink.append(timed(resize, img, 1 * GIB))
             img.unlink()
         rows.append((f"resize 1G -> 4G ({kind})", grow, ""))
         rows.append((f"resize 4G -> 1G ({kind})", shrink, ""))

@@ -9,15 +9,24 @@ each caller turns them into its own message, naming what it was writing.
 `durable=True` also syncs the file before the rename and the directory after it, for what the
 user would lose with a crash (rc files, the config, trust records); caches skip it.  `tempfile`
 is not used: importing it costs more than a warm shell activation is allowed to.
+
+Editing a user's file in place (an rc file, a job script) is `read` -> compute a `Change` ->
+`apply`: `apply` refuses (`Conflict`) when the file changed since it was read, follows symlinks
+(the link's target is rewritten, the link stays), keeps the file's mode, and keeps its owner
+when root edits another user's file.  Computing a change writes nothing, so a `--dry-run` can
+show it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from pathlib import Path
+from typing import NamedTuple
 
 TEMP_SUFFIX = ".cnt-tmp"
+NEW_FILE_MODE = 0o644
 
 
 def default_mode() -> int:
@@ -84,3 +93,57 @@ def sync_directory(directory: Path) -> None:
             os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class Change(NamedTuple):
+    """What a file holds now (`old`) and what it should hold (`new`).
+
+    `path` is the path as given (for messages and diffs), `target` the file actually written
+    (symlinks resolved).  `old_exists`/`new_exists` distinguish "empty" from "no file":
+    `new_exists=False` means `apply` deletes the file.
+    """
+
+    path: Path
+    target: Path
+    old: bytes
+    new: bytes
+    old_exists: bool
+    new_exists: bool
+
+    @property
+    def changed(self) -> bool:
+        return self.old != self.new or self.old_exists != self.new_exists
+
+
+class Conflict(Exception):
+    """The file changed between reading it and applying a change to it."""
+
+
+def read(path: Path) -> tuple[Path, bytes, bool]:
+    """Resolve symlinks and read the file: (target, content, exists); OSError otherwise."""
+    target = Path(os.path.realpath(path))
+    try:
+        return target, target.read_bytes(), True
+    except FileNotFoundError:
+        return target, b"", False
+
+
+def apply(change: Change) -> None:
+    """Carry out `change` (see the module docstring); Conflict or OSError when it cannot."""
+    if not change.changed:
+        return
+    _, current, exists = read(change.path)
+    if current != change.old or exists != change.old_exists:
+        raise Conflict(change.path)
+    target = change.target
+    if not change.new_exists:
+        target.unlink(missing_ok=True)
+        return
+    try:
+        st: os.stat_result | None = target.stat()
+    except FileNotFoundError:
+        st = None
+    mode = stat.S_IMODE(st.st_mode) if st is not None else NEW_FILE_MODE
+    # Root editing another user's file must leave it theirs.
+    owner = (st.st_uid, st.st_gid) if st is not None and os.geteuid() == 0 else None
+    replace(target, change.new, mode, owner=owner, durable=True)

@@ -296,17 +296,33 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 # --- adapters ----------------------------------------------------------------------------------
 
 
-def _settings() -> Any:
-    from condatainer import config
+def _reporter() -> Any:
+    """The one formatter of notices, progress and captured output (display.Reporter)."""
+    from condatainer.display import Reporter
 
-    return config.load(os.environ)
+    return Reporter()
+
+
+def _print_lines(lines: Sequence[str]) -> None:
+    from condatainer.display import printable
+
+    for line in lines:
+        print(printable(line, lines=True))
+
+
+def _print_json(data: object) -> None:
+    import json
+
+    print(json.dumps(data, indent=2))
 
 
 def _cmd_create(a: argparse.Namespace) -> int:
     from condatainer import provision
+    from condatainer.image.sizes import format_size
 
     pkgs, channels = _split_pkg_channels(a.pkgs)
-    return provision.create_command(
+    report = _reporter()
+    creation = provision.prepare(
         image=a.image,
         size=a.size,
         profile=a.profile if a.profile is not None else a.profile_type,
@@ -317,8 +333,22 @@ def _cmd_create(a: argparse.Namespace) -> int:
         fakeroot=a.fakeroot,
         sparse=a.sparse,
         dry_run=a.dry_run,
-        as_json=a.json,
     )
+    report.notes(creation.notices)
+    if a.dry_run:
+        if a.json:
+            _print_json(provision.dry_run_report(creation))
+        else:
+            _print_lines(provision.dry_run_lines(creation))
+        return 0
+    created = provision.create(creation, report)
+    report.notes(created.notices)
+    alloc = "sparse" if created.sparse else "allocated"
+    print(f"created {created.path} ({format_size(created.size_bytes)}, {alloc},"
+          f" profile {created.profile.name})")
+    if created.empty:
+        print("the env is empty; install packages with: condatainer mm install PKG...")
+    return 0
 
 
 def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -340,12 +370,10 @@ def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def _cmd_resize(a: argparse.Namespace) -> int:
-    from condatainer.image import ops as image
-    from condatainer.image import sizes
+    from condatainer.image import resize, sizes
 
-    result = image.resize(a.image, sizes.parse_size(a.size))
-    for note in result.notices:
-        print(note, file=sys.stderr)
+    result = resize.resize(a.image, sizes.parse_size(a.size))
+    _reporter().notes(result.notices)
     if result.changed:
         print(
             f"{a.image}: resized from {sizes.format_size(result.old_bytes)}"
@@ -357,9 +385,9 @@ def _cmd_resize(a: argparse.Namespace) -> int:
 
 
 def _cmd_check(a: argparse.Namespace) -> int:
-    from condatainer.image import ops as image
+    from condatainer.image import check
 
-    result = image.check(a.image, force=a.force, repair=a.repair)
+    result = check.check(a.image, force=a.force, repair=a.repair)
     print(result.explanation)
     return 0 if result.clean else 1
 
@@ -375,14 +403,11 @@ def _cmd_chown(a: argparse.Namespace) -> int:
 
 
 def _cmd_info(a: argparse.Namespace) -> int:
-    import json
-
-    from condatainer.image import info
-    from condatainer.run import envfile
+    from condatainer.image import envfile, info
 
     details = info.info(a.image)
     if a.json:
-        print(json.dumps(details.to_json(), indent=2))
+        _print_json(details.to_json())
     else:
         print(details.render())
     # A broken sidecar does not hide the rest of the report, but it is still an error: the
@@ -392,21 +417,19 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 
 def _cmd_pack(a: argparse.Namespace) -> int:
-    from condatainer.image import ops as image
+    from condatainer.image import pack
 
-    result = image.pack(a.image, a.output)
+    result = pack.pack(a.image, a.output)
     print(f"{a.image}: packed into {result.output}")
     return 0
 
 
 def _cmd_unpack(a: argparse.Namespace) -> int:
-    from condatainer.image import ops as image
-    from condatainer.image import sizes
+    from condatainer.image import pack, sizes
 
     size = sizes.parse_size(a.size) if a.size is not None else None
-    result = image.unpack(a.packed, a.output, size_bytes=size)
-    for note in result.notices:
-        print(note, file=sys.stderr)
+    result = pack.unpack(a.packed, a.output, size_bytes=size)
+    _reporter().notes(result.notices)
     print(f"{a.packed}: unpacked into {result.output}")
     return 0
 
@@ -429,7 +452,8 @@ def _request(a: argparse.Namespace, **kw: Any) -> Any:
 
 
 def _cmd_e(a: argparse.Namespace) -> int:
-    from condatainer import session
+    from condatainer import config, session
+    from condatainer.run import launch
 
     req = _request(
         a,
@@ -438,10 +462,16 @@ def _cmd_e(a: argparse.Namespace) -> int:
         writable=not a.read_only,
         autoload=not a.no_autoload,
     )
-    return session.enter(req)
+    cfg = config.load(os.environ)
+    entry = session.entry(req, cfg)
+    report = _reporter()
+    for line in entry.banner:
+        report.step(line)
+    return launch.execute(entry.plan, cfg, report.note)
 
 
 def _cmd_exec(a: argparse.Namespace) -> int:
+    from condatainer import config
     from condatainer.run import launch
 
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
@@ -455,29 +485,37 @@ def _cmd_exec(a: argparse.Namespace) -> int:
         for image in a.images:
             trust.require_allowed(image)
     req = _request(a, command=tuple(cmd), images=tuple(a.images), writable=a.writable)
-    return launch.execute_request(req)
+    cfg = config.load(os.environ)
+    return launch.execute(launch.plan_for(req, cfg), cfg, _reporter().note)
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from condatainer import session
 
     req = _request(a, command=(), images=(a.image,), writable=False)
-    return session.mm_op(req, "export", [], capture=True)
+    return session.mm_op(req, "export", [], _reporter(), capture=True)
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from condatainer.jobs import run as jobs
+    from condatainer.jobs import run
 
-    return jobs.run_command(
+    outcome = run.run_command(
         a.script,
         list(a.args),
+        _reporter(),
         writable=a.writable,
-        submit=a.submit,
+        submit_flag=a.submit,
         local=a.local,
         dry_run=a.dry_run,
-        as_json=a.json,
         reexec=a.reexec,
     )
+    if outcome.job_id is not None:
+        print(outcome.job_id)
+    elif a.json and outcome.report is not None:
+        _print_json(outcome.report)
+    else:
+        _print_lines(outcome.lines)
+    return outcome.status
 
 
 def _cmd_mm(a: argparse.Namespace) -> int:
@@ -487,7 +525,7 @@ def _cmd_mm(a: argparse.Namespace) -> int:
     image = a.overlay or os.environ.get("CNT_OVERLAY") or None
     req = Request(command=(), images=(image,) if image else (), autoload=image is None)
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
-    return session.mm_op(req, a.op, args)
+    return session.mm_op(req, a.op, args, _reporter())
 
 
 def _cmd_config(a: argparse.Namespace) -> int:
@@ -499,7 +537,7 @@ def _cmd_config(a: argparse.Namespace) -> int:
         print(f"{a.key} = {a.value}  (written to {path})")
         source = config.load(os.environ).source(a.key)
         if source.startswith("env "):
-            print(f"note: {source[4:]} is set and overrides the file", file=sys.stderr)
+            _reporter().note(f"{source[4:]} is set and overrides the file")
     elif action == "paths":
         for name, path in config.paths().items():
             print(f"{name:8} {path}")
@@ -511,11 +549,11 @@ def _cmd_config(a: argparse.Namespace) -> int:
 
 
 def _cmd_header(a: argparse.Namespace) -> int:
-    from condatainer.jobs import directives, submit
+    from condatainer.jobs import header
 
     if a.insert is None:
-        sys.stdout.write(directives.header_text())
-    elif submit.insert_header_file(a.insert):
+        sys.stdout.write(header.text())
+    elif header.insert_file(a.insert):
         print(f"{a.insert}: header inserted")
     else:
         print(f"{a.insert}: header already up to date")
@@ -523,27 +561,31 @@ def _cmd_header(a: argparse.Namespace) -> int:
 
 
 def _cmd_init(a: argparse.Namespace) -> int:
-    from condatainer.hook import init as hostshell
+    from condatainer.hook import init
 
-    return hostshell.init(a.shell, uninstall=a.uninstall, dry_run=a.dry_run, out=sys.stdout)
+    _print_lines(init.init(a.shell, uninstall=a.uninstall, dry_run=a.dry_run))
+    return 0
 
 
 def _cmd_hook(a: argparse.Namespace) -> int:
-    from condatainer.hook import init as hostshell
+    from condatainer.hook import init
 
-    return hostshell.hook(a.shell, sys.stdout)
+    sys.stdout.write(init.hook(a.shell))  # rendered in full before anything is printed
+    return 0
 
 
 def _cmd_allow(a: argparse.Namespace) -> int:
-    from condatainer.hook import init as hostshell
+    from condatainer.hook import init
 
-    return hostshell.allow(a.image, sys.stdout)
+    _print_lines([init.allow(a.image)])
+    return 0
 
 
 def _cmd_deny(a: argparse.Namespace) -> int:
-    from condatainer.hook import init as hostshell
+    from condatainer.hook import init
 
-    return hostshell.deny(a.image, sys.stdout)
+    _print_lines([init.deny(a.image)])
+    return 0
 
 
 def _cmd_activate(a: argparse.Namespace) -> int:

@@ -10,10 +10,10 @@ raises: a completer that fails offers nothing rather than a traceback in the use
   listing but kept in what is offered.
 - `profiles`, `shells`, `mm_ops`: fixed words from `profiles.names()`, `shellgen.SHELLS` and
   the mm table (with each operation's summary as its description).
-- `mm_args`: for `condatainer mm OP ...`: the operation's options (`MM_OPTIONS`), the actions
+- `mm_args`: for `condatainer mm OP ...`: the operation's options (`mm.Op.options`), the actions
   of `channels`, installed package names for operations marked `completes_installed`
   (remove/update/pin) and channel package names for `completes_channel` (install/search).
-  Names come from the listings kept per image (`shims.pkgs_file`, `pkgcache.channel_file`);
+  Names come from the listings kept per image (`pkgcache.installed_file`, `pkgcache.channel_file`);
   the image is `-o IMG`, else `$CNT_OVERLAY`, else the one autoload would find.  With no
   installed-names listing yet, the image is read once with debugfs (a few ms); channel names
   are never read from the image at TAB time, since a conda-forge repodata file is hundreds
@@ -41,40 +41,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
 
-IMAGE_SUFFIXES = (".img", ".ext3")
-
-#: Options `mm OP` passes on to micromamba (or to the pin/channels scripts) that are worth
-#: offering on TAB.  The same data is rendered into the host `mm-*` completion functions.
-MM_OPTIONS: dict[str, tuple[str, ...]] = {
-    "install": ("-c", "--channel", "--override-channels", "-f", "--file", "--dry-run",
-                "--freeze-installed", "--force-reinstall", "--no-deps", "--only-deps",
-                "--strict-channel-priority", "-q", "--quiet", "-v", "--verbose"),
-    "remove": ("--dry-run", "--force", "--prune", "--no-prune", "-q", "--quiet", "-v",
-               "--verbose"),
-    "update": ("-a", "--all", "-c", "--channel", "--override-channels", "--dry-run",
-               "-q", "--quiet", "-v", "--verbose"),
-    "list": ("--json", "--explicit", "--md5"),
-    "search": ("-c", "--channel", "--override-channels", "--json", "-i", "--info"),
-    "export": ("--from-history", "-e", "--explicit", "--no-build", "--json"),
-    "clean": (),
-    "pin": ("-l", "--list", "-r", "-d", "--remove"),
-    "channels": (),
-}
-
-#: Options whose next word is a value the completer cannot know (a channel) or a file.
-MM_VALUE_OPTIONS: dict[str, str] = {"-c": "channel", "--channel": "channel",
-                                    "-f": "file", "--file": "file"}
-
-#: First words of `mm channels`.
-CHANNEL_ACTIONS = ("get", "append", "prepend", "remove")
-
-
 def _matching(words: Iterable[str], prefix: str) -> list[str]:
     return [w for w in words if w.startswith(prefix)]
 
 
 def images(prefix: str, cwd: str | os.PathLike[str] | None = None) -> list[str]:
     """Image files and directories below the directory part of `prefix`, sorted."""
+    from condatainer.image import layout
+
     head, slash, tail = prefix.rpartition("/")
     typed_dir = head + slash  # "" | "/" | "sub/" | "~/x/"
     listed = os.path.expanduser(typed_dir) if typed_dir else "."
@@ -92,7 +66,7 @@ def images(prefix: str, cwd: str | os.PathLike[str] | None = None) -> list[str]:
                 try:
                     if entry.is_dir():
                         dirs.append(f"{typed_dir}{name}/")
-                    elif name.endswith(IMAGE_SUFFIXES) and entry.is_file():
+                    elif name.endswith(layout.IMAGE_SUFFIXES) and entry.is_file():
                         files.append(typed_dir + name)
                 except OSError:
                     continue
@@ -129,7 +103,7 @@ def mm_image(overlay: str | None, environ: Mapping[str, str] | None = None,
     chosen = overlay or environ.get("CNT_OVERLAY")
     if chosen:
         return Path(os.path.expanduser(chosen))  # `-o ~/x.img` reaches us unexpanded
-    from condatainer.run.resolve import find_image
+    from condatainer.image.layout import find_image
 
     return find_image(cwd or Path.cwd(), environ)
 
@@ -144,11 +118,10 @@ def installed(image: Path | None, prefix: str) -> list[str]:
     if listing.exists():
         return _matching(pkgcache.read(listing), prefix)
     try:
-        from condatainer.hook import shims
-        from condatainer.image import e2fs
+        from condatainer.image import e2fs, layout
 
-        entries = e2fs.try_list_dir(image, shims.META_DIR) or []
-        return _matching(shims.package_names(entries), prefix)
+        entries = e2fs.try_list_dir(image, layout.META_DIR) or []
+        return _matching(pkgcache.package_names(entries), prefix)
     except Exception:  # an unreadable image, missing debugfs: offer nothing, never a traceback
         return []
 
@@ -180,13 +153,13 @@ def _mm_args(prefix: str, op: str | None, overlay: str | None, previous: Sequenc
     if spec is None:
         return []
     words = [w for w in previous if w != "--"]
-    if words and MM_VALUE_OPTIONS.get(words[-1]) and (spec.completes_installed
+    if words and mm.VALUE_OPTIONS.get(words[-1]) and (spec.completes_installed
                                                        or spec.completes_channel):
         return []  # a channel or a file: let the shell's default completion have it
     if prefix.startswith("-"):
-        return _matching(MM_OPTIONS.get(spec.name, ()), prefix)
+        return _matching(spec.options, prefix)
     if spec.name == "channels":
-        return _matching(CHANNEL_ACTIONS, prefix) if not words else []
+        return _matching(mm.CHANNEL_ACTIONS, prefix) if not words else []
     if spec.completes_installed:
         return installed(mm_image(overlay, environ, cwd), prefix)
     if spec.completes_channel:

@@ -1,4 +1,4 @@
-"""Shell completion scripts: `condatainer completion bash|zsh`, the static files, mm-* completion.
+"""Completion of condatainer itself: `condatainer completion bash|zsh` and the static files.
 
 What each piece is, and the decisions behind it:
 
@@ -16,11 +16,7 @@ What each piece is, and the decisions behind it:
   `completions/_condatainer` (zsh's `$fpath`; the `#compdef` line names both commands).
   `python -m condatainer.completion --write completions/` regenerates them; a test checks
   that the committed ones match (`--check`).
-- `mm_script(shell)` is the completion of the host `mm-*` functions, for the hook to include
-  (shell/complete-mm.<shell>.j2): options, the actions of `mm-channels`, and package names
-  read from the listings kept per image (`shims.pkgs_file`, whose path the hook holds in
-  `_cnt_pkgs` while an image is active, and its sibling `pkgcache.channel_file`) — in pure
-  shell, since it runs on every TAB.
+- The completion of the host `mm-*` functions belongs to the hook (`hook.mmcomplete`).
 
 jinja2 is imported (through shellgen) only when a script is rendered, never by completers.
 """
@@ -31,7 +27,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 #: The command names completed: the program and its alias.
 COMMANDS = ("condatainer", "cnt")
@@ -44,43 +39,6 @@ def script(shell: str) -> str:
     from condatainer import shellgen
 
     return shellgen.render("completion", shell, commands=list(COMMANDS))
-
-
-def _mm_kind(op: Any) -> str:
-    if op.name == "channels":
-        return "actions"
-    if op.completes_installed:
-        return "installed"
-    if op.completes_channel:
-        return "channel"
-    return "none"
-
-
-def mm_context() -> dict[str, Any]:
-    """The data the mm-* completion templates print (asserted on by the tests)."""
-    from condatainer import completers
-    from condatainer.hook import pkgcache
-    from condatainer.run import mm
-
-    return {
-        "ops": [
-            {"name": op.name, "options": list(completers.MM_OPTIONS.get(op.name, ())),
-             "kind": _mm_kind(op)}
-            for op in mm.TABLE.values()
-        ],
-        "file_options": [o for o, k in completers.MM_VALUE_OPTIONS.items() if k == "file"],
-        "channel_options": [o for o, k in completers.MM_VALUE_OPTIONS.items()
-                            if k == "channel"],
-        "actions": list(completers.CHANNEL_ACTIONS),
-        "channel_suffix": pkgcache.CHANNEL_SUFFIX,
-    }
-
-
-def mm_script(shell: str) -> str:
-    """TAB completion of the host mm-* functions for `shell`, for the hook to include."""
-    from condatainer import shellgen
-
-    return shellgen.render("complete-mm", shell, **mm_context())
 
 
 def static_files() -> dict[str, str]:

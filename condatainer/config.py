@@ -49,7 +49,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
-from condatainer import atomic
+from condatainer import atomic, bindspec
 from condatainer.errors import CondatainerError, ConfigError
 from condatainer.image import profiles
 
@@ -359,15 +359,10 @@ def _coerce_list(key: str, raw: object) -> tuple[str, ...]:
 
 def _check_item(key: str, item: str) -> None:
     if key == "binds":
-        parts = item.split(":")
-        if len(parts) > 3 or not parts[0]:
-            raise _Invalid(f"bind {item!r} is not HOST[:CONTAINER[:ro|rw]]", _allowed(key))
-        if len(parts) >= 2 and not parts[1].startswith("/"):
-            raise _Invalid(
-                f"bind {item!r}: the container path {parts[1]!r} must be absolute", _allowed(key)
-            )
-        if len(parts) == 3 and parts[2] not in ("ro", "rw"):
-            raise _Invalid(f"bind {item!r}: option {parts[2]!r} is not ro or rw", _allowed(key))
+        try:
+            bindspec.split(item)
+        except ValueError as bad:
+            raise _Invalid(str(bad), _allowed(key)) from None
     elif key == "shim_exclude":
         if "/" in item:
             raise _Invalid(f"{item!r} is a path, not a command name", _allowed(key))
@@ -381,7 +376,7 @@ def _allowed(key: str) -> str:
     if key == "default_size":
         return "a size like 10G, 500M, 1.5G or 20GiB (a bare number means MiB), at least 64M"
     if key == "binds":
-        return "a list of HOST[:CONTAINER[:ro|rw]] (in a string: separated by commas)"
+        return f"a list of {bindspec.FORM} (in a string: separated by commas)"
     if key in _LIST_KEYS:
         return f"a list of names (in a string: separated by {_SEPARATOR_DOC[key]})"
     return "a non-empty string"

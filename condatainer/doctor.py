@@ -1,8 +1,9 @@
 """`condatainer doctor`: what this machine has, what is missing, and what to do about it.
 
 `check(env)` returns a list of `Check` results (data), `render(checks)` turns them into text and
-`exit_code(checks)` into the command's status.  `select_runtime(cfg)` is the one place that
-decides which container runtime runs a Plan, so doctor reports exactly what `e`/`exec` will use.
+`exit_code(checks)` into the command's status.  The runtime is the one `run.runtime.select`
+chooses and the builtin runtime's kernel checks are its own `probes()`, so doctor reports
+exactly what `e`/`exec` will use and find.
 
 Decisions:
 
@@ -23,23 +24,15 @@ import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from condatainer import config, runner, shellgen
 from condatainer.errors import ConfigError, RuntimeUnavailableError
 from condatainer.hook import rcfile
+from condatainer.run import runtime
+from condatainer.run.runtime import INSTALL_APPTAINER, binary_flavour, container_binary
 
 E2FSPROGS = ("mke2fs", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
 MIN_E2FSPROGS = (1, 43)  # mke2fs -d (populate the filesystem from a directory)
-
-# Kernel interfaces the builtin runtime needs; module-level so tests can point them elsewhere.
-LOOP_CONTROL = Path("/dev/loop-control")
-PROC_FILESYSTEMS = Path("/proc/filesystems")
-
-_INSTALL_APPTAINER = (
-    "install Apptainer: on a cluster, module load apptainer (ask your admins if there is no"
-    " module); on your own machine, your distribution's apptainer package"
-)
 
 
 @dataclass(frozen=True)
@@ -58,85 +51,6 @@ class Check:
         if self.ok:
             return "ok"
         return "FAIL" if self.required else "warn"
-
-
-# --------------------------------------------------------------------------------------------
-# Runtime selection
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0
-
-
-def container_binary(cfg: config.Config, name: str) -> str | None:
-    """The path of `apptainer` or `singularity`: `apptainer_bin` from the config when set
-    (a path, or a name looked up on PATH), else `name` on PATH.  None when not found."""
-    if cfg.apptainer_bin:
-        if os.sep in cfg.apptainer_bin:
-            path = cfg.apptainer_bin
-            return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-        return runner.which(cfg.apptainer_bin)
-    return runner.which(name)
-
-
-def _binary_flavour(path: str) -> str:
-    """A configured binary named singularity* is run as singularity, anything else as apptainer."""
-    return "singularity" if os.path.basename(path).startswith("singularity") else "apptainer"
-
-
-def select_runtime(cfg: config.Config | None = None, env: Mapping[str, str] | None = None) -> str:
-    """The container runtime to use: "apptainer", "singularity" or "builtin".
-
-    `runtime: auto` takes apptainer (or `apptainer_bin`), else singularity, else the builtin
-    runtime when running as root.  An explicit choice that cannot work here is a
-    RuntimeUnavailableError rather than a silent fallback.  Without `cfg` the configuration is
-    loaded from `env`; besides the config, the choice depends on PATH and the effective uid.
-    """
-    if cfg is None:
-        cfg = config.load(env)
-    choice = cfg.runtime
-    source = cfg.source("runtime")
-    if choice in ("apptainer", "singularity"):
-        path = container_binary(cfg, choice)
-        if path is None:
-            what = f"apptainer_bin {cfg.apptainer_bin!r}" if cfg.apptainer_bin else choice
-            raise RuntimeUnavailableError(
-                f"runtime is set to {choice} ({source}), but {what} is not installed"
-                " or not executable",
-                hint=f"{_INSTALL_APPTAINER}; or use another runtime: condatainer config set"
-                " runtime auto",
-            )
-        return choice
-    if choice == "builtin":
-        if not is_root():
-            raise RuntimeUnavailableError(
-                f"runtime is set to builtin ({source}), which needs root (loop mounts, overlayfs)",
-                hint="run as root (sudo condatainer ...), or "
-                + _INSTALL_APPTAINER
-                + " and run: condatainer config set runtime auto",
-            )
-        return "builtin"
-    # auto
-    if cfg.apptainer_bin:
-        path = container_binary(cfg, "apptainer")
-        if path is None:
-            raise RuntimeUnavailableError(
-                f"apptainer_bin is {cfg.apptainer_bin!r} ({cfg.source('apptainer_bin')}),"
-                " which is not an executable file or not on PATH",
-                hint="fix it with: condatainer config set apptainer_bin /path/to/apptainer",
-            )
-        return _binary_flavour(path)
-    for name in ("apptainer", "singularity"):
-        if runner.which(name):
-            return name
-    if is_root():
-        return "builtin"
-    raise RuntimeUnavailableError(
-        "no container runtime: neither apptainer nor singularity is on PATH, and the builtin"
-        " runtime needs root",
-        hint=f"{_INSTALL_APPTAINER}; or run as root (sudo) to use the builtin runtime;"
-        " then check with: condatainer doctor",
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,43 +144,27 @@ def _check_apptainer(cfg: config.Config, needed: bool) -> Check:
                 name,
                 False,
                 "neither apptainer nor singularity is on PATH",
-                _INSTALL_APPTAINER,
+                INSTALL_APPTAINER,
                 required=needed,
             )
     version = _version([path, "--version"]) or "unknown version"
-    return Check(name, True, f"{_binary_flavour(path)} {version} ({path})")
+    return Check(name, True, f"{binary_flavour(path)} {version} ({path})")
 
 
-def _check_runtime(cfg: config.Config, env: Mapping[str, str]) -> tuple[Check, str | None]:
+def _check_runtime(cfg: config.Config) -> tuple[Check, str | None]:
     try:
-        runtime = select_runtime(cfg, env)
+        chosen = runtime.select(cfg)
     except RuntimeUnavailableError as exc:
         return Check("runtime", False, exc.message, exc.hint), None
-    how = f"runtime: {cfg.runtime} ({cfg.source('runtime')})"
-    if runtime == "builtin" and cfg.runtime == "auto":
-        how += "; no apptainer found and running as root"
-    return Check("runtime", True, f"{runtime} ({how})"), runtime
+    return Check("runtime", True, f"{chosen.name} ({chosen.how})"), chosen.name
 
 
-def _check_builtin_kernel(required: bool) -> Check:
-    problems: list[str] = []
-    fixes: list[str] = []
-    if not LOOP_CONTROL.exists():
-        problems.append(f"{LOOP_CONTROL} is missing")
-        fixes.append(
-            "modprobe loop (in a container: start it with --privileged or pass /dev/loop-control"
-            " and /dev/loop* devices)"
-        )
-    try:
-        filesystems = PROC_FILESYSTEMS.read_text()
-    except OSError:
-        filesystems = ""
-    if not any(line.split()[-1:] == ["overlay"] for line in filesystems.splitlines()):
-        problems.append(f"overlay is not listed in {PROC_FILESYSTEMS}")
-        fixes.append("modprobe overlay")
-    if problems:
-        return Check("loop+overlayfs", False, "; ".join(problems), "; ".join(fixes), required)
-    return Check("loop+overlayfs", True, f"{LOOP_CONTROL} present, overlayfs supported")
+def _check_builtin(required: bool) -> list[Check]:
+    """The builtin runtime's own probes (root, loop devices, overlayfs, CAP_SYS_ADMIN)."""
+    from condatainer.run.runtime import builtin
+
+    return [Check(f"builtin: {p.name}", p.ok, p.detail, p.fix, required)
+            for p in builtin.probes()]
 
 
 def _check_sbatch() -> Check:
@@ -335,8 +233,8 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
     """Run every check; never raises for what it finds (a bad config is a failed check)."""
     env = os.environ if env is None else env
     config_check, cfg = _check_config(env)
-    runtime_check, runtime = _check_runtime(cfg, env)
-    apptainer_needed = cfg.runtime in ("apptainer", "singularity") or runtime is None
+    runtime_check, chosen = _check_runtime(cfg)
+    apptainer_needed = cfg.runtime in ("apptainer", "singularity") or chosen is None
     checks = [
         config_check,
         _check_e2fsprogs(),
@@ -344,8 +242,10 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
         _check_apptainer(cfg, needed=apptainer_needed),
         runtime_check,
     ]
-    if runtime == "builtin" or cfg.runtime == "builtin":
-        checks.append(_check_builtin_kernel(required=True))
+    if chosen == "builtin" or cfg.runtime == "builtin":
+        checks += _check_builtin(required=True)
+    elif chosen is None and cfg.runtime == "auto":
+        checks += _check_builtin(required=False)  # why the fallback could not be used
     checks += [_check_sbatch(), _check_hook(env)]
     return checks
 

@@ -1,34 +1,65 @@
 """`condatainer o` / `overlay create`: make an env image and, when asked, install into it.
 
-Everything that can be wrong is checked before a byte is written: size, profile, the name, the
-environment file, and (when packages are to be installed) that a container runtime exists.
-With packages, the image is built and initialised under a hidden temporary name next to the
-target and published with `link` only when the install succeeded, so a failed or interrupted
-install leaves nothing behind and never clobbers a file that appeared meanwhile.  The channels
-are saved to `/ext3/env/.condarc` at creation (config `channels`, conda-forge by default), so
-the first `mm install` of an empty image uses them too.  `variables:` of an environment.yml are
-saved to the sidecar `<image>.env`.  New images are allowed for shell activation (trust).
+`prepare` checks everything that can be wrong before a byte is written -- size, profile, the
+name, the environment file, and (when packages are to be installed) that a container runtime
+exists -- and returns a `Creation` (data: what would be made and installed; `--dry-run` shows
+it).  `create` carries it out: the image is built by `image.create`, and with packages the env is
+installed into it through the container *before* it is published (`create(prepare=...)`), so a
+failed or interrupted install leaves nothing behind and never clobbers a file that appeared
+meanwhile.  The channels are saved to `/ext3/env/.condarc` at creation (config `channels`,
+conda-forge by default), so the first `mm install` of an empty image uses them too.
+`variables:` of an environment.yml are saved to the sidecar `<image>.env`.  New images are
+allowed for shell activation (trust).
+
+Nothing here prints: notices and progress go to the caller's `Reporter`.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import secrets
-import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from condatainer import atomic, config
-from condatainer.errors import ContainerError, ImageError, ImageExistsError, UsageError
-from condatainer.image import ops as image_ops
-from condatainer.image import profiles, sizes
-from condatainer.run import envfile as sidecars
-from condatainer.run import envspec
+from condatainer.display import Reporter
+from condatainer.errors import ContainerError, ImageExistsError, UsageError
+from condatainer.hook import trust
+from condatainer.image import envfile as sidecars
+from condatainer.image import files, layout, profiles, sizes
+from condatainer.image.create import create as create_image
+from condatainer.run import envspec, launch, runtime
 from condatainer.run.mm import TABLE
-from condatainer.run.plan import CONTAINER_PREFIX
 from condatainer.run.resolve import Request
+
+
+@dataclass(frozen=True)
+class Creation:
+    """What `condatainer o` will do, decided and checked; nothing exists yet."""
+
+    target: Path
+    size_bytes: int
+    profile: profiles.Profile
+    spec: envspec.EnvSpec | None  # None: an empty env, created on first `mm install`
+    channels: tuple[str, ...]  # saved to .condarc
+    sidecar_text: str | None  # `variables:` of an environment.yml, for <image>.env
+    fakeroot: bool
+    sparse: bool
+    notices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Created:
+    """A published image, and what the user should be told about it."""
+
+    path: Path
+    size_bytes: int
+    sparse: bool
+    profile: profiles.Profile
+    empty: bool  # no packages installed yet
+    notices: list[str] = field(default_factory=list)
 
 
 def condarc_text(channels: Sequence[str]) -> bytes:
@@ -48,7 +79,8 @@ def install_commands(spec: envspec.EnvSpec) -> list[tuple[str, ...]]:
         commands = [(*install, *spec.install_specs())]
     if spec.pip:
         commands.append(
-            (f"{CONTAINER_PREFIX}/bin/python", "-m", "pip", "install", "--no-input", *spec.pip)
+            (f"{layout.CONTAINER_PREFIX}/bin/python", "-m", "pip", "install", "--no-input",
+             *spec.pip)
         )
     commands.append(TABLE["clean"].argv)
     return commands
@@ -61,21 +93,17 @@ def install_binds(spec: envspec.EnvSpec) -> tuple[str, ...]:
     return ()
 
 
-def _print_dry_run(
-    path: Path, size: int, profile: profiles.Profile, spec: envspec.EnvSpec | None, as_json: bool
-) -> None:
-    if as_json:
-        empty = envspec.EnvSpec(name=None, channels=(), conda=())
-        print(json.dumps((spec or empty).to_json(), indent=2))
-        return
-    print(f"would create {path} ({sizes.format_size(size)}, profile {profile.name})")
-    if spec is not None:
-        print("channels: " + ", ".join(spec.channels))
-        for command in install_commands(spec):
-            print("would run: " + " ".join(command))
+def check_spec(spec: str) -> str:
+    """A package spec given after `--`, refused when it would reach micromamba as an option."""
+    if not spec.strip() or spec.startswith("-"):
+        raise UsageError(
+            f"not a package spec: {spec!r}",
+            hint="condatainer o -- numpy 'scipy>=1.11' -c conda-forge",
+        )
+    return spec
 
 
-def create_command(
+def prepare(
     *,
     image: str | None,
     size: str | None,
@@ -87,9 +115,8 @@ def create_command(
     fakeroot: bool,
     sparse: bool,
     dry_run: bool,
-    as_json: bool,
-) -> int:
-    """Validate, create, optionally initialise, publish.  Returns the exit status."""
+) -> Creation:
+    """Decide and check everything `condatainer o` will do; raise before anything is written."""
     cfg = config.load(os.environ)
     if envfile and pkgs:
         raise UsageError("give an environment file (-f) or packages (-- PKG...), not both")
@@ -97,145 +124,93 @@ def create_command(
         raise UsageError("-c/--channel goes with packages", hint="condatainer o -- PKG... -c CH")
     size_bytes = sizes.parse_size(cfg.default_size if size is None else size)
     prof = profiles.resolve_profile(cfg.default_profile if profile is None else profile)
+    notices: list[str] = []
     if deprecated_type:
-        print("condatainer: warning: -t/--type is deprecated; use -p/--profile", file=sys.stderr)
-    target = image_ops.normalise_image_name(image or "env.img")
+        notices.append("-t/--type is deprecated; use -p/--profile")
+    target = layout.normalise_image_name(image or layout.AUTOLOAD_NAME)
     spec: envspec.EnvSpec | None = None
     if envfile:
         spec = envspec.load(envfile)
         if channels:
             spec = replace(spec, channels=(*channels, *spec.channels))
     elif pkgs:
-        checked = [envspec_check(p) for p in pkgs]
+        checked = [check_spec(p) for p in pkgs]
         spec = envspec.EnvSpec(name=None, channels=tuple(channels), conda=tuple(checked))
     if spec is not None and not spec.channels:
         spec = replace(spec, channels=cfg.channels)
     # Rendered now so that a variable the sidecar cannot carry fails before anything exists.
     sidecar_text = sidecars.render(spec.variables) if spec and spec.variables else None
-    for note in spec.notes if spec else ():
-        print(f"condatainer: note: {note}", file=sys.stderr)
+    notices += spec.notes if spec else ()
+    creation = Creation(
+        target=target, size_bytes=size_bytes, profile=prof, spec=spec,
+        channels=spec.channels if spec else cfg.channels, sidecar_text=sidecar_text,
+        fakeroot=fakeroot, sparse=sparse, notices=tuple(notices),
+    )  # fmt: skip
     if dry_run:
-        _print_dry_run(target, size_bytes, prof, spec, as_json)
-        return 0
-    _refuse_existing(target)
-    sidecar = envfile_path(target)
+        return creation
+    files.check_target(target)
+    sidecar = sidecars.sidecar_path(target)
     if sidecar_text is not None and sidecar.exists():
         raise ImageExistsError(
             f"{sidecar}: already exists; it would receive the variables:",
             hint=f"move it away, or remove it: rm {sidecar}",
         )
-    chosen = spec.channels if spec else cfg.channels
-    files = {".condarc": condarc_text(chosen)}
-    if spec is None:
-        result = image_ops.create(
-            target, size_bytes, prof, sparse=sparse, fakeroot=fakeroot, files=files
-        )
-    else:
-        from condatainer.doctor import select_runtime
-
-        select_runtime(cfg, os.environ)  # no runtime: fail now, before creating anything
-        result = _create_initialised(
-            target, size_bytes, prof, spec, sparse=sparse, fakeroot=fakeroot, files=files, cfg=cfg
-        )
-    for note in result.notices:
-        print(f"condatainer: note: {note}", file=sys.stderr)
-    if sidecar_text is not None:
-        atomic.replace(sidecar, sidecar_text)
-    _allow(target)
-    alloc = "sparse" if result.sparse else "allocated"
-    print(f"created {target} ({sizes.format_size(size_bytes)}, {alloc}, profile {prof.name})")
-    if spec is None:
-        print("the env is empty; install packages with: condatainer mm install PKG...")
-    return 0
+    if spec is not None:
+        runtime.select(cfg)  # no runtime: fail now, before creating anything
+    return creation
 
 
-def envspec_check(spec: str) -> str:
-    if not spec.strip() or spec.startswith("-"):
-        raise UsageError(
-            f"not a package spec: {spec!r}",
-            hint="condatainer o -- numpy 'scipy>=1.11' -c conda-forge",
-        )
-    return spec
+def dry_run_report(creation: Creation) -> dict[str, Any]:
+    """What `o --dry-run --json` prints: the env spec (empty when there is none)."""
+    empty = envspec.EnvSpec(name=None, channels=(), conda=())
+    return (creation.spec or empty).to_json()
 
 
-def envfile_path(target: Path) -> Path:
-    return sidecars.sidecar_path(target)
+def dry_run_lines(creation: Creation) -> list[str]:
+    """What `o --dry-run` prints."""
+    lines = [f"would create {creation.target} ({sizes.format_size(creation.size_bytes)},"
+             f" profile {creation.profile.name})"]
+    if creation.spec is not None:
+        lines.append("channels: " + ", ".join(creation.spec.channels))
+        lines += ["would run: " + " ".join(c) for c in install_commands(creation.spec)]
+    return lines
 
 
-def _refuse_existing(target: Path) -> None:
-    if os.path.lexists(target):
-        what = "a directory" if target.is_dir() else "a file"
-        raise ImageExistsError(
-            f"{target}: already exists ({what})",
-            hint=f"choose another name, or resize/inspect it: condatainer overlay info {target}",
-        )
+def create(creation: Creation, report: Reporter) -> Created:
+    """Make the image `creation` describes, install its env, publish it, allow it."""
+    cfg = config.load(os.environ)
+    spec = creation.spec
+    target = creation.target
 
+    def install(temp: Path) -> None:
+        assert spec is not None
+        for command in install_commands(spec):
+            req = Request(command=command, images=(str(temp),), writable=True,
+                          default_binds=False, binds=install_binds(spec))
+            plan = launch.plan_for(req, cfg)
+            report.step(f"running: {' '.join(command[:5])} ...")
+            # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
+            status, out, err = launch.run_captured(plan, cfg, report.note)
+            report.output(out, err)
+            if status != 0:
+                raise ContainerError(
+                    f"{target}: installing the env failed ({' '.join(command[:4])}... exited"
+                    f" {status}); no image was created",
+                    hint="check the package names and channels, then run the same command again",
+                )
 
-def _create_initialised(
-    target: Path,
-    size: int,
-    prof: profiles.Profile,
-    spec: envspec.EnvSpec,
-    *,
-    sparse: bool,
-    fakeroot: bool,
-    files: dict[str, bytes],
-    cfg: config.Config,
-) -> image_ops.CreateResult:
-    """Create under a hidden name, install through the runtime, then publish without clobbering."""
-
-    temp = target.with_name(f".{target.name}.init-{secrets.token_hex(4)}.img")
-    try:
-        with image_ops.termination_raises():  # SIGTERM/SIGHUP (scancel, ssh drop): clean up
-            return _install_and_publish(temp, target, size, prof, spec, sparse=sparse,
-                                        fakeroot=fakeroot, files=files, cfg=cfg)
-    except image_ops.Terminated as exc:
-        raise ImageError(f"{target}: interrupted by signal {exc.signum}; no image was created",
-                         exit_code=128 + exc.signum) from None
-    finally:
-        if os.path.lexists(temp):
-            os.unlink(temp)
-
-
-def _install_and_publish(
-    temp: Path, target: Path, size: int, prof: profiles.Profile, spec: envspec.EnvSpec, *,
-    sparse: bool, fakeroot: bool, files: dict[str, bytes], cfg: config.Config,
-) -> image_ops.CreateResult:
-    """Create `temp`, install into it, and publish it as `target` (see _create_initialised)."""
-    from condatainer.run import launch
-
-    result = image_ops.create(temp, size, prof, sparse=sparse, fakeroot=fakeroot, files=files)
-    for command in install_commands(spec):
-        req = Request(command=command, images=(str(temp),), writable=True,
-                      default_binds=False, binds=install_binds(spec))
-        plan = launch.plan_for(req, cfg)
-        # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
-        print(f"running: {' '.join(command[:5])} ...", file=sys.stderr, flush=True)
-        status = launch.run_then_show(plan, cfg)
-        if status != 0:
-            raise ContainerError(
-                f"{target}: installing the env failed ({' '.join(command[:4])}... exited"
-                f" {status}); no image was created",
-                hint="check the package names and channels, then run the same command again",
-            )
-    try:
-        os.link(temp, target)
-    except FileExistsError:
-        raise ImageExistsError(
-            f"{target}: appeared while the env was being installed", hint="choose another name"
-        ) from None
-    except OSError as exc:
-        raise ImageError(f"{target}: cannot publish the new image: {exc.strerror}") from exc
-    return replace(result, path=target)
-
-
-def _allow(target: Path) -> None:
-    """Images made by `condatainer o` are trusted for shell activation."""
-    from condatainer.hook import trust
-
+    result = create_image(
+        target, creation.size_bytes, creation.profile, sparse=creation.sparse,
+        fakeroot=creation.fakeroot, files={".condarc": condarc_text(creation.channels)},
+        prepare=install if spec is not None else None,
+    )  # fmt: skip
+    notices = list(result.notices)
+    if creation.sidecar_text is not None:
+        atomic.replace(sidecars.sidecar_path(target), creation.sidecar_text)
     if trust.auto_allow(target) is not trust.TrustStatus.ALLOWED:
-        print(
-            f"condatainer: note: {target} is group- or world-writable, so the shell hook will"
-            f" not activate it until you run: condatainer allow {target}",
-            file=sys.stderr,
+        notices.append(
+            f"{target} is group- or world-writable, so the shell hook will not activate it"
+            f" until you run: condatainer allow {target}"
         )
+    return Created(path=target, size_bytes=creation.size_bytes, sparse=result.sparse,
+                   profile=creation.profile, empty=spec is None, notices=notices)

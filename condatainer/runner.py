@@ -10,6 +10,9 @@ subprocess.run SIGKILLs its child on KeyboardInterrupt).  `run(..., new_session=
 in a session of its own, out of reach of the terminal's Ctrl-C, and `signals_deferred()` lets
 the caller finish what it started before acting on SIGINT/SIGTERM/SIGHUP.  `stream` ignores
 SIGINT/SIGQUIT while its child runs: the child gets them from the terminal and decides.
+`termination_raises` turns SIGTERM/SIGHUP into an exception (like SIGINT's KeyboardInterrupt)
+so that cleanup code runs, and `signals_blocked` holds all three back for a few statements
+that must not be cut in two.  `signal_name` names a signal the way users see it (`SIGTERM`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import FrameType
 from typing import Callable, NoReturn
 
 from condatainer.errors import ToolMissingError
@@ -202,3 +206,54 @@ def signals_deferred() -> Iterator[list[int]]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+class Terminated(BaseException):
+    """SIGTERM/SIGHUP arrived inside `termination_raises` (raised by its handler)."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def termination_raises() -> Iterator[None]:
+    """Make SIGTERM and SIGHUP raise (like SIGINT does) so cleanup code runs.
+
+    Only signals at their default action are taken over: a program that ignores SIGHUP
+    (nohup) or handles SIGTERM itself keeps doing so.  Signal handlers belong to the main thread.
+    """
+    if not _in_main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Terminated(signum)
+
+    previous = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        if signal.getsignal(sig) is signal.SIG_DFL:
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+@contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP back for a few statements that must not be cut in two."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def signal_name(signum: int) -> str:
+    """`SIGTERM` for 15: the one way condatainer names a signal to users."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

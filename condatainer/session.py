@@ -1,46 +1,47 @@
 """Interactive entry (`condatainer e`) and package operations (`condatainer mm`).
 
-`enter` runs `-- CMD` in the container, or starts the user's shell (bash or zsh, detected with
-shellingham; anything else gets bash) with a generated rc: the user's own rc first, then the
-env's `etc/conda/activate.d/*.sh`, the prompt marker and the `mm-*` functions rendered from the
-mm table.  The rc is written once per content into the cache directory and that directory is bound
-read-only into the container, so nothing has to be cleaned up after Apptainer replaces us.
+`entry` prepares `e`: for `-- CMD` the Plan as resolved; for a shell, the user's shell (bash
+or zsh, `hook.shells.detect`; anything else gets bash) with a generated rc: the user's own rc
+first, then the env's `etc/conda/activate.d/*.sh`, the prompt marker and the `mm-*` functions
+rendered from the mm table.  The rc is written once per content into the cache directory and
+that directory is bound read-only into the container, so nothing has to be cleaned up after
+Apptainer replaces us.  The caller shows the banner and executes the Plan.
 
-`mm` runs one operation of the mm table through a Plan that is writable only when the
+`mm_op` runs one operation of the mm table through a Plan that is writable only when the
 operation writes, so `mm list` works while jobs hold the image read-only.
+
+Nothing here prints: notices go to the caller's `Reporter`, the banner comes back as lines.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from condatainer import atomic, config
-from condatainer.run import envfile, launch, mm
-from condatainer.run.plan import CONTAINER_PREFIX, Bind, Plan
+from condatainer import atomic, config, shellgen
+from condatainer.display import Reporter
+from condatainer.errors import ShellError
+from condatainer.hook import shells, shims
+from condatainer.image import envfile
+from condatainer.image.layout import CONTAINER_PREFIX
+from condatainer.run import launch, mm
+from condatainer.run.plan import Bind, Plan
 from condatainer.run.resolve import Request
 
 
-def detect_shell() -> str:
-    """bash or zsh, chosen the way `init` chooses (CNT_SHELL, the shell we were started from,
-    $SHELL); anything else gets bash."""
-    from condatainer.errors import ShellError
-    from condatainer.hook import init as hostshell
+@dataclass(frozen=True)
+class Entry:
+    """What `condatainer e` runs, and the lines to show before it starts."""
 
-    try:
-        return hostshell.detect_shell(None)
-    except ShellError:
-        return "bash"
+    plan: Plan
+    banner: tuple[str, ...] = ()
 
 
 def container_rc(shell: str, marker: str) -> str:
     """The rc text for an interactive shell in the container."""
-    from condatainer import shellgen
-
     ops = [
         {
             "name": op.name,
@@ -64,22 +65,30 @@ def _write_rc(shell: str, text: str) -> Path:
     return path
 
 
-def banner(plan: Plan) -> list[str]:
+def banner(plan: Plan) -> tuple[str, ...]:
     """The "Overlay envs:" lines for interactive entry (note if present, else value)."""
     lines: list[str] = []
     for overlay in plan.overlays:
         side = envfile.load(overlay.path)
         if side is not None:
             lines += envfile.banner(side)
-    return ["Overlay envs:", *lines] if lines else []
+    return ("Overlay envs:", *lines) if lines else ()
 
 
-def enter(req: Request) -> int:
-    cfg = config.load(os.environ)
-    if req.command:
-        return launch.execute(launch.plan_for(req, cfg), cfg)
-    shell = detect_shell()
+def _shell() -> str:
+    """bash or zsh, chosen the way `init` chooses; anything else gets bash."""
+    try:
+        return shells.detect(None)
+    except ShellError:
+        return "bash"
+
+
+def entry(req: Request, cfg: config.Config) -> Entry:
+    """`condatainer e`: the Plan to execute (checked images and locks) and its banner."""
     plan = launch.plan_for(req, cfg)  # checks images and locks before any file is written
+    if req.command:
+        return Entry(plan)
+    shell = _shell()
     name = Path(plan.overlays[0].path).name if plan.overlays else "cnt"
     rc = _write_rc(shell, container_rc(shell, marker=f"({name})"))
     if shell == "zsh":
@@ -95,31 +104,32 @@ def enter(req: Request) -> int:
     rc_dir = os.path.realpath(rc.parent)
     plan = replace(plan, command=command, env=(*plan.env, *extra),
                    binds=(*plan.binds, Bind(rc_dir, rc_dir, readonly=True)))
-    for line in banner(plan):
-        print(line, file=sys.stderr)
-    return launch.execute(plan, cfg)
+    return Entry(plan, banner(plan))
 
 
 def mm_request(req: Request, op: mm.Op, args: Sequence[str]) -> Request:
     return replace(req, command=mm.command(op, args), writable=op.writable(args))
 
 
-def mm_op(req: Request, name: str, args: Sequence[str], *, capture: bool = False) -> int:
+def mm_op(req: Request, name: str, args: Sequence[str], report: Reporter, *,
+          capture: bool = False) -> int:
     """Run `mm NAME ARGS` on the request's image; refresh host caches after writes.
 
-    `capture` runs it with the output captured and then printed (`overlay export`), so that a
+    `capture` runs it with the output captured and then shown (`overlay export`), so that a
     failure of Apptainer itself is translated into our error instead of a raw FATAL line.
     """
     op = mm.lookup(name)
     cfg = config.load(os.environ)
     plan = launch.plan_for(mm_request(req, op, args), cfg)
-    status = launch.run_then_show(plan, cfg) if capture else launch.run(plan, cfg)
+    if capture:
+        status, out, err = launch.run_captured(plan, cfg, report.note)
+        report.output(out, err)
+    else:
+        status = launch.run(plan, cfg, report.note)
     if op.refresh:  # the env's executables and packages may have changed: host-side caches
-        from condatainer.hook import shims
-
         for overlay in plan.overlays:
             if overlay.writable:
                 note = shims.after_mm(overlay.path, cfg.shim_exclude)
                 if note is not None:
-                    print(note, file=sys.stderr)
+                    report.note(note)
     return status

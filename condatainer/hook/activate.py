@@ -59,7 +59,7 @@ from typing import NamedTuple, TextIO
 
 from condatainer import __version__, atomic, config, display, shellgen
 from condatainer.errors import CondatainerError
-from condatainer.hook import shims, trust
+from condatainer.hook import pkgcache, shims, trust
 
 
 class Enter(NamedTuple):
@@ -113,7 +113,7 @@ def hint_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
 
 def note_lines(image: str) -> tuple[str, ...]:
     """The "Overlay envs:" lines of the sidecar, as `condatainer e` shows them (or none)."""
-    from condatainer.run import envfile
+    from condatainer.image import envfile
 
     side = envfile.load(image)
     lines = envfile.banner(side) if side is not None else []
@@ -153,7 +153,7 @@ def decide(
         shims=os.fspath(directory),
         marker=marker(project),
         record=record,
-        pkgs=os.fspath(shims.pkgs_file(image)),
+        pkgs=os.fspath(pkgcache.installed_file(image)),
     )
     return Outcome(image, enter=enter, messages=notes, told=("notes",) if notes else ())
 
@@ -237,12 +237,13 @@ def command(
 
 def _refresh_hook(shell: str, err: TextIO) -> None:
     """Rewrite a hook file rendered by another version; never fail the activation for it."""
-    from condatainer.hook import init as hostshell
+    from condatainer.hook import hookfile  # only on a version change: kept off the cd path
 
     try:
-        hostshell.refresh_hook_file(shell)
+        hookfile.refresh(shell)
     except (CondatainerError, OSError) as exc:
-        print(f"condatainer: note: cannot update the {shell} hook file: {exc}", file=err)
+        print(display.printable(f"{display.NOTE_PREFIX}cannot update the {shell} hook file:"
+                                f" {exc}"), file=err)
 
 
 USAGE = (
@@ -251,21 +252,8 @@ USAGE = (
 )
 
 
-# The hook runs `python -c HOOK_CODE`, not `python -m condatainer.hook.activate`: -m imports runpy,
-# which costs every cd into a project 4 ms for nothing.
-HOOK_CODE = "import sys; from condatainer.hook.activate import main; sys.exit(main(sys.argv[1:]))"
-
-
-def hook_argv() -> list[str]:
-    """The argv words the hook runs the activation with (before its own arguments).
-
-    -P and the hook's `cd /` keep the project directory off sys.path (see shims.launcher).
-    """
-    return [sys.executable, *shims.python_safe_path(), "-c", HOOK_CODE]
-
-
 def main(argv: Sequence[str]) -> int:
-    """`python -c HOOK_CODE ...` (or `-m condatainer.hook.activate`): the hook's call on a change.
+    """The hook's call on a change: `python -c launcher.ACTIVATE_CODE ...` (or `-m ...`).
 
     The same call as the hidden `condatainer _activate`, without the CLI: no argparse and none
     of the CLI's imports, which is a third of the time a cd into a project costs.  The argv

@@ -1,11 +1,12 @@
-"""Cached channel package names of an image, so `mm-install <TAB>` never starts a program.
+"""Cached package names of an image, so `mm-* <TAB>` never starts a program.
 
-The installed-package listing is `shims.pkgs_file(image)` (`<cache>/pkgs/<key>.txt`, written
-with the shims at activation and after every mm operation that changes the env); this module
-adds its sibling for the channels and reads both for the completers:
+Per image (`cache_key`: a hash of its real path, which also names its shim directory):
 
-    <cache>/pkgs/<key>.txt           installed names     (shims.write_pkgs)
-    <cache>/pkgs/<key>.channel.txt   channel names       (refresh, here)
+    <cache>/pkgs/<key>.txt           installed names     (write_installed: with the shims at
+                                                          activation, after mm operations)
+    <cache>/pkgs/<key>.channel.txt   channel names       (refresh)
+
+Installed names come from `upper/ext3/env/conda-meta/*.json` (`NAME-VERSION-BUILD.json`).
 
 Decisions, and why:
 
@@ -27,15 +28,20 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from condatainer import atomic
+from condatainer import atomic, config
+from condatainer.image import layout
+from condatainer.image.layout import PathLike
 
-REPODATA_DIR = "upper/ext3/env/pkgs/cache"
+if TYPE_CHECKING:  # pragma: no cover - typing only; e2fs is imported when an image is listed
+    from condatainer.image import e2fs
 
 #: Suffix of the channel listing, replacing the installed listing's `.txt` (see above).
 CHANNEL_SUFFIX = ".channel.txt"
@@ -44,11 +50,39 @@ _STAMP_SUFFIX = ".channel.stamp"
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
 
 
-def installed_file(image: str | os.PathLike[str]) -> Path:
-    """The cached listing of installed package names of `image` (owned by shims)."""
-    from condatainer.hook import shims
+def cache_key(image: PathLike) -> str:
+    """The cache name of an image: sha256 of its real path (32 hex digits)."""
+    real = os.path.realpath(os.fspath(image))
+    return hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
 
-    return shims.pkgs_file(image)
+
+def installed_file(image: PathLike) -> Path:
+    """The cached list of installed package names of `image`."""
+    return config.paths()["cache"] / "pkgs" / f"{cache_key(image)}.txt"
+
+
+def package_names(entries: Iterable[e2fs.Entry]) -> list[str]:
+    """Package names from a conda-meta listing: `NAME-VERSION-BUILD.json` -> NAME, sorted."""
+    names: set[str] = set()
+    for entry in entries:
+        file = entry.name
+        if not file.endswith(".json"):
+            continue
+        parts = file[: -len(".json")].rsplit("-", 2)
+        if len(parts) == 3 and all(parts):
+            names.add(parts[0])
+    return safe_names(names)  # plain names only, byte order: TAB bisects the file
+
+
+def write_installed(image: PathLike) -> Path:
+    """Write the installed-package cache of `image` from its conda-meta; return the file."""
+    path = installed_file(image)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    from condatainer.image import e2fs
+
+    names = package_names(e2fs.try_list_dir(image, layout.META_DIR) or [])
+    atomic.replace(path, "".join(f"{n}\n" for n in names), 0o644)
+    return path
 
 
 def _sibling(image: str | os.PathLike[str], suffix: str) -> Path:
@@ -113,7 +147,7 @@ def refresh(image: str | os.PathLike[str]) -> Path:
     """
     from condatainer.image import e2fs
 
-    entries = e2fs.try_list_dir(image, REPODATA_DIR) or []
+    entries = e2fs.try_list_dir(image, layout.REPODATA_DIR) or []
     files = sorted((e for e in entries if e.is_file and is_repodata(e.name)),
                    key=lambda e: e.name)
     stamp = "".join(f"{e.name} {e.inode} {e.size}\n" for e in files)

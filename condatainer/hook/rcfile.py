@@ -38,16 +38,13 @@ from __future__ import annotations
 
 import difflib
 import os
-import stat
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 from condatainer import atomic, config, shellgen
+from condatainer.atomic import Change
 from condatainer.errors import ShellError
-
-StrPath = Union[str, "os.PathLike[str]"]
+from condatainer.image.layout import PathLike
 
 BEGIN = b"# >>> condatainer >>>"
 END = b"# <<< condatainer <<<"
@@ -55,31 +52,9 @@ CREATED_NOTE = (
     b"# (condatainer created this file; `condatainer init --uninstall` deletes it"
     b" if nothing else is left in it)"
 )
-NEW_FILE_MODE = 0o644
 
 _FIX_HINT = "edit {path} by hand: remove the lines from '# >>> condatainer >>>' to "
 _FIX_HINT += "'# <<< condatainer <<<' (inclusive), then run: condatainer init"
-
-
-@dataclass(frozen=True)
-class Change:
-    """What an rc file holds now (`old`) and what it should hold (`new`).
-
-    `path` is the path as given (for messages and diffs), `target` the file actually written
-    (symlinks resolved).  `old_exists`/`new_exists` distinguish "empty" from "no file":
-    `new_exists=False` means `write` deletes the file.
-    """
-
-    path: Path
-    target: Path
-    old: bytes
-    new: bytes
-    old_exists: bool
-    new_exists: bool
-
-    @property
-    def changed(self) -> bool:
-        return self.old != self.new or self.old_exists != self.new_exists
 
 
 # --------------------------------------------------------------------------------------------
@@ -103,7 +78,7 @@ def hook_path(shell: str, env: Mapping[str, str] | None = None) -> Path:
     return config.paths(env)["data"] / f"hook.{shell}"
 
 
-def block_body(shell: str, hook: StrPath | None = None) -> str:
+def block_body(shell: str, hook: PathLike | None = None) -> str:
     """The block's body for `shell`, sourcing `hook` (default: `hook_path(shell)`)."""
     hook = hook_path(shell) if hook is None else hook
     return shellgen.render("rcblock", shell, hook=os.fspath(hook))
@@ -115,11 +90,8 @@ def block_body(shell: str, hook: StrPath | None = None) -> str:
 
 def _read(path: Path) -> tuple[Path, bytes, bool]:
     """Resolve symlinks and read the file: (target, content, exists)."""
-    target = Path(os.path.realpath(path))
     try:
-        return target, target.read_bytes(), True
-    except FileNotFoundError:
-        return target, b"", False
+        return atomic.read(path)
     except IsADirectoryError:
         raise ShellError(f"{path} is a directory, not a shell rc file") from None
     except OSError as exc:
@@ -176,7 +148,7 @@ def _make_block(body: str, created: bool) -> bytes:
 # Computing changes
 
 
-def install_block(rc: StrPath, body: str) -> Change:
+def install_block(rc: PathLike, body: str) -> Change:
     """The change that puts `body` in the marked block of `rc` (added, or replaced in place)."""
     path = Path(rc)
     target, old, exists = _read(path)
@@ -195,7 +167,7 @@ def install_block(rc: StrPath, body: str) -> Change:
     return Change(path, target, old, new, exists, True)
 
 
-def remove_block(rc: StrPath) -> Change:
+def remove_block(rc: PathLike) -> Change:
     """The change that takes the marked block out of `rc`, restoring the bytes around it."""
     path = Path(rc)
     target, old, exists = _read(path)
@@ -244,46 +216,26 @@ def _diff_lines(data: bytes) -> list[str]:
 
 
 def write(change: Change) -> None:
-    """Carry out `change` atomically; refuse if the file changed since it was read."""
-    if not change.changed:
-        return
-    _, current, exists = _read(change.path)
-    if current != change.old or exists != change.old_exists:
+    """Carry out `change` atomically (atomic.apply); refuse if the file changed since it was
+    read."""
+    try:
+        atomic.apply(change)
+    except atomic.Conflict:
         raise ShellError(
             f"{change.path} changed while condatainer was editing it; nothing written",
             hint="run the command again",
-        )
-    target = change.target
-    if not change.new_exists:
-        try:
-            target.unlink(missing_ok=True)
-        except OSError as exc:
-            raise ShellError(f"cannot remove {change.path}: {exc.strerror}") from None
-        return
-    _atomic_write(target, change.new, shown=change.path)
-
-
-def _atomic_write(target: Path, data: bytes, *, shown: Path) -> None:
-    """Replace `target` (the rc file, symlinks resolved) keeping its mode and, under root, its
-    owner: root editing another user's rc must leave it theirs."""
-    directory = target.parent
-    try:
-        st: os.stat_result | None = target.stat()
+        ) from None
+    except IsADirectoryError:
+        raise ShellError(f"{change.path} is a directory, not a shell rc file") from None
     except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise ShellError(f"cannot read {shown}: {exc.strerror}") from None
-    mode = stat.S_IMODE(st.st_mode) if st is not None else NEW_FILE_MODE
-    owner = (st.st_uid, st.st_gid) if st is not None and os.geteuid() == 0 else None
-    try:
-        atomic.replace(target, data, mode, owner=owner, durable=True)
-    except FileNotFoundError:
+        directory = change.target.parent
         raise ShellError(
-            f"cannot create {shown}: directory {directory} does not exist",
+            f"cannot create {change.path}: directory {directory} does not exist",
             hint=f"create it first: mkdir -p {directory}",
         ) from None
     except OSError as exc:
+        verb = "remove" if not change.new_exists else "write"
         raise ShellError(
-            f"cannot write {shown}: {exc.strerror} (in {directory})",
-            hint=f"check the permissions of {directory}",
+            f"cannot {verb} {change.path}: {exc.strerror} (in {change.target.parent})",
+            hint=f"check the permissions of {change.target.parent}",
         ) from None

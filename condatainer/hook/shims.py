@@ -44,58 +44,23 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import sys
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, Union
+from typing import TYPE_CHECKING, NamedTuple
 
 from condatainer import __version__, atomic, config
+from condatainer.hook import launcher, pkgcache
+from condatainer.image import layout
+from condatainer.image.layout import PathLike
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; e2fs is imported when an image is listed
     from condatainer.image.e2fs import Entry
 
-StrPath = Union[str, "os.PathLike[str]"]
 
-BIN_DIR = "upper/ext3/env/bin"
-META_DIR = "upper/ext3/env/conda-meta"
 #: Bump when the shim template or the cache layout changes: old caches are then rebuilt.
 FORMAT = 1
-_ENTRY_POINTS = ("condatainer", "cnt")
-
-
-def launcher() -> tuple[str, ...]:
-    """The argv prefix that runs this condatainer again, the same however we were started.
-
-    The installed console script beside this interpreter (a venv's bin/condatainer) comes
-    first: it does not depend on how this process was started, so shim stamps and the hook
-    file stay stable, and it never runs `python -m` from a project directory, which would put
-    that directory first on sys.path (a planted condatainer/ package would run).  Then the
-    console script we were started as; last, for a checkout run without installing,
-    `python -m condatainer`, with -P (Python >= 3.11) to keep the working directory off
-    sys.path.
-    """
-    beside = os.path.join(os.path.dirname(sys.executable), "condatainer")
-    if os.path.isfile(beside) and os.access(beside, os.X_OK):
-        return (beside,)
-    script = sys.argv[0] if sys.argv else ""
-    entry_point = os.path.basename(script) in _ENTRY_POINTS
-    if entry_point and os.path.isfile(script) and os.access(script, os.X_OK):
-        return (os.path.abspath(script),)
-    return (sys.executable, *python_safe_path(), "-m", "condatainer")
-
-
-def python_safe_path() -> tuple[str, ...]:
-    """`-P` where the interpreter has it (3.11+): the working directory stays off sys.path."""
-    return ("-P",) if sys.version_info >= (3, 11) else ()
-
-
-def cache_key(image: StrPath) -> str:
-    """The cache name of an image: sha256 of its real path (32 hex digits)."""
-    real = os.path.realpath(os.fspath(image))
-    return hashlib.sha256(os.fsencode(real)).hexdigest()[:32]
 
 
 def root() -> Path:
@@ -103,14 +68,9 @@ def root() -> Path:
     return config.paths()["cache"] / "shims"
 
 
-def shim_dir(image: StrPath) -> Path:
+def shim_dir(image: PathLike) -> Path:
     """The directory put first on PATH while `image` is active."""
-    return root() / cache_key(image) / "bin"
-
-
-def pkgs_file(image: StrPath) -> Path:
-    """The cached list of installed package names of `image`."""
-    return config.paths()["cache"] / "pkgs" / f"{cache_key(image)}.txt"
+    return root() / pkgcache.cache_key(image) / "bin"
 
 
 # --------------------------------------------------------------------------------------------
@@ -135,21 +95,6 @@ def shim_names(entries: Iterable[Entry], exclude: Iterable[str]) -> list[str]:
     })  # fmt: skip
 
 
-def package_names(entries: Iterable[Entry]) -> list[str]:
-    """Package names from a conda-meta listing: `NAME-VERSION-BUILD.json` -> NAME, sorted."""
-    names: set[str] = set()
-    for entry in entries:
-        file = entry.name
-        if not file.endswith(".json"):
-            continue
-        parts = file[: -len(".json")].rsplit("-", 2)
-        if len(parts) == 3 and all(parts):
-            names.add(parts[0])
-    from condatainer.hook import pkgcache
-
-    return pkgcache.safe_names(names)  # plain names only, byte order: TAB bisects the file
-
-
 class Stamp(NamedTuple):
     """What a shim directory was built from; any difference means: rebuild."""
 
@@ -164,7 +109,7 @@ class Stamp(NamedTuple):
     format: int
 
     @classmethod
-    def of(cls, image: StrPath, st: os.stat_result, exclude: Sequence[str]) -> Stamp:
+    def of(cls, image: PathLike, st: os.stat_result, exclude: Sequence[str]) -> Stamp:
         return cls(
             image=os.path.realpath(os.fspath(image)),
             dev=st.st_dev,
@@ -172,7 +117,7 @@ class Stamp(NamedTuple):
             size=st.st_size,
             mtime_ns=st.st_mtime_ns,
             exclude=tuple(sorted(set(exclude))),
-            launcher=launcher(),
+            launcher=launcher.argv(),
             version=__version__,
             format=FORMAT,
         )
@@ -193,13 +138,13 @@ def _read_stamp(path: Path) -> str | None:
 # Building
 
 
-def shim_text(image: StrPath, name: str, directory: StrPath) -> str:
+def shim_text(image: PathLike, name: str, directory: PathLike) -> str:
     """The text of one shim (rendered from shell/shim.sh.j2, every value quoted)."""
     from condatainer import shellgen
 
     return shellgen.render(
         "shim", "sh",
-        launcher=list(launcher()),
+        launcher=list(launcher.argv()),
         image=os.path.realpath(os.fspath(image)),
         name=name,
         shims=os.fspath(directory),
@@ -219,18 +164,18 @@ def _locked(directory: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def _listing(image: StrPath, inner: str) -> list[Entry]:
+def _listing(image: PathLike, inner: str) -> list[Entry]:
     from condatainer.image import e2fs
 
     entries = e2fs.try_list_dir(image, inner)
     return list(entries or ())
 
 
-def _build(image: StrPath, stamp: Stamp) -> None:
+def _build(image: PathLike, stamp: Stamp) -> None:
     """List the image and rewrite its shim directory and package cache (caller holds the lock)."""
     directory = shim_dir(image)
     directory.mkdir(parents=True, exist_ok=True)
-    wanted = shim_names(_listing(image, BIN_DIR), stamp.exclude)
+    wanted = shim_names(_listing(image, layout.BIN_DIR), stamp.exclude)
     for name in wanted:
         atomic.replace(directory / name, shim_text(image, name, directory), 0o755)
     keep = set(wanted)
@@ -238,20 +183,11 @@ def _build(image: StrPath, stamp: Stamp) -> None:
         if old not in keep:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(directory / old)
-    write_pkgs(image)
+    pkgcache.write_installed(image)
     atomic.replace(directory.parent / "stamp", stamp.text(), 0o644)
 
 
-def write_pkgs(image: StrPath) -> Path:
-    """Write the installed-package cache of `image` from its conda-meta; return the file."""
-    path = pkgs_file(image)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    names = package_names(_listing(image, META_DIR))
-    atomic.replace(path, "".join(f"{n}\n" for n in names), 0o644)
-    return path
-
-
-def _stat_image(image: StrPath) -> os.stat_result:
+def _stat_image(image: PathLike) -> os.stat_result:
     from condatainer.errors import ImageError
 
     try:
@@ -260,7 +196,7 @@ def _stat_image(image: StrPath) -> os.stat_result:
         raise ImageError(f"{os.fspath(image)}: cannot read: {exc.strerror}") from None
 
 
-def ensure(image: StrPath, exclude: Sequence[str]) -> Path:
+def ensure(image: PathLike, exclude: Sequence[str]) -> Path:
     """The shim directory of `image`, rebuilt first when its stamp does not match the image."""
     stamp = Stamp.of(image, _stat_image(image), exclude)
     directory = shim_dir(image)
@@ -273,7 +209,7 @@ def ensure(image: StrPath, exclude: Sequence[str]) -> Path:
     return directory
 
 
-def refresh(image: StrPath, exclude: Sequence[str]) -> Path:
+def refresh(image: PathLike, exclude: Sequence[str]) -> Path:
     """Rebuild the shims and the package cache of `image` now (after an mm operation)."""
     directory = shim_dir(image)
     with _locked(directory.parent):
@@ -281,7 +217,7 @@ def refresh(image: StrPath, exclude: Sequence[str]) -> Path:
     return directory
 
 
-def after_mm(image: StrPath, exclude: Sequence[str]) -> str | None:
+def after_mm(image: PathLike, exclude: Sequence[str]) -> str | None:
     """Refresh after a writable `mm` operation: shims, installed and channel listings.
 
     The channel listing (pkgcache.py) follows the repodata cache micromamba keeps in the image,
@@ -290,11 +226,10 @@ def after_mm(image: StrPath, exclude: Sequence[str]) -> str | None:
     returns a one-line note instead of raising.
     """
     from condatainer.errors import CondatainerError
-    from condatainer.hook import pkgcache
 
     try:
         refresh(image, exclude)
         pkgcache.refresh(image)
     except (CondatainerError, OSError) as exc:
-        return f"note: could not refresh the shims of {os.fspath(image)}: {exc}"
+        return f"could not refresh the shims of {os.fspath(image)}: {exc}"
     return None

@@ -42,12 +42,11 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import NamedTuple, Union
+from typing import NamedTuple
 
 from condatainer import atomic, config, shellgen
 from condatainer.errors import TrustError
-
-StrPath = Union[str, "os.PathLike[str]"]
+from condatainer.image.layout import PathLike
 
 #: The mode bits that let someone else change an image.
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
@@ -79,11 +78,11 @@ def store_dir() -> Path:
     return config.paths()["data"] / "allowed"
 
 
-def _real(path: StrPath) -> str:
+def _real(path: PathLike) -> str:
     return os.path.realpath(os.fspath(path))
 
 
-def record_path(path: StrPath) -> Path:
+def record_path(path: PathLike) -> Path:
     """Where the allow record of the image at `path` lives (it may not exist).
 
     The shell hook watches this file so that `allow`/`deny` take effect at the next prompt.
@@ -114,7 +113,7 @@ def _unsafe(st: os.stat_result) -> bool:
     return st.st_uid != os.getuid() or bool(st.st_mode & _OTHERS_WRITE)
 
 
-def _stat(path: StrPath, real: str) -> os.stat_result | None:
+def _stat(path: PathLike, real: str) -> os.stat_result | None:
     try:
         st = os.stat(real)
     except FileNotFoundError:
@@ -124,7 +123,7 @@ def _stat(path: StrPath, real: str) -> os.stat_result | None:
     return st
 
 
-def status(path: StrPath, *, store: Path | None = None) -> TrustStatus:
+def status(path: PathLike, *, store: Path | None = None) -> TrustStatus:
     """How `path` stands: allowed, not allowed, unsafe, replaced or missing."""
     real = _real(path)
     st = _stat(path, real)
@@ -140,7 +139,7 @@ def status(path: StrPath, *, store: Path | None = None) -> TrustStatus:
     return TrustStatus.ALLOWED
 
 
-def _require_image(path: StrPath, real: str) -> os.stat_result:
+def _require_image(path: PathLike, real: str) -> os.stat_result:
     st = _stat(path, real)
     if st is None:
         raise TrustError(f"{os.fspath(path)}: no such image")
@@ -161,7 +160,7 @@ def _save(store: Path, record: Record) -> None:
         ) from None
 
 
-def allow(path: StrPath, *, store: Path | None = None) -> Record:
+def allow(path: PathLike, *, store: Path | None = None) -> Record:
     """Allow the image at `path` as it is now (accepting its owner and write bits)."""
     real = _real(path)
     st = _require_image(path, real)
@@ -177,7 +176,7 @@ def allow(path: StrPath, *, store: Path | None = None) -> Record:
     return record
 
 
-def auto_allow(path: StrPath, *, store: Path | None = None) -> TrustStatus:
+def auto_allow(path: PathLike, *, store: Path | None = None) -> TrustStatus:
     """Allow an image `condatainer o` just created -- only if it is ours and safe.
 
     Returns ALLOWED, or UNSAFE when the new file is group/world-writable (a umask like 002)
@@ -195,7 +194,7 @@ def auto_allow(path: StrPath, *, store: Path | None = None) -> TrustStatus:
     return TrustStatus.ALLOWED
 
 
-def deny(path: StrPath, *, store: Path | None = None) -> bool:
+def deny(path: PathLike, *, store: Path | None = None) -> bool:
     """Forget the image at `path` (the file need not exist).  True if there was a record."""
     store = store_dir() if store is None else store
     target = _record_file(store, _real(path))
@@ -208,7 +207,7 @@ def deny(path: StrPath, *, store: Path | None = None) -> bool:
     return True
 
 
-def explain(path: StrPath, state: TrustStatus) -> str:
+def explain(path: PathLike, state: TrustStatus) -> str:
     """One sentence for the user about an image that is not allowed."""
     name = os.fspath(path)
     return {
@@ -222,7 +221,7 @@ def explain(path: StrPath, state: TrustStatus) -> str:
     }[state]
 
 
-def require_allowed(path: StrPath, *, store: Path | None = None) -> None:
+def require_allowed(path: PathLike, *, store: Path | None = None) -> None:
     """Raise TrustError (with the `condatainer allow` hint) unless `path` is allowed."""
     state = status(path, store=store)
     if state is TrustStatus.ALLOWED:
@@ -235,5 +234,5 @@ def require_allowed(path: StrPath, *, store: Path | None = None) -> None:
     )
 
 
-def _shell_word(path: StrPath) -> str:
+def _shell_word(path: PathLike) -> str:
     return shellgen.quote(os.fspath(path))

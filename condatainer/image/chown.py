@@ -30,9 +30,8 @@ from dataclasses import dataclass
 
 from condatainer import runner
 from condatainer.errors import ImageError, UsageError
-from condatainer.image import e2fs, locks
-from condatainer.image import ops as image
-from condatainer.run.plan import CONTAINER_PREFIX
+from condatainer.image import e2fs, failures, layout, locks
+from condatainer.image.layout import CONTAINER_PREFIX, UPPER, WORK
 
 _MAX_ID = 2**32 - 2  # 2**32 - 1 is (uid_t)-1, "no change" to chown(2); refuse it
 
@@ -68,7 +67,7 @@ def image_path(container_path: str) -> str:
             f"invalid path {container_path!r}: only paths under /ext3 live in the image",
             hint=hint,
         )
-    return "upper" + clean
+    return layout.inner_path(clean)
 
 
 def _check_id(kind: str, value: int) -> int:
@@ -114,7 +113,7 @@ def chown(
         if lines:
             with runner.signals_deferred() as received:
                 e2fs.debugfs_script(path, lines, write=True)
-            image.raise_if_interrupted(
+            failures.raise_if_interrupted(
                 received, path, "the ownership pass was finished first so the image stays"
                 " consistent", hint=f"condatainer overlay info {path}",
             )
@@ -124,17 +123,17 @@ def chown(
 def _whole(path: str | os.PathLike[str]) -> dict[int, e2fs.Entry]:
     """Every inode under upper/, plus the skeleton directories, by inode number."""
     root = {e.name: e for e in e2fs.list_dir(path, "/")}
-    upper = root.get("upper")
+    upper = root.get(UPPER)
     if upper is None or not upper.is_dir:
         raise ImageError(
             f"{path}: not an overlay image: it has no upper/ directory",
             hint="overlay images are made with: condatainer o IMAGE",
         )
     found: dict[int, e2fs.Entry] = {upper.inode: upper}
-    work = root.get("work")
+    work = root.get(WORK)
     if work is not None and work.is_dir:
         found[work.inode] = work
-        inner = next((e for e in e2fs.list_dir(path, "work") if e.name == "work"), None)
+        inner = next((e for e in e2fs.list_dir(path, WORK) if e.name == WORK), None)
         if inner is not None:
             found[inner.inode] = inner
     for entry in e2fs.walk_entries(path, [upper]):
@@ -148,7 +147,7 @@ def _targets(path: str | os.PathLike[str], targets: Sequence[str]) -> dict[int, 
     for target in targets:
         entry = e2fs.stat(path, target)
         if entry is None:
-            shown = target[len("upper") :]
+            shown = target[len(UPPER) :]
             raise ImageError(
                 f"{path}: {shown} does not exist in the image (looked for {target})",
                 hint=f"condatainer overlay info {path}",

@@ -30,12 +30,10 @@ from typing import Any
 
 from condatainer.display import printable
 from condatainer.errors import EnvFileError
-from condatainer.image import e2fs, locks
+from condatainer.image import e2fs, envfile, locks
+from condatainer.image.layout import CONTAINER_PREFIX, ENV_DIR, META_DIR, UPPER
 from condatainer.image.sizes import format_size
-from condatainer.run import envfile
-from condatainer.run.plan import CONTAINER_PREFIX
 
-ENV_DIR = "upper" + CONTAINER_PREFIX  # upper/ext3/env
 MAX_CONDARC_BYTES = 1024 * 1024
 MAX_HISTORY_BYTES = 64 * 1024 * 1024
 
@@ -200,7 +198,7 @@ def info(path: str | os.PathLike[str]) -> ImageInfo:
     st = p.stat()
     warnings: list[str] = []
     root = {e.name: e for e in e2fs.list_dir(p, "/")}
-    upper = root.get("upper")
+    upper = root.get(UPPER)
     if upper is None or not upper.is_dir:
         warnings.append("no upper/ directory: not an overlay image (made by condatainer or"
                         " apptainer overlay create)")
@@ -213,7 +211,7 @@ def info(path: str | os.PathLike[str]) -> ImageInfo:
     specs: list[str] = []
     packages: int | None = None
     if meta is not None and meta.is_dir:
-        records = e2fs.list_dir(p, f"{ENV_DIR}/conda-meta")
+        records = e2fs.list_dir(p, META_DIR)
         packages = sum(1 for e in records if e.is_file and e.name.endswith(".json"))
         history = next((e for e in records if e.name == "history"), None)
         text = _read_text(p, history, MAX_HISTORY_BYTES, "conda-meta/history", warnings)

@@ -76,3 +76,20 @@ def format_size(nbytes: int) -> str:
             text = f"{value:.2f}".rstrip("0").rstrip(".")
             return f"{text}{unit}"
     return f"{nbytes}B"
+
+
+def image_size(size_bytes: int) -> int:
+    """`size_bytes` as an image size: at least the minimum (SizeError), rounded up to blocks."""
+    if size_bytes < MIN_IMAGE_BYTES:
+        raise SizeError(
+            f"size {format_size(size_bytes)} is below the minimum of"
+            f" {format_size(MIN_IMAGE_BYTES)} (Apptainer refuses smaller overlay images)",
+            hint=f"use at least -s {format_size(MIN_IMAGE_BYTES)}",
+        )
+    return -(-size_bytes // BLOCK) * BLOCK
+
+
+def size_argument(nbytes: int) -> str:
+    """A `-s` value at least `nbytes` (whole MiB, at least the image minimum)."""
+    mib = max(-(-nbytes // MIB), MIN_IMAGE_BYTES // MIB)
+    return f"{mib}M"

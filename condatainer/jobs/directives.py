@@ -26,10 +26,7 @@
   `notes` also points out directives a scheduler will silently ignore (an `#SBATCH` after the
   first command or indented), the usual reason "my #SBATCH line does nothing".
 
-The self-reexec header (design §4) lives here too because placing it uses the same rule:
-`insert_header(text)` puts it just before the first command line, i.e. after the shebang and the
-whole directive block, and replaces a header that is already there (identified by its
-`HEADER_BEGIN`/`HEADER_END` marker lines), so inserting twice gives the same text.
+The self-reexec header is placed by the same rule (`header.insert`, using `header_end`).
 """
 
 from __future__ import annotations
@@ -39,17 +36,12 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Literal
 
-from condatainer import shellgen
 from condatainer.errors import DirectiveError
 
 Scheduler = Literal["slurm", "pbs", "lsf"]
 
-#: Marker lines of the self-reexec header (literal in shell/header.sh.j2; a test checks).
-HEADER_BEGIN = "# >>> condatainer header >>>"
-HEADER_END = "# <<< condatainer header <<<"
-
 # C isspace() in the C locale, minus LF (lines are already split on LF).
-_BLANK = " \t\r\v\f"
+BLANK = " \t\r\v\f"
 
 _SCHEDULER_KEYWORDS: tuple[tuple[Scheduler, str], ...] = (
     ("slurm", "#SBATCH"),
@@ -79,7 +71,7 @@ class Directives:
     notes: tuple[str, ...] = field(default=())
 
 
-def _lines(text: str) -> list[str]:
+def lines_of(text: str) -> list[str]:
     """Lines split on LF only (as sh and sbatch split them), each without a trailing CR."""
     lines = text.split("\n")
     if lines and lines[-1] == "":
@@ -92,7 +84,7 @@ def _after_keyword(line: str, keyword: str) -> str | None:
     if not line.startswith(keyword):
         return None
     rest = line[len(keyword) :]
-    if rest and rest[0] not in _BLANK:
+    if rest and rest[0] not in BLANK:
         return None
     return rest
 
@@ -117,10 +109,10 @@ def strip_comment(text: str) -> str:
         elif char in "'\"":
             quote = char
         elif char == "#" and word_start:
-            return text[:i].strip(_BLANK)
-        word_start = quote is None and char in _BLANK
+            return text[:i].strip(BLANK)
+        word_start = quote is None and char in BLANK
         i += 1
-    return text.strip(_BLANK)
+    return text.strip(BLANK)
 
 
 def _split(args: str, source: str, lineno: int, what: str) -> tuple[str, ...]:
@@ -134,11 +126,11 @@ def _split(args: str, source: str, lineno: int, what: str) -> tuple[str, ...]:
 
 
 def _is_blank(line: str) -> bool:
-    return line.strip(_BLANK) == ""
+    return line.strip(BLANK) == ""
 
 
 def _is_comment(line: str) -> bool:
-    return line.lstrip(_BLANK).startswith("#")
+    return line.lstrip(BLANK).startswith("#")
 
 
 def header_end(lines: list[str]) -> int:
@@ -154,7 +146,7 @@ def header_end(lines: list[str]) -> int:
 
 def parse(text: str, source: str) -> Directives:
     """Read the directives of a job script; `source` names it in errors and notes."""
-    lines = _lines(text)
+    lines = lines_of(text)
     end = header_end(lines)
     deps: list[str] = []
     dep_lines: list[int] = []
@@ -166,7 +158,7 @@ def parse(text: str, source: str) -> Directives:
         lineno = index + 1
         if index == 0 and line.startswith("#!"):
             continue
-        indented = line.lstrip(_BLANK)
+        indented = line.lstrip(BLANK)
         # Column 0 only: #SBATCH, #DEP:, #CNT.
         rest = _after_keyword(line, "#SBATCH")
         if rest is not None:
@@ -204,11 +196,11 @@ def parse(text: str, source: str) -> Directives:
             notes.append(f"{source}:{lineno}: indented {keyword} is ignored (start it at column 0)")
 
     for index, line in enumerate(lines):
-        rest = _after_keyword(line.lstrip(_BLANK), "#BSUB")
+        rest = _after_keyword(line.lstrip(BLANK), "#BSUB")
         if rest is not None:
             _add(found["lsf"], rest)
         elif index >= end:
-            indented = line.lstrip(_BLANK)
+            indented = line.lstrip(BLANK)
             keyword = _column0_keyword(indented)
             if keyword is None and _after_keyword(indented, "#PBS") is not None:
                 keyword = "#PBS"
@@ -255,36 +247,3 @@ def _add(into: list[str], rest: str) -> None:
     args = strip_comment(rest)
     if args:
         into.append(args)
-
-
-# --------------------------------------------------------------------------------------------
-# The self-reexec header
-
-
-def header_text() -> str:
-    """The POSIX sh self-reexec header (`condatainer header` prints it)."""
-    return shellgen.render("header", "sh")
-
-
-def insert_header(text: str, source: str = "<script>") -> str:
-    """`text` with the self-reexec header just before its first command line.
-
-    An existing header (between the marker lines) is replaced in place, so inserting twice
-    gives the same text and an old header is brought up to date.
-    """
-    header = header_text()
-    parts = text.split("\n")
-    stripped = [part.rstrip("\r").strip(_BLANK) for part in parts]
-    if HEADER_BEGIN in stripped:
-        begin = stripped.index(HEADER_BEGIN)
-        if HEADER_END not in stripped[begin:]:
-            raise DirectiveError(
-                f"{source}:{begin + 1}: a condatainer header starts here but never ends",
-                hint=f"delete the broken header from {source}, then insert it again",
-            )
-        end = stripped.index(HEADER_END, begin)
-        head, tail = parts[:begin], parts[end + 1 :]
-    else:
-        at = header_end(_lines(text))
-        head, tail = parts[:at], parts[at:]
-    return "".join(line + "\n" for line in head) + header + "\n".join(tail)

@@ -1,6 +1,6 @@
 """`condatainer run --submit`: hand a job script to SLURM so that it runs inside its container.
 
-Owns three decisions (design §5); `jobs.run_command` calls in here and does the rest.
+Owns three decisions (design §5); `jobs.run.run_command` calls in here and does the rest.
 
 **When to submit** (`wanted`).  `--submit` submits, `--local` runs here, both together are a
 usage error.  Without either, config `submit: auto` submits a script that has honoured
@@ -49,25 +49,22 @@ The job id is printed alone on stdout, as `sbatch --parsable` does, so
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from condatainer import runner
-from condatainer.display import printable
+from condatainer.config import Config
+from condatainer.display import Reporter
 from condatainer.errors import CondatainerError, DirectiveError, LockError, UsageError
-from condatainer.jobs import directives
-
-if TYPE_CHECKING:  # typing only: jobs imports this module
-    from condatainer.config import Config
-    from condatainer.jobs.run import Job
-    from condatainer.run.plan import Plan
-    from condatainer.run.resolve import Request
+from condatainer.jobs import directives, header
+from condatainer.jobs.script import Job
+from condatainer.run import launch
+from condatainer.run.plan import Plan
+from condatainer.run.resolve import Request
 
 Via = Literal["header", "wrapper"]
 
@@ -101,7 +98,7 @@ def inside(environ: Mapping[str, str]) -> str | None:
 
 
 def wanted(
-    header: directives.Directives, cfg: Config, environ: Mapping[str, str], *,
+    parsed: directives.Directives, cfg: Config, environ: Mapping[str, str], report: Reporter, *,
     submit: bool, local: bool, reexec: bool,
 ) -> bool:
     """Whether `condatainer run` should submit the script rather than run it here."""
@@ -112,12 +109,11 @@ def wanted(
     where = inside(environ)
     if where is not None:
         if submit:
-            print(f"condatainer: note: inside {where}: running the script here, not submitting",
-                  file=sys.stderr)
+            report.note(f"inside {where}: running the script here, not submitting")
         return False
     if submit:
         return True
-    auto = cfg.submit == "auto" and header.scheduler == "slurm"
+    auto = cfg.submit == "auto" and parsed.scheduler == "slurm"
     return auto and runner.which("sbatch") is not None
 
 
@@ -190,11 +186,6 @@ def check(job: Job, plan: Plan, environ: Mapping[str, str], *, cli_writable: boo
 # How
 
 
-def has_header(text: str) -> bool:
-    """Whether the script carries the self-reexec header (its begin marker on a line of its own)."""
-    return any(line.strip(" \t\r\v\f") == directives.HEADER_BEGIN for line in text.split("\n"))
-
-
 def sbatch_lines(text: str) -> list[str]:
     """The script's `#SBATCH` lines that sbatch honours, verbatim (column 0, header block)."""
     lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
@@ -230,7 +221,7 @@ def prepare(job: Job, args: Sequence[str], *, cli_writable: bool) -> Submission:
     """The sbatch call for `job` (the module docstring says which way and why)."""
     script = str(job.origin)
     text = job.script.read_text(encoding="utf-8", errors="surrogateescape")
-    if has_header(text) and not cli_writable:
+    if header.present(text) and not cli_writable:
         return Submission(script=script, via="header",
                           argv=("sbatch", "--parsable", script, *args),
                           env={"CNT_SCRIPT": script})
@@ -241,8 +232,10 @@ def prepare(job: Job, args: Sequence[str], *, cli_writable: bool) -> Submission:
                                     condatainer=program))
 
 
-def sbatch(sub: Submission, environ: Mapping[str, str], *, auto: bool = False) -> str:
-    """Run sbatch; return the job id.  A refusal becomes a CondatainerError with sbatch's words.
+def sbatch(sub: Submission, environ: Mapping[str, str], report: Reporter, *,
+           auto: bool = False) -> str:
+    """Run sbatch; return the job id.  A refusal becomes a CondatainerError with sbatch's words;
+    sbatch's warnings go to `report`.
 
     `auto`: the submission was config `submit: auto`'s idea, not `--submit`; the hint then also
     says how to run the script here instead.
@@ -258,7 +251,7 @@ def sbatch(sub: Submission, environ: Mapping[str, str], *, auto: bool = False) -
                     f" condatainer config set submit never")
         raise CondatainerError(f"sbatch refused {sub.script}: {said}", hint=hint)
     if res.stderr.strip():
-        print(res.stderr.rstrip("\n"), file=sys.stderr)  # sbatch's warnings
+        report.step(res.stderr.rstrip("\n"))  # sbatch's warnings, as it wrote them
     job_id = res.stdout.strip().split(";", 1)[0]
     if not job_id.isdigit():
         raise CondatainerError(
@@ -268,64 +261,30 @@ def sbatch(sub: Submission, environ: Mapping[str, str], *, auto: bool = False) -
     return job_id
 
 
-def run(job: Job, args: Sequence[str], req: Request, cfg: Config, environ: Mapping[str, str],
-        *, cli_writable: bool, auto: bool = False, dry_run: bool = False,
-        as_json: bool = False) -> int:
-    """Check, prepare and submit `job`; print the job id (with dry_run: the sbatch call).
-
-    `auto`: submitting because of config `submit: auto` rather than `--submit`.
-    """
-    from condatainer.run import launch
-
+def plan(job: Job, req: Request, cfg: Config, environ: Mapping[str, str], *,
+         cli_writable: bool, dry_run: bool) -> Plan:
+    """The Plan the job's processes will run, checked for submission (see `check`)."""
     if dry_run:
         req = replace(req, check_locks=False)
     try:
-        plan = launch.plan_for(req, cfg, environ)
+        planned = launch.plan_for(req, cfg, environ)
     except LockError as err:
         raise LockError(f"{job.origin}: not submitted: {err.message}", hint=err.hint) from None
-    check(job, plan, environ, cli_writable=cli_writable)
-    sub = prepare(job, args, cli_writable=cli_writable)
-    if not dry_run:
-        print(sbatch(sub, environ, auto=auto))
-        return 0
-    report = {"submit": True, "script": sub.script, "via": sub.via, "sbatch": list(sub.argv),
-              "env": dict(sub.env), "stdin": sub.stdin}
-    if as_json:
-        print(json.dumps(report, indent=2))
-        return 0
-    print(printable(f"{'submit':10} {shlex.join(sub.argv)}"
-                    + (" < wrapper below" if sub.stdin else "")))
-    print(printable(f"{'via':10} {sub.via}"))
-    for key, value in sub.env.items():
-        print(printable(f"{'env':10} {key}={value}"))
+    check(job, planned, environ, cli_writable=cli_writable)
+    return planned
+
+
+def dry_run_report(sub: Submission) -> dict[str, object]:
+    """What `run --submit --dry-run --json` prints."""
+    return {"submit": True, "script": sub.script, "via": sub.via, "sbatch": list(sub.argv),
+            "env": dict(sub.env), "stdin": sub.stdin}
+
+
+def dry_run_lines(sub: Submission) -> list[str]:
+    """What `run --submit --dry-run` prints."""
+    lines = [f"{'submit':10} {shlex.join(sub.argv)}" + (" < wrapper below" if sub.stdin else ""),
+             f"{'via':10} {sub.via}"]
+    lines += [f"{'env':10} {key}={value}" for key, value in sub.env.items()]
     if sub.stdin:
-        print(printable(sub.stdin, lines=True), end="")
-    return 0
-
-
-# --------------------------------------------------------------------------------------------
-# The header, placed in a script by the user (way 1 above)
-
-
-def insert_header_file(path: str) -> bool:
-    """Insert (or bring up to date) the self-reexec header in the script at `path`, in place.
-
-    Returns False when the file already holds the current header (nothing is written).  The
-    write is atomic and keeps the file's mode, owner and symlinks (rcfile's writer); bytes that
-    are not UTF-8 survive unchanged.
-    """
-    from pathlib import Path
-
-    from condatainer.hook import rcfile
-
-    target = Path(path)
-    from condatainer.jobs.run import read_script
-
-    old = read_script(target)
-    text = old.decode("utf-8", "surrogateescape")
-    new = directives.insert_header(text, path).encode("utf-8", "surrogateescape")
-    if new == old:
-        return False
-    rcfile.write(rcfile.Change(path=target, target=Path(os.path.realpath(target)), old=old,
-                               new=new, old_exists=True, new_exists=True))
-    return True
+        lines += sub.stdin.rstrip("\n").split("\n")
+    return lines

@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from condatainer.errors import EnvFileError
-
-_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+from condatainer.image.envfile import NAME_RE
 
 
 @dataclass(frozen=True)
@@ -149,7 +148,7 @@ def parse_yaml(text: str, path: Path) -> EnvSpec:
     if not isinstance(variables, dict):
         raise _fail(path, lines.get("variables"), "variables: must be a mapping")
     for key in variables:
-        if not isinstance(key, str) or not _VAR_NAME.fullmatch(key):
+        if not isinstance(key, str) or not NAME_RE.fullmatch(key):
             raise _fail(path, lines.get("variables"), f"variables: invalid name {key!r}")
     return EnvSpec(
         name=str(name) if name is not None else None,

@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from condatainer.run.plan import CONTAINER_PREFIX
+from condatainer.image.layout import CONDARC, CONTAINER_PREFIX, PINNED
 
-CONDARC = f"{CONTAINER_PREFIX}/.condarc"
-PINNED = f"{CONTAINER_PREFIX}/conda-meta/pinned"
 _MM = ("micromamba", "-r", CONTAINER_PREFIX)
 _RC = ("--rc-file", CONDARC)
 
@@ -52,6 +50,7 @@ class Op:
     completes_installed: bool = False  # TAB offers installed package names
     completes_channel: bool = False  # TAB offers channel package names (repodata cache)
     bare_args: tuple[str, ...] = ()  # what to pass when the user gives no arguments
+    options: tuple[str, ...] = ()  # options worth offering on TAB (passed on as they are)
 
     def writable(self, args: Sequence[str]) -> bool:
         return self.writes(args)
@@ -66,6 +65,9 @@ TABLE: dict[str, Op] = {
             (*_MM, "install", "-n", "base", *_RC, "-y"),
             refresh=True,
             completes_channel=True,
+            options=("-c", "--channel", "--override-channels", "-f", "--file", "--dry-run",
+                     "--freeze-installed", "--force-reinstall", "--no-deps", "--only-deps",
+                     "--strict-channel-priority", "-q", "--quiet", "-v", "--verbose"),
         ),
         Op(
             "remove",
@@ -73,6 +75,8 @@ TABLE: dict[str, Op] = {
             (*_MM, "remove", "-n", "base", *_RC, "-y"),
             refresh=True,
             completes_installed=True,
+            options=("--dry-run", "--force", "--prune", "--no-prune", "-q", "--quiet", "-v",
+                     "--verbose"),
         ),
         Op(
             "update",
@@ -81,20 +85,30 @@ TABLE: dict[str, Op] = {
             refresh=True,
             completes_installed=True,
             bare_args=("--all",),  # micromamba updates nothing without specs or --all
+            options=("-a", "--all", "-c", "--channel", "--override-channels", "--dry-run",
+                     "-q", "--quiet", "-v", "--verbose"),
         ),
-        Op("list", "list installed packages", (*_MM, "list", "-n", "base", *_RC), writes=_never),
+        Op(
+            "list",
+            "list installed packages",
+            (*_MM, "list", "-n", "base", *_RC),
+            writes=_never,
+            options=("--json", "--explicit", "--md5"),
+        ),
         Op(
             "search",
             "search the channels",
             (*_MM, "search", *_RC),
             writes=_never,
             completes_channel=True,
+            options=("-c", "--channel", "--override-channels", "--json", "-i", "--info"),
         ),
         Op(
             "export",
             "print the env as environment.yml",
             (*_MM, "env", "export", "-n", "base", *_RC),
             writes=_never,
+            options=("--from-history", "-e", "--explicit", "--no-build", "--json"),
         ),
         Op("clean", "empty the package cache", (*_MM, "clean", "-a", "-y")),
         Op(
@@ -104,6 +118,7 @@ TABLE: dict[str, Op] = {
             script="mm-pin",
             writes=_pin_writes,
             completes_installed=True,
+            options=("-l", "--list", "-r", "-d", "--remove"),
         ),
         Op(
             "channels",
@@ -113,6 +128,14 @@ TABLE: dict[str, Op] = {
         ),
     )
 }
+
+
+#: Options whose next word is a value TAB cannot know (a channel) or a file.
+VALUE_OPTIONS: dict[str, str] = {"-c": "channel", "--channel": "channel",
+                                 "-f": "file", "--file": "file"}
+
+#: First words of `mm channels`.
+CHANNEL_ACTIONS = ("get", "append", "prepend", "remove")
 
 
 def names() -> list[str]:

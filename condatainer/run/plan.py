@@ -8,9 +8,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-CONTAINER_PREFIX = "/ext3/env"
-"""Where the conda prefix of a writable or read-only overlay appears inside the container."""
-
 
 @dataclass(frozen=True)
 class Overlay:

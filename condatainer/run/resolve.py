@@ -9,9 +9,7 @@ isolation.  Unless the request says `check_locks=False` (dry runs), every image 
 lock probe and the clean-superblock check before a Plan is returned, so a runtime does not
 start on an image it cannot use (the runtimes check again when they take the lock).
 
-Autoload order (`find_image`): at each directory from the start upwards, `env-$USER.img` then
-`env.img`, each looked for in the directory itself, `overlay/` and `src/overlay/`; the search
-stops after `$HOME` (inclusive), at `/`, or at a directory listed in `CNT_CEILING_DIRS`.
+Autoload follows `image.layout.find_image`.
 """
 
 from __future__ import annotations
@@ -21,12 +19,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from condatainer import bindspec
 from condatainer.errors import UsageError
-from condatainer.image import e2fs, locks
-from condatainer.run import envfile
-from condatainer.run.plan import CONTAINER_PREFIX, Bind, Overlay, Plan
+from condatainer.image import e2fs, envfile, locks
+from condatainer.image.layout import CONTAINER_PREFIX, UPPER, find_image, logical_cwd
+from condatainer.run.plan import Bind, Overlay, Plan
 
-AUTOLOAD_SUBDIRS = ("", "overlay", "src/overlay")
 # Scheduler/job tmp directories bound by default when set: SLURM, PBS, LSF, HTCondor.
 JOB_TMP_VARS = (
     "SLURM_TMPDIR",
@@ -70,41 +68,6 @@ class Settings:
     base_image: str | None = None
 
 
-def find_image(start: Path, environ: Mapping[str, str]) -> Path | None:
-    """The image autoload would pick from `start`, or None (see the module docstring)."""
-    user = environ.get("USER") or environ.get("LOGNAME") or ""
-    names = ([f"env-{user}.img"] if user else []) + ["env.img"]
-    # Stops compare as strings, exactly like the hook's pure-shell search (a test holds the two
-    # to the same answers); callers walk from the logical working directory (logical_cwd), so
-    # a symlinked $HOME, as typed, still stops the search.
-    home = environ.get("HOME", "")
-    ceilings = {c for c in environ.get("CNT_CEILING_DIRS", "").split(":") if c}
-    here = start
-    while True:
-        for name in names:
-            for sub in AUTOLOAD_SUBDIRS:
-                candidate = here / sub / name if sub else here / name
-                if candidate.is_file():
-                    return candidate
-        if str(here) == home or str(here) in ceilings or here.parent == here:
-            return None
-        here = here.parent
-
-
-def logical_cwd(environ: Mapping[str, str]) -> Path:
-    """The working directory as the shell names it ($PWD, symlinks kept) when $PWD really is
-    the working directory, else the physical one: the autoload search and the cd hook then see
-    the same path, and a $HOME reached through a symlink stops both."""
-    pwd = environ.get("PWD", "")
-    if pwd.startswith("/"):
-        try:
-            if os.path.samefile(pwd, "."):
-                return Path(pwd)
-        except OSError:
-            pass
-    return Path(os.getcwd())
-
-
 def _split_mode(text: str) -> tuple[str, bool | None]:
     for suffix, writable in ((":ro", False), (":rw", True)):
         if text.endswith(suffix):
@@ -143,22 +106,17 @@ def overlays(req: Request, cwd: Path, environ: Mapping[str, str]) -> tuple[Overl
     return tuple(result)
 
 
-def _parse_bind(text: str, *, user: bool) -> Bind | None:
-    parts = text.split(":")
-    if not parts[0] or len(parts) > 3 or (len(parts) == 3 and parts[2] not in ("ro", "rw")):
-        raise UsageError(f"invalid bind {text!r}", hint="use --bind HOST[:CONTAINER[:ro]]")
-    host = os.path.realpath(os.path.expanduser(parts[0]))
-    container = parts[1] if len(parts) > 1 and parts[1] else host
-    if not container.startswith("/"):
-        raise UsageError(f"invalid bind {text!r}: the container path must be absolute")
+def _parse_bind(text: str) -> Bind:
+    try:
+        given, container, readonly = bindspec.split(text)
+    except ValueError as bad:
+        raise UsageError(f"invalid {bad}", hint=f"use --bind {bindspec.FORM}") from None
+    host = os.path.realpath(os.path.expanduser(given))
     if not os.path.exists(host):
-        if user:
-            raise UsageError(
-                f"bind source {parts[0]!r} does not exist",
-                hint="create it first, or drop the --bind",
-            )
-        return None
-    return Bind(host, container, readonly=len(parts) == 3 and parts[2] == "ro")
+        raise UsageError(
+            f"bind source {given!r} does not exist", hint="create it first, or drop the --bind"
+        )
+    return Bind(host, container or host, readonly=readonly)
 
 
 def binds(
@@ -169,7 +127,7 @@ def binds(
     User binds come first so that, for one container path, what the user asked for wins; then
     configured binds; then the defaults (which are skipped silently when they do not exist).
     """
-    candidates = [_parse_bind(t, user=True) for t in (*req.binds, *settings.binds)]
+    candidates = [_parse_bind(t) for t in (*req.binds, *settings.binds)]
     if req.default_binds:
         defaults = [str(cwd), environ.get("SCRATCH", ""), environ.get("TMPDIR", "")]
         defaults += [environ.get(v, "") for v in JOB_TMP_VARS]
@@ -179,7 +137,7 @@ def binds(
         candidates += [Bind(r, r) for r in real if os.path.isdir(r)]
     kept: list[Bind] = []
     for bind in candidates:
-        if bind is None or bind.container == "/":
+        if bind.container == "/":
             continue  # the base already shows the host root; binding / over / means nothing
         if all(k.container != bind.container for k in kept):
             kept.append(bind)
@@ -271,7 +229,7 @@ def _auto_fakeroot(ovls: Sequence[Overlay]) -> tuple[bool, str | None]:
     writable = next((o for o in ovls if o.writable), None)
     if writable is None or os.geteuid() == 0:
         return False, None
-    entry = e2fs.stat(writable.path, "upper")
+    entry = e2fs.stat(writable.path, UPPER)
     if entry is None or entry.uid != 0:
         return False, None
     return True, f"note: upper/ of {writable.path} is owned by root; using --fakeroot"

@@ -7,7 +7,6 @@ The sbin fallback of runner.which is switched off so the real e2fsprogs cannot l
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -18,6 +17,8 @@ from condatainer import cli, config, doctor, runner
 from condatainer.errors import RuntimeUnavailableError
 from condatainer.hook import init as hostshell
 from condatainer.hook import rcfile
+from condatainer.run import runtime
+from condatainer.run.runtime import builtin
 
 VERSIONS = {
     "mke2fs": "mke2fs 1.47.0 (5-Feb-2023)",
@@ -47,7 +48,7 @@ def write_tool(bindir: Path, name: str, output: str, status: int = 0) -> Path:
 
 def init(shell: str) -> None:
     """`condatainer init SHELL` for real, into the test's HOME and XDG directories."""
-    assert hostshell.init(shell, uninstall=False, dry_run=False, out=io.StringIO()) == 0
+    assert hostshell.init(shell, uninstall=False, dry_run=False)
 
 
 @pytest.fixture
@@ -76,8 +77,9 @@ def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool, b
             loop_control.touch()
         filesystems = tmp_path / "filesystems"
         filesystems.write_text("nodev\tsysfs\n\text4\n" + ("nodev\toverlay\n" if overlay else ""))
-        monkeypatch.setattr(doctor, "LOOP_CONTROL", loop_control)
-        monkeypatch.setattr(doctor, "PROC_FILESYSTEMS", filesystems)
+        monkeypatch.setattr(builtin, "LOOP_CONTROL", str(loop_control))
+        monkeypatch.setattr(builtin, "PROC_FILESYSTEMS", str(filesystems))
+        monkeypatch.setattr(builtin, "MODULES_DIR", str(tmp_path / "no-modules"))
 
     return make
 
@@ -85,7 +87,7 @@ def kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[bool, b
 @pytest.fixture
 def as_user(monkeypatch: pytest.MonkeyPatch) -> Callable[[bool], None]:
     def make(root: bool) -> None:
-        monkeypatch.setattr(doctor, "is_root", lambda: root)
+        monkeypatch.setattr(builtin, "is_root", lambda: root)
 
     return make
 
@@ -178,7 +180,9 @@ def test_no_runtime_as_user_fails_and_names_both_ways_out(tools: Tools, as_user:
     assert runtime.status == "FAIL"
     assert runtime.fix is not None
     assert "Apptainer" in runtime.fix and "root" in runtime.fix
-    assert "loop+overlayfs" not in named
+    # Why the builtin fallback could not be used, as warnings under the failed runtime.
+    assert named["builtin: root"].status == "warn"
+    assert "sudo" in (named["builtin: root"].fix or "")
     assert doctor.exit_code(checks) == 1
 
 
@@ -191,7 +195,10 @@ def test_root_without_apptainer_uses_builtin(tools: Tools, kernel: Kernel, as_us
     assert named["apptainer"].status == "warn"
     assert named["runtime"].ok
     assert named["runtime"].detail.startswith("builtin (")
-    assert named["loop+overlayfs"].ok
+    builtin_checks = [c for name, c in named.items() if name.startswith("builtin: ")]
+    assert [c.name for c in builtin_checks] == [
+        "builtin: root", "builtin: loop devices", "builtin: overlayfs", "builtin: CAP_SYS_ADMIN"]
+    assert all(c.ok for c in builtin_checks)
     assert doctor.exit_code(checks) == 0
 
 
@@ -203,22 +210,31 @@ def test_root_without_apptainer_uses_builtin(tools: Tools, kernel: Kernel, as_us
         (False, False, ["loop-control", "overlay"]),
     ],
 )
+@pytest.mark.parametrize("configured", [False, True], ids=["auto", "builtin"])
 def test_builtin_without_loop_or_overlay_fails(
     tools: Tools,
     kernel: Kernel,
     as_user: AsUser,
+    monkeypatch: pytest.MonkeyPatch,
     loop: bool,
     overlay: bool,
     fragments: list[str],
+    configured: bool,
 ) -> None:
+    """doctor reports the builtin runtime's own probes, so it never says ok where `e` fails."""
     tools(*E2FS)
     kernel(loop, overlay)
     as_user(True)
+    if configured:
+        monkeypatch.setenv("CNT_RUNTIME", "builtin")
     checks = doctor.check()
-    kernel_check = by_name(checks)["loop+overlayfs"]
-    assert kernel_check.status == "FAIL"
-    text = f"{kernel_check.detail} {kernel_check.fix}"
+    named = by_name(checks)
+    assert named["runtime"].status == "FAIL"
+    failed = [c for name, c in named.items() if name.startswith("builtin: ") and not c.ok]
+    assert {c.status for c in failed} == {"FAIL" if configured else "warn"}
+    text = " ".join(f"{c.detail} {c.fix}" for c in failed)
     assert all(f in text for f in fragments)
+    assert fragments[0] in named["runtime"].detail  # the first reason, in the runtime's words
     assert doctor.exit_code(checks) == 1
 
 
@@ -292,25 +308,25 @@ def test_real_e2fsprogs(need: Callable[[str], str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# select_runtime()
+# runtime.select()
 
 
 def test_auto_prefers_apptainer_then_singularity(tools: Tools, as_user: AsUser) -> None:
     as_user(True)
     bindir = tools("singularity")
-    assert doctor.select_runtime(cfg_with()) == "singularity"
+    assert runtime.select(cfg_with()).name == "singularity"
     tools("apptainer")
-    assert doctor.select_runtime(cfg_with()) == "apptainer"
+    assert runtime.select(cfg_with()).name == "apptainer"
     (bindir / "apptainer").unlink()
     (bindir / "singularity").unlink()
-    assert doctor.select_runtime(cfg_with()) == "builtin"
+    assert runtime.select(cfg_with()).name == "builtin"
 
 
 def test_auto_as_user_without_apptainer_raises(tools: Tools, as_user: AsUser) -> None:
     tools()
     as_user(False)
     with pytest.raises(RuntimeUnavailableError) as err:
-        doctor.select_runtime(cfg_with())
+        runtime.select(cfg_with())
     assert "needs root" in err.value.message
     assert err.value.hint is not None
     assert "module load apptainer" in err.value.hint and "root" in err.value.hint
@@ -320,12 +336,12 @@ def test_explicit_runtime_is_never_a_silent_fallback(tools: Tools, as_user: AsUs
     tools("singularity")
     as_user(True)
     with pytest.raises(RuntimeUnavailableError, match=r"runtime is set to apptainer \(env CNT_"):
-        doctor.select_runtime(cfg_with(runtime="apptainer"))
-    assert doctor.select_runtime(cfg_with(runtime="singularity")) == "singularity"
-    assert doctor.select_runtime(cfg_with(runtime="builtin")) == "builtin"
+        runtime.select(cfg_with(runtime="apptainer"))
+    assert runtime.select(cfg_with(runtime="singularity")).name == "singularity"
+    assert runtime.select(cfg_with(runtime="builtin")).name == "builtin"
     as_user(False)
     with pytest.raises(RuntimeUnavailableError, match=r"builtin .* needs root") as err:
-        doctor.select_runtime(cfg_with(runtime="builtin"))
+        runtime.select(cfg_with(runtime="builtin"))
     assert err.value.hint is not None and "sudo" in err.value.hint
 
 
@@ -336,21 +352,14 @@ def test_apptainer_bin_from_config(tools: Tools, as_user: AsUser, tmp_path: Path
     site.mkdir(parents=True)
     write_tool(site, "singularity", VERSIONS["singularity"])
     write_tool(site, "apptainer-1.3", VERSIONS["apptainer"])
-    assert doctor.select_runtime(cfg_with(apptainer_bin=str(site / "singularity"))) == "singularity"
+    assert runtime.select(cfg_with(apptainer_bin=str(site / "singularity"))).name == "singularity"
     cfg = cfg_with(apptainer_bin=str(site / "apptainer-1.3"))
-    assert doctor.select_runtime(cfg) == "apptainer"
+    assert runtime.select(cfg).name == "apptainer"
     assert by_name(doctor.check())["apptainer"].status == "FAIL"  # nothing on PATH, no config
 
     missing = cfg_with(apptainer_bin=str(site / "nope"))
     with pytest.raises(RuntimeUnavailableError, match=r"apptainer_bin .*nope"):
-        doctor.select_runtime(missing)
-
-
-def test_select_runtime_loads_config_from_env(tools: Tools, as_user: AsUser) -> None:
-    tools()
-    as_user(True)
-    env = {"HOME": os.environ["HOME"], "CNT_RUNTIME": "builtin"}
-    assert doctor.select_runtime(env=env) == "builtin"
+        runtime.select(missing)
 
 
 # --------------------------------------------------------------------------------------------

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import config, doctor
+from condatainer import config
 from condatainer.errors import ConfigError, ContainerError, ImageError, LockError
+from condatainer.run import runtime
 from condatainer.run.plan import Bind, Overlay, Plan
 from condatainer.run.runtime import apptainer
 from tests.fakes import FAKE_APPTAINER, FAKES_DIR, with_fakes_on_path
@@ -31,9 +32,10 @@ PY = sys.executable
 # Builds the Plan from JSON (argv[1]) and hands over to Apptainer the way launch does.
 EXECUTE = """
 import json, os, sys
-from condatainer import config, doctor
+from condatainer import config
 from condatainer.errors import CondatainerError
 from condatainer.run.plan import Bind, Overlay, Plan
+from condatainer.run import runtime
 from condatainer.run.runtime import apptainer
 d = json.loads(sys.argv[1])
 plan = Plan(
@@ -46,7 +48,7 @@ plan = Plan(
     extra_args=tuple(d["extra_args"]),
 )
 try:
-    binary = doctor.container_binary(config.load(os.environ), "apptainer")
+    binary = runtime.container_binary(config.load(os.environ), "apptainer")
     apptainer.execute(plan, binary, probe=d["probe"])
 except CondatainerError as err:
     print(f"condatainer: error: {err.message}", file=sys.stderr)
@@ -488,8 +490,8 @@ def test_cwd_and_path_reach_the_command(
 
 def test_the_fake_is_the_apptainer_condatainer_finds(fake_env: dict[str, str]) -> None:
     cfg = config.load(fake_env)
-    assert doctor.select_runtime(cfg, fake_env) == "apptainer"
-    assert doctor.container_binary(cfg, "apptainer") == str(FAKE_APPTAINER)
+    assert runtime.select(cfg).name == "apptainer"
+    assert runtime.container_binary(cfg, "apptainer") == str(FAKE_APPTAINER)
     res = subprocess.run(["apptainer", "--version"], env=fake_env, capture_output=True, text=True)
     assert res.stdout == "apptainer version 1.3.4\n"
 

@@ -28,7 +28,7 @@ import pytest
 from condatainer.errors import ContainerError, ImageError, LockError, RuntimeUnavailableError
 from condatainer.image import locks
 from condatainer.run.plan import Bind, Overlay, Plan
-from condatainer.run.runtime import builtin
+from condatainer.run.runtime import _child, _setup, builtin
 from tests.e2e.imagelib import mkfs
 from tests.waiting import wait_until
 
@@ -41,7 +41,7 @@ DRIVER = """
 import json, sys
 from condatainer.errors import CondatainerError
 from condatainer.run.plan import Bind, Overlay, Plan
-from condatainer.run.runtime import builtin
+from condatainer.run.runtime import _child, _setup, builtin
 spec = json.loads(sys.argv[1])
 plan = Plan(
     command=tuple(spec["command"]),
@@ -205,9 +205,9 @@ def test_resolve_in_keeps_symlinks_inside_the_root(tmp_path: Path) -> None:
     (root / "data" / "home").mkdir(parents=True)
     (root / "home").symlink_to("/data/home")  # absolute: must mean root/data/home
     (root / "up").symlink_to("../../../..")
-    assert builtin._resolve_in(str(root), "/home/u") == f"{root}/data/home/u"
-    assert builtin._resolve_in(str(root), "/up/etc") == f"{root}/etc"
-    assert builtin._resolve_in(str(root), "/") == str(root)
+    assert _child.resolve_in(str(root), "/home/u") == f"{root}/data/home/u"
+    assert _child.resolve_in(str(root), "/up/etc") == f"{root}/etc"
+    assert _child.resolve_in(str(root), "/") == str(root)
 
 
 def test_host_mounts_are_the_top_level_ones() -> None:
@@ -217,7 +217,7 @@ def test_host_mounts_are_the_top_level_ones() -> None:
         "22 21 0:6 / /proc/sys/fs/binfmt_misc rw - autofs x rw\n"
         "23 20 0:7 / /mnt/with\\040space rw - tmpfs t rw\n"
     )
-    top, points = builtin._host_mounts(info)
+    top, points = _setup.host_mounts(info)
     assert top == ["/proc", "/mnt/with space"]
     assert "/proc/sys/fs/binfmt_misc" in points
 
@@ -334,7 +334,7 @@ def test_cwd_is_kept(image: Path, tmp_path: Path) -> None:
 def test_missing_cwd_falls_back_to_root_with_a_notice(image: Path) -> None:
     rc, out, err = sh("pwd", image, cwd="/no/such/dir")
     assert (rc, out) == (0, "/\n")
-    assert err.startswith("condatainer: notice: cannot enter /no/such/dir")
+    assert err.startswith("condatainer: note: cannot enter /no/such/dir")
 
 
 @pytest.mark.root

@@ -15,7 +15,9 @@ import pytest
 
 from condatainer.errors import ImageError, LockError
 from condatainer.image import e2fs, locks
-from condatainer.image import ops as image
+from condatainer.image.check import explain_fsck_exit
+from condatainer.image.create import create
+from condatainer.image.pack import pack, unpack
 from condatainer.image.profiles import resolve_profile
 from condatainer.image.sizes import MIB
 from tests.e2e.conftest import REPO, cnt, ok
@@ -31,7 +33,7 @@ def sigint_ignored(pid: int) -> bool:
 
 
 def make(tmp_path: Path, name: str = "env.img") -> Path:
-    return image.create(tmp_path / name, 64 * MIB, resolve_profile("balanced"), sparse=True).path
+    return create(tmp_path / name, 64 * MIB, resolve_profile("balanced"), sparse=True).path
 
 
 def test_stream_lets_the_child_finish_on_ctrl_c(tmp_path: Path) -> None:
@@ -55,10 +57,10 @@ def test_stream_lets_the_child_finish_on_ctrl_c(tmp_path: Path) -> None:
 
 def test_pack_round_trip_with_a_long_non_ascii_name(tmp_path: Path) -> None:
     img = make(tmp_path, "é" * 30 + '"q".img')
-    packed = image.pack(img).output
+    packed = pack(img).output
     subprocess.run(["zstd", "-q", "-t", str(packed)], check=True)
     img.unlink()
-    restored = image.unpack(packed).output
+    restored = unpack(packed).output
     assert e2fs.superblock(restored).size_bytes == 64 * MIB
 
 
@@ -108,7 +110,7 @@ def test_a_lock_query_error_is_explained(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_a_killed_e2fsck_is_explained() -> None:
-    assert image.explain_fsck_exit(-9) == "e2fsck was killed by SIGKILL before it finished"
+    assert explain_fsck_exit(-9) == "e2fsck was killed by SIGKILL before it finished"
 
 
 def test_runner_never_leaks_file_not_found_from_exec(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`image.check` with real e2fsck: clean, corrupted, journal needing recovery, flagged not clean,
+"""`check` with real e2fsck: clean, corrupted, journal needing recovery, flagged not clean,
 not an image, missing; exit codes explained in words; locks respected."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pytest
 from condatainer import runner
 from condatainer.errors import CondatainerError, ImageError, LockError
 from condatainer.image import e2fs
-from condatainer.image import ops as image
+from condatainer.image.check import check, explain_fsck_exit
+from condatainer.image.create import create
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
@@ -21,7 +22,7 @@ MIB = 1024 * 1024
 
 @pytest.fixture
 def img(tmp_path: Path) -> Path:
-    return image.create(tmp_path / "env.img", 256 * MIB, "balanced", sparse=True).path
+    return create(tmp_path / "env.img", 256 * MIB, "balanced", sparse=True).path
 
 
 def corrupt_inode(path: Path, name: str = "upper") -> None:
@@ -43,7 +44,7 @@ def debugfs_w(path: Path, command: str) -> None:
 
 
 def test_clean_image(img: Path) -> None:
-    res = image.check(img)
+    res = check(img)
     assert (res.exit_code, res.clean) == (0, True)
     assert res.explanation.startswith(f"{img}: no errors found")
     assert "add -f" in res.explanation  # e2fsck only looked at the clean flag
@@ -51,7 +52,7 @@ def test_clean_image(img: Path) -> None:
 
 
 def test_forced_check_of_a_clean_image(img: Path) -> None:
-    res = image.check(img, force=True)
+    res = check(img, force=True)
     assert (res.exit_code, res.clean) == (0, True)
     assert "Pass 5" in res.output
     assert "add -f" not in res.explanation
@@ -62,21 +63,21 @@ def test_corruption_is_found_explained_and_repaired(img: Path) -> None:
     before = img.read_bytes()
 
     # Without -f, e2fsck trusts the clean flag: the explanation says it did not look.
-    quick = image.check(img)
+    quick = check(img)
     assert quick.exit_code == 0 and "skipped the full check" in quick.explanation
 
-    res = image.check(img, force=True)
+    res = check(img, force=True)
     assert res.exit_code == 4 and not res.clean
     assert "errors were left uncorrected" in res.explanation
     assert f"condatainer overlay check {img} --repair" in res.explanation
     assert img.read_bytes() == before  # a check without --repair writes nothing
 
-    fixed = image.check(img, force=True, repair=True)
+    fixed = check(img, force=True, repair=True)
     assert fixed.exit_code == 1 and fixed.clean
     assert "errors were found and corrected" in fixed.explanation
     assert "UNEXPECTED INCONSISTENCY" in fixed.output  # preen gave up; -y did the work
 
-    again = image.check(img, force=True)
+    again = check(img, force=True)
     assert (again.exit_code, again.clean) == (0, True)
 
 
@@ -84,16 +85,16 @@ def test_journal_needing_recovery(img: Path) -> None:
     debugfs_w(img, "feature needs_recovery")
     assert "needs_recovery" in e2fs.superblock(img).features
 
-    res = image.check(img)
+    res = check(img)
     # e2fsck -n calls it "clean" and exits 0; we know better from the superblock.
     assert res.exit_code == 0 and not res.clean
     assert "journal needs recovery" in res.explanation
     assert f"condatainer overlay check {img} --repair" in res.explanation
 
-    forced = image.check(img, force=True)
+    forced = check(img, force=True)
     assert not forced.clean and "journal needs recovery" in forced.explanation
 
-    fixed = image.check(img, repair=True)
+    fixed = check(img, repair=True)
     assert fixed.clean and fixed.exit_code in (0, 1)
     assert "recovering journal" in fixed.output
     assert e2fs.superblock(img).clean
@@ -102,10 +103,10 @@ def test_journal_needing_recovery(img: Path) -> None:
 def test_filesystem_flagged_not_clean(img: Path) -> None:
     debugfs_w(img, "ssv state 0")
     assert e2fs.superblock(img).state == "not clean"
-    res = image.check(img)
+    res = check(img)
     assert not res.clean
     assert "marked 'not clean'" in res.explanation and "--repair" in res.explanation
-    fixed = image.check(img, repair=True)
+    fixed = check(img, repair=True)
     assert fixed.clean
     assert e2fs.superblock(img).state == "clean"
 
@@ -114,20 +115,20 @@ def test_not_an_image(tmp_path: Path) -> None:
     bad = tmp_path / "notes.img"
     bad.write_bytes(b"hello" * 1000)
     with pytest.raises(ImageError, match="not an ext3 image"):
-        image.check(bad)
+        check(bad)
     assert bad.read_bytes() == b"hello" * 1000
 
 
 def test_missing_image(tmp_path: Path) -> None:
     with pytest.raises(CondatainerError) as info:
-        image.check(tmp_path / "nope.img")
+        check(tmp_path / "nope.img")
     assert "no such image file" in info.value.message
     assert "in use" not in info.value.message
 
 
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(CondatainerError, match="is a directory"):
-        image.check(tmp_path)
+        check(tmp_path)
 
 
 # --------------------------------------------------------------------------- locks
@@ -153,9 +154,9 @@ def _hold(path: Path, mode: str) -> subprocess.Popen[str]:
 def test_read_only_check_shares_with_readers(img: Path) -> None:
     holder = _hold(img, "r")
     try:
-        assert image.check(img).clean
+        assert check(img).clean
         with pytest.raises(LockError, match=f"PID {holder.pid}"):
-            image.check(img, repair=True)
+            check(img, repair=True)
     finally:
         holder.kill()
         holder.wait()
@@ -165,7 +166,7 @@ def test_check_refuses_an_image_in_use_for_writing(img: Path) -> None:
     holder = _hold(img, "w")
     try:
         with pytest.raises(LockError, match=f"in use for writing by PID {holder.pid}"):
-            image.check(img)
+            check(img)
     finally:
         holder.kill()
         holder.wait()
@@ -190,9 +191,9 @@ def test_check_refuses_an_image_in_use_for_writing(img: Path) -> None:
     ],
 )
 def test_exit_codes_in_words(code: int, words: str) -> None:
-    assert words in image.explain_fsck_exit(code)
+    assert words in explain_fsck_exit(code)
 
 
 def test_code_3_does_not_repeat_itself() -> None:
-    text = image.explain_fsck_exit(3)
+    text = explain_fsck_exit(3)
     assert "corrected" in text and "found and corrected" not in text

@@ -1,4 +1,4 @@
-"""`image.create` with real e2fsprogs: layout, profiles, allocation, ownership, bad input,
+"""`create` with real e2fsprogs: layout, profiles, allocation, ownership, bad input,
 full disks and interruptions — and never a partial file left behind."""
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from condatainer.errors import (
     ProfileError,
     SizeError,
 )
-from condatainer.image import e2fs
-from condatainer.image import ops as image
+from condatainer.image import e2fs, files
+from condatainer.image.create import create
+from condatainer.image.layout import normalise_image_name
 from condatainer.image.profiles import resolve_profile
 from tests.e2e.imagelib import fsck_clean
 from tests.programs import unprivileged_python
@@ -78,7 +79,8 @@ def run_as_nobody(code: str, tmpdir: Path) -> subprocess.CompletedProcess[str]:
     script = textwrap.dedent(
         """
         import json, sys
-        from condatainer.image import ops as image
+        from condatainer.image.create import create
+        from condatainer.image.layout import normalise_image_name
         from condatainer.errors import CondatainerError
         try:
         {body}
@@ -137,13 +139,13 @@ def fail_on(tool: str, stderr: str = "injected failure", *, returncode: int = 1)
     ],
 )
 def test_normalise_image_name(given: str, expected: str) -> None:
-    assert image.normalise_image_name(given) == Path(expected)
+    assert normalise_image_name(given) == Path(expected)
 
 
 @pytest.mark.parametrize("given", ["", "dir/", ".", ".."])
 def test_normalise_refuses_non_names(given: str) -> None:
     with pytest.raises(ImageError):
-        image.normalise_image_name(given)
+        normalise_image_name(given)
 
 
 # --------------------------------------------------------------------------- the image
@@ -151,7 +153,7 @@ def test_normalise_refuses_non_names(given: str) -> None:
 
 @pytest.mark.parametrize("profile", ["small", "balanced", "large", "conda", "genome", "default"])
 def test_each_profile_sets_the_inode_density(wd: Path, profile: str) -> None:
-    res = image.create(wd / "env", 512 * MIB, profile, sparse=True)
+    res = create(wd / "env", 512 * MIB, profile, sparse=True)
     prof = resolve_profile(profile)
     assert res.path == wd / "env.img"
     assert res.profile == prof
@@ -170,7 +172,7 @@ def test_layout_files_and_modes(wd: Path) -> None:
         ".condarc": b"channels:\n  - conda-forge\n",
         "conda-meta/pinned": "numpy 1.26.*\n",  # str is accepted too
     }
-    res = image.create(wd / "env.img", 256 * MIB, "small", sparse=True, files=files)
+    res = create(wd / "env.img", 256 * MIB, "small", sparse=True, files=files)
     root = debugfs(res.path, "ls -p /")
     names = {line.split("/")[5] for line in root.splitlines() if line.startswith("/")}
     assert names == {".", "..", "lost+found", "upper", "work"}
@@ -193,7 +195,7 @@ def _umask() -> int:
 
 
 def test_allocated_image_is_allocated(wd: Path) -> None:
-    res = image.create(wd / "a.img", 1 * GIB, "balanced")
+    res = create(wd / "a.img", 1 * GIB, "balanced")
     st = os.stat(res.path)
     assert not res.sparse
     assert st.st_size == 1 * GIB
@@ -204,7 +206,7 @@ def test_allocated_image_is_allocated(wd: Path) -> None:
 
 
 def test_sparse_image_is_sparse_even_with_many_inodes(wd: Path) -> None:
-    res = image.create(wd / "s.img", 4 * GIB, "small", sparse=True)
+    res = create(wd / "s.img", 4 * GIB, "small", sparse=True)
     st = os.stat(res.path)
     assert res.sparse
     assert st.st_size == 4 * GIB
@@ -220,8 +222,8 @@ def test_unsupported_preallocation_falls_back_to_sparse(
     def no_fallocate(fd: int, offset: int, length: int) -> None:
         raise OSError(95, "Operation not supported")
 
-    monkeypatch.setattr(image, "_fallocate", no_fallocate)
-    res = image.create(wd / "n.img", 256 * MIB, "balanced")
+    monkeypatch.setattr(files, "_fallocate", no_fallocate)
+    res = create(wd / "n.img", 256 * MIB, "balanced")
     assert res.sparse
     assert len(res.notices) == 1 and "cannot preallocate" in res.notices[0]
     assert "sparse" in res.notices[0]
@@ -234,7 +236,7 @@ def test_unsupported_preallocation_falls_back_to_sparse(
 
 @pytest.mark.root
 def test_fakeroot_as_root_is_owned_by_root(wd: Path) -> None:
-    res = image.create(wd / "f.img", 256 * MIB, "balanced", sparse=True, fakeroot=True,
+    res = create(wd / "f.img", 256 * MIB, "balanced", sparse=True, fakeroot=True,
                        files={".condarc": b"x"})
     for path in ("/", "upper", "work", "upper/ext3/env", "upper/ext3/env/.condarc"):
         st = inode_stat(res.path, path)
@@ -243,7 +245,7 @@ def test_fakeroot_as_root_is_owned_by_root(wd: Path) -> None:
 
 @pytest.mark.root
 def test_explicit_owner_as_root(wd: Path) -> None:
-    res = image.create(wd / "o.img", 256 * MIB, "balanced", sparse=True,
+    res = create(wd / "o.img", 256 * MIB, "balanced", sparse=True,
                        uid=1234, gid=4321, files={"etc/x": b"x"})
     for path in ("/", "upper", "work", "upper/ext3", "upper/ext3/env",
                  "upper/ext3/env/etc", "upper/ext3/env/etc/x"):
@@ -257,7 +259,7 @@ def test_unprivileged_caller_owns_the_image(shared_dir: Path) -> None:
     target = shared_dir / "mine"
     proc = run_as_nobody(
         f"""
-        r = image.create({str(target)!r}, 256 << 20, "small", sparse=True,
+        r = create({str(target)!r}, 256 << 20, "small", sparse=True,
                          files={{".condarc": b"channels: []"}})
         print(json.dumps({{"path": str(r.path)}}))
         """,
@@ -277,7 +279,7 @@ def test_unprivileged_fakeroot_uses_debugfs(shared_dir: Path) -> None:
     target = shared_dir / "fake.img"
     proc = run_as_nobody(
         f"""
-        r = image.create({str(target)!r}, 256 << 20, "balanced", sparse=True, fakeroot=True,
+        r = create({str(target)!r}, 256 << 20, "balanced", sparse=True, fakeroot=True,
                          files={{".condarc": b"x", 'odd dir/q"uote': b"y"}})
         print(json.dumps({{"path": str(r.path)}}))
         """,
@@ -300,7 +302,7 @@ def test_unprivileged_fakeroot_uses_debugfs(shared_dir: Path) -> None:
 def test_existing_file_is_refused(wd: Path) -> None:
     (wd / "env.img").write_bytes(b"precious")
     with pytest.raises(ImageExistsError) as info:
-        image.create(wd / "env", 256 * MIB, "balanced")
+        create(wd / "env", 256 * MIB, "balanced")
     assert str(wd / "env.img") in info.value.message
     assert info.value.hint
     assert (wd / "env.img").read_bytes() == b"precious"
@@ -308,9 +310,9 @@ def test_existing_file_is_refused(wd: Path) -> None:
 
 
 def test_existing_image_hint_points_at_resize(wd: Path) -> None:
-    image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True)
+    create(wd / "env.img", 256 * MIB, "balanced", sparse=True)
     with pytest.raises(ImageExistsError) as info:
-        image.create(wd / "env.img", 512 * MIB, "balanced", sparse=True)
+        create(wd / "env.img", 512 * MIB, "balanced", sparse=True)
     assert info.value.hint is not None and "overlay resize" in info.value.hint
     assert e2fs.superblock(wd / "env.img").size_bytes == 256 * MIB
 
@@ -318,7 +320,7 @@ def test_existing_image_hint_points_at_resize(wd: Path) -> None:
 def test_existing_directory_is_refused(wd: Path) -> None:
     (wd / "env.img").mkdir()
     with pytest.raises(ImageExistsError, match="a directory"):
-        image.create(wd / "env.img", 256 * MIB, "balanced")
+        create(wd / "env.img", 256 * MIB, "balanced")
     assert listing(wd) == ["env.img"]
     assert listing(wd / "env.img") == []
 
@@ -326,14 +328,14 @@ def test_existing_directory_is_refused(wd: Path) -> None:
 def test_dangling_symlink_is_refused(wd: Path) -> None:
     (wd / "env.img").symlink_to(wd / "nowhere.img")
     with pytest.raises(ImageExistsError, match="points to nothing"):
-        image.create(wd / "env.img", 256 * MIB, "balanced")
+        create(wd / "env.img", 256 * MIB, "balanced")
     assert listing(wd) == ["env.img"]
     assert not (wd / "nowhere.img").exists()
 
 
 def test_missing_parent_directory(wd: Path) -> None:
     with pytest.raises(ImageError) as info:
-        image.create(wd / "no" / "such" / "env.img", 256 * MIB, "balanced")
+        create(wd / "no" / "such" / "env.img", 256 * MIB, "balanced")
     assert "does not exist" in info.value.message
     assert str(wd / "no" / "such") in info.value.message
     assert info.value.hint is not None and "mkdir -p" in info.value.hint
@@ -343,14 +345,14 @@ def test_missing_parent_directory(wd: Path) -> None:
 def test_parent_is_a_file(wd: Path) -> None:
     (wd / "f").write_text("x")
     with pytest.raises(ImageError, match="not a directory"):
-        image.create(wd / "f" / "env.img", 256 * MIB, "balanced")
+        create(wd / "f" / "env.img", 256 * MIB, "balanced")
 
 
 @pytest.mark.root
 def test_unwritable_parent_directory(shared_dir: Path) -> None:
     locked = shared_dir / "locked"
     locked.mkdir(mode=0o755)  # owned by root
-    proc = run_as_nobody(f"image.create({str(locked / 'env')!r}, 256 << 20, 'balanced')",
+    proc = run_as_nobody(f"create({str(locked / 'env')!r}, 256 << 20, 'balanced')",
                          shared_dir)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "not writable by you" in proc.stdout and str(locked) in proc.stdout
@@ -360,20 +362,20 @@ def test_unwritable_parent_directory(shared_dir: Path) -> None:
 @pytest.mark.parametrize("size", [0, 1, 63 * MIB, -5])
 def test_size_below_minimum(wd: Path, size: int) -> None:
     with pytest.raises(SizeError, match="64M"):
-        image.create(wd / "env.img", size, "balanced")
+        create(wd / "env.img", size, "balanced")
     assert listing(wd) == []
 
 
 def test_unknown_profile(wd: Path) -> None:
     with pytest.raises(ProfileError):
-        image.create(wd / "env.img", 256 * MIB, "tiny")
+        create(wd / "env.img", 256 * MIB, "tiny")
     assert listing(wd) == []
 
 
 @pytest.mark.parametrize("key", ["/etc/passwd", "../escape", "a/../../b", "", "a\nb"])
 def test_files_must_stay_inside_the_env(wd: Path, key: str) -> None:
     with pytest.raises(ImageError):
-        image.create(wd / "env.img", 256 * MIB, "balanced", files={key: b"x"})
+        create(wd / "env.img", 256 * MIB, "balanced", files={key: b"x"})
     assert listing(wd) == []
 
 
@@ -384,7 +386,7 @@ def test_files_must_stay_inside_the_env(wd: Path, key: str) -> None:
 def test_disk_full_allocated(tmpfs: Any) -> None:
     full = tmpfs("20M")
     with pytest.raises(ImageError) as info:
-        image.create(full / "env.img", 256 * MIB, "balanced")
+        create(full / "env.img", 256 * MIB, "balanced")
     msg = info.value.message
     assert "not enough space" in msg and str(full) in msg and "256M" in msg
     assert "20M free" in msg  # measured after the temporary file was removed
@@ -398,7 +400,7 @@ def test_disk_full_sparse_metadata(tmpfs: Any) -> None:
     # A sparse 500G image still needs ~40M of bitmaps and descriptors: more than 20M.
     full = tmpfs("20M")
     with pytest.raises(ImageError) as info:
-        image.create(full / "big.img", 500 * GIB, "balanced", sparse=True)
+        create(full / "big.img", 500 * GIB, "balanced", sparse=True)
     msg = info.value.message
     assert "not enough space" in msg and str(full) in msg and "500G" in msg
     assert "--sparse" not in str(info.value.hint)  # it already is
@@ -409,14 +411,14 @@ def test_tool_reports_disk_full(wd: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(runner, "run_hook", fail_on(
         "mke2fs", "No space left on device while writing out and closing file system"))
     with pytest.raises(ImageError, match="not enough space"):
-        image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True)
+        create(wd / "env.img", 256 * MIB, "balanced", sparse=True)
     assert listing(wd) == []
 
 
 def test_failing_mke2fs_leaves_nothing(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "run_hook", fail_on("mke2fs", "bad things happened"))
     with pytest.raises(ImageError, match="mke2fs failed: mke2fs: bad things happened"):
-        image.create(wd / "env.img", 256 * MIB, "balanced")
+        create(wd / "env.img", 256 * MIB, "balanced")
     assert listing(wd) == []
 
 
@@ -425,7 +427,7 @@ def test_failing_verification_leaves_nothing(
 ) -> None:
     monkeypatch.setattr(runner, "run_hook", fail_on("e2fsck", "errors", returncode=4))
     with pytest.raises(ImageError, match="failed its check"):
-        image.create(wd / "env.img", 256 * MIB, "balanced")
+        create(wd / "env.img", 256 * MIB, "balanced")
     assert listing(wd) == []
 
 
@@ -435,7 +437,7 @@ def test_missing_tool_is_reported_before_anything_is_made(
     real_which = runner.which
     monkeypatch.setattr(runner, "which", lambda n: None if n == "mke2fs" else real_which(n))
     with pytest.raises(CondatainerError, match="mke2fs"):
-        image.create(wd / "env.img", 256 * MIB, "balanced")
+        create(wd / "env.img", 256 * MIB, "balanced")
     assert listing(wd) == []
 
 
@@ -449,7 +451,7 @@ def test_keyboard_interrupt_during_mke2fs(wd: Path, monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(runner, "run_hook", hook)
     with pytest.raises(ImageError) as info:
-        image.create(wd / "env.img", 1 * GIB, "balanced")
+        create(wd / "env.img", 1 * GIB, "balanced")
     assert info.value.exit_code == 130
     assert "interrupted by SIGINT" in info.value.message
     assert listing(wd) == []
@@ -468,7 +470,7 @@ def test_concurrent_creator_is_not_overwritten(
 
     monkeypatch.setattr(runner, "run_hook", hook)
     with pytest.raises(ImageExistsError, match="another process created it"):
-        image.create(target, 256 * MIB, "balanced")
+        create(target, 256 * MIB, "balanced")
     assert target.read_bytes() == b"the other creator's image"
     assert listing(wd) == ["env.img"]
 
@@ -476,7 +478,8 @@ def test_concurrent_creator_is_not_overwritten(
 _CHILD = """
 import signal, sys
 from condatainer import runner
-from condatainer.image import ops as image
+from condatainer.image.create import create
+from condatainer.image.layout import normalise_image_name
 from condatainer.errors import CondatainerError
 
 signal.signal(signal.SIGINT, signal.default_int_handler)  # even if our parent ignores it
@@ -489,7 +492,7 @@ def slow(argv, **kw):
 
 runner.run_hook = slow
 try:
-    image.create(sys.argv[1], 4 << 30, "balanced")
+    create(sys.argv[1], 4 << 30, "balanced")
 except CondatainerError as e:
     print(e.message, flush=True)
     sys.exit(e.exit_code)

@@ -1,4 +1,4 @@
-"""`image.pack` / `image.unpack`: a round trip keeps every byte of every file, the size and the
+"""`pack` / `unpack`: a round trip keeps every byte of every file, the size and the
 allocation; the original is never touched; outputs are never clobbered; the size record is a
 zstd skippable frame that plain `zstd -d` ignores."""
 
@@ -15,7 +15,8 @@ import pytest
 from condatainer import runner
 from condatainer.errors import ImageError, ImageExistsError, LockError
 from condatainer.image import e2fs
-from condatainer.image import ops as image
+from condatainer.image.create import create
+from condatainer.image.pack import pack, read_pack_record, unpack
 from tests.e2e.imagelib import fsck_clean, get, put, sha256
 
 REPO = Path(__file__).resolve().parents[2]
@@ -38,7 +39,7 @@ def data(tmp_path: Path) -> dict[str, str]:
 
 def make_image(wd: Path, tmp_path: Path, data: dict[str, str], *, sparse: bool,
                size: int = 1 * GIB) -> Path:
-    img = image.create(wd / "env.img", size, "small", sparse=sparse,
+    img = create(wd / "env.img", size, "small", sparse=sparse,
                        files={".condarc": b"channels: [local]\n"}).path
     for name in data:
         put(img, tmp_path / name, name)
@@ -56,19 +57,19 @@ def test_round_trip(wd: Path, tmp_path: Path, data: dict[str, str], sparse: bool
     original = sha256(img)
     blocks = os.stat(img).st_blocks
 
-    packed = image.pack(img)
+    packed = pack(img)
     assert packed.output == wd / "env.img.zst"
     assert packed.original_bytes == 1 * GIB
     assert packed.packed_bytes == os.stat(packed.output).st_size
     assert packed.packed_bytes < 10 * MIB  # 8M of random data, the rest compresses away
     assert sha256(img) == original and os.stat(img).st_blocks == blocks  # untouched
-    record = image.read_pack_record(packed.output)
+    record = read_pack_record(packed.output)
     assert record is not None
     assert record["size_bytes"] == 1 * GIB and record["allocated"] is (not sparse)
     assert sorted(os.listdir(wd)) == ["env.img", "env.img.zst"]
 
     img.rename(tmp_path / "original.img")
-    res = image.unpack(packed.output)
+    res = unpack(packed.output)
     assert res.output == wd / "env.img"
     assert res.size_bytes == 1 * GIB and res.sparse is sparse
     st = os.stat(res.output)
@@ -93,8 +94,8 @@ def test_pack_to_a_chosen_file_and_unpack_elsewhere(
     img = make_image(wd, tmp_path, data, sparse=True, size=512 * MIB)
     out = tmp_path / "elsewhere" / "backup.zst"
     out.parent.mkdir()
-    assert image.pack(img, out).output == out
-    res = image.unpack(out, tmp_path / "restored")
+    assert pack(img, out).output == out
+    res = unpack(out, tmp_path / "restored")
     assert res.output == tmp_path / "restored.img"
     assert e2fs.superblock(res.output).size_bytes == 512 * MIB
     for name, digest in data.items():
@@ -103,7 +104,7 @@ def test_pack_to_a_chosen_file_and_unpack_elsewhere(
 
 def test_plain_zstd_reads_the_packed_file(wd: Path, tmp_path: Path, data: dict[str, str]) -> None:
     img = make_image(wd, tmp_path, data, sparse=True, size=512 * MIB)
-    packed = image.pack(img).output
+    packed = pack(img).output
     plain = tmp_path / "plain.img"
     subprocess.run([runner.require("zstd"), "-d", "-q", str(packed), "-o", str(plain)],
                    check=True)
@@ -115,10 +116,10 @@ def test_plain_zstd_reads_the_packed_file(wd: Path, tmp_path: Path, data: dict[s
     # A plain .zst (no size record) unpacks when given a size.
     bare = tmp_path / "bare.img.zst"
     subprocess.run([runner.require("zstd"), "-q", str(plain), "-o", str(bare)], check=True)
-    assert image.read_pack_record(bare) is None
+    assert read_pack_record(bare) is None
     with pytest.raises(ImageError, match="no size record"):
-        image.unpack(bare)
-    res = image.unpack(bare, size_bytes=300 * MIB)
+        unpack(bare)
+    res = unpack(bare, size_bytes=300 * MIB)
     assert res.output == tmp_path / "bare.img"
     assert e2fs.superblock(res.output).size_bytes == 300 * MIB
     for name, digest in data.items():
@@ -129,23 +130,23 @@ def test_never_clobbers(wd: Path, tmp_path: Path, data: dict[str, str]) -> None:
     img = make_image(wd, tmp_path, data, sparse=True, size=256 * MIB)
     (wd / "env.img.zst").write_bytes(b"someone else's")
     with pytest.raises(ImageExistsError):
-        image.pack(img)
+        pack(img)
     assert (wd / "env.img.zst").read_bytes() == b"someone else's"
-    packed = image.pack(img, wd / "second.zst").output
+    packed = pack(img, wd / "second.zst").output
     with pytest.raises(ImageExistsError):
-        image.unpack(packed, img)  # the original is still there
+        unpack(packed, img)  # the original is still there
     assert sorted(os.listdir(wd)) == ["env.img", "env.img.zst", "second.zst"]
 
 
 def test_unpack_size_below_the_packed_filesystem(wd: Path, tmp_path: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     big = tmp_path / "big.bin"
     big.write_bytes(os.urandom(80 * MIB))
     put(img, big, "big.bin")
-    packed = image.pack(img).output
+    packed = pack(img).output
     img.unlink()
     with pytest.raises(ImageError, match="more than the requested"):
-        image.unpack(packed, size_bytes=64 * MIB)
+        unpack(packed, size_bytes=64 * MIB)
     assert sorted(os.listdir(wd)) == ["env.img.zst"]
 
 
@@ -153,7 +154,7 @@ def test_unpack_name_needs_zst(tmp_path: Path) -> None:
     odd = tmp_path / "env.pack"
     odd.write_bytes(b"x")
     with pytest.raises(ImageError, match=r"does not end in \.zst") as info:
-        image.unpack(odd)
+        unpack(odd)
     assert info.value.hint == "name the output: -o IMAGE.img"
 
 
@@ -161,21 +162,21 @@ def test_unpack_garbage_leaves_nothing(tmp_path: Path) -> None:
     bad = tmp_path / "bad.img.zst"
     bad.write_bytes(b"not zstd at all" * 100)
     with pytest.raises(ImageError, match="zstd failed"):
-        image.unpack(bad, size_bytes=128 * MIB)
+        unpack(bad, size_bytes=128 * MIB)
     assert sorted(os.listdir(tmp_path)) == ["bad.img.zst", "home"]
 
 
 def test_pack_refuses_an_image_needing_recovery(wd: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     assert runner.run(["debugfs", "-w", "-R", "feature needs_recovery", str(img)]).ok
     with pytest.raises(ImageError, match="journal needs recovery") as info:
-        image.pack(img)
+        pack(img)
     assert "--repair" in (info.value.hint or "")
     assert sorted(os.listdir(wd)) == ["env.img"]
 
 
 def test_pack_refuses_an_image_in_use_for_writing(wd: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     holder = subprocess.Popen(
         [sys.executable, "-c",
          "import sys, time\nfrom condatainer.image import locks\n"
@@ -186,7 +187,7 @@ def test_pack_refuses_an_image_in_use_for_writing(wd: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(LockError, match=f"PID {holder.pid}"):
-            image.pack(img)
+            pack(img)
     finally:
         holder.kill()
         holder.wait()
@@ -206,20 +207,20 @@ def test_failing_zstd_leaves_nothing(wd: Path, tmp_path: Path, monkeypatch: pyte
 
     monkeypatch.setattr(runner, "run_hook", hook)
     with pytest.raises(ImageError, match="zstd failed: zstd: injected failure"):
-        image.pack(img)
+        pack(img)
     assert sorted(os.listdir(wd)) == ["env.img"]
     assert sha256(img) == original
 
 
 @pytest.mark.root
 def test_pack_onto_a_full_disk(wd: Path, tmp_path: Path, tmpfs: Any) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "small", sparse=True).path
+    img = create(wd / "env.img", 256 * MIB, "small", sparse=True).path
     noise = tmp_path / "noise.bin"
     noise.write_bytes(os.urandom(12 * MIB))  # incompressible: the packed file needs >12M
     put(img, noise, "noise.bin")
     full = tmpfs("4M")
     with pytest.raises(ImageError) as info:
-        image.pack(img, full / "env.img.zst")
+        pack(img, full / "env.img.zst")
     msg = info.value.message
     assert "not enough space" in msg and str(full) in msg
     hint = str(info.value.hint)
@@ -231,10 +232,10 @@ def test_pack_onto_a_full_disk(wd: Path, tmp_path: Path, tmpfs: Any) -> None:
 @pytest.mark.root
 def test_unpack_onto_a_full_disk(wd: Path, tmp_path: Path, data: dict[str, str],
                                  tmpfs: Any) -> None:
-    packed = image.pack(make_image(wd, tmp_path, data, sparse=True, size=256 * MIB)).output
+    packed = pack(make_image(wd, tmp_path, data, sparse=True, size=256 * MIB)).output
     full = tmpfs("4M")  # the image holds 8M of random data
     with pytest.raises(ImageError) as info:
-        image.unpack(packed, full / "env.img")
+        unpack(packed, full / "env.img")
     msg = info.value.message
     assert "not enough space" in msg and str(full) in msg
     hint = str(info.value.hint)

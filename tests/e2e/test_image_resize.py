@@ -1,4 +1,4 @@
-"""`image.resize` with real e2fsprogs: data survives grow and shrink, refusals change nothing,
+"""`resize` with real e2fsprogs: data survives grow and shrink, refusals change nothing,
 a held lock is respected, and every failure leaves the image's size and content as they were."""
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import pytest
 from condatainer import runner
 from condatainer.errors import ImageError, LockError, SizeError
 from condatainer.image import e2fs
-from condatainer.image import ops as image
+from condatainer.image import files as image_files
+from condatainer.image.create import create
+from condatainer.image.resize import resize
 from condatainer.image.sizes import format_size
 from tests.e2e.imagelib import fsck_clean, get, put, sha256
 
@@ -45,7 +47,7 @@ def files(tmp_path: Path) -> dict[str, str]:
 
 def filled_image(wd: Path, tmp_path: Path, files: dict[str, str], *, sparse: bool,
                  size: int = 256 * MIB) -> Path:
-    img = image.create(wd / "env.img", size, "balanced", sparse=sparse).path
+    img = create(wd / "env.img", size, "balanced", sparse=sparse).path
     for name in files:
         put(img, tmp_path / name, name)
     return img
@@ -80,7 +82,7 @@ def test_grow_shrink_grow_keeps_data(
     img = filled_image(wd, tmp_path, files, sparse=sparse)
     assert fsck_clean(img)
     for old, new in ((256 * MIB, 1 * GIB), (1 * GIB, 300 * MIB), (300 * MIB, 2 * GIB)):
-        res = image.resize(img, new)
+        res = resize(img, new)
         assert (res.old_bytes, res.new_bytes, res.changed) == (old, new, True)
         st = os.stat(img)
         assert st.st_size == new and st.st_size % 4096 == 0
@@ -96,25 +98,25 @@ def test_grow_shrink_grow_keeps_data(
 
 
 def test_profile_survives_resize(wd: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "small", sparse=True).path
-    image.resize(img, 1 * GIB)
+    img = create(wd / "env.img", 256 * MIB, "small", sparse=True).path
+    resize(img, 1 * GIB)
     assert e2fs.superblock(img).bytes_per_inode == 4096
-    image.resize(img, 512 * MIB)
+    resize(img, 512 * MIB)
     assert e2fs.superblock(img).bytes_per_inode == 4096
 
 
 def test_size_is_rounded_up_to_whole_blocks(wd: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
-    res = image.resize(img, 300 * MIB + 1)
+    img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    res = resize(img, 300 * MIB + 1)
     assert res.new_bytes == 300 * MIB + 4096
     assert os.stat(img).st_size == 300 * MIB + 4096
     assert fsck_clean(img)
 
 
 def test_same_size_is_a_no_op(wd: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced").path
+    img = create(wd / "env.img", 256 * MIB, "balanced").path
     before = state(img), os.stat(img).st_mtime_ns
-    res = image.resize(img, 256 * MIB)
+    res = resize(img, 256 * MIB)
     assert (res.old_bytes, res.new_bytes, res.changed) == (256 * MIB, 256 * MIB, False)
     assert (state(img), os.stat(img).st_mtime_ns) == before
 
@@ -131,7 +133,7 @@ def test_shrink_below_usage_is_refused(wd: Path, tmp_path: Path, files: dict[str
     assert used > 100 * MIB
     before = state(img)
     with pytest.raises(ImageError) as info:
-        image.resize(img, 64 * MIB)
+        resize(img, 64 * MIB)
     msg = info.value.message
     assert str(img) in msg
     assert format_size(used) in msg  # what is in use
@@ -143,9 +145,9 @@ def test_shrink_below_usage_is_refused(wd: Path, tmp_path: Path, files: dict[str
 
 
 def test_below_apptainer_minimum(wd: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     with pytest.raises(SizeError, match="64M"):
-        image.resize(img, 32 * MIB)
+        resize(img, 32 * MIB)
     assert os.stat(img).st_size == 256 * MIB
 
 
@@ -154,18 +156,18 @@ def test_not_an_image(wd: Path) -> None:
     bad.write_bytes(b"not an ext3 image" * 10000)
     before = state(bad)
     with pytest.raises(ImageError, match="not an ext3 image"):
-        image.resize(bad, 128 * MIB)
+        resize(bad, 128 * MIB)
     assert state(bad) == before
 
 
 def test_missing_image(wd: Path) -> None:
     with pytest.raises(LockError, match="no such image file"):
-        image.resize(wd / "nope.img", 128 * MIB)
+        resize(wd / "nope.img", 128 * MIB)
     assert os.listdir(wd) == []
 
 
 def test_image_needing_repair_is_refused(wd: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     # Garble the inode of upper/: e2fsck -p gives up ("UNEXPECTED INCONSISTENCY").
     out = runner.run(["debugfs", "-R", "imap upper", str(img)]).stdout
     block = int(out.split("located at block ")[1].split(",")[0])
@@ -174,7 +176,7 @@ def test_image_needing_repair_is_refused(wd: Path) -> None:
         f.seek(block * 4096 + offset)
         f.write(b"\xff" * 256)
     with pytest.raises(ImageError) as info:
-        image.resize(img, 512 * MIB)
+        resize(img, 512 * MIB)
     assert "will not fix unattended" in info.value.message
     assert "--repair" in (info.value.hint or "")
     # e2fsck -p may have marked the superblock as having errors; the size is untouched.
@@ -187,10 +189,10 @@ def test_image_needing_repair_is_refused(wd: Path) -> None:
     [("feature needs_recovery", "replayed the journal"), ("ssv state 0", "checked and corrected")],
 )
 def test_unclean_image_is_preened_first(wd: Path, command: str, notice: str) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     assert runner.run(["debugfs", "-w", "-R", command, str(img)]).ok
     assert not e2fs.superblock(img).clean
-    res = image.resize(img, 512 * MIB)
+    res = resize(img, 512 * MIB)
     assert res.changed and len(res.notices) == 1 and notice in res.notices[0]
     assert e2fs.superblock(img).clean
     assert fsck_clean(img)
@@ -207,7 +209,7 @@ time.sleep(60)
 
 @pytest.mark.parametrize("mode", ["r", "w"])
 def test_lock_held_by_another_process(wd: Path, mode: str) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced").path
+    img = create(wd / "env.img", 256 * MIB, "balanced").path
     before = state(img)
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(img), mode],
@@ -216,7 +218,7 @@ def test_lock_held_by_another_process(wd: Path, mode: str) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(LockError) as info:
-            image.resize(img, 512 * MIB)
+            resize(img, 512 * MIB)
         assert f"PID {holder.pid}" in info.value.message
         assert ("for writing" if mode == "w" else "for reading") in info.value.message
     finally:
@@ -239,7 +241,7 @@ def test_failing_resize2fs_changes_nothing(
     blocks = os.stat(img).st_blocks
     monkeypatch.setattr(runner, "run_hook", fail_resize2fs())
     with pytest.raises(ImageError) as info:
-        image.resize(img, new)
+        resize(img, new)
     monkeypatch.undo()
     assert "injected failure" in info.value.message
     assert "left as it was (256M)" in info.value.message
@@ -267,7 +269,7 @@ def test_resize2fs_that_finished_then_failed_counts_as_done(
         return res
 
     monkeypatch.setattr(runner, "run_hook", hook)
-    res = image.resize(img, new)
+    res = resize(img, new)
     monkeypatch.undo()
     assert res.changed and res.new_bytes == new
     assert len(res.notices) == 1 and "failed after the fact" in res.notices[0]
@@ -279,7 +281,7 @@ def test_resize2fs_that_finished_then_failed_counts_as_done(
 
 def tail_data_image(wd: Path, tmp_path: Path) -> tuple[Path, str]:
     """An image whose one file sits in its upper half, so shrinking must move it."""
-    img = image.create(wd / "env.img", 256 * MIB, "balanced").path
+    img = create(wd / "env.img", 256 * MIB, "balanced").path
     filler, data = tmp_path / "filler.bin", tmp_path / "data.bin"
     filler.write_bytes(os.urandom(100 * MIB))
     data.write_bytes(os.urandom(40 * MIB))
@@ -314,7 +316,7 @@ def test_resize2fs_killed_midway_is_undone(
 
     monkeypatch.setattr(runner, "run_hook", hook)
     with pytest.raises(ImageError) as info:
-        image.resize(img, new)
+        resize(img, new)
     monkeypatch.undo()
     assert "left as it was (256M)" in info.value.message
     assert os.stat(img).st_size == before[0]
@@ -324,13 +326,13 @@ def test_resize2fs_killed_midway_is_undone(
     assert get(img, "data.bin", tmp_path / "out") == digest
     assert os.listdir(wd) == ["env.img"]  # the undo record is gone
     # And once the limit is gone, the same resize works.
-    image.resize(img, new)
+    resize(img, new)
     assert get(img, "data.bin", tmp_path / "out") == digest
 
 
 def test_shrink_moves_data_from_the_tail(wd: Path, tmp_path: Path) -> None:
     img, digest = tail_data_image(wd, tmp_path)
-    image.resize(img, 100 * MIB)
+    resize(img, 100 * MIB)
     assert os.stat(img).st_size == 100 * MIB
     assert fsck_clean(img)
     assert get(img, "data.bin", tmp_path / "out") == digest
@@ -342,16 +344,16 @@ def test_grow_allocated_on_a_full_disk(
     tmpfs: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, preflight: bool
 ) -> None:
     if not preflight:  # as if free space were unknown (quotas): fallocate hits ENOSPC
-        monkeypatch.setattr(image, "_free_bytes", lambda directory: None)
+        monkeypatch.setattr(image_files, "free_bytes", lambda directory: None)
     mnt = tmpfs("200M")
-    img = image.create(mnt / "env.img", 128 * MIB, "balanced").path
+    img = create(mnt / "env.img", 128 * MIB, "balanced").path
     assert os.stat(img).st_blocks * 512 >= 128 * MIB  # tmpfs: mke2fs's punched holes refilled
     data = tmp_path / "d.bin"
     data.write_bytes(os.urandom(5 * MIB))
     put(img, data, "d.bin")
     before = state(img)
     with pytest.raises(ImageError) as info:
-        image.resize(img, 1 * GIB)
+        resize(img, 1 * GIB)
     msg = info.value.message
     assert "not enough space" in msg and str(mnt) in msg and "left as it was (128M)" in msg
     hint = str(info.value.hint)
@@ -367,7 +369,7 @@ def test_grow_allocated_on_a_full_disk(
 @pytest.mark.root
 def test_grow_sparse_on_a_full_disk(tmpfs: Any, tmp_path: Path) -> None:
     mnt = tmpfs("48M")
-    img = image.create(mnt / "env.img", 128 * MIB, "small", sparse=True).path
+    img = create(mnt / "env.img", 128 * MIB, "small", sparse=True).path
     data = tmp_path / "d.bin"
     data.write_bytes(os.urandom(5 * MIB))
     put(img, data, "d.bin")
@@ -378,7 +380,7 @@ def test_grow_sparse_on_a_full_disk(tmpfs: Any, tmp_path: Path) -> None:
     # Growing to 4G writes ~256M of new inode tables, bitmaps and descriptors: no room, and
     # that is found out before anything is written.
     with pytest.raises(ImageError) as info:
-        image.resize(img, 4 * GIB)
+        resize(img, 4 * GIB)
     assert "not enough space" in info.value.message and str(mnt) in info.value.message
     assert "left as it was (128M)" in info.value.message
     assert state(img) == before
@@ -390,13 +392,13 @@ def test_grow_sparse_on_a_full_disk(tmpfs: Any, tmp_path: Path) -> None:
 
 @pytest.mark.root
 def test_read_only_filesystem(wd: Path, tmp_path: Path) -> None:
-    img = image.create(wd / "env.img", 256 * MIB, "balanced").path
+    img = create(wd / "env.img", 256 * MIB, "balanced").path
     before = state(img)
     subprocess.run(["mount", "--bind", str(wd), str(wd)], check=True)
     try:
         subprocess.run(["mount", "-o", "remount,ro,bind", str(wd)], check=True)
         with pytest.raises(LockError, match="read-only filesystem"):
-            image.resize(img, 512 * MIB)
+            resize(img, 512 * MIB)
     finally:
         subprocess.run(["umount", str(wd)], check=True)
     assert state(img) == before
@@ -404,12 +406,13 @@ def test_read_only_filesystem(wd: Path, tmp_path: Path) -> None:
 
 def test_signal_during_resize_is_deferred(wd: Path) -> None:
     """SIGINT while resize2fs runs: resize2fs finishes (own session), then we report it."""
-    img = image.create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
+    img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     child = textwrap.dedent(
         """
         import os, signal, sys
         from condatainer import runner
-        from condatainer.image import ops as image
+        from condatainer.image.create import create
+        from condatainer.image.resize import resize
         from condatainer.errors import CondatainerError
         signal.signal(signal.SIGINT, signal.default_int_handler)
         real = runner.run_hook
@@ -419,7 +422,7 @@ def test_signal_during_resize_is_deferred(wd: Path) -> None:
             return real(argv, **kw)
         runner.run_hook = hook
         try:
-            image.resize(sys.argv[1], 1 << 30)
+            resize(sys.argv[1], 1 << 30)
         except CondatainerError as e:
             print(e.message, flush=True)
             sys.exit(e.exit_code)

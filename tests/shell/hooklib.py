@@ -19,8 +19,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from condatainer import __version__, runner, shellgen
-from condatainer.hook import init as hostshell
+from condatainer import runner, shellgen
+from condatainer.hook import hookfile
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
@@ -83,12 +83,13 @@ class Hook:
 
     def text(self, launcher: list[str] | None = None) -> str:
         return shellgen.render(
-            "hook", self.shell, version=__version__,
-            launcher=launcher or [str(self.launcher)],
-            # Activation through the recording launcher too, so every call is seen.
-            activator=[*(launcher or [str(self.launcher)]), "_activate"],
-            shim_root=str(self.shim_root), ops=hostshell.hook_ops(),
-            mm_completion=hostshell.mm_completion(self.shell),
+            "hook", self.shell, **{
+                **hookfile.context(self.shell),
+                "launcher": launcher or [str(self.launcher)],
+                # Activation through the recording launcher too, so every call is seen.
+                "activator": [*(launcher or [str(self.launcher)]), "_activate"],
+                "shim_root": str(self.shim_root),
+            },
         )  # fmt: skip
 
     @property

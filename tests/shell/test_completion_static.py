@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from condatainer import completion, shellgen
+from condatainer.hook import mmcomplete
 
 REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "completions"
@@ -45,7 +46,7 @@ def scripts(tmp_path: Path) -> dict[str, Path]:
     """Every completion script, rendered into files: cnt.<shell> and mm.<shell>."""
     out = {}
     for shell in ("bash", "zsh"):
-        for kind, text in (("cnt", completion.script(shell)), ("mm", completion.mm_script(shell))):
+        for kind, text in (("cnt", completion.script(shell)), ("mm", mmcomplete.script(shell))):
             path = tmp_path / f"{kind}.{shell}"
             path.write_text(text)
             out[f"{kind}.{shell}"] = path

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from condatainer import shellgen
-from condatainer.jobs import directives
+from condatainer.jobs import header as reexec_header
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 SHELLS = {"dash": "/usr/bin/dash", "bash": "/usr/bin/bash", "zsh": "/usr/bin/zsh"}
@@ -102,7 +102,7 @@ def make_world(tmp_path: Path, shell: str, *, inside: bool = True, shebang: str 
     fake.chmod(0o755)
     job = root / "job.sh"
     script = f"#!{shebang or SHELLS[shell]}\n#SBATCH -n 1\n#DEP: env.img\n\n{BODY}"
-    job.write_text(directives.insert_header(script))
+    job.write_text(reexec_header.insert(script))
     job.chmod(0o755)
     return World(root, bin_dir, log, job)
 
@@ -301,7 +301,7 @@ def test_script_read_from_stdin_is_refused(tmp_path: Path, shell: str) -> None:
 def test_header_is_shellcheck_clean_as_posix_sh(tmp_path: Path, need: Callable[[str], str]) -> None:
     shellcheck = need("shellcheck")
     header = tmp_path / "header.sh"
-    header.write_text("#!/bin/sh\n" + directives.header_text())
+    header.write_text("#!/bin/sh\n" + reexec_header.text())
     for dialect in ("sh", "dash", "bash"):
         proc = subprocess.run(
             [shellcheck, "-s", dialect, str(header)], capture_output=True, text=True, check=False
@@ -311,6 +311,6 @@ def test_header_is_shellcheck_clean_as_posix_sh(tmp_path: Path, need: Callable[[
 
 def test_header_parses_in_every_shell(tmp_path: Path, shell: str) -> None:
     header = tmp_path / "header.sh"
-    header.write_text(directives.header_text())
+    header.write_text(reexec_header.text())
     proc = subprocess.run([SHELLS[shell], "-n", str(header)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from condatainer import shellgen
-from condatainer.hook import init as hostshell
+from condatainer.hook import hookfile
 from tests.shell.golden_files import assert_matches_golden
 from tests.shell.hooklib import HOSTILE
 
@@ -33,10 +33,10 @@ ENTER = {
 
 
 def _hook(shell: str) -> tuple[str, str, dict[str, Any]]:
-    return ("hook", shell, {"version": "0.0.0+golden", "launcher": LAUNCHER,
+    return ("hook", shell, {**hookfile.context(shell), "version": "0.0.0+golden",
+                            "launcher": LAUNCHER,
                             "activator": ["/opt/cnt/bin/python", "-m", "condatainer.hook.activate"],
-                            "shim_root": SHIM_ROOT, "ops": hostshell.hook_ops(),
-                            "mm_completion": hostshell.mm_completion(shell)})
+                            "shim_root": SHIM_ROOT})
 
 
 RENDERED: dict[str, tuple[str, str, dict[str, Any]]] = {
@@ -90,7 +90,7 @@ def test_installed_hook_passes_the_same_checks(
     """What `condatainer hook` really prints (this interpreter as launcher) parses too."""
     need(shell)
     script = tmp_path / f"hook.{shell}"
-    script.write_text(hostshell.hook_text(shell))
+    script.write_text(hookfile.text(shell))
     proc = subprocess.run([*CHECKER[shell], str(script)], capture_output=True, text=True,
                           check=False)
     assert proc.returncode == 0, proc.stderr

@@ -26,9 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import completion, shellgen
-from condatainer.hook import init as hostshell
-from condatainer.hook import pkgcache
+from condatainer import shellgen
+from condatainer.hook import hookfile, mmcomplete, pkgcache
 from tests.e2e.conftest import World, cnt, ok, world, world_channel  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,9 +250,9 @@ def test_mm_functions_complete_package_names(shell: str, tmp_path: Path,
     assert "numba" in pkgcache.refresh(image).read_text().split()
 
     hook = tmp_path / f"hook.{shell}"
-    hook.write_text(hostshell.hook_text(shell))
+    hook.write_text(hookfile.text(shell))
     mm = tmp_path / f"mm.{shell}"
-    mm.write_text(completion.mm_script(shell))
+    mm.write_text(mmcomplete.script(shell))
     setup = (load_completion(shell) + "\n" if shell == "zsh" else "")
     setup += f". {shellgen.quote(str(hook))}\n. {shellgen.quote(str(mm))}"
     term = start(shell, tmp_path, tmp_path, setup,

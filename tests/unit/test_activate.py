@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from condatainer import __version__, cli, config
-from condatainer.hook import activate, rcfile, shims, trust
+from condatainer.hook import activate, launcher, pkgcache, rcfile, shims, trust
 from tests.shell.hooklib import HOSTILE, REPO, make_image
 
 EXCLUDE = config.DEFAULT_SHIM_EXCLUDE
@@ -46,7 +46,7 @@ def test_allowed_image_is_entered(image: Path) -> None:
         shims=str(shims.shim_dir(image)),
         marker=f"(cnt:{HOSTILE} proj) ",
         record=activate.record_path(image),
-        pkgs=str(shims.pkgs_file(image)),
+        pkgs=str(pkgcache.installed_file(image)),
     )
     assert Path(outcome.enter.record).exists()
     assert os.listdir(outcome.enter.shims) == ["cnt-tool"]
@@ -265,8 +265,9 @@ def test_module_entry_parses_the_hooks_argv(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_the_hooks_argv_runs_main(tmp_path: Path) -> None:
     # The words the hook file holds, run for real: a usage error proves main() parsed them.
-    res = subprocess.run([*activate.hook_argv(), "fish", "a", "b"], cwd="/", capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    res = subprocess.run([*launcher.activate_argv(), "fish", "a", "b"], cwd="/",
+                         capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
     assert res.returncode == 2
     assert res.stderr.startswith("usage: python -m condatainer.hook.activate")
-    assert activate.hook_argv()[0] == sys.executable
+    assert launcher.activate_argv()[0] == sys.executable

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import completers, completion
-from condatainer.hook import pkgcache, shims
+from condatainer import completers
+from condatainer.hook import mmcomplete, pkgcache
 from condatainer.image import profiles
+from condatainer.run import mm
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
@@ -104,7 +105,7 @@ def listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     image = tmp_path / "proj" / "env.img"
     image.parent.mkdir()
     image.write_text("")
-    installed = shims.pkgs_file(image)
+    installed = pkgcache.installed_file(image)
     installed.parent.mkdir(parents=True)
     installed.write_text("cnt-hello\nnumpy\npython\n")
     pkgcache.channel_file(image).write_text("cnt-app\ncnt-hello\nnumba\nnumpy\npython\n")
@@ -140,7 +141,7 @@ def test_a_tilde_in_o_is_expanded(listed: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_options_after_a_dash(listed: Path) -> None:
-    assert completers.mm_args("-", "pin", str(listed)) == list(completers.MM_OPTIONS["pin"])
+    assert completers.mm_args("-", "pin", str(listed)) == list(mm.TABLE["pin"].options)
     assert completers.mm_args("--ch", "install", str(listed)) == ["--channel"]
     assert completers.mm_args("-", "clean", str(listed)) == []
 
@@ -171,9 +172,9 @@ def test_without_a_listing_installed_names_are_read_from_the_image(
     from tests.shell.hooklib import make_image
 
     image = make_image(tmp_path / "env.img", pkgs=["numpy", "cnt-lib"])
-    assert not shims.pkgs_file(image).exists()
+    assert not pkgcache.installed_file(image).exists()
     assert completers.mm_args("", "remove", str(image)) == ["cnt-lib", "numpy"]
-    assert not shims.pkgs_file(image).exists(), "TAB must never write the cache"
+    assert not pkgcache.installed_file(image).exists(), "TAB must never write the cache"
 
 
 def test_a_broken_image_offers_nothing(tmp_path: Path) -> None:
@@ -216,10 +217,10 @@ def test_repodata_files_exclude_state_and_info() -> None:
 
 def test_the_channel_listing_is_the_installed_listings_sibling(tmp_path: Path) -> None:
     image = tmp_path / HOSTILE / "env.img"
-    installed = str(shims.pkgs_file(image))
+    installed = str(pkgcache.installed_file(image))
     # What the shell computes from _cnt_pkgs: ${_cnt_pkgs%.txt}.channel.txt
     assert str(pkgcache.channel_file(image)) == installed[: -len(".txt")] + ".channel.txt"
-    assert pkgcache.installed_file(image) == shims.pkgs_file(image)
+    assert pkgcache.installed_file(image) == pkgcache.installed_file(image)
 
 
 def _image_with_repodata(tmp_path: Path, files: dict[str, bytes]) -> Path:
@@ -277,7 +278,7 @@ def test_refresh_of_an_image_without_repodata_writes_an_empty_listing(
 # --- the data the mm-* completion templates print ------------------------------------------
 
 def test_mm_completion_data_follows_the_mm_table() -> None:
-    ctx = completion.mm_context()
+    ctx = mmcomplete.context()
     kinds = {op["name"]: op["kind"] for op in ctx["ops"]}
     assert kinds == {"install": "channel", "remove": "installed", "update": "installed",
                      "list": "none", "search": "channel", "export": "none", "clean": "none",
@@ -332,7 +333,7 @@ def test_protocol_profiles_and_shells(tmp_path: Path) -> None:
 
 
 def test_protocol_mm_op_options_replace_mm_options(listed: Path) -> None:
-    assert tab("condatainer mm pin -", listed.parent) == list(completers.MM_OPTIONS["pin"])
+    assert tab("condatainer mm pin -", listed.parent) == list(mm.TABLE["pin"].options)
     assert tab("condatainer mm -", listed.parent) == ["-h", "--help", "-o", "--overlay"]
     assert tab("condatainer mm install numpy --ch", listed.parent) == ["--channel"]
 

@@ -9,8 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from condatainer.errors import DirectiveError
-from condatainer.jobs import directives
-from condatainer.jobs.directives import HEADER_BEGIN, HEADER_END, insert_header, parse
+from condatainer.jobs import directives, header
+from condatainer.jobs.directives import parse
+from condatainer.jobs.header import BEGIN as HEADER_BEGIN
+from condatainer.jobs.header import END as HEADER_END
+from condatainer.jobs.header import insert as insert_header
 
 
 def p(text: str) -> directives.Directives:
@@ -277,14 +280,14 @@ def test_parse_arbitrary_text(text: str) -> None:
 
 
 def header_lines() -> list[str]:
-    return directives.header_text().splitlines()
+    return header.text().splitlines()
 
 
 def test_header_text_has_the_markers_python_looks_for() -> None:
     lines = header_lines()
     assert lines[0] == HEADER_BEGIN
     assert lines[-1] == HEADER_END
-    assert directives.header_text().endswith("\n")
+    assert header.text().endswith("\n")
 
 
 def test_insert_after_shebang_and_directive_block() -> None:
@@ -292,7 +295,7 @@ def test_insert_after_shebang_and_directive_block() -> None:
     out = insert_header(text)
     assert out == (
         "#!/bin/bash\n#SBATCH -n 4\n#DEP: env.img\n\n# setup\n"
-        + directives.header_text()
+        + header.text()
         + "module load x\necho done\n"
     )
     # The directives are unchanged, and still all before the first command.
@@ -310,18 +313,18 @@ def test_insert_is_idempotent() -> None:
 def test_insert_replaces_an_old_header_in_place() -> None:
     old = f"#!/bin/sh\n#SBATCH -n 1\n{HEADER_BEGIN}\necho old header\n{HEADER_END}\necho hi\n"
     assert insert_header(old) == (
-        "#!/bin/sh\n#SBATCH -n 1\n" + directives.header_text() + "echo hi\n"
+        "#!/bin/sh\n#SBATCH -n 1\n" + header.text() + "echo hi\n"
     )
 
 
 def test_insert_into_edge_cases() -> None:
-    header = directives.header_text()
-    assert insert_header("") == header
-    assert insert_header("#!/bin/sh") == "#!/bin/sh\n" + header
-    assert insert_header("#!/bin/sh\n") == "#!/bin/sh\n" + header
-    assert insert_header("echo a") == header + "echo a"
+    text = header.text()
+    assert insert_header("") == text
+    assert insert_header("#!/bin/sh") == "#!/bin/sh\n" + text
+    assert insert_header("#!/bin/sh\n") == "#!/bin/sh\n" + text
+    assert insert_header("echo a") == text + "echo a"
     assert insert_header("#!/bin/sh\r\n#SBATCH -n 1\r\necho\r\n") == (
-        "#!/bin/sh\r\n#SBATCH -n 1\r\n" + header + "echo\r\n"
+        "#!/bin/sh\r\n#SBATCH -n 1\r\n" + text + "echo\r\n"
     )
 
 

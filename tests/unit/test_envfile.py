@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from condatainer.errors import CondatainerError, EnvFileError
-from condatainer.run import envfile
-from condatainer.run.envfile import EnvFile
+from condatainer.image import envfile
+from condatainer.image.envfile import EnvFile
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -13,15 +12,14 @@ import pytest
 
 from condatainer import cli
 from condatainer.errors import ShellError, TrustError, UsageError
+from condatainer.hook import hookfile, rcfile, shells, trust
 from condatainer.hook import init as hostshell
-from condatainer.hook import rcfile, trust
 from tests.shell.hooklib import HOSTILE, REPO, make_image
 
 
 def init(shell: str | None = "bash", *, uninstall: bool = False, dry_run: bool = False) -> str:
-    out = io.StringIO()
-    assert hostshell.init(shell, uninstall=uninstall, dry_run=dry_run, out=out) == 0
-    return out.getvalue()
+    return "".join(f"{line}\n" for line in hostshell.init(shell, uninstall=uninstall,
+                                                            dry_run=dry_run))
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
@@ -33,7 +31,7 @@ def test_init_twice_is_identical_and_uninstall_restores(shell: str, isolated_env
     first = init(shell)
     hook = rcfile.hook_path(shell)
     assert f"wrote {hook}" in first and f"added the condatainer block to {rc}" in first
-    assert hook.read_text() == hostshell.hook_text(shell)
+    assert hook.read_text() == hookfile.text(shell)
     once = (rc.read_bytes(), hook.read_bytes())
     again = init(shell)
     assert "is up to date" in again and "already loads the hook" in again
@@ -71,38 +69,38 @@ def test_zsh_rc_follows_zdotdir_and_symlinks(isolated_env: Path, tmp_path: Path,
 
 
 def test_shell_detection(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert hostshell.detect_shell("zsh", {}) == "zsh"
-    assert hostshell.detect_shell(None, {"CNT_SHELL": "/usr/bin/zsh"}) == "zsh"
+    assert shells.detect("zsh", {}) == "zsh"
+    assert shells.detect(None, {"CNT_SHELL": "/usr/bin/zsh"}) == "zsh"
     import shellingham
 
     def fail() -> None:
         raise shellingham.ShellDetectionFailure()
 
     monkeypatch.setattr(shellingham, "detect_shell", fail)
-    assert hostshell.detect_shell(None, {"SHELL": "/bin/bash"}) == "bash"
+    assert shells.detect(None, {"SHELL": "/bin/bash"}) == "bash"
     with pytest.raises(ShellError, match="fish") as info:
-        hostshell.detect_shell(None, {"SHELL": "/usr/bin/fish"})
+        shells.detect(None, {"SHELL": "/usr/bin/fish"})
     assert info.value.hint is not None and "condatainer init bash" in info.value.hint
 
     # Nothing set $SHELL (cron, env -i, a CI runner): the passwd entry names the login shell.
     class Entry:
         pw_shell = "/usr/bin/zsh"
 
-    monkeypatch.setattr(hostshell.pwd, "getpwuid", lambda uid: Entry())
-    assert hostshell.detect_shell(None, {}) == "zsh"
+    monkeypatch.setattr(shells.pwd, "getpwuid", lambda uid: Entry())
+    assert shells.detect(None, {}) == "zsh"
 
     def no_entry(uid: int) -> None:
         raise KeyError(uid)
 
-    monkeypatch.setattr(hostshell.pwd, "getpwuid", no_entry)
+    monkeypatch.setattr(shells.pwd, "getpwuid", no_entry)
     with pytest.raises(ShellError, match="unknown shell"):
-        hostshell.detect_shell(None, {})
+        shells.detect(None, {})
 
 
 def test_hook_command_prints_only_the_hook(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["hook", "zsh"]) == 0
     out, err = capsys.readouterr()
-    assert out == hostshell.hook_text("zsh") and err == ""
+    assert out == hookfile.text("zsh") and err == ""
     assert cli.main(["hook", "fish"]) == 2
     out, err = capsys.readouterr()
     assert out == "" and "fish" in err
@@ -128,19 +126,16 @@ def test_allow_and_deny_default_to_the_image_found_from_pwd(
     link.symlink_to(project / "deep")
     monkeypatch.chdir(link)
     monkeypatch.setenv("PWD", str(link))  # the shell's logical $PWD: .../link
-    out = io.StringIO()
     with pytest.raises(UsageError) as info:  # from .../link upwards there is no image
-        hostshell.allow(None, out)
+        hostshell.allow(None)
     assert info.value.hint == "name the image: condatainer allow IMAGE"
     monkeypatch.chdir(project / "deep")
     monkeypatch.setenv("PWD", str(project / "deep"))
-    hostshell.allow(None, out)
     image = project / "env.img"
-    assert out.getvalue() == f"allowed {image}\n"
+    assert hostshell.allow(None) == f"allowed {image}"
     assert trust.status(image) is trust.TrustStatus.ALLOWED
-    hostshell.deny(None, out)
-    hostshell.deny(str(image), out)
-    assert out.getvalue().splitlines()[1:] == [f"denied {image}", f"{image} was not allowed"]
+    said = [hostshell.deny(None), hostshell.deny(str(image))]
+    assert said == [f"denied {image}", f"{image} was not allowed"]
     assert trust.status(image) is trust.TrustStatus.NOT_ALLOWED
 
 
@@ -148,7 +143,7 @@ def test_allow_refuses_what_is_not_an_image(tmp_path: Path) -> None:
     text = tmp_path / "env.img"
     text.write_text("not an image\n")
     with pytest.raises(TrustError, match="not an ext3 image"):
-        hostshell.allow(str(text), io.StringIO())
+        hostshell.allow(str(text))
 
 
 def test_allow_and_deny_through_the_cli(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from condatainer import config, runner, shellgen
-from condatainer.hook import shims
+from condatainer.hook import launcher, pkgcache, shims
 from condatainer.image import e2fs
 from tests.shell.hooklib import HOSTILE, make_image
 
@@ -48,7 +48,7 @@ def test_shim_names_takes_executables_and_links_minus_the_deny_list() -> None:
 def test_package_names_from_conda_meta() -> None:
     files = ["numpy-1.21.0-py39_0.json", "python-dateutil-2.8.2-pyhd8ed1ab_0.json", "history",
              "pinned", "weird.json", "cnt-hello-1.0-0.json"]
-    names = shims.package_names([entry(f, REG | 0o644) for f in files])
+    names = pkgcache.package_names([entry(f, REG | 0o644) for f in files])
     assert names == ["cnt-hello", "numpy", "python-dateutil"]
 
 
@@ -63,27 +63,27 @@ def test_launcher_is_the_console_script_or_this_interpreter(
     # (with -P where Python has it, so the working directory stays off sys.path).
     monkeypatch.setattr(sys, "executable", str(tmp_path / "py" / "python3"))
     monkeypatch.setattr(sys, "argv", [str(script), "_activate"])
-    assert shims.launcher() == (str(script),)
+    assert launcher.argv() == (str(script),)
     monkeypatch.setattr(sys, "argv", ["/somewhere/condatainer/__main__.py"])
-    assert shims.launcher() == (sys.executable, *shims.python_safe_path(), "-m", "condatainer")
+    assert launcher.argv() == (sys.executable, *launcher.python_safe_path(), "-m", "condatainer")
     # The console script beside the interpreter wins, however we were started.
     beside = tmp_path / "py" / "condatainer"
     beside.parent.mkdir()
     beside.write_text("#!/bin/sh\n")
     beside.chmod(0o755)
-    assert shims.launcher() == (str(beside),)
+    assert launcher.argv() == (str(beside),)
 
 
 def test_cache_paths_are_under_the_cache_dir(tmp_path: Path) -> None:
     image = tmp_path / "env.img"
     cache = config.paths()["cache"]
-    key = shims.cache_key(image)
+    key = pkgcache.cache_key(image)
     assert len(key) == 32
     assert shims.shim_dir(image) == cache / "shims" / key / "bin"
-    assert shims.pkgs_file(image) == cache / "pkgs" / f"{key}.txt"
+    assert pkgcache.installed_file(image) == cache / "pkgs" / f"{key}.txt"
     link = tmp_path / "link.img"
     link.symlink_to(image)
-    assert shims.cache_key(link) == key  # the real path names the cache
+    assert pkgcache.cache_key(link) == key  # the real path names the cache
 
 
 @pytest.fixture
@@ -108,7 +108,7 @@ def test_ensure_builds_once_then_is_warm(
     directory = shims.ensure(image, config.DEFAULT_SHIM_EXCLUDE)
     assert sorted(os.listdir(directory)) == ["cnt-tool", "python"]
     assert (directory / "python").stat().st_mode & 0o777 == 0o755
-    assert shims.pkgs_file(image).read_text() == "cnt-hello\nnumpy\n"
+    assert pkgcache.installed_file(image).read_text() == "cnt-hello\nnumpy\n"
     assert debugfs_calls, "a cold cache lists the image"
     debugfs_calls.clear()
     assert shims.ensure(image, config.DEFAULT_SHIM_EXCLUDE) == directory
@@ -146,7 +146,7 @@ def test_image_without_env_bin_gets_an_empty_shim_dir(
     subprocess.run([str(runner.which("mke2fs")), "-q", "-F", "-t", "ext3", "-d", str(tree),
                     str(image), "8M"], check=True, capture_output=True)
     assert os.listdir(shims.ensure(image, ())) == []
-    assert shims.pkgs_file(image).read_text() == ""
+    assert pkgcache.installed_file(image).read_text() == ""
 
 
 def test_after_mm_refreshes_shims_and_both_listings(
@@ -156,9 +156,7 @@ def test_after_mm_refreshes_shims_and_both_listings(
     image = make_image(tmp_path / "env.img", bins=("a",), pkgs=("numpy",))
     assert shims.after_mm(image, ()) is None
     assert os.listdir(shims.shim_dir(image)) == ["a"]
-    assert shims.pkgs_file(image).read_text() == "numpy\n"
-    from condatainer.hook import pkgcache
-
+    assert pkgcache.installed_file(image).read_text() == "numpy\n"
     assert pkgcache.channel_file(image).read_text() == ""  # no repodata cache in this image
 
 

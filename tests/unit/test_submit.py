@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from condatainer import cli, config, runner
+from condatainer.display import Reporter
 from condatainer.errors import CondatainerError, UsageError
-from condatainer.jobs import directives, submit
-from condatainer.jobs import run as jobs
+from condatainer.jobs import directives, script, submit
+from condatainer.jobs import header as reexec_header
 from condatainer.run import launch
 from condatainer.run.plan import Plan
 
@@ -46,23 +47,25 @@ def test_wanted(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], flags: dic
                 sbatch_on_path: bool, cfg: str, expected: bool) -> None:
     monkeypatch.setattr(runner, "which", lambda name: "/usr/bin/sbatch" if sbatch_on_path else None)
     kw = {"submit": False, "local": False, "reexec": False, **flags}
-    got = submit.wanted(SBATCH, config.Config(submit=cfg), env, **kw)  # type: ignore[arg-type]
+    got = submit.wanted(SBATCH, config.Config(submit=cfg), env, Reporter(), **kw)  # type: ignore[arg-type]
     assert got is expected
 
 
 def test_wanted_needs_sbatch_lines_for_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "which", lambda name: "/usr/bin/sbatch")
-    assert not submit.wanted(PLAIN, config.Config(), {}, submit=False, local=False, reexec=False)
+    assert not submit.wanted(PLAIN, config.Config(), {}, Reporter(), submit=False, local=False,
+                             reexec=False)
 
 
 def test_submit_and_local_together_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="contradict"):
-        submit.wanted(SBATCH, config.Config(), {}, submit=True, local=True, reexec=False)
+        submit.wanted(SBATCH, config.Config(), {}, Reporter(), submit=True, local=True,
+                      reexec=False)
 
 
 def test_explicit_submit_inside_a_job_says_it_runs_here(capsys: pytest.CaptureFixture[str]) -> None:
-    submit.wanted(SBATCH, config.Config(), {"SLURM_JOB_ID": "7"}, submit=True, local=False,
-                  reexec=False)
+    submit.wanted(SBATCH, config.Config(), {"SLURM_JOB_ID": "7"}, Reporter(), submit=True,
+                  local=False, reexec=False)
     assert "inside a SLURM job (SLURM_JOB_ID=7)" in capsys.readouterr().err
 
 
@@ -93,9 +96,9 @@ def test_sbatch_lines_are_the_honoured_ones_verbatim() -> None:
 
 def test_has_header() -> None:
     text = "#!/bin/sh\necho\n"
-    assert not submit.has_header(text)
-    assert submit.has_header(directives.insert_header(text))
-    assert not submit.has_header("#!/bin/sh\necho '# >>> condatainer header >>>'\n")
+    assert not reexec_header.present(text)
+    assert reexec_header.present(reexec_header.insert(text))
+    assert not reexec_header.present("#!/bin/sh\necho '# >>> condatainer header >>>'\n")
 
 
 @pytest.mark.parametrize(("name", "expected"), [
@@ -163,20 +166,20 @@ def test_wrapper_without_condatainer_exits_127_with_one_line(
 # --- prepare and sbatch ------------------------------------------------------------------------
 
 
-def load(tmp_path: Path, text: str, *, writable: bool = False) -> jobs.Job:
+def load(tmp_path: Path, text: str, *, writable: bool = False) -> script.Job:
     (tmp_path / "env.img").write_bytes(b"")
     path = tmp_path / "job.sh"
     path.write_text(text)
     old = os.getcwd()
     os.chdir(tmp_path)
     try:
-        return jobs.load_job(str(path), {}, writable=writable)
+        return script.load_job(str(path), {}, writable=writable)
     finally:
         os.chdir(old)
 
 
 def test_prepare_a_script_with_the_header_submits_the_file(tmp_path: Path) -> None:
-    job = load(tmp_path, directives.insert_header("#!/bin/sh\n#DEP: env.img\necho\n"))
+    job = load(tmp_path, reexec_header.insert("#!/bin/sh\n#DEP: env.img\necho\n"))
     sub = submit.prepare(job, ["a b"], cli_writable=False)
     assert sub.via == "header"
     assert sub.argv == ("sbatch", "--parsable", str(tmp_path / "job.sh"), "a b")
@@ -220,7 +223,7 @@ def test_sbatch_returns_the_job_id_and_passes_cnt_script(fake_sbatch: FakeSbatch
     sub = submit.Submission(script="/p/job.sh", via="header",
                             argv=("sbatch", "--parsable", "/p/job.sh"),
                             env={"CNT_SCRIPT": "/p/job.sh"})
-    assert submit.sbatch(sub, {"PATH": "/bin"}) == "42"
+    assert submit.sbatch(sub, {"PATH": "/bin"}, Reporter()) == "42"
     [call] = fake_sbatch.calls
     assert call["env"] == {"PATH": "/bin", "CNT_SCRIPT": "/p/job.sh"}
     assert call["input"] is None
@@ -231,9 +234,9 @@ def test_sbatch_refusal_is_an_error_with_its_words(fake_sbatch: FakeSbatch) -> N
     sub = submit.Submission(script="/p/job.sh", via="wrapper", argv=("sbatch", "--parsable"),
                             stdin="#!/bin/sh\n")
     with pytest.raises(CondatainerError, match=r"refused /p/job\.sh: sbatch: error: Invalid"):
-        submit.sbatch(sub, {})
+        submit.sbatch(sub, {}, Reporter())
     with pytest.raises(CondatainerError) as err:
-        submit.sbatch(sub, {}, auto=True)
+        submit.sbatch(sub, {}, Reporter(), auto=True)
     assert err.value.hint is not None and "run --local /p/job.sh" in err.value.hint
 
 
@@ -264,7 +267,7 @@ def test_cli_submit_with_local_is_a_usage_error(tmp_path: Path,
 
 def test_header_prints_the_header(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["header"]) == 0
-    assert capsys.readouterr().out == directives.header_text()
+    assert capsys.readouterr().out == reexec_header.text()
 
 
 def test_header_insert_in_place_idempotent_keeps_mode_bytes_and_symlink(

@@ -53,12 +53,12 @@ from condatainer.errors import (
     RuntimeUnavailableError,
 )
 from condatainer.image import locks
+from condatainer.image.envfile import NAME_RE
 from condatainer.run.plan import Bind, Plan
 
 ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")
 
 _GPU_FLAGS = {"nv": "--nv", "rocm": "--rocm"}
-_VALID_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 # Characters that Apptainer's option parsers treat as separators (see the module docstring).
 _OVERLAY_SPECIALS = (",", ":", '"', "\n", "\r")
@@ -135,7 +135,7 @@ def environ(plan: Plan, binary: str, base: Mapping[str, str]) -> dict[str, str]:
     prefix = env_prefix(binary)
     env = dict(base)
     for key, value in plan.env:
-        if not _VALID_NAME.match(key):
+        if not NAME_RE.fullmatch(key):
             raise ContainerError(f"cannot pass '{key}' into the container: not a variable name")
         if key == "HOME":
             raise ContainerError(

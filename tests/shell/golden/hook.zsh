@@ -80,7 +80,7 @@ _cnt_hook() {
     return 0
 }
 
-# resolve.find_image in pure shell: from $PWD upwards, env-$USER.img then env.img, each in the
+# layout.find_image in pure shell: from $PWD upwards, env-$USER.img then env.img, each in the
 # directory, overlay/ and src/overlay/; stop after $HOME or a CNT_CEILING_DIRS entry, or at /.
 # Sets _cnt_hit (the image, or empty) and _cnt_hit_dir (the directory it was found from).
 _cnt_search() {
@@ -89,7 +89,7 @@ _cnt_search() {
     _cnt_hit='' _cnt_hit_dir=''
     while [[ -n $dir ]]; do
         base=${dir%/}
-        for name in ${user:+env-$user.img} env.img; do
+        for name in ${user:+env-"$user".img} env.img; do
             for sub in '' /overlay /src/overlay; do
                 if [[ -f $base$sub/$name ]]; then
                     _cnt_hit=$base$sub/$name _cnt_hit_dir=$dir
@@ -283,7 +283,7 @@ mm-channels() { _cnt_mm channels 0 "$@" }
 # condatainer: TAB completion for the mm-* functions (zsh; generated, do not edit)
 
 # _cnt_mm_listing KIND: set REPLY to the active image's listing of KIND (installed or channel);
-# false when there is none.  The hook sets _cnt_pkgs on activation (shims.pkgs_file); the
+# false when there is none.  The hook sets _cnt_pkgs on activation (pkgcache.installed_file); the
 # channel listing is its sibling (pkgcache.channel_file).
 _cnt_mm_listing() {
     emulate -L zsh

@@ -1,0 +1,300 @@
+"""The builtin runtime's child: namespace, mounts, identity, exec.  It never returns.
+
+It carries out a `_setup.Setup` decided by the parent: a private mount namespace, the images on
+loop devices, the overlay root, the binds, `pivot_root`, the drop to the invoking user, and the
+exec of the command.  Errors before the exec travel to the parent as JSON through a
+close-on-exec pipe (`report`); a command that cannot be executed exits 127 (not found) or 126
+(not executable) with one line on stderr, like a shell.  Nothing here may touch Python's
+buffered streams: `say` writes to fd 2 directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import signal
+from collections.abc import Iterator
+
+from condatainer.display import NOTE_PREFIX
+from condatainer.run.runtime import _linux as linux
+from condatainer.run.runtime._setup import Layer, Mount, Setup
+
+_F_DUPFD_CLOEXEC: int = getattr(fcntl, "F_DUPFD_CLOEXEC", 1030)
+_NOT_FOUND = 127
+_NOT_EXECUTABLE = 126
+_MAX_SYMLINKS = 40
+
+
+class SetupError(Exception):
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+@contextlib.contextmanager
+def step(what: str, hint: str | None = None) -> Iterator[None]:
+    """Turn an OSError into one line naming what we were doing and why it failed."""
+    try:
+        yield
+    except OSError as exc:
+        raise SetupError(f"{what}: {exc.strerror or exc}", hint) from exc
+
+
+def child(setup: Setup, errors_w: int) -> None:
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != setup.parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+        if setup.stdio is not None:
+            # Via fresh descriptors >= 3, so a pipe that happens to be fd 0-2 is not clobbered.
+            high = [fcntl.fcntl(fd, _F_DUPFD_CLOEXEC, 3) for fd in setup.stdio]
+            for target, fd in enumerate(high):
+                os.dup2(fd, target)  # inheritable
+        build_root(setup)
+        become_user(setup)
+        enter_cwd(setup.cwd)
+    except SetupError as exc:
+        report(errors_w, exc.message, exc.hint)
+    except BaseException as exc:
+        report(errors_w, f"the builtin runtime failed to start the container: {exc!r}", None)
+    exec(setup)
+
+
+def report(errors_w: int, message: str, hint: str | None) -> None:
+    with contextlib.suppress(BaseException):
+        os.write(errors_w, json.dumps({"message": message, "hint": hint}).encode())
+    os._exit(1)
+
+
+def build_root(setup: Setup) -> None:
+    staging = setup.staging
+    with step("cannot create a private mount namespace"):
+        linux.unshare(setup.unshare_flags)
+        linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
+    with step(f"cannot mount a tmpfs on {staging}"):
+        linux.mount("condatainer", staging, "tmpfs", linux.MS_NODEV | linux.MS_NOSUID, "mode=0700")
+        # Unbindable: the recursive binds of host mounts below must not copy the staging area
+        # (and with it the new root) into the new root.
+        linux.mount(None, staging, None, linux.MS_UNBINDABLE)
+
+    lowers: list[str] = []
+    upper = work = ""
+    for i, layer in enumerate(setup.layers):
+        where = f"{staging}/{i}"
+        mount_image(layer, where)
+        if layer.writable:
+            upper, work = f"{where}/upper", f"{where}/work"
+            if not os.path.isdir(work):
+                with step(f"{layer.path}: cannot create work/"):
+                    os.mkdir(work, 0o700)
+        else:
+            lowers.append(f"{where}/upper")
+    if not upper:
+        # No writable overlay: a tmpfs takes the writes (they vanish with the namespace).  It
+        # must be a mount of its own: overlayfs refuses an upper layer on an unbindable mount.
+        with step("cannot mount the tmpfs for the container's writes"):
+            os.mkdir(f"{staging}/t")
+            linux.mount("condatainer", f"{staging}/t", "tmpfs", linux.MS_NODEV | linux.MS_NOSUID)
+            os.mkdir(f"{staging}/t/upper")
+            os.mkdir(f"{staging}/t/work")
+            # The upper directory lends the container's / its mode: the host's, not our umask's.
+            os.chmod(f"{staging}/t/upper", os.stat("/").st_mode & 0o7777)
+        upper, work = f"{staging}/t/upper", f"{staging}/t/work"
+
+    root = f"{staging}/root"
+    options = f"lowerdir={':'.join([*lowers, '/'])},upperdir={upper},workdir={work}"
+    with step(
+        "cannot build the container's root filesystem with overlayfs",
+        hint="the kernel log says why: dmesg | grep overlayfs",
+    ):
+        os.mkdir(root)
+        linux.mount("condatainer", root, "overlay", linux.MS_NODEV, options)
+
+    for m in setup.mounts:
+        apply(root, m)
+    if setup.protect_ext3:
+        # Read-only overlays only: /ext3/env must refuse writes (EROFS) the way a read-only
+        # Apptainer overlay does, instead of letting them vanish into the tmpfs upper layer.
+        ext3 = resolve_in(root, "/ext3")
+        if os.path.isdir(ext3):
+            with step("cannot make /ext3 read-only"):
+                linux.bind_readonly(ext3, ext3)
+
+    enter_root(root, staging)
+
+
+def mount_image(layer: Layer, where: str) -> None:
+    """Attach `layer` to a loop device and mount its ext3 at `where`."""
+    read_only = not layer.writable
+    check = f"condatainer overlay check {layer.path}"
+    with step(f"{layer.path}: cannot attach it to a loop device"):
+        device, loop_fd = linux.loop_attach(layer.fd, read_only=read_only, name=layer.path)
+    try:
+        os.mkdir(where)
+        flags = linux.MS_NODEV | linux.MS_NOSUID | (linux.MS_RDONLY if read_only else 0)
+        try:
+            linux.mount(device, where, "ext3", flags)
+        except OSError as exc:
+            if exc.errno != errno.ENODEV:  # a kernel with ext4 only drives ext3 as ext4
+                raise
+            linux.mount(device, where, "ext4", flags)
+    except OSError as exc:
+        raise SetupError(
+            f"{layer.path}: cannot mount it ({'read-only' if read_only else 'writable'},"
+            f" {device}): {exc.strerror}",
+            hint=check,
+        ) from exc
+    finally:
+        os.close(loop_fd)  # the mount holds the device now; unmounted, it detaches itself
+    if not os.path.isdir(f"{where}/upper"):
+        raise SetupError(
+            f"{layer.path}: not an overlay image: it has no upper/ directory",
+            hint="overlay images are made with: condatainer o IMAGE",
+        )
+
+
+def apply(root: str, m: Mount) -> None:
+    """Mount `m` on top of the new root (binds follow the host's symlinks, never the root's)."""
+    if m.source is None:
+        what = f"cannot mount a tmpfs on {m.target}"
+    else:
+        what = f"cannot bind {m.source} to {m.target}"
+    with step(what):
+        target = resolve_in(root, m.target)
+        if not os.path.lexists(target):
+            make_target(root, target, m.is_file)
+        if m.source is None:
+            linux.mount("tmpfs", target, "tmpfs", linux.MS_NODEV | linux.MS_NOSUID, m.tmpfs_options)
+        elif m.readonly:
+            linux.bind_readonly(m.source, target, recursive=m.recursive)
+        else:
+            recursive = linux.MS_REC if m.recursive else 0
+            linux.mount(m.source, target, None, linux.MS_BIND | recursive)
+
+
+def make_target(root: str, target: str, is_file: bool) -> None:
+    """Create a missing bind target (in the overlay's upper layer, as Apptainer does)."""
+    parent = os.path.dirname(target)
+    if parent != root:
+        os.makedirs(parent, exist_ok=True)
+    if is_file:
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    else:
+        os.mkdir(target)
+
+
+def resolve_in(root: str, path: str) -> str:
+    """`path` inside the container as a host path under `root`, symlinks resolved within `root`.
+
+    mount(2) follows symlinks in its target; an absolute symlink in the new root must point
+    into the new root, not out of it onto the host.  Missing components are kept as they are.
+    """
+    pending = [p for p in path.split("/") if p]
+    done: list[str] = []
+    links = 0
+    while pending:
+        name = pending.pop(0)
+        if name == ".":
+            continue
+        if name == "..":
+            if done:
+                done.pop()
+            continue
+        here = os.path.join(root, *done, name)
+        try:
+            link = os.readlink(here)
+        except OSError:  # not a symlink, or missing
+            done.append(name)
+            continue
+        links += 1
+        if links > _MAX_SYMLINKS:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+        if link.startswith("/"):
+            done = []
+        pending[:0] = [p for p in link.split("/") if p]
+    return os.path.join(root, *done)
+
+
+def enter_root(root: str, staging: str) -> None:
+    """Make `root` the root: pivot_root, detach the host's tree, remove the staging directory."""
+    parent_dir = os.open(os.path.dirname(staging), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.chdir(root)
+        try:
+            # pivot_root(".", "."): the old root ends up stacked on the new one, no put_old
+            # directory needed (which would be created in the writable image).
+            linux.pivot_root(".", ".")
+            linux.umount2(".", linux.MNT_DETACH)
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:  # EINVAL: the host root is a rootfs (initramfs)
+                raise SetupError(f"cannot switch to the container's root: {exc.strerror}") from exc
+            os.chroot(".")  # the parent removes the staging directory afterwards
+        else:
+            # Nothing of the staging area is mounted in this namespace any more; its empty
+            # directory can go now, so not even a killed parent leaves it behind.
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.basename(staging), dir_fd=parent_dir)
+        os.chdir("/")
+    finally:
+        os.close(parent_dir)
+
+
+def become_user(setup: Setup) -> None:
+    user = setup.user
+    if user is None:
+        return
+    with step(f"cannot switch to user {user.name} (uid {user.uid})"):
+        os.setgroups(list(user.groups))
+        os.setgid(user.gid)
+        os.setuid(user.uid)
+        # As under Apptainer, setuid programs do not raise privileges inside the container.
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+        # Changing credentials cleared the parent-death signal: set it again.
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != setup.parent_pid:
+        os._exit(1)
+
+
+def enter_cwd(cwd: str) -> None:
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        say(f"cannot enter {cwd} in the container ({exc.strerror}); starting in /")
+        with step("cannot enter / in the container"):
+            os.chdir("/")
+
+
+def exec(setup: Setup) -> None:
+    """Replace the child with the command; like a shell, 127 when not found, 126 otherwise."""
+    # Python ignores SIGPIPE and SIGXFSZ; an ignored signal stays ignored across exec.
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, setup.saved_mask)
+    name = setup.command[0]
+    try:
+        os.execvpe(name, list(setup.command), setup.env)
+    except OSError as exc:
+        code = _NOT_FOUND if exc.errno in (errno.ENOENT, errno.ENOTDIR) else _NOT_EXECUTABLE
+        why = "command not found" if code == _NOT_FOUND else exc.strerror
+        _error(f"{name}: {why}")
+        os._exit(code)
+    os._exit(_NOT_EXECUTABLE)  # pragma: no cover - execvpe returns only by raising
+
+
+def say(text: str) -> None:
+    """One notice on stderr, written directly (the child must not touch Python's buffers)."""
+    _write_line(NOTE_PREFIX + text)
+
+
+def _error(text: str) -> None:
+    """One error line on stderr, like a shell's `sh: NAME: command not found`."""
+    _write_line(f"condatainer: error: {text}")
+
+
+def _write_line(text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, f"{text}\n".encode(errors="surrogateescape"))
