@@ -6,6 +6,9 @@ sees an argparse Namespace.  `main(argv) -> int` is the only place that catches
 CondatainerError and turns it into `condatainer: error: ...` / `hint: ...` and an exit code;
 `sys.exit` happens only in `entry`.  Heavy modules (jinja2, yaml, e2fsprogs wrappers) are imported
 inside the adapters, after argcomplete has had its chance to answer a TAB press.
+
+Long on purpose: each subcommand's parser and its adapter sit side by side, and the whole
+command line is read in one place; neither part decides anything.
 """
 
 from __future__ import annotations
@@ -112,36 +115,23 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_create)
 
 
+def _add_option(p: argparse.ArgumentParser, option: Any) -> None:
+    """Add one `run.options.Option` to a parser, spelled as the table spells it."""
+    kw: dict[str, Any] = {"dest": option.dest, "help": option.help}
+    if option.metavar:
+        kw["metavar"] = option.metavar
+    if option.kind == "flag":
+        kw["action"] = "store_true"
+    elif option.kind == "append":
+        kw.update(action="append", default=[])
+    p.add_argument(*option.flags, **kw)
+
+
 def _add_container_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-b", "--base", help="base image (SIF) to run in")
-    p.add_argument(
-        "--bind",
-        action="append",
-        default=[],
-        metavar="HOST[:CONTAINER[:ro]]",
-        help="bind a host path (repeatable)",
-    )
-    p.add_argument(
-        "--env",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="set a variable in the container (repeatable; never split on commas)",
-    )
-    p.add_argument("--fakeroot", action="store_true", help="run as root in the container")
-    p.add_argument("-C", "--containall", action="store_true", help="isolate fully (apptainer -C)")
-    p.add_argument("-c", "--contain", action="store_true", help="minimal /dev, own /tmp (-c)")
-    p.add_argument("-e", "--cleanenv", action="store_true", help="do not pass the host environment")
-    p.add_argument("-W", "--workdir", help="work dir for -c/-C (default $SLURM_TMPDIR in jobs)")
-    p.add_argument(
-        "-A",
-        "--apptainer-arg",
-        action="append",
-        default=[],
-        dest="extra",
-        metavar="ARG",
-        help="pass ARG to apptainer exec unchanged (repeatable)",
-    )
+    from condatainer.run import options
+
+    for option in options.CONTAINER:
+        _add_option(p, option)
 
 
 def _add_overlay(ov: argparse.ArgumentParser) -> None:
@@ -718,24 +708,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         # an OS error that slipped through still gets one line naming the file, no traceback.
         where = f"{exc.filename}: " if exc.filename else ""
         return report(CondatainerError(f"{where}{exc.strerror or exc}",
-                                       hint="CONDATAINER_DEBUG=1 shows where it happened"))
+                                       hint="CONDATAINER_DEBUG=1 shows where it happened"),
+                      cause=exc)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
 
 
-def report(err: CondatainerError) -> int:
+def report(err: CondatainerError, cause: BaseException | None = None) -> int:
     """Print a CondatainerError the one way users see errors; return its exit code.
 
     Messages quote paths, image contents and tools' output: control characters in them are
-    shown, not sent to the terminal (display.printable).
+    shown, not sent to the terminal (display.printable).  With CONDATAINER_DEBUG=1 the
+    traceback of `cause` (the exception the error stands for, when it was made from one
+    caught at the last resort), else of `err` itself, shows where it happened.
     """
     from condatainer.display import printable
 
     if os.environ.get("CONDATAINER_DEBUG") == "1":
         import traceback
 
-        traceback.print_exception(type(err), err, err.__traceback__)
+        shown = cause if cause is not None else err
+        traceback.print_exception(type(shown), shown, shown.__traceback__)
     print(printable(f"{PROG}: error: {err.message}", lines=True), file=sys.stderr)
     if err.hint:
         print(printable(f"hint: {err.hint}", lines=True), file=sys.stderr)

@@ -37,6 +37,10 @@ Decisions, so callers and users can rely on them:
   cost it more than everything else it does.  The key is the content, so an edited file is
   always parsed again; a file whose data JSON cannot carry exactly (dates, non-string keys)
   is never cached, nor is one that is not valid YAML, so YAML errors come from the parser.
+
+Long on purpose: the keys, their validation, where each value came from, showing and editing
+the file are one format, kept in one place so that `config set` can never write what `load`
+would refuse.
 """
 
 from __future__ import annotations
@@ -90,7 +94,7 @@ class Config(NamedTuple):
     binds: tuple[str, ...] = ()
     gpu: Gpu = "auto"
     default_size: str = "10G"
-    default_profile: str = "balanced"
+    default_profile: str = profiles.DEFAULT_PROFILE
     autoload: Autoload = "on"
     shim_exclude: tuple[str, ...] = DEFAULT_SHIM_EXCLUDE
     submit: Submit = "auto"

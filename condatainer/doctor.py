@@ -1,7 +1,7 @@
 """`condatainer doctor`: what this machine has, what is missing, and what to do about it.
 
 `check(env)` returns a list of `Check` results (data), `render(checks)` turns them into text and
-`exit_code(checks)` into the command's status.  The runtime is the one `run.runtime.select`
+`exit_code(checks)` into the command's status.  The runtime is the one `selection.select`
 chooses and the builtin runtime's kernel checks are its own `probes()`, so doctor reports
 exactly what `e`/`exec` will use and find.
 
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from condatainer import config, runner, shellgen
 from condatainer.errors import ConfigError, RuntimeUnavailableError
 from condatainer.hook import rcfile
-from condatainer.run import runtime
-from condatainer.run.runtime import INSTALL_APPTAINER, binary_flavour, container_binary
+from condatainer.run.runtime import INSTALL_APPTAINER, selection
+from condatainer.run.runtime.selection import binary_flavour, container_binary
 
 E2FSPROGS = ("mke2fs", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
 MIN_E2FSPROGS = (1, 43)  # mke2fs -d (populate the filesystem from a directory)
@@ -153,7 +153,7 @@ def _check_apptainer(cfg: config.Config, needed: bool) -> Check:
 
 def _check_runtime(cfg: config.Config) -> tuple[Check, str | None]:
     try:
-        chosen = runtime.select(cfg)
+        chosen = selection.select(cfg)
     except RuntimeUnavailableError as exc:
         return Check("runtime", False, exc.message, exc.hint), None
     return Check("runtime", True, f"{chosen.name} ({chosen.how})"), chosen.name

@@ -30,9 +30,10 @@ from condatainer.hook import trust
 from condatainer.image import envfile as sidecars
 from condatainer.image import files, layout, profiles, sizes
 from condatainer.image.create import create as create_image
-from condatainer.run import envspec, launch, runtime
+from condatainer.run import envspec, launch
 from condatainer.run.mm import TABLE
 from condatainer.run.resolve import Request
+from condatainer.run.runtime import selection
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,7 @@ def prepare(
             hint=f"move it away, or remove it: rm {sidecar}",
         )
     if spec is not None:
-        runtime.select(cfg)  # no runtime: fail now, before creating anything
+        selection.select(cfg)  # no runtime: fail now, before creating anything
     return creation
 
 

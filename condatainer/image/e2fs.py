@@ -25,6 +25,9 @@ How we talk to debugfs, and why:
   image's root; the last component never is.  The inode-by-inode fallback follows none.
 - debugfs exits 0 whatever happens; failures are the lines it writes to stderr after its
   version banner.  They are turned into `ImageError`s naming the image and the debugfs line.
+
+Long on purpose: one reader of untrusted images, whose parsing rules (records, echo lines,
+quoting, the inode-by-inode fallback) only make sense together and are reviewed together.
 """
 
 from __future__ import annotations
@@ -79,10 +82,6 @@ class Superblock:
     def clean(self) -> bool:
         """True when a mount needs no journal recovery and fsck reported no errors."""
         return self.state == "clean" and "needs_recovery" not in self.features
-
-    @property
-    def has_journal(self) -> bool:
-        return "has_journal" in self.features
 
     @property
     def bytes_per_inode(self) -> int:
@@ -507,20 +506,6 @@ def stat(path: str | os.PathLike[str], inner_path: str) -> Entry | None:
     return next((e for e in _children(entries) if e.name == parts[-1]), None)
 
 
-def read_file(path: str | os.PathLike[str], inner_path: str) -> bytes | None:
-    """The bytes of regular file `inner_path` in the image, or None if it does not exist.
-
-    ImageError if it exists but is not a regular file (a directory, a symlink, a device).
-    """
-    entry = stat(path, inner_path)
-    if entry is None:
-        return None
-    if not entry.is_file:
-        kind = "a directory" if entry.is_dir else "not a regular file"
-        raise ImageError(f"{path}: {entry.path} in the image is {kind}")
-    return read_inode(path, entry.inode)
-
-
 def read_inode(path: str | os.PathLike[str], inode: int) -> bytes:
     """The contents of inode `inode` (`cat <N>`), byte for byte."""
     cmd = f"cat <{int(inode)}>"
@@ -530,20 +515,6 @@ def read_inode(path: str | os.PathLike[str], inode: int) -> bytes:
         raise _unexpected(path, out, 0)
     # stdout was decoded with surrogateescape; encoding back gives the exact bytes.
     return out[len(echo) :].encode("utf-8", "surrogateescape")
-
-
-def walk(path: str | os.PathLike[str], inner_root: str) -> list[Entry]:
-    """Every inode below directory `inner_root` (not the root itself), breadth-first.
-
-    One debugfs process per tree level.  Each inode is reported once (hard links share an
-    inode); symlinks are reported, not followed.  ImageError if `inner_root` is not a
-    directory of the image.
-    """
-    root = stat(path, inner_root)
-    if root is None or not root.is_dir:
-        what = "no directory" if root is None else "not a directory:"
-        raise ImageError(f"{path}: {what} /{'/'.join(_components(inner_root))} in the image")
-    return walk_entries(path, [root])
 
 
 def walk_entries(path: str | os.PathLike[str], roots: Sequence[Entry]) -> list[Entry]:

@@ -1,9 +1,9 @@
 """Carry out a Plan with the selected runtime: the seam between decisions and side effects.
 
-`runtime.select` picks apptainer, singularity or builtin.  `execute` runs a Plan attached to the
-terminal (Apptainer replaces this process; the builtin runtime waits and returns the status);
-`run` does the same but always comes back; `run_captured` runs one with its output captured,
-for commands whose output we read.
+`runtime.selection.select` picks apptainer, singularity or builtin.  `execute` runs a Plan
+attached to the terminal (Apptainer replaces this process; the builtin runtime waits and
+returns the status); `run` does the same but always comes back; `run_captured` runs one with
+its output captured, for commands whose output we read.
 
 Nothing here prints.  The Plan's notices (decisions the user should know about, like an
 automatic --fakeroot) go to the caller's `notify`, once, just before the runtime starts.
@@ -16,9 +16,9 @@ from collections.abc import Mapping
 
 from condatainer import config
 from condatainer.display import Notify
-from condatainer.run import runtime
 from condatainer.run.plan import Plan
 from condatainer.run.resolve import Request, Settings, resolve
+from condatainer.run.runtime import selection
 
 
 def settings(cfg: config.Config) -> Settings:
@@ -35,7 +35,7 @@ def _binary(plan: Plan, cfg: config.Config, notify: Notify) -> str | None:
     The runtime is chosen and the Plan's notices told here, once, for all three ways of
     running below.
     """
-    chosen = runtime.select(cfg)
+    chosen = selection.select(cfg)
     for note in plan.notices:
         notify(note)
     return chosen.binary

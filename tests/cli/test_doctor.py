@@ -17,8 +17,7 @@ from condatainer import cli, config, doctor, runner
 from condatainer.errors import RuntimeUnavailableError
 from condatainer.hook import init as hostshell
 from condatainer.hook import rcfile
-from condatainer.run import runtime
-from condatainer.run.runtime import builtin
+from condatainer.run.runtime import builtin, selection
 
 VERSIONS = {
     "mke2fs": "mke2fs 1.47.0 (5-Feb-2023)",
@@ -308,25 +307,25 @@ def test_real_e2fsprogs(need: Callable[[str], str]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# runtime.select()
+# selection.select()
 
 
 def test_auto_prefers_apptainer_then_singularity(tools: Tools, as_user: AsUser) -> None:
     as_user(True)
     bindir = tools("singularity")
-    assert runtime.select(cfg_with()).name == "singularity"
+    assert selection.select(cfg_with()).name == "singularity"
     tools("apptainer")
-    assert runtime.select(cfg_with()).name == "apptainer"
+    assert selection.select(cfg_with()).name == "apptainer"
     (bindir / "apptainer").unlink()
     (bindir / "singularity").unlink()
-    assert runtime.select(cfg_with()).name == "builtin"
+    assert selection.select(cfg_with()).name == "builtin"
 
 
 def test_auto_as_user_without_apptainer_raises(tools: Tools, as_user: AsUser) -> None:
     tools()
     as_user(False)
     with pytest.raises(RuntimeUnavailableError) as err:
-        runtime.select(cfg_with())
+        selection.select(cfg_with())
     assert "needs root" in err.value.message
     assert err.value.hint is not None
     assert "module load apptainer" in err.value.hint and "root" in err.value.hint
@@ -336,12 +335,12 @@ def test_explicit_runtime_is_never_a_silent_fallback(tools: Tools, as_user: AsUs
     tools("singularity")
     as_user(True)
     with pytest.raises(RuntimeUnavailableError, match=r"runtime is set to apptainer \(env CNT_"):
-        runtime.select(cfg_with(runtime="apptainer"))
-    assert runtime.select(cfg_with(runtime="singularity")).name == "singularity"
-    assert runtime.select(cfg_with(runtime="builtin")).name == "builtin"
+        selection.select(cfg_with(runtime="apptainer"))
+    assert selection.select(cfg_with(runtime="singularity")).name == "singularity"
+    assert selection.select(cfg_with(runtime="builtin")).name == "builtin"
     as_user(False)
     with pytest.raises(RuntimeUnavailableError, match=r"builtin .* needs root") as err:
-        runtime.select(cfg_with(runtime="builtin"))
+        selection.select(cfg_with(runtime="builtin"))
     assert err.value.hint is not None and "sudo" in err.value.hint
 
 
@@ -352,14 +351,14 @@ def test_apptainer_bin_from_config(tools: Tools, as_user: AsUser, tmp_path: Path
     site.mkdir(parents=True)
     write_tool(site, "singularity", VERSIONS["singularity"])
     write_tool(site, "apptainer-1.3", VERSIONS["apptainer"])
-    assert runtime.select(cfg_with(apptainer_bin=str(site / "singularity"))).name == "singularity"
+    assert selection.select(cfg_with(apptainer_bin=str(site / "singularity"))).name == "singularity"
     cfg = cfg_with(apptainer_bin=str(site / "apptainer-1.3"))
-    assert runtime.select(cfg).name == "apptainer"
+    assert selection.select(cfg).name == "apptainer"
     assert by_name(doctor.check())["apptainer"].status == "FAIL"  # nothing on PATH, no config
 
     missing = cfg_with(apptainer_bin=str(site / "nope"))
     with pytest.raises(RuntimeUnavailableError, match=r"apptainer_bin .*nope"):
-        runtime.select(missing)
+        selection.select(missing)
 
 
 # --------------------------------------------------------------------------------------------

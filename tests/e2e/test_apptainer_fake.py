@@ -20,9 +20,8 @@ import pytest
 
 from condatainer import config
 from condatainer.errors import ConfigError, ContainerError, ImageError, LockError
-from condatainer.run import runtime
 from condatainer.run.plan import Bind, Overlay, Plan
-from condatainer.run.runtime import apptainer
+from condatainer.run.runtime import apptainer, selection
 from tests.fakes import FAKE_APPTAINER, FAKES_DIR, with_fakes_on_path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +34,7 @@ import json, os, sys
 from condatainer import config
 from condatainer.errors import CondatainerError
 from condatainer.run.plan import Bind, Overlay, Plan
-from condatainer.run import runtime
+from condatainer.run.runtime import selection
 from condatainer.run.runtime import apptainer
 d = json.loads(sys.argv[1])
 plan = Plan(
@@ -48,7 +47,7 @@ plan = Plan(
     extra_args=tuple(d["extra_args"]),
 )
 try:
-    binary = runtime.container_binary(config.load(os.environ), "apptainer")
+    binary = selection.container_binary(config.load(os.environ), "apptainer")
     apptainer.execute(plan, binary, probe=d["probe"])
 except CondatainerError as err:
     print(f"condatainer: error: {err.message}", file=sys.stderr)
@@ -490,8 +489,8 @@ def test_cwd_and_path_reach_the_command(
 
 def test_the_fake_is_the_apptainer_condatainer_finds(fake_env: dict[str, str]) -> None:
     cfg = config.load(fake_env)
-    assert runtime.select(cfg).name == "apptainer"
-    assert runtime.container_binary(cfg, "apptainer") == str(FAKE_APPTAINER)
+    assert selection.select(cfg).name == "apptainer"
+    assert selection.container_binary(cfg, "apptainer") == str(FAKE_APPTAINER)
     res = subprocess.run(["apptainer", "--version"], env=fake_env, capture_output=True, text=True)
     assert res.stdout == "apptainer version 1.3.4\n"
 

@@ -73,9 +73,9 @@ def small(tmp_path: Path) -> Path:
 
 def owners(img: Path) -> dict[str, tuple[int, int]]:
     """uid/gid of every inode of the image, by path (a full level walk)."""
-    found = {e.path: (e.uid, e.gid) for e in e2fs.walk(img, "/")}
     root = e2fs.stat(img, "/")
     assert root is not None
+    found = {e.path: (e.uid, e.gid) for e in e2fs.walk_entries(img, [root])}
     found["/"] = (root.uid, root.gid)
     return found
 

@@ -30,7 +30,6 @@ MS_REMOUNT = 32
 MS_BIND = 4096
 MS_REC = 16384
 MS_UNBINDABLE = 1 << 17
-MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
 
@@ -63,7 +62,6 @@ LO_FLAGS_AUTOCLEAR = 4
 # u64 reserved[8] = 304 bytes.
 _LOOP_INFO64 = struct.Struct("=5Q4I64s64s32s2Q")
 _LOOP_CONFIG = struct.Struct("=II232s64x")
-_LO_FLAGS_OFFSET = 5 * 8 + 3 * 4
 
 # pivot_root has no libc wrapper; its number differs per architecture.
 _SYS_PIVOT_ROOT = {
