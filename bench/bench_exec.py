@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from condatainer.run.plan import Overlay, Plan
 from condatainer.run.runtime import builtin
-from tests.e2e.imagelib import mkfs
+from tests.imagelib import mkfs
 
 GOAL_MS = 40.0
 

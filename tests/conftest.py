@@ -24,6 +24,7 @@ import pytest
 from hypothesis import settings
 
 from condatainer import runner
+from tests.support import tmpfs, wd, world, world_channel  # noqa: F401  (fixtures for every tier)
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 

@@ -28,13 +28,13 @@ import pexpect  # type: ignore[import-untyped]
 import pytest
 
 from condatainer import shellgen
-from tests.e2e import conftest as e2e
-from tests.e2e.conftest import World, cnt, ok
+from tests import support as e2e
 from tests.shell.hooklib import HOSTILE
+from tests.support import World, cnt, ok
 
 pytestmark = pytest.mark.root
 
-# The e2e world (local channel, micromamba stand-in, builtin runtime), shared with tests/e2e.
+# The e2e world (local channel, micromamba stand-in, builtin runtime), shared with the others.
 world_channel = e2e.world_channel
 world = e2e.world
 

@@ -28,7 +28,7 @@ import pytest
 
 from condatainer import shellgen
 from condatainer.hook import hookfile, mmcomplete, pkgcache
-from tests.e2e.conftest import World, cnt, ok, world, world_channel  # noqa: F401 (fixtures)
+from tests.support import World, cnt, ok, world, world_channel  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "'\";&&e-$ èрт🚒中-j"

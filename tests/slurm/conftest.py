@@ -39,7 +39,7 @@ from typing import NoReturn
 import pytest
 
 from tests.conftest import IN_CI
-from tests.e2e.conftest import REPO, world, world_channel  # noqa: F401  (fixtures used here)
+from tests.support import REPO, world, world_channel  # noqa: F401  (fixtures used here)
 
 HERE = Path(__file__).resolve().parent
 UP = HERE / "slurm-up.sh"

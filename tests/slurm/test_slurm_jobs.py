@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, World, cnt, ok
 from tests.slurm.conftest import Slurm
+from tests.support import REPO, World, cnt, ok
 
 pytestmark = [pytest.mark.root, pytest.mark.slurm]
 

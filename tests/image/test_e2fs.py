@@ -16,7 +16,7 @@ import pytest
 from condatainer import runner
 from condatainer.errors import ImageError
 from condatainer.image import e2fs
-from tests.e2e.imagelib import mkfs
+from tests.imagelib import mkfs
 
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 # Names that break naive parsing or quoting: spaces, quotes, shell syntax, a leading dash, a

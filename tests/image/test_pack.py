@@ -17,7 +17,7 @@ from condatainer.errors import ImageError, ImageExistsError, LockError
 from condatainer.image import e2fs
 from condatainer.image.create import create
 from condatainer.image.pack import pack, read_pack_record, unpack
-from tests.e2e.imagelib import fsck_clean, get, put, sha256
+from tests.imagelib import fsck_clean, get, put, sha256
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024

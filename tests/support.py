@@ -21,7 +21,7 @@ import pytest
 
 from tests.world import MICROMAMBA, build_channel
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

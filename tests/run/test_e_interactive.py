@@ -11,7 +11,7 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.e2e.conftest import REPO, World, cnt, ok
+from tests.support import REPO, World, cnt, ok
 
 pytestmark = pytest.mark.root
 

@@ -29,7 +29,7 @@ from condatainer.errors import ContainerError, ImageError, LockError, RuntimeUna
 from condatainer.image import locks
 from condatainer.run.plan import Bind, Overlay, Plan
 from condatainer.run.runtime import _child, _setup, builtin
-from tests.e2e.imagelib import mkfs
+from tests.imagelib import mkfs
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from condatainer.image import files as image_files
 from condatainer.image.create import create
 from condatainer.image.resize import resize
 from condatainer.image.sizes import format_size
-from tests.e2e.imagelib import fsck_clean, get, put, sha256
+from tests.imagelib import fsck_clean, get, put, sha256
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024

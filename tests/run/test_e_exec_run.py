@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, World, cnt, debugfs_cat, ok
+from tests.support import REPO, World, cnt, debugfs_cat, ok
 from tests.waiting import lock_on, wait_for_lock, wait_until
 
 pytestmark = pytest.mark.root

@@ -14,8 +14,8 @@ from condatainer import runner
 from condatainer.errors import ImageError, LockError, UsageError
 from condatainer.image import e2fs
 from condatainer.image.chown import chown, image_path
-from tests.e2e.imagelib import mkfs
-from tests.e2e.test_e2fs import HOSTILE, make_image
+from tests.image.test_e2fs import HOSTILE, make_image
+from tests.imagelib import mkfs
 
 REPO = Path(__file__).resolve().parents[2]
 OLD = 1234 if os.geteuid() == 0 else os.getuid()  # mke2fs -d copies the source's owners

@@ -16,7 +16,7 @@ from condatainer import runner
 from condatainer.errors import ImageError
 from condatainer.image import e2fs, envfile
 from condatainer.image.info import ImageInfo, info, parse_channels, requested_specs
-from tests.e2e.test_e2fs import HOSTILE, make_image
+from tests.image.test_e2fs import HOSTILE, make_image
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, cnt
-from tests.e2e.test_apptainer_fake import make_image
 from tests.fakes import with_fakes_on_path
+from tests.run.test_apptainer_fake import make_image
+from tests.support import REPO, cnt
 from tests.waiting import wait_for_lock
 
 

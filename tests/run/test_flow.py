@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import REPO, World, cnt, debugfs_cat, ok
+from tests.support import REPO, World, cnt, debugfs_cat, ok
 from tests.waiting import wait_for_lock
 
 pytestmark = pytest.mark.root

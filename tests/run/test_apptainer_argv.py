@@ -1,8 +1,8 @@
 """runtime.apptainer as data: Plan -> argv + environment (golden files), errors, FATAL lines.
 
-Golden files live in tests/unit/golden/apptainer/<case>.txt: the command line, one JSON string
+Golden files live in tests/run/golden/apptainer/<case>.txt: the command line, one JSON string
 per line, then the variables added to the environment.  Regenerate them after an intended change
-with `UPDATE_GOLDEN=1 python3 -m pytest tests/unit/test_apptainer_argv.py` and review the diff.
+with `UPDATE_GOLDEN=1 python3 -m pytest tests/run/test_apptainer_argv.py` and review the diff.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from condatainer.image import e2fs, files
 from condatainer.image.create import create
 from condatainer.image.layout import normalise_image_name
 from condatainer.image.profiles import resolve_profile
-from tests.e2e.imagelib import fsck_clean
+from tests.imagelib import fsck_clean
 from tests.programs import unprivileged_python
 from tests.waiting import wait_until
 

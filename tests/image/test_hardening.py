@@ -20,7 +20,7 @@ from condatainer.image.create import create
 from condatainer.image.pack import pack, unpack
 from condatainer.image.profiles import resolve_profile
 from condatainer.image.sizes import MIB
-from tests.e2e.conftest import REPO, cnt, ok
+from tests.support import REPO, cnt, ok
 from tests.waiting import wait_until
 
 
