@@ -83,9 +83,25 @@ def build(tmp: Path, files: int, dirs: int) -> Path:
             for name in dirnames + filenames:
                 os.lchown(os.path.join(dirpath, name), 1234, 1234)
     image = tmp / "base.img"
-    subprocess.run([runner.require("mke2fs"), "-q", "-F", "-t", "ext3", "-b", "4096", "-E",
-                    "nodiscard", "-d", str(src), str(image), "512M"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [
+            runner.require("mke2fs"),
+            "-q",
+            "-F",
+            "-t",
+            "ext3",
+            "-b",
+            "4096",
+            "-E",
+            "nodiscard",
+            "-d",
+            str(src),
+            str(image),
+            "512M",
+        ],
+        check=True,
+        capture_output=True,
+    )
     shutil.rmtree(src)
     return image
 
@@ -124,8 +140,10 @@ def main() -> int:
         tmp = Path(tmp_name)
         t0 = time.perf_counter()
         base = build(tmp, args.files, args.dirs)
-        print(f"built {base.name}: {args.files} files in {args.dirs} directories"
-              f" ({time.perf_counter() - t0:.1f} s)")
+        print(
+            f"built {base.name}: {args.files} files in {args.dirs} directories"
+            f" ({time.perf_counter() - t0:.1f} s)"
+        )
         results: dict[str, tuple[float, int]] = {}
         images: dict[str, Path] = {}
         methods: list[tuple[str, Callable[[Path], object]]] = [

@@ -59,14 +59,21 @@ def main() -> None:
             "CNT_RUNTIME": "builtin",
             "CNT_CHANNELS": f"file://{channel}",
             "PATH": os.pathsep.join(
-                [str(REPO / "tests" / "world"), str(Path(sys.executable).parent),
-                 os.environ["PATH"]]
+                [
+                    str(REPO / "tests" / "world"),
+                    str(Path(sys.executable).parent),
+                    os.environ["PATH"],
+                ]
             ),
         }
         image = work / "env.img"
         cli = [sys.executable, "-m", "condatainer"]
-        subprocess.run([*cli, "o", str(image), "-s", "256M", "--sparse"], env=env, check=True,
-                       capture_output=True)
+        subprocess.run(
+            [*cli, "o", str(image), "-s", "256M", "--sparse"],
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         direct_code = (
             "import os, sys\n"
             "from condatainer.run.plan import Overlay, Plan\n"
@@ -78,30 +85,52 @@ def main() -> None:
         rows = [
             ("/bin/true directly", timed(["/bin/true"], env, rounds, work)),
             ("python -c pass", timed([sys.executable, "-c", "pass"], env, rounds, work)),
-            ("runtime with a prebuilt Plan", timed([sys.executable, "-c", direct_code], env,
-                                                   rounds, work)),
-            ("condatainer exec -o IMG /bin/true", timed([*cli, "exec", "-o", str(image), "--",
-                                                         "/bin/true"], env, rounds, work)),
+            (
+                "runtime with a prebuilt Plan",
+                timed([sys.executable, "-c", direct_code], env, rounds, work),
+            ),
+            (
+                "condatainer exec -o IMG /bin/true",
+                timed([*cli, "exec", "-o", str(image), "--", "/bin/true"], env, rounds, work),
+            ),
         ]
         overhead = rows[3][1] - rows[2][1]
         imports = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c", "import condatainer.cli, sys;"
-             "print(','.join(m for m in ('jinja2', 'yaml') if m in sys.modules))"],
-            env=env, capture_output=True, text=True, check=True,
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-c",
+                "import condatainer.cli, sys;"
+                "print(','.join(m for m in ('jinja2', 'yaml') if m in sys.modules))",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         cumulative = [
-            int(line.split("|")[1]) for line in imports.stderr.splitlines()
+            int(line.split("|")[1])
+            for line in imports.stderr.splitlines()
             if line.rstrip().endswith("condatainer.cli")
         ]
         heavy = imports.stdout.strip() or "none"
         installs = []
         for round_ in range(min(rounds, 5)):
             img = work / f"mm{round_}.img"
-            subprocess.run([*cli, "o", str(img), "-s", "256M", "--sparse"], env=env, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [*cli, "o", str(img), "-s", "256M", "--sparse"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             start = time.perf_counter()
-            subprocess.run([*cli, "mm", "-o", str(img), "install", "cnt-hello"], env=env,
-                           check=True, capture_output=True)
+            subprocess.run(
+                [*cli, "mm", "-o", str(img), "install", "cnt-hello"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             installs.append((time.perf_counter() - start) * 1000)
     print(f"{'measure':44} {'median ms':>10}")
     for name, value in rows:

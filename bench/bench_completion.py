@@ -53,13 +53,26 @@ def stats(samples: list[float]) -> tuple[float, float, float]:
 def tab_process(argv: list[str], line: str, env: dict[str, str], cwd: Path) -> tuple[float, str]:
     """One TAB answered by a new process: (milliseconds, the candidates)."""
     read_fd, write_fd = os.pipe()
-    full = {**env, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_SHELL": "bash", "COMP_LINE": line,
-            "COMP_POINT": str(len(line)), "_ARGCOMPLETE_SUPPRESS_SPACE": "1"}
+    full = {
+        **env,
+        "_ARGCOMPLETE": "1",
+        "_ARGCOMPLETE_SHELL": "bash",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_SUPPRESS_SPACE": "1",
+    }
     os.dup2(write_fd, 8)  # the shell hands the child its fd 8 the same way
     os.close(write_fd)
     start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=full, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, pass_fds=(8,))
+    proc = subprocess.Popen(
+        argv,
+        env=full,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        pass_fds=(8,),
+    )
     os.close(8)
     with os.fdopen(read_fd, "rb") as reader:
         out = reader.read().decode()
@@ -73,20 +86,27 @@ def rounds_of(fn: Callable[[], float], rounds: int) -> list[float]:
     return [fn() for _ in range(rounds)]
 
 
-def shell_times(shell: str, setup: str, body: str, rounds: int, env: dict[str, str],
-                cwd: Path) -> list[float]:
+def shell_times(
+    shell: str, setup: str, body: str, rounds: int, env: dict[str, str], cwd: Path
+) -> list[float]:
     """Run `body` rounds+1 times in one shell, timing each with $EPOCHREALTIME (ms)."""
-    loop = (f"{setup}\n"
-            f"for _i in {{0..{rounds}}}; do\n"
-            "  _s=$EPOCHREALTIME\n"
-            f"  {body}\n"
-            "  _e=$EPOCHREALTIME\n"
-            "  printf 'T %s %s\\n' \"$_s\" \"$_e\"\n"
-            "done\n")
-    argv = ["bash", "--norc", "--noprofile", "-c", loop] if shell == "bash" else [
-        "zsh", "-f", "-c", "zmodload zsh/datetime\n" + loop]
-    res = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=True,
-                         timeout=600)
+    loop = (
+        f"{setup}\n"
+        f"for _i in {{0..{rounds}}}; do\n"
+        "  _s=$EPOCHREALTIME\n"
+        f"  {body}\n"
+        "  _e=$EPOCHREALTIME\n"
+        '  printf \'T %s %s\\n\' "$_s" "$_e"\n'
+        "done\n"
+    )
+    argv = (
+        ["bash", "--norc", "--noprofile", "-c", loop]
+        if shell == "bash"
+        else ["zsh", "-f", "-c", "zmodload zsh/datetime\n" + loop]
+    )
+    res = subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, check=True, timeout=600
+    )
     samples = []
     for line in res.stdout.splitlines():
         if line.startswith("T "):
@@ -100,8 +120,10 @@ def fake_names(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     names = {"numpy", "numba", "python", "cnt-hello"}
     while len(names) < n:
-        names.add("".join(rng.choices(string.ascii_lowercase + "-", k=rng.randint(3, 18)))
-                  .strip("-") or "x")
+        names.add(
+            "".join(rng.choices(string.ascii_lowercase + "-", k=rng.randint(3, 18))).strip("-")
+            or "x"
+        )
     return sorted(names)
 
 
@@ -116,8 +138,11 @@ def main() -> int:
         root = Path(tmp)
         home = root / "home"
         home.mkdir()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("CNT_", "XDG_", "_ARGCOMPLETE", "COMP_"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("CNT_", "XDG_", "_ARGCOMPLETE", "COMP_"))
+        }
         env.update(HOME=str(home), PYTHONPATH=str(REPO), LANG="C.UTF-8")
         work = root / "work"
         (work / "sub").mkdir(parents=True)
@@ -126,8 +151,10 @@ def main() -> int:
         bindir = root / "bin"
         bindir.mkdir()
         script = bindir / "condatainer"
-        script.write_text(f"#!{python}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-                          "from condatainer.cli import entry\nentry()\n")
+        script.write_text(
+            f"#!{python}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
+            "from condatainer.cli import entry\nentry()\n"
+        )
         script.chmod(0o755)
         env["PATH"] = f"{bindir}:{env['PATH']}"
 
@@ -159,48 +186,84 @@ def main() -> int:
             ("condatainer mm remove nu", "numpy"),
             ("condatainer mm install nu", "numba"),
         ]
-        for label, argv in (("python -m condatainer", [python, "-m", "condatainer"]),
-                            ("console script", [str(script)])):
+        for label, argv in (
+            ("python -m condatainer", [python, "-m", "condatainer"]),
+            ("console script", [str(script)]),
+        ):
             for line, expect in cases:
-                def one(argv: list[str] = argv, line: str = line, expect: str = expect
-                        ) -> float:
+
+                def one(argv: list[str] = argv, line: str = line, expect: str = expect) -> float:
                     ms, out = tab_process(argv, line, env_active, work)
                     assert expect in out.split("\v"), (line, out)
                     return ms
-                rows.append((f"{label}: '{line}'", rounds_of(one, rounds),
-                             GOAL_CONDATAINER_MS, "condatainer"))
+
+                rows.append(
+                    (
+                        f"{label}: '{line}'",
+                        rounds_of(one, rounds),
+                        GOAL_CONDATAINER_MS,
+                        "condatainer",
+                    )
+                )
 
         static = shellgen.quote(str(REPO / "completions" / "condatainer.bash"))
         for line in ("condatainer ov", "condatainer overlay resize "):
             words = line.split(" ")
-            body = (f"COMP_LINE={shellgen.quote(line)}; COMP_POINT={len(line)}; "
-                    f"_condatainer_complete condatainer {shellgen.quote(words[-1])} "
-                    f"{shellgen.quote(words[-2])}")
-            rows.append((f"bash _condatainer_complete: '{line}'",
-                         shell_times("bash", f". {static}", body, rounds, env_active, work),
-                         GOAL_CONDATAINER_MS, "condatainer"))
+            body = (
+                f"COMP_LINE={shellgen.quote(line)}; COMP_POINT={len(line)}; "
+                f"_condatainer_complete condatainer {shellgen.quote(words[-1])} "
+                f"{shellgen.quote(words[-2])}"
+            )
+            rows.append(
+                (
+                    f"bash _condatainer_complete: '{line}'",
+                    shell_times("bash", f". {static}", body, rounds, env_active, work),
+                    GOAL_CONDATAINER_MS,
+                    "condatainer",
+                )
+            )
 
         mm_file = root / "mm.bash"
         mm_file.write_text(mmcomplete.script("bash"))
-        setup = (f". {shellgen.quote(str(mm_file))}\n"
-                 f"_cnt_pkgs={shellgen.quote(str(installed_file))}")
-        for op, cur in (("remove", ""), ("remove", "nu"), ("install", "nu"), ("install", "p"),
-                        ("install", "")):
-            body = (f"COMP_WORDS=(mm-{op} {shellgen.quote(cur)}); COMP_CWORD=1; "
-                    f"_cnt_mm_complete mm-{op} {shellgen.quote(cur)} mm-{op}")
+        setup = f". {shellgen.quote(str(mm_file))}\n_cnt_pkgs={shellgen.quote(str(installed_file))}"
+        for op, cur in (
+            ("remove", ""),
+            ("remove", "nu"),
+            ("install", "nu"),
+            ("install", "p"),
+            ("install", ""),
+        ):
+            body = (
+                f"COMP_WORDS=(mm-{op} {shellgen.quote(cur)}); COMP_CWORD=1; "
+                f"_cnt_mm_complete mm-{op} {shellgen.quote(cur)} mm-{op}"
+            )
             size = "300" if op == "remove" else "30k"
             # All 30k names on an empty word: bash asks "Display all 30000 possibilities?"
             # anyway; shown for scale, no goal.
             goal = 0.0 if (op, cur) == ("install", "") else GOAL_MM_MS
-            rows.append((f"bash mm-{op} '{cur}<TAB>' ({size} names)",
-                         shell_times("bash", setup, body, rounds, env, work), goal, "mm"))
+            rows.append(
+                (
+                    f"bash mm-{op} '{cur}<TAB>' ({size} names)",
+                    shell_times("bash", setup, body, rounds, env, work),
+                    goal,
+                    "mm",
+                )
+            )
         if shutil.which("zsh"):
             for file, cur, size in ((installed_file, "", "300"), (channel_file, "nu", "30k")):
-                body = (f"names=( ${{(M)${{(f)\"$(<{shellgen.quote(str(file))})\"}}"
-                        ":#${(b)PREFIX}*} )")
-                rows.append((f"zsh read+filter '{cur}' ({size} names)",
-                             shell_times("zsh", f"PREFIX={shellgen.quote(cur)}", body, rounds,
-                                         env, work), GOAL_MM_MS, "mm"))
+                body = (
+                    f'names=( ${{(M)${{(f)"$(<{shellgen.quote(str(file))})"}}:#${{(b)PREFIX}}*}} )'
+                )
+                rows.append(
+                    (
+                        f"zsh read+filter '{cur}' ({size} names)",
+                        shell_times(
+                            "zsh", f"PREFIX={shellgen.quote(cur)}", body, rounds, env, work
+                        ),
+                        GOAL_MM_MS,
+                        "mm",
+                    )
+                )
 
     width = max(len(r[0]) for r in rows)
     print(f"TAB latency, {rounds} rounds (ms)")

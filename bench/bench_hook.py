@@ -58,14 +58,23 @@ def make_image(path: Path, executables: int) -> None:
         exe.write_text("#!/bin/sh\n")
         exe.chmod(0o755)
     mke2fs = shutil.which("mke2fs") or "/sbin/mke2fs"
-    subprocess.run([mke2fs, "-q", "-F", "-t", "ext3", "-d", str(tree), str(path), "64M"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [mke2fs, "-q", "-F", "-t", "ext3", "-d", str(tree), str(path), "64M"],
+        check=True,
+        capture_output=True,
+    )
     shutil.rmtree(tree)
 
 
 def shell_out(shell: str, script: str, env: dict[str, str], cwd: Path) -> str:
-    proc = subprocess.run([*SHELL_ARGV[shell], "-c", script], env=env, cwd=cwd,
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [*SHELL_ARGV[shell], "-c", script],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return proc.stdout
 
 
@@ -73,8 +82,9 @@ def clock(shell: str) -> str:
     return "" if shell == "bash" else "zmodload zsh/datetime\n"
 
 
-def prompt_cost(shell: str, hook: Path, project: Path, env: dict[str, str], n: int,
-                where: Path) -> tuple[float, float]:
+def prompt_cost(
+    shell: str, hook: Path, project: Path, env: dict[str, str], n: int, where: Path
+) -> tuple[float, float]:
     """(ms per prompt hook, ms per empty function call), both in the same kind of loop."""
     fn = PROMPT_FN[shell]
     script = (
@@ -84,8 +94,9 @@ def prompt_cost(shell: str, hook: Path, project: Path, env: dict[str, str], n: i
         f"for ((i = 0; i < {n}; i++)); do _cnt_noop; done\nt2=$EPOCHREALTIME\n"
         'echo "$t0 $t1 $t2"\n'
     )
-    t0, t1, t2 = (float(x.replace(",", ".")) for x in shell_out(shell, script, env,
-                                                                 project).split())
+    t0, t1, t2 = (
+        float(x.replace(",", ".")) for x in shell_out(shell, script, env, project).split()
+    )
     return (t1 - t0) * 1000 / n, (t2 - t1) * 1000 / n
 
 
@@ -95,17 +106,35 @@ def forks(shell: str, hook: Path, project: Path, env: dict[str, str], tmp: Path)
         return "n/a (no strace)"
     fn = PROMPT_FN[shell]
     start, end, log = tmp / "m-start", tmp / "m-end", tmp / "strace.log"
-    script = (f". '{hook}'\ncd '{project}'\n{fn}\n: > '{start}'\n"
-              f"for ((i = 0; i < 1000; i++)); do {fn}; done\n: > '{end}'\n")
-    subprocess.run([strace, "-f", "-o", str(log), "-e",
-                    "trace=clone,clone3,fork,vfork,execve,openat",
-                    *SHELL_ARGV[shell], "-c", script], env=env, cwd=tmp, check=True,
-                   capture_output=True)
+    script = (
+        f". '{hook}'\ncd '{project}'\n{fn}\n: > '{start}'\n"
+        f"for ((i = 0; i < 1000; i++)); do {fn}; done\n: > '{end}'\n"
+    )
+    subprocess.run(
+        [
+            strace,
+            "-f",
+            "-o",
+            str(log),
+            "-e",
+            "trace=clone,clone3,fork,vfork,execve,openat",
+            *SHELL_ARGV[shell],
+            "-c",
+            script,
+        ],
+        env=env,
+        cwd=tmp,
+        check=True,
+        capture_output=True,
+    )
     lines = log.read_text().splitlines()
     first = next(i for i, line in enumerate(lines) if str(start) in line)
     last = next(i for i, line in enumerate(lines) if str(end) in line)
-    spawned = [line for line in lines[first:last]
-               if any(f"{call}(" in line for call in ("clone", "fork", "vfork", "execve"))]
+    spawned = [
+        line
+        for line in lines[first:last]
+        if any(f"{call}(" in line for call in ("clone", "fork", "vfork", "execve"))
+    ]
     return f"{len(spawned)} in 1000 prompts"
 
 
@@ -122,8 +151,10 @@ def cd_cost(shell: str, hook: Path, project: Path, env: dict[str, str], m: int) 
         "done\n"
     )
     out = shell_out(shell, script, env, project.parent)
-    samples = [(float(b.replace(",", ".")) - float(a.replace(",", "."))) * 1000
-               for a, b in (line.split() for line in out.splitlines())]
+    samples = [
+        (float(b.replace(",", ".")) - float(a.replace(",", "."))) * 1000
+        for a, b in (line.split() for line in out.splitlines())
+    ]
     return statistics.median(samples)
 
 
@@ -132,8 +163,9 @@ def timed(argv: list[str], env: dict[str, str], rounds: int, cwd: Path) -> float
     samples = []
     for _ in range(rounds):
         t0 = time.perf_counter()
-        subprocess.run(argv, env=env, cwd=cwd, check=True, capture_output=True,
-                       stdin=subprocess.DEVNULL)
+        subprocess.run(
+            argv, env=env, cwd=cwd, check=True, capture_output=True, stdin=subprocess.DEVNULL
+        )
         samples.append((time.perf_counter() - t0) * 1000)
     return statistics.median(samples)
 
@@ -150,8 +182,14 @@ def start_cost(shell: str, env: dict[str, str], home: Path, rounds: int) -> tupl
     strace = shutil.which("strace")
     if strace is not None:
         log = home / "start.log"
-        subprocess.run([strace, "-f", "-o", str(log), "-e", "trace=execve", *argv], env=env,
-                       cwd=home, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(
+            [strace, "-f", "-o", str(log), "-e", "trace=execve", *argv],
+            env=env,
+            cwd=home,
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        )
         execs = [line for line in log.read_text().splitlines() if "execve(" in line]
         python = str(sum("python" in line for line in execs))
     return with_block - empty, python
@@ -167,13 +205,19 @@ def main() -> None:
         tmp = Path(tmp_name)
         home = tmp / "home"
         home.mkdir()
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("CNT_") and k not in ("PROMPT_COMMAND",
-                                                        "PYTHONDONTWRITEBYTECODE")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("CNT_") and k not in ("PROMPT_COMMAND", "PYTHONDONTWRITEBYTECODE")
+        }
         env.update(
-            HOME=str(home), ZDOTDIR=str(home), PYTHONPATH=str(REPO),
-            XDG_DATA_HOME=str(home / ".local/share"), XDG_CACHE_HOME=str(home / ".cache"),
-            XDG_CONFIG_HOME=str(home / ".config"), XDG_STATE_HOME=str(home / ".local/state"),
+            HOME=str(home),
+            ZDOTDIR=str(home),
+            PYTHONPATH=str(REPO),
+            XDG_DATA_HOME=str(home / ".local/share"),
+            XDG_CACHE_HOME=str(home / ".cache"),
+            XDG_CONFIG_HOME=str(home / ".config"),
+            XDG_STATE_HOME=str(home / ".local/state"),
             PYTHONPYCACHEPREFIX=str(tmp / "pyc"),
         )
         cli = [sys.executable, "-m", "condatainer"]
@@ -202,30 +246,52 @@ def main() -> None:
             idle, _ = prompt_cost(shell, hook, project, env, args.prompts, elsewhere)
             warm = cd_cost(shell, hook, project, env, args.cds)
             # Users who ran `condatainer config set` have a config file to read on every cd.
-            subprocess.run([*cli, "config", "set", "default_size", "20G"], env=env, check=True,
-                           capture_output=True)
+            subprocess.run(
+                [*cli, "config", "set", "default_size", "20G"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             warm_config = cd_cost(shell, hook, project, env, args.cds)
             (home / ".config/condatainer/config.yaml").unlink()
             start, pythons = start_cost(shell, env, home, args.starts)
             mark = lambda ok: "ok" if ok else "OVER"  # noqa: E731
             rows += [
-                (f"{shell}: prompt, $PWD unchanged, in a project",
-                 f"{active:.4f} ms", f"{mark(active <= GOAL_PROMPT_MS)} (<= {GOAL_PROMPT_MS})"),
-                (f"{shell}: prompt, $PWD unchanged, no project",
-                 f"{idle:.4f} ms", f"{mark(idle <= GOAL_PROMPT_MS)} (<= {GOAL_PROMPT_MS})"),
+                (
+                    f"{shell}: prompt, $PWD unchanged, in a project",
+                    f"{active:.4f} ms",
+                    f"{mark(active <= GOAL_PROMPT_MS)} (<= {GOAL_PROMPT_MS})",
+                ),
+                (
+                    f"{shell}: prompt, $PWD unchanged, no project",
+                    f"{idle:.4f} ms",
+                    f"{mark(idle <= GOAL_PROMPT_MS)} (<= {GOAL_PROMPT_MS})",
+                ),
                 (f"{shell}:   (an empty function call, same loop)", f"{noop:.4f} ms", ""),
-                (f"{shell}: forks on unchanged prompts", forks(shell, hook, project, env, tmp),
-                 "goal 0"),
-                (f"{shell}: cd into project, warm cache", f"{warm:.1f} ms",
-                 f"{mark(warm <= GOAL_CD_MS)} (<= {GOAL_CD_MS:.0f}); python -c pass"
-                 f" + {warm - baseline_py:.1f}"),
-                (f"{shell}: cd into project, warm, config file", f"{warm_config:.1f} ms",
-                 f"{mark(warm_config <= GOAL_CD_MS)} (<= {GOAL_CD_MS:.0f}); python -c pass"
-                 f" + {warm_config - baseline_py:.1f}"),
+                (
+                    f"{shell}: forks on unchanged prompts",
+                    forks(shell, hook, project, env, tmp),
+                    "goal 0",
+                ),
+                (
+                    f"{shell}: cd into project, warm cache",
+                    f"{warm:.1f} ms",
+                    f"{mark(warm <= GOAL_CD_MS)} (<= {GOAL_CD_MS:.0f}); python -c pass"
+                    f" + {warm - baseline_py:.1f}",
+                ),
+                (
+                    f"{shell}: cd into project, warm, config file",
+                    f"{warm_config:.1f} ms",
+                    f"{mark(warm_config <= GOAL_CD_MS)} (<= {GOAL_CD_MS:.0f}); python -c pass"
+                    f" + {warm_config - baseline_py:.1f}",
+                ),
                 (f"{shell}: cd into project, cold (200 shims)", f"{cold:.1f} ms", "once per image"),
-                (f"{shell}: shell start, rc block", f"{start:+.1f} ms",
-                 f"{mark(start <= GOAL_START_MS)} (<= {GOAL_START_MS:.0f}); python started: "
-                 f"{pythons}"),
+                (
+                    f"{shell}: shell start, rc block",
+                    f"{start:+.1f} ms",
+                    f"{mark(start <= GOAL_START_MS)} (<= {GOAL_START_MS:.0f}); python started: "
+                    f"{pythons}",
+                ),
             ]
         rows += [
             ("for scale: python -c pass", f"{baseline_py:.1f} ms", ""),

@@ -65,7 +65,7 @@ def replace(
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if owner is not None:
                 os.fchown(fd, *owner)
             os.fchmod(fd, mode)  # after fchown, which clears setuid/setgid bits

@@ -152,8 +152,14 @@ def _add_overlay(ov: argparse.ArgumentParser) -> None:
     p.add_argument("-u", "--uid", type=int, help="user id (default: yours)")
     p.add_argument("-g", "--gid", type=int, help="group id (default: yours)")
     p.add_argument("--root", action="store_true", help="0:0, for --fakeroot use")
-    p.add_argument("-p", "--path", action="append", default=[], dest="paths",
-                   help="only this in-container path, e.g. /ext3/env/pkgs (repeatable)")
+    p.add_argument(
+        "-p",
+        "--path",
+        action="append",
+        default=[],
+        dest="paths",
+        help="only this in-container path, e.g. /ext3/env/pkgs (repeatable)",
+    )
     p.set_defaults(handler=_cmd_chown)
     p = ovs.add_parser("info", help="size, usage, owner, channels and packages of an image")
     _arg(p, "image", completer=_complete_images)
@@ -175,8 +181,14 @@ def _add_overlay(ov: argparse.ArgumentParser) -> None:
 
 
 def _add_e(p: argparse.ArgumentParser) -> None:
-    _arg(p, "images", nargs="*", metavar="OVERLAY", completer=_complete_images,
-         help="images (default: env.img found from here upwards)")
+    _arg(
+        p,
+        "images",
+        nargs="*",
+        metavar="OVERLAY",
+        completer=_complete_images,
+        help="images (default: env.img found from here upwards)",
+    )
     p.add_argument("-r", "--read-only", action="store_true", help="mount read-only")
     p.add_argument("-n", "--no-autoload", action="store_true", help="do not look for env.img")
     _add_container_options(p)
@@ -185,8 +197,16 @@ def _add_e(p: argparse.ArgumentParser) -> None:
 
 
 def _add_exec(p: argparse.ArgumentParser) -> None:
-    _arg(p, "-o", "--overlay", action="append", default=[], dest="images",
-         completer=_complete_images, help="image (repeatable; IMAGE:rw / IMAGE:ro)")
+    _arg(
+        p,
+        "-o",
+        "--overlay",
+        action="append",
+        default=[],
+        dest="images",
+        completer=_complete_images,
+        help="image (repeatable; IMAGE:rw / IMAGE:ro)",
+    )
     p.add_argument("-w", "--writable", action="store_true", help="first image writable")
     # Shims pass this: an image replaced or denied after activation must not run.
     p.add_argument("--if-allowed", action="store_true", help=argparse.SUPPRESS)
@@ -211,8 +231,14 @@ def _add_mm(p: argparse.ArgumentParser) -> None:
     from condatainer.run import mm
 
     p.add_argument("-o", "--overlay", help="image (default: $CNT_OVERLAY, else autoload)")
-    _arg(p, "op", choices=mm.names(), metavar="OP", completer=_complete_mm_ops,
-         help=" | ".join(mm.names()))
+    _arg(
+        p,
+        "op",
+        choices=mm.names(),
+        metavar="OP",
+        completer=_complete_mm_ops,
+        help=" | ".join(mm.names()),
+    )
     _arg(p, "args", nargs=argparse.REMAINDER, completer=_complete_mm)
     p.set_defaults(handler=_cmd_mm)
 
@@ -230,14 +256,19 @@ def _add_config(p: argparse.ArgumentParser) -> None:
 
 
 def _add_header(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--insert", metavar="SCRIPT",
-                   help="insert it into SCRIPT in place (or bring it up to date)")
+    p.add_argument(
+        "--insert", metavar="SCRIPT", help="insert it into SCRIPT in place (or bring it up to date)"
+    )
     p.set_defaults(handler=_cmd_header)
 
 
 def _add_init(p: argparse.ArgumentParser) -> None:
-    p.add_argument("shell", nargs="?", choices=("bash", "zsh"),
-                   help="bash or zsh (default: CNT_SHELL, else your shell)")
+    p.add_argument(
+        "shell",
+        nargs="?",
+        choices=("bash", "zsh"),
+        help="bash or zsh (default: CNT_SHELL, else your shell)",
+    )
     p.add_argument("--uninstall", action="store_true", help="remove the hook again")
     p.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
     p.set_defaults(handler=_cmd_init)
@@ -250,8 +281,14 @@ def _add_hook(p: argparse.ArgumentParser) -> None:
 
 def _add_trust_verb(handler: Handler) -> Callable[[argparse.ArgumentParser], None]:
     def add(p: argparse.ArgumentParser) -> None:
-        _arg(p, "image", nargs="?", default=None, completer=_complete_images,
-             help="image (default: the one found from here upwards)")
+        _arg(
+            p,
+            "image",
+            nargs="?",
+            default=None,
+            completer=_complete_images,
+            help="image (default: the one found from here upwards)",
+        )
         p.set_defaults(handler=handler)
 
     return add
@@ -268,9 +305,14 @@ def _add_activate(p: argparse.ArgumentParser) -> None:
 
 
 def _add_completion(p: argparse.ArgumentParser) -> None:
-    _arg(p, "shell", choices=("bash", "zsh"), completer=_complete_shells,
-         help="bash (eval it, or save it in bash-completion's directory) or zsh (eval it, or"
-         " save it as _condatainer on $fpath)")
+    _arg(
+        p,
+        "shell",
+        choices=("bash", "zsh"),
+        completer=_complete_shells,
+        help="bash (eval it, or save it in bash-completion's directory) or zsh (eval it, or"
+        " save it as _condatainer on $fpath)",
+    )
     p.set_defaults(handler=_cmd_completion)
 
 
@@ -334,8 +376,10 @@ def _cmd_create(a: argparse.Namespace) -> int:
     created = provision.create(creation, report)
     report.notes(created.notices)
     alloc = "sparse" if created.sparse else "allocated"
-    print(f"created {created.path} ({format_size(created.size_bytes)}, {alloc},"
-          f" profile {created.profile.name})")
+    print(
+        f"created {created.path} ({format_size(created.size_bytes)}, {alloc},"
+        f" profile {created.profile.name})"
+    )
     if created.empty:
         print("the env is empty; install packages with: condatainer mm install PKG...")
     return 0
@@ -581,8 +625,9 @@ def _cmd_deny(a: argparse.Namespace) -> int:
 def _cmd_activate(a: argparse.Namespace) -> int:
     from condatainer.hook import activate
 
-    return activate.command(a.shell, a.image, a.project, hook_version=a.hook_version,
-                            noticed=a.noticed, noted=a.noted)
+    return activate.command(
+        a.shell, a.image, a.project, hook_version=a.hook_version, noticed=a.noticed, noted=a.noted
+    )
 
 
 def _cmd_completion(a: argparse.Namespace) -> int:
@@ -611,7 +656,7 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "config": ("show, get and set configuration", _add_config),
     "header": ("print the self-reexec header for job scripts", _add_header),
     "init": ("activate env images on cd: add the hook to ~/.bashrc/.zshrc", _add_init),
-    "hook": ("print the shell hook, for eval \"$(condatainer hook bash)\"", _add_hook),
+    "hook": ('print the shell hook, for eval "$(condatainer hook bash)"', _add_hook),
     "allow": ("let the cd hook activate an image", _add_trust_verb(_cmd_allow)),
     "deny": ("stop the cd hook activating an image", _add_trust_verb(_cmd_deny)),
     # Hidden: called by the hook when the image it found changes (stdout is eval'd).
@@ -707,9 +752,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Last resort: every expected failure is a CondatainerError raised where it happens;
         # an OS error that slipped through still gets one line naming the file, no traceback.
         where = f"{exc.filename}: " if exc.filename else ""
-        return report(CondatainerError(f"{where}{exc.strerror or exc}",
-                                       hint="CONDATAINER_DEBUG=1 shows where it happened"),
-                      cause=exc)
+        return report(
+            CondatainerError(
+                f"{where}{exc.strerror or exc}", hint="CONDATAINER_DEBUG=1 shows where it happened"
+            ),
+            cause=exc,
+        )
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     import argparse
 
+
 def _matching(words: Iterable[str], prefix: str) -> list[str]:
     return [w for w in words if w.startswith(prefix)]
 
@@ -60,8 +61,7 @@ def images(prefix: str, cwd: str | os.PathLike[str] | None = None) -> list[str]:
         with os.scandir(listed) as it:
             for entry in it:
                 name = entry.name
-                if not name.startswith(tail) or (name.startswith(".") and not
-                                                  tail.startswith(".")):
+                if not name.startswith(tail) or (name.startswith(".") and not tail.startswith(".")):
                     continue
                 try:
                     if entry.is_dir():
@@ -96,8 +96,9 @@ def mm_ops(prefix: str) -> dict[str, str]:
     return {op.name: op.summary for op in mm.TABLE.values() if op.name.startswith(prefix)}
 
 
-def mm_image(overlay: str | None, environ: Mapping[str, str] | None = None,
-             cwd: Path | None = None) -> Path | None:
+def mm_image(
+    overlay: str | None, environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Path | None:
     """The image `condatainer mm` would act on: `-o`, else $CNT_OVERLAY, else autoload."""
     environ = os.environ if environ is None else environ
     chosen = overlay or environ.get("CNT_OVERLAY")
@@ -135,9 +136,14 @@ def channel(image: Path | None, prefix: str) -> list[str]:
     return _matching(pkgcache.read(pkgcache.channel_file(image)), prefix)
 
 
-def mm_args(prefix: str, op: str | None, overlay: str | None = None,
-            previous: Sequence[str] = (), environ: Mapping[str, str] | None = None,
-            cwd: Path | None = None) -> list[str]:
+def mm_args(
+    prefix: str,
+    op: str | None,
+    overlay: str | None = None,
+    previous: Sequence[str] = (),
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> list[str]:
     """Candidates for the word after `condatainer mm OP [previous...]`."""
     try:
         return _mm_args(prefix, op, overlay, previous, environ, cwd)
@@ -145,16 +151,25 @@ def mm_args(prefix: str, op: str | None, overlay: str | None = None,
         return []
 
 
-def _mm_args(prefix: str, op: str | None, overlay: str | None, previous: Sequence[str],
-             environ: Mapping[str, str] | None, cwd: Path | None) -> list[str]:
+def _mm_args(
+    prefix: str,
+    op: str | None,
+    overlay: str | None,
+    previous: Sequence[str],
+    environ: Mapping[str, str] | None,
+    cwd: Path | None,
+) -> list[str]:
     from condatainer.run import mm
 
     spec = mm.TABLE.get(op or "")
     if spec is None:
         return []
     words = [w for w in previous if w != "--"]
-    if words and mm.VALUE_OPTIONS.get(words[-1]) and (spec.completes_installed
-                                                       or spec.completes_channel):
+    if (
+        words
+        and mm.VALUE_OPTIONS.get(words[-1])
+        and (spec.completes_installed or spec.completes_channel)
+    ):
         return []  # a channel or a file: let the shell's default completion have it
     if prefix.startswith("-"):
         return _matching(spec.options, prefix)
@@ -172,12 +187,20 @@ def autocomplete(parser: argparse.ArgumentParser) -> None:
     from argcomplete.finders import CompletionFinder
 
     class Finder(CompletionFinder):
-        def collect_completions(self, active_parsers: list[argparse.ArgumentParser],
-                                parsed_args: argparse.Namespace, cword_prefix: str) -> list[str]:
+        def collect_completions(
+            self,
+            active_parsers: list[argparse.ArgumentParser],
+            parsed_args: argparse.Namespace,
+            cword_prefix: str,
+        ) -> list[str]:
             op = getattr(parsed_args, "op", None)
             found: list[str]
-            if (getattr(parsed_args, "command", None) == "mm" and op is not None
-                    and cword_prefix.startswith("-") and not getattr(parsed_args, "args", None)):
+            if (
+                getattr(parsed_args, "command", None) == "mm"
+                and op is not None
+                and cword_prefix.startswith("-")
+                and not getattr(parsed_args, "args", None)
+            ):
                 found = mm_args(cword_prefix, op, getattr(parsed_args, "overlay", None))
             else:
                 found = super().collect_completions(active_parsers, parsed_args, cword_prefix)
@@ -193,5 +216,9 @@ def autocomplete(parser: argparse.ArgumentParser) -> None:
 
 def complete_mm(prefix: str, parsed_args: Any, **_: Any) -> list[str]:
     """argcomplete entry for `mm OP ARGS...` (the words typed so far are in parsed_args.args)."""
-    return mm_args(prefix, getattr(parsed_args, "op", None), getattr(parsed_args, "overlay", None),
-                   list(getattr(parsed_args, "args", None) or ()))
+    return mm_args(
+        prefix,
+        getattr(parsed_args, "op", None),
+        getattr(parsed_args, "overlay", None),
+        list(getattr(parsed_args, "args", None) or ()),
+    )

@@ -34,6 +34,7 @@ COMMANDS = ("condatainer", "cnt")
 #: Static file name per shell, inside completions/.
 STATIC_FILES = {"bash": "condatainer.bash", "zsh": "_condatainer"}
 
+
 def script(shell: str) -> str:
     """The completion script of condatainer and cnt for `shell` (bash or zsh)."""
     from condatainer import shellgen
@@ -69,12 +70,14 @@ def check(directory: Path) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m condatainer.completion --write DIR | --check DIR` (for maintainers)."""
-    parser = argparse.ArgumentParser(prog="python -m condatainer.completion",
-                                     description="regenerate or check completions/")
+    parser = argparse.ArgumentParser(
+        prog="python -m condatainer.completion", description="regenerate or check completions/"
+    )
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--write", metavar="DIR", type=Path, help="write the static files")
-    group.add_argument("--check", metavar="DIR", type=Path,
-                       help="exit 1 when the files in DIR are stale")
+    group.add_argument(
+        "--check", metavar="DIR", type=Path, help="exit 1 when the files in DIR are stale"
+    )
     args = parser.parse_args(argv)
     if args.write is not None:
         for path in write(args.write):
@@ -82,8 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     stale = check(args.check)
     for name in stale:
-        print(f"{args.check / name}: stale; run python -m condatainer.completion --write "
-              f"{args.check}", file=sys.stderr)
+        print(
+            f"{args.check / name}: stale; run python -m condatainer.completion --write "
+            f"{args.check}",
+            file=sys.stderr,
+        )
     return 1 if stale else 0
 
 

@@ -163,8 +163,7 @@ def _check_builtin(required: bool) -> list[Check]:
     """The builtin runtime's own probes (root, loop devices, overlayfs, CAP_SYS_ADMIN)."""
     from condatainer.run.runtime import builtin
 
-    return [Check(f"builtin: {p.name}", p.ok, p.detail, p.fix, required)
-            for p in builtin.probes()]
+    return [Check(f"builtin: {p.name}", p.ok, p.detail, p.fix, required) for p in builtin.probes()]
 
 
 def _check_sbatch() -> Check:
@@ -213,9 +212,13 @@ def _check_hook(env: Mapping[str, str]) -> Check:
             continue
         hook = rcfile.hook_path(shell, env)
         if not hook.is_file():
-            return Check("shell hook", False,
-                         f"{rc} has the condatainer block but its hook file {hook} is missing",
-                         f"condatainer init {shell}", required=False)
+            return Check(
+                "shell hook",
+                False,
+                f"{rc} has the condatainer block but its hook file {hook} is missing",
+                f"condatainer init {shell}",
+                required=False,
+            )
         installed.append(str(rc))
     if installed:
         return Check("shell hook", True, "installed in " + ", ".join(installed))

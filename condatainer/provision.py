@@ -80,8 +80,14 @@ def install_commands(spec: envspec.EnvSpec) -> list[tuple[str, ...]]:
         commands = [(*install, *spec.install_specs())]
     if spec.pip:
         commands.append(
-            (f"{layout.CONTAINER_PREFIX}/bin/python", "-m", "pip", "install", "--no-input",
-             *spec.pip)
+            (
+                f"{layout.CONTAINER_PREFIX}/bin/python",
+                "-m",
+                "pip",
+                "install",
+                "--no-input",
+                *spec.pip,
+            )
         )
     commands.append(TABLE["clean"].argv)
     return commands
@@ -169,8 +175,10 @@ def dry_run_report(creation: Creation) -> dict[str, Any]:
 
 def dry_run_lines(creation: Creation) -> list[str]:
     """What `o --dry-run` prints."""
-    lines = [f"would create {creation.target} ({sizes.format_size(creation.size_bytes)},"
-             f" profile {creation.profile.name})"]
+    lines = [
+        f"would create {creation.target} ({sizes.format_size(creation.size_bytes)},"
+        f" profile {creation.profile.name})"
+    ]
     if creation.spec is not None:
         lines.append("channels: " + ", ".join(creation.spec.channels))
         lines += ["would run: " + " ".join(c) for c in install_commands(creation.spec)]
@@ -186,8 +194,13 @@ def create(creation: Creation, report: Reporter) -> Created:
     def install(temp: Path) -> None:
         assert spec is not None
         for command in install_commands(spec):
-            req = Request(command=command, images=(str(temp),), writable=True,
-                          default_binds=False, binds=install_binds(spec))
+            req = Request(
+                command=command,
+                images=(str(temp),),
+                writable=True,
+                default_binds=False,
+                binds=install_binds(spec),
+            )
             plan = launch.plan_for(req, cfg)
             report.step(f"running: {' '.join(command[:5])} ...")
             # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
@@ -213,5 +226,11 @@ def create(creation: Creation, report: Reporter) -> Created:
             f"{target} is group- or world-writable, so the shell hook will not activate it"
             f" until you run: condatainer allow {target}"
         )
-    return Created(path=target, size_bytes=creation.size_bytes, sparse=result.sparse,
-                   profile=creation.profile, empty=spec is None, notices=notices)
+    return Created(
+        path=target,
+        size_bytes=creation.size_bytes,
+        sparse=result.sparse,
+        profile=creation.profile,
+        empty=spec is None,
+        notices=notices,
+    )

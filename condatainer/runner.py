@@ -134,8 +134,7 @@ def run(
     `new_session`: out of reach of the terminal's signals (for programs that write to images;
     combine with `signals_deferred` so this process does not give up on them either).
     """
-    return run_hook(argv, input=input, env=env, cwd=cwd, timeout=timeout,
-                    new_session=new_session)
+    return run_hook(argv, input=input, env=env, cwd=cwd, timeout=timeout, new_session=new_session)
 
 
 def stream(
@@ -157,8 +156,9 @@ def exec_(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     try:
         os.execvpe(argv[0], list(argv), dict(env))
     except FileNotFoundError:
-        raise ToolMissingError(f"'{argv[0]}' is not installed or not on PATH",
-                               hint="then run: condatainer doctor") from None
+        raise ToolMissingError(
+            f"'{argv[0]}' is not installed or not on PATH", hint="then run: condatainer doctor"
+        ) from None
 
 
 def _in_main_thread() -> bool:

@@ -93,8 +93,10 @@ def entry(req: Request, cfg: config.Config) -> Entry:
     rc = _write_rc(shell, container_rc(shell, marker=f"({name})"))
     if shell == "zsh":
         user_zdotdir = os.environ.get("ZDOTDIR") or os.environ.get("HOME", "")
-        extra: tuple[tuple[str, str], ...] = (("ZDOTDIR", str(rc.parent)),
-                                              ("CNT_USER_ZDOTDIR", user_zdotdir))
+        extra: tuple[tuple[str, str], ...] = (
+            ("ZDOTDIR", str(rc.parent)),
+            ("CNT_USER_ZDOTDIR", user_zdotdir),
+        )
         command: tuple[str, ...] = ("zsh", "-i")
     else:
         extra = ()
@@ -102,8 +104,12 @@ def entry(req: Request, cfg: config.Config) -> Entry:
     # The same Plan with the shell as its command; the rc's directory is bound read-only so
     # the shell finds it even under -c/-C or with the cache outside $HOME.
     rc_dir = os.path.realpath(rc.parent)
-    plan = replace(plan, command=command, env=(*plan.env, *extra),
-                   binds=(*plan.binds, Bind(rc_dir, rc_dir, readonly=True)))
+    plan = replace(
+        plan,
+        command=command,
+        env=(*plan.env, *extra),
+        binds=(*plan.binds, Bind(rc_dir, rc_dir, readonly=True)),
+    )
     return Entry(plan, banner(plan))
 
 
@@ -111,8 +117,9 @@ def mm_request(req: Request, op: mm.Op, args: Sequence[str]) -> Request:
     return replace(req, command=mm.command(op, args), writable=op.writable(args))
 
 
-def mm_op(req: Request, name: str, args: Sequence[str], report: Reporter, *,
-          capture: bool = False) -> int:
+def mm_op(
+    req: Request, name: str, args: Sequence[str], report: Reporter, *, capture: bool = False
+) -> int:
     """Run `mm NAME ARGS` on the request's image; refresh host caches after writes.
 
     `capture` runs it with the output captured and then shown (`overlay export`), so that a

@@ -14,9 +14,24 @@ from condatainer import runner
 def mkfs(src: Path, image: Path, size: str = "256M") -> Path:
     """`mke2fs -t ext3 -d src image size`: an image holding a copy of `src`, owners included."""
     res = subprocess.run(
-        [runner.require("mke2fs"), "-q", "-F", "-t", "ext3", "-b", "4096", "-E", "nodiscard",
-         "-d", str(src), str(image), size],
-        capture_output=True, text=True, check=False,
+        [
+            runner.require("mke2fs"),
+            "-q",
+            "-F",
+            "-t",
+            "ext3",
+            "-b",
+            "4096",
+            "-E",
+            "nodiscard",
+            "-d",
+            str(src),
+            str(image),
+            size,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert res.returncode == 0, res.stderr
     return image

@@ -75,20 +75,36 @@ def unprivileged_python() -> tuple[str, str]:
     base = Path(tempfile.mkdtemp(prefix="cnt-unprivileged-", dir="/tmp"))
     atexit.register(shutil.rmtree, base, ignore_errors=True)
     base.chmod(0o755)
-    shutil.copytree(_REPO / "condatainer", base / "condatainer",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(_REPO / "shell", base / "condatainer" / "shell",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        _REPO / "condatainer", base / "condatainer", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    shutil.copytree(
+        _REPO / "shell",
+        base / "condatainer" / "shell",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
     for path in base.rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)
     for candidate in (sys.executable, "/usr/bin/python3"):
         probe = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--",
-             candidate, "-c", "import condatainer.image.locks"],
-            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(base)}, cwd="/",
-            capture_output=True, check=False,
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--",
+                candidate,
+                "-c",
+                "import condatainer.image.locks",
+            ],
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(base)},
+            cwd="/",
+            capture_output=True,
+            check=False,
         )
         if probe.returncode == 0:
             return candidate, str(base)
-    raise AssertionError("no Python that uid 65534 can run (tried the test interpreter and"
-                         " /usr/bin/python3; apt-get install python3)")
+    raise AssertionError(
+        "no Python that uid 65534 can run (tried the test interpreter and"
+        " /usr/bin/python3; apt-get install python3)"
+    )

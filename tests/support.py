@@ -107,8 +107,9 @@ def tmpfs(tmp_path: Path) -> Iterator[Any]:
     def mount(size: str) -> Path:
         mnt = tmp_path / f"tmpfs{len(mounts)}"
         mnt.mkdir()
-        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-                       check=True)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], check=True
+        )
         mounts.append(mnt)
         return mnt
 

@@ -125,11 +125,11 @@ def test_layers_only_point_down() -> None:
         mine = layer(module)
         for target, line in imports(module, path, known):
             theirs = layer(target)
-            if LAYERS[theirs] > LAYERS[mine] or (
-                LAYERS[theirs] == LAYERS[mine] and theirs != mine
-            ):
-                wrong.append(f"{path.relative_to(REPO)}:{line}: {module} ({mine}) imports"
-                             f" {target} ({theirs})")
+            if LAYERS[theirs] > LAYERS[mine] or (LAYERS[theirs] == LAYERS[mine] and theirs != mine):
+                wrong.append(
+                    f"{path.relative_to(REPO)}:{line}: {module} ({mine}) imports"
+                    f" {target} ({theirs})"
+                )
     assert not wrong, "\n".join(wrong)
 
 
@@ -184,10 +184,12 @@ def test_the_checker_sees_function_level_and_type_checking_imports(tmp_path: Pat
 
 
 def test_pyproject_lists_every_package() -> None:
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-                 ["packages"])
-    present = {module_name(p.parent) for p in PACKAGE.rglob("__init__.py")
-               if "__pycache__" not in p.parts}
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    present = {
+        module_name(p.parent) for p in PACKAGE.rglob("__init__.py") if "__pycache__" not in p.parts
+    }
     assert listed == present | {"condatainer.shell"}
 
 

@@ -1,9 +1,9 @@
 """The lint gate runs inside pytest, so the one test command (.ci/run) covers it too.
 
-ruff (rules in pyproject.toml) over the whole repository, mypy --strict over the package (its
-`files` setting), shellcheck over the shell scripts we ship or run.  ruff and mypy come with the
-`test` extra, so nothing here is skipped for a missing linter; shellcheck follows the `need`
-rule (skip locally, fail in CI).
+ruff (rules in pyproject.toml) and its formatter over the whole repository, mypy --strict over
+the package (its `files` setting), shellcheck over the shell scripts we ship or run.  ruff and
+mypy come with the `test` extra, so nothing here is skipped for a missing linter; shellcheck
+follows the `need` rule (skip locally, fail in CI).
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ def run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
 def test_ruff_is_clean() -> None:
     res = run([sys.executable, "-m", "ruff", "check", "--no-cache", "."])
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_ruff_format_is_applied() -> None:
+    res = run([sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."])
+    assert res.returncode == 0, res.stdout + res.stderr + "\nrun: ruff format ."
 
 
 def test_mypy_strict_is_clean() -> None:

@@ -22,8 +22,13 @@ _FLOCK = struct.Struct("hhqqi4x")
 _OFD_GETLK: int = getattr(fcntl, "F_OFD_GETLK", 36)
 
 
-def wait_until(predicate: Callable[[], object], what: str, *,
-               timeout: float = HANG_GUARD, interval: float = 0.02) -> None:
+def wait_until(
+    predicate: Callable[[], object],
+    what: str,
+    *,
+    timeout: float = HANG_GUARD,
+    interval: float = 0.02,
+) -> None:
     """Return once `predicate()` is true; AssertionError naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     while not predicate():

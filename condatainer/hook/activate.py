@@ -242,8 +242,10 @@ def _refresh_hook(shell: str, err: TextIO) -> None:
     try:
         hookfile.refresh(shell)
     except (CondatainerError, OSError) as exc:
-        print(display.printable(f"{display.NOTE_PREFIX}cannot update the {shell} hook file:"
-                                f" {exc}"), file=err)
+        print(
+            display.printable(f"{display.NOTE_PREFIX}cannot update the {shell} hook file: {exc}"),
+            file=err,
+        )
 
 
 USAGE = (
@@ -279,8 +281,14 @@ def main(argv: Sequence[str]) -> int:
         return 2
     shell, image, project = positional
     try:
-        return command(shell, image, project, hook_version=version, noticed=flags["--noticed"],
-                       noted=flags["--noted"])
+        return command(
+            shell,
+            image,
+            project,
+            hook_version=version,
+            noticed=flags["--noticed"],
+            noted=flags["--noted"],
+        )
     except KeyboardInterrupt:  # Ctrl-C during a slow first listing: the prompt comes back
         return 130
 

@@ -67,8 +67,11 @@ def init(
         if hook_change.changed:
             said.append(f"removed {hook}")
         return said
-    said.append(f"{'updated' if hook_change.old_exists else 'wrote'} {hook}"
-                if hook_change.changed else f"{hook} is up to date")
+    said.append(
+        f"{'updated' if hook_change.old_exists else 'wrote'} {hook}"
+        if hook_change.changed
+        else f"{hook} is up to date"
+    )
     if rc_change.changed:
         said.append(f"added the condatainer block to {rc}")
         said.append(f"open a new shell to use it (or run: source {shellgen.quote(str(rc))})")

@@ -28,8 +28,10 @@ def _kind(op: mm.Op) -> str:
 def context() -> dict[str, Any]:
     """The data the mm-* completion templates print (asserted on by the tests)."""
     return {
-        "ops": [{"name": op.name, "options": list(op.options), "kind": _kind(op)}
-                for op in mm.TABLE.values()],
+        "ops": [
+            {"name": op.name, "options": list(op.options), "kind": _kind(op)}
+            for op in mm.TABLE.values()
+        ],
         "file_options": [o for o, k in mm.VALUE_OPTIONS.items() if k == "file"],
         "channel_options": [o for o, k in mm.VALUE_OPTIONS.items() if k == "channel"],
         "actions": list(mm.CHANNEL_ACTIONS),

@@ -129,8 +129,11 @@ def repodata_names(data: bytes) -> list[str]:
 
 def is_repodata(filename: str) -> bool:
     """A repodata file of micromamba's cache (not its `.state.json` / `.info.json` sidecar)."""
-    return (filename.endswith(".json") and not filename.endswith(".state.json")
-            and not filename.endswith(".info.json"))
+    return (
+        filename.endswith(".json")
+        and not filename.endswith(".state.json")
+        and not filename.endswith(".info.json")
+    )
 
 
 def _write(path: Path, text: str) -> None:
@@ -148,8 +151,7 @@ def refresh(image: str | os.PathLike[str]) -> Path:
     from condatainer.image import e2fs
 
     entries = e2fs.try_list_dir(image, layout.REPODATA_DIR) or []
-    files = sorted((e for e in entries if e.is_file and is_repodata(e.name)),
-                   key=lambda e: e.name)
+    files = sorted((e for e in entries if e.is_file and is_repodata(e.name)), key=lambda e: e.name)
     stamp = "".join(f"{e.name} {e.inode} {e.size}\n" for e in files)
     target = channel_file(image)
     stamp_file = _sibling(image, _STAMP_SUFFIX)

@@ -151,8 +151,12 @@ def _require_image(path: PathLike, real: str) -> os.stat_result:
 def _save(store: Path, record: Record) -> None:
     try:
         store.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic.replace(_record_file(store, record.path), json.dumps(record._asdict()) + "\n",
-                       0o600, durable=True)
+        atomic.replace(
+            _record_file(store, record.path),
+            json.dumps(record._asdict()) + "\n",
+            0o600,
+            durable=True,
+        )
     except OSError as exc:
         raise TrustError(
             f"cannot record the image in {store}: {exc.strerror}",

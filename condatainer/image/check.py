@@ -62,8 +62,12 @@ def check(path: PathLike, *, force: bool = False, repair: bool = False) -> Check
                 if res.returncode & 4:  # preen gave up: UNEXPECTED INCONSISTENCY
                     res = runner.run(["e2fsck", *flags, "-y", str(image)], new_session=True)
                     outputs.append(res.stdout + res.stderr)
-            failures.raise_if_interrupted(received, image, "the repair was finished first",
-                                 hint=f"condatainer overlay check {image}")
+            failures.raise_if_interrupted(
+                received,
+                image,
+                "the repair was finished first",
+                hint=f"condatainer overlay check {image}",
+            )
         else:
             res = runner.run(["e2fsck", *flags, "-n", str(image)])
             outputs.append(res.stdout + res.stderr)
@@ -76,29 +80,42 @@ def check(path: PathLike, *, force: bool = False, repair: bool = False) -> Check
     if code & 4 and not repair:
         words.append(f"to fix them, run: condatainer overlay check {image} --repair")
     elif code & 4:
-        words.append("e2fsck could not fix everything; copy out what you need"
-                     " (condatainer overlay export) and build a new image")
+        words.append(
+            "e2fsck could not fix everything; copy out what you need"
+            " (condatainer overlay export) and build a new image"
+        )
     if not repair and before is not None:
         if "needs_recovery" in before.features:
             words.append(
                 "its journal needs recovery (it was not unmounted cleanly); a read-only check"
                 " cannot replay it, and a read-only mount would fail; replay it with:"
-                f" condatainer overlay check {image} --repair")
+                f" condatainer overlay check {image} --repair"
+            )
         elif before.state != "clean":
             words.append(
                 f"its filesystem is marked '{before.state}'; mark it clean with:"
-                f" condatainer overlay check {image} --repair")
-    if (code == 0 and not force and before is not None and before.clean
-            and re.search(r":\s*clean,", output)):
-        words.append("e2fsck trusted the clean flag and skipped the full check;"
-                     " add -f to force one")
+                f" condatainer overlay check {image} --repair"
+            )
+    if (
+        code == 0
+        and not force
+        and before is not None
+        and before.clean
+        and re.search(r":\s*clean,", output)
+    ):
+        words.append(
+            "e2fsck trusted the clean flag and skipped the full check; add -f to force one"
+        )
     return CheckResult(exit_code=code, clean=clean, explanation="\n".join(words), output=output)
 
 
 _FSCK_BITS = (
     (1, "errors were found and corrected"),
-    (2, "errors were corrected (e2fsck asks for a reboot, which only matters for a mounted"
-        " root filesystem; nothing more to do for an image)"),
+    (
+        2,
+        "errors were corrected (e2fsck asks for a reboot, which only matters for a mounted"
+        " root filesystem; nothing more to do for an image)",
+    ),
     (4, "errors were left uncorrected"),
     (8, "e2fsck could not do its job (an operational error: see its output)"),
     (16, "e2fsck was called wrongly (a usage error: please report it)"),

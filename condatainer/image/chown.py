@@ -114,8 +114,10 @@ def chown(
             with runner.signals_deferred() as received:
                 e2fs.debugfs_script(path, lines, write=True)
             failures.raise_if_interrupted(
-                received, path, "the ownership pass was finished first so the image stays"
-                " consistent", hint=f"condatainer overlay info {path}",
+                received,
+                path,
+                "the ownership pass was finished first so the image stays consistent",
+                hint=f"condatainer overlay info {path}",
             )
     return ChownResult(changed, time.monotonic() - started, len(found))
 
@@ -157,4 +159,3 @@ def _targets(path: str | os.PathLike[str], targets: Sequence[str]) -> dict[int, 
     for entry in e2fs.walk_entries(path, roots):
         found.setdefault(entry.inode, entry)
     return found
-

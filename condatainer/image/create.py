@@ -73,8 +73,13 @@ def _env_files(files: Mapping[str, bytes | str]) -> dict[PurePosixPath, bytes]:
     checked: dict[PurePosixPath, bytes] = {}
     for key, data in files.items():
         rel = PurePosixPath(key)
-        bad = (not key or rel.is_absolute() or ".." in rel.parts or str(rel) == "."
-               or any(c in key for c in "\n\r\0"))
+        bad = (
+            not key
+            or rel.is_absolute()
+            or ".." in rel.parts
+            or str(rel) == "."
+            or any(c in key for c in "\n\r\0")
+        )
         if bad:
             raise ImageError(
                 f"cannot place {key!r} in a new image: give a path inside the environment,"
@@ -138,19 +143,41 @@ def _set_owner_debugfs(image: Path, final: Path, paths: list[str], uid: int, gid
         ) from None
 
 
-def _make_filesystem(tmp: Path, final: Path, profile: Profile, owner: tuple[int, int],
-                     files: Mapping[PurePosixPath, bytes], *, discard: bool) -> None:
+def _make_filesystem(
+    tmp: Path,
+    final: Path,
+    profile: Profile,
+    owner: tuple[int, int],
+    files: Mapping[PurePosixPath, bytes],
+    *,
+    discard: bool,
+) -> None:
     uid, gid = owner
     with tempfile.TemporaryDirectory(prefix="condatainer-create-") as scratch:
         root = Path(scratch) / "root"
         paths = _populate(root, files)
         by_debugfs = not _chown_tree(root, paths, uid, gid)
         ext_opts = f"{'discard' if discard else 'nodiscard'},root_owner={uid}:{gid}"
-        res = runner.run([
-            "mke2fs", "-q", "-F", "-t", "ext3", "-b", str(sizes.BLOCK), "-E", ext_opts,
-            "-i", str(profile.bytes_per_inode), "-m", str(RESERVED_PERCENT),
-            "-d", str(root), str(tmp),
-        ])
+        res = runner.run(
+            [
+                "mke2fs",
+                "-q",
+                "-F",
+                "-t",
+                "ext3",
+                "-b",
+                str(sizes.BLOCK),
+                "-E",
+                ext_opts,
+                "-i",
+                str(profile.bytes_per_inode),
+                "-m",
+                str(RESERVED_PERCENT),
+                "-d",
+                str(root),
+                str(tmp),
+            ]
+        )
         if not res.ok:
             quota = failures.out_of_space(res)
             if quota is not None:
@@ -239,8 +266,16 @@ def create(
             temp.publish()
     except BaseException as exc:
         temp.discard()
-        err = failures.failure("create", action, exc, final, parent, size, sparse=not allocated,
-                       published=temp.published)
+        err = failures.failure(
+            "create",
+            action,
+            exc,
+            final,
+            parent,
+            size,
+            sparse=not allocated,
+            published=temp.published,
+        )
         if err is exc:
             raise
         raise err from exc

@@ -424,9 +424,7 @@ def _children(entries: Iterable[Entry]) -> list[Entry]:
     return [e for e in entries if e.name not in (".", "..")]
 
 
-def _ls_inodes(
-    path: str | os.PathLike[str], dirs: Sequence[tuple[int, str]]
-) -> list[list[Entry]]:
+def _ls_inodes(path: str | os.PathLike[str], dirs: Sequence[tuple[int, str]]) -> list[list[Entry]]:
     """List many directories, given as (inode, inner path), in ONE debugfs process."""
     if not dirs:
         return []
@@ -457,8 +455,9 @@ def _listing_of(path: str | os.PathLike[str], parts: Sequence[str]) -> list[Entr
             # The path comes first in these messages, so only the line's end is trusted.
             if any(e.rstrip().endswith(_MISSING) for e in errors):
                 return None
-            raise ImageError(f"{path}: debugfs: {_detail(errors[-1])}",
-                             hint=f"condatainer overlay check {path}")
+            raise ImageError(
+                f"{path}: debugfs: {_detail(errors[-1])}", hint=f"condatainer overlay check {path}"
+            )
         return _split_listings(path, out, [cmd], [dir_path])[0]
     # A name debugfs cannot read from a script line: walk down by inode numbers.
     ino, here = ROOT_INODE, "/"
@@ -497,8 +496,10 @@ def stat(path: str | os.PathLike[str], inner_path: str) -> Entry | None:
         root = _listing_of(path, [])
         dot = next((e for e in root or () if e.name == "."), None)
         if dot is None:
-            raise ImageError(f"{path}: the image's root directory cannot be read",
-                             hint=f"condatainer overlay check {path}")
+            raise ImageError(
+                f"{path}: the image's root directory cannot be read",
+                hint=f"condatainer overlay check {path}",
+            )
         return replace(dot, name="/", path="/")
     entries = _listing_of(path, parts[:-1])
     if entries is None:

@@ -47,8 +47,14 @@ NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OWNED_NAMES = frozenset(
     # PATH too: the container's PATH is built by resolve (/ext3/env/bin first), and a value
     # here would be silently replaced.
-    {"CONDA_PREFIX", "MAMBA_ROOT_PREFIX", "IN_CONDATAINER", "CNT_OVERLAY", "CNT_CONDA_PREFIX",
-     "PATH"}
+    {
+        "CONDA_PREFIX",
+        "MAMBA_ROOT_PREFIX",
+        "IN_CONDATAINER",
+        "CNT_OVERLAY",
+        "CNT_CONDA_PREFIX",
+        "PATH",
+    }
 )
 OWNED_PREFIXES = ("APPTAINER_", "SINGULARITY_")
 
@@ -212,8 +218,9 @@ def render(
     def check_key(key: str) -> str:
         problem = check_name(key)
         if problem is not None:
-            raise EnvFileError(f"cannot write {key!r} to an env file: {problem}",
-                               hint=_name_hint(key))
+            raise EnvFileError(
+                f"cannot write {key!r} to an env file: {problem}", hint=_name_hint(key)
+            )
         return key
 
     out: list[str] = []

@@ -39,12 +39,13 @@ _SPACE_HINTS = {
     "resize": "free some space or choose a smaller size (-s)",
     "pack": "free some space or write the packed file on another filesystem (-o)",
     "unpack": "free some space, write the image on another filesystem (-o),"
-              " or choose a smaller size (-s)",
+    " or choose a smaller size (-s)",
 }
 
 
-def space_error(command: str, action: str, directory: Path, needed: int, quota: bool, *,
-                 sparse: bool = False) -> ImageError:
+def space_error(
+    command: str, action: str, directory: Path, needed: int, quota: bool, *, sparse: bool = False
+) -> ImageError:
     """The disk-full (or quota) error, naming the directory and the space needed.
 
     The hint names what `command` (a key of `_SPACE_HINTS`) can do about it; only
@@ -64,24 +65,33 @@ def space_error(command: str, action: str, directory: Path, needed: int, quota: 
         )
     if command == "create":
         hint += "; a sparse image (--sparse) takes space only as it fills"
-    return ImageError(f"{action}: {cause} in {shown} (needs {format_size(needed)}{have})",
-                      hint=hint)
+    return ImageError(
+        f"{action}: {cause} in {shown} (needs {format_size(needed)}{have})", hint=hint
+    )
 
 
-def os_failure(command: str, action: str, directory: Path, exc: OSError,
-                needed: int) -> CondatainerError:
+def os_failure(
+    command: str, action: str, directory: Path, exc: OSError, needed: int
+) -> CondatainerError:
     """Turn an OSError of `command` (create, resize, pack, unpack) into the user-facing error."""
     if exc.errno in SPACE_ERRNOS:
         return space_error(command, action, directory, needed, exc.errno == errno.EDQUOT)
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return ImageError(f"{action}: permission denied in {os.path.abspath(directory)}",
-                          hint="choose a directory you can write")
+        return ImageError(
+            f"{action}: permission denied in {os.path.abspath(directory)}",
+            hint="choose a directory you can write",
+        )
     if exc.errno == errno.EROFS:
-        return ImageError(f"{action}: {os.path.abspath(directory)} is on a read-only filesystem",
-                          hint="choose a writable directory")
+        return ImageError(
+            f"{action}: {os.path.abspath(directory)} is on a read-only filesystem",
+            hint="choose a writable directory",
+        )
     if exc.errno == errno.EFBIG:
-        return ImageError(f"{action}: the filesystem of {os.path.abspath(directory)} cannot hold"
-                          f" a file of {format_size(needed)}", hint="choose a smaller size (-s)")
+        return ImageError(
+            f"{action}: the filesystem of {os.path.abspath(directory)} cannot hold"
+            f" a file of {format_size(needed)}",
+            hint="choose a smaller size (-s)",
+        )
     return ImageError(f"{action}: {exc.strerror or exc}")
 
 
@@ -116,8 +126,17 @@ def out_of_space(res: runner.Result) -> bool | None:
     return None
 
 
-def failure(command: str, action: str, exc: BaseException, output: Path, parent: Path,
-             needed: int, *, sparse: bool, published: bool) -> BaseException:
+def failure(
+    command: str,
+    action: str,
+    exc: BaseException,
+    output: Path,
+    parent: Path,
+    needed: int,
+    *,
+    sparse: bool,
+    published: bool,
+) -> BaseException:
     """What the user is told when `exc` stopped `command` (create, pack, unpack) writing
     `output`: interrupted, out of space, or an OS error, each as an ImageError; `exc` itself
     when it is already ours (or a bug).  Call it after the temporary files are gone, so the
@@ -136,21 +155,29 @@ def failure(command: str, action: str, exc: BaseException, output: Path, parent:
 def interrupted(final: Path, signum: int, published: bool) -> ImageError:
     name = runner.signal_name(signum)
     if published:
-        return ImageError(f"{final}: interrupted by {name} just after the image was created;"
-                          " it is complete", exit_code=128 + signum)
-    return ImageError(f"creating {final} was interrupted by {name}; nothing was created",
-                      exit_code=128 + signum)
+        return ImageError(
+            f"{final}: interrupted by {name} just after the image was created; it is complete",
+            exit_code=128 + signum,
+        )
+    return ImageError(
+        f"creating {final} was interrupted by {name}; nothing was created", exit_code=128 + signum
+    )
 
 
-def raise_if_interrupted(received: Sequence[int], image: object, what: str,
-                         hint: str | None = None) -> None:
+def raise_if_interrupted(
+    received: Sequence[int], image: object, what: str, hint: str | None = None
+) -> None:
     """After work run under runner.signals_deferred: a signal that arrived meanwhile becomes
     one ImageError saying what was finished first, with the shell's exit status 128+N."""
     if received:
-        raise ImageError(f"{image}: interrupted by {runner.signal_name(received[0])}; {what}",
-                         hint=hint, exit_code=128 + received[0])
+        raise ImageError(
+            f"{image}: interrupted by {runner.signal_name(received[0])}; {what}",
+            hint=hint,
+            exit_code=128 + received[0],
+        )
 
 
 def left_at(err: CondatainerError, old: int) -> ImageError:
-    return ImageError(f"{err.message}; the image was left as it was ({format_size(old)})",
-                      hint=err.hint)
+    return ImageError(
+        f"{err.message}; the image was left as it was ({format_size(old)})", hint=err.hint
+    )

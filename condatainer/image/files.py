@@ -134,8 +134,14 @@ def publish(tmp: Path, final: Path) -> None:
     except FileExistsError:
         raise exists_error(final, appeared=True) from None
     except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK,
-                             errno.ENOSYS, errno.EXDEV):
+        if exc.errno not in (
+            errno.EPERM,
+            errno.EOPNOTSUPP,
+            errno.ENOTSUP,
+            errno.EMLINK,
+            errno.ENOSYS,
+            errno.EXDEV,
+        ):
             raise
         # No hard links on this filesystem (CIFS, some FUSE): rename after checking.  The window
         # between the check and the rename is the best such a filesystem allows.

@@ -125,7 +125,9 @@ class ImageInfo:
             },
             "state": self.state,
             "clean": self.clean,
-            "owner": None if self.owner_uid is None else {
+            "owner": None
+            if self.owner_uid is None
+            else {
                 "uid": self.owner_uid,
                 "gid": self.owner_gid,
                 "user": self.owner_user,
@@ -138,7 +140,9 @@ class ImageInfo:
                 "specs": list(self.specs),
                 "packages": self.packages,
             },
-            "sidecar": None if self.sidecar is None else {
+            "sidecar": None
+            if self.sidecar is None
+            else {
                 "path": self.sidecar,
                 "whatis": self.whatis,
                 "vars": [{"name": v.name, "value": v.value, "note": v.note} for v in self.envs],
@@ -152,26 +156,43 @@ class ImageInfo:
         rows: list[tuple[str, str]] = [("image", self.path)]
         if self.whatis:
             rows.append(("what", self.whatis))
-        rows.append(("size", f"{format_size(self.fs_bytes)} filesystem, "
-                             f"{format_size(self.file_bytes)} file, "
-                             f"{format_size(self.allocated_bytes)} allocated on disk"))
+        rows.append(
+            (
+                "size",
+                f"{format_size(self.fs_bytes)} filesystem, "
+                f"{format_size(self.file_bytes)} file, "
+                f"{format_size(self.allocated_bytes)} allocated on disk",
+            )
+        )
         pct = 100 * self.used_bytes / self.fs_bytes if self.fs_bytes else 0.0
-        rows.append(("space", f"{format_size(self.used_bytes)} used ({pct:.0f}%), "
-                              f"{format_size(self.free_bytes)} free "
-                              f"({format_size(self.available_bytes)} available to non-root)"))
+        rows.append(
+            (
+                "space",
+                f"{format_size(self.used_bytes)} used ({pct:.0f}%), "
+                f"{format_size(self.free_bytes)} free "
+                f"({format_size(self.available_bytes)} available to non-root)",
+            )
+        )
         ipct = 100 * self.inodes_used / self.inodes_total if self.inodes_total else 0.0
-        rows.append(("inodes", f"{self.inodes_used:,} used ({ipct:.0f}%), "
-                               f"{self.inodes_free:,} free of {self.inodes_total:,}"))
+        rows.append(
+            (
+                "inodes",
+                f"{self.inodes_used:,} used ({ipct:.0f}%), "
+                f"{self.inodes_free:,} free of {self.inodes_total:,}",
+            )
+        )
         rows.append(("state", self.state))
         rows.append(("in use", "; ".join(self.in_use) if self.in_use else "no"))
         if self.owner_uid is not None:
-            names = f" ({self.owner_user or '?'}:{self.owner_group or '?'})" if (
-                self.owner_user or self.owner_group) else ""
+            names = (
+                f" ({self.owner_user or '?'}:{self.owner_group or '?'})"
+                if (self.owner_user or self.owner_group)
+                else ""
+            )
             rows.append(("owner", f"{self.owner}{names} (of upper/)"))
         else:
             rows.append(("owner", "- (no upper/ directory)"))
-        rows.append(("profile", f"{self.profile} ({format_size(self.bytes_per_inode)}"
-                                " per inode)"))
+        rows.append(("profile", f"{self.profile} ({format_size(self.bytes_per_inode)} per inode)"))
         if not self.has_env:
             rows.append(("env", f"none ({CONTAINER_PREFIX} is not in the image)"))
         else:
@@ -180,8 +201,12 @@ class ImageInfo:
             else:
                 rows.append(("channels", ", ".join(self.channels) or "- (none set)"))
             rows.append(("specs", ", ".join(self.specs) or "-"))
-            rows.append(("packages", "0 (no conda-meta yet)" if self.packages is None
-                         else str(self.packages)))
+            rows.append(
+                (
+                    "packages",
+                    "0 (no conda-meta yet)" if self.packages is None else str(self.packages),
+                )
+            )
         width = max(len(k) for k, _ in rows)
         lines = [f"{k + ':':<{width + 1}} {v}" for k, v in rows]
         if self.sidecar is not None:
@@ -200,8 +225,10 @@ def info(path: str | os.PathLike[str]) -> ImageInfo:
     root = {e.name: e for e in e2fs.list_dir(p, "/")}
     upper = root.get(UPPER)
     if upper is None or not upper.is_dir:
-        warnings.append("no upper/ directory: not an overlay image (made by condatainer or"
-                        " apptainer overlay create)")
+        warnings.append(
+            "no upper/ directory: not an overlay image (made by condatainer or"
+            " apptainer overlay create)"
+        )
         upper = None
 
     env = e2fs.try_list_dir(p, ENV_DIR) if upper is not None else None
@@ -280,8 +307,10 @@ def _read_text(
         warnings.append(f"{CONTAINER_PREFIX}/{what} is not a regular file; ignored")
         return None
     if entry.size > limit:
-        warnings.append(f"{CONTAINER_PREFIX}/{what} is {format_size(entry.size)},"
-                        f" over the {format_size(limit)} read limit; ignored")
+        warnings.append(
+            f"{CONTAINER_PREFIX}/{what} is {format_size(entry.size)},"
+            f" over the {format_size(limit)} read limit; ignored"
+        )
         return None
     return e2fs.read_inode(p, entry.inode).decode("utf-8", "replace")
 

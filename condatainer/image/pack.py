@@ -136,13 +136,18 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
     except BaseException as exc:
         copy.discard()
         temp.discard()
-        err = failures.failure("pack", action, exc, output, parent, needed, sparse=False,
-                       published=temp.published)
+        err = failures.failure(
+            "pack", action, exc, output, parent, needed, sparse=False, published=temp.published
+        )
         if err is exc:
             raise
         raise err from exc
-    return PackResult(image=image, output=output, original_bytes=sb.size_bytes,
-                      packed_bytes=os.stat(output).st_size)
+    return PackResult(
+        image=image,
+        output=output,
+        original_bytes=sb.size_bytes,
+        packed_bytes=os.stat(output).st_size,
+    )
 
 
 def _pack_failure(action: str, tool: str, res: runner.Result) -> Exception:
@@ -155,13 +160,17 @@ def _pack_failure(action: str, tool: str, res: runner.Result) -> Exception:
 def _unpacked_name(packed: Path) -> Path:
     suffix = layout.PACK_SUFFIX
     if not packed.name.lower().endswith(suffix) or len(packed.name) <= len(suffix):
-        raise ImageError(f"{packed}: the name does not end in {suffix}, so the image name"
-                         " cannot be derived from it", hint="name the output: -o IMAGE.img")
+        raise ImageError(
+            f"{packed}: the name does not end in {suffix}, so the image name"
+            " cannot be derived from it",
+            hint="name the output: -o IMAGE.img",
+        )
     return layout.normalise_image_name(str(packed)[: -len(suffix)])
 
 
-def unpack(packed: PathLike, out: PathLike | None = None, *,
-           size_bytes: int | None = None) -> UnpackResult:
+def unpack(
+    packed: PathLike, out: PathLike | None = None, *, size_bytes: int | None = None
+) -> UnpackResult:
     """Restore an image from `pack`'s output: `out` defaults to the packed name minus `.zst`.
 
     The image grows back to `size_bytes`, else to the size recorded at pack time (allocated again
@@ -170,8 +179,9 @@ def unpack(packed: PathLike, out: PathLike | None = None, *,
     """
     src = Path(packed)
     if not src.is_file():
-        raise ImageError(f"{src}: no such packed image" if not src.exists()
-                         else f"{src}: not a file")
+        raise ImageError(
+            f"{src}: no such packed image" if not src.exists() else f"{src}: not a file"
+        )
     output = layout.normalise_image_name(os.fspath(out)) if out is not None else _unpacked_name(src)
     for tool in ("zstd", "e2fsck", "resize2fs"):
         runner.require(tool)
@@ -180,8 +190,10 @@ def unpack(packed: PathLike, out: PathLike | None = None, *,
     if target_size is None:
         recorded = record.get("size_bytes") if record else None
         if not isinstance(recorded, int):
-            raise ImageError(f"{src}: holds no size record (it was not made by condatainer"
-                             " overlay pack)", hint="give the size of the unpacked image: -s SIZE")
+            raise ImageError(
+                f"{src}: holds no size record (it was not made by condatainer overlay pack)",
+                hint="give the size of the unpacked image: -s SIZE",
+            )
         target_size = recorded
     target_size = sizes.image_size(target_size)
     allocated = bool(record.get("allocated")) if record else False
@@ -192,44 +204,60 @@ def unpack(packed: PathLike, out: PathLike | None = None, *,
     try:
         with runner.termination_raises():
             os.close(temp.create())
-            res = runner.run(["zstd", "-d", "-q", "-f", "--sparse", str(src), "-o",
-                              str(temp.path)])
+            res = runner.run(["zstd", "-d", "-q", "-f", "--sparse", str(src), "-o", str(temp.path)])
             if not res.ok:
                 raise _pack_failure(action, "zstd", res)
             sb = e2fs.superblock(temp.path)
             if target_size < sb.size_bytes:
-                raise ImageError(f"{action}: it holds a filesystem of {format_size(sb.size_bytes)},"
-                                 f" more than the requested {format_size(target_size)}",
-                                 hint=f"give at least -s {sizes.size_argument(sb.size_bytes)}")
+                raise ImageError(
+                    f"{action}: it holds a filesystem of {format_size(sb.size_bytes)},"
+                    f" more than the requested {format_size(target_size)}",
+                    hint=f"give at least -s {sizes.size_argument(sb.size_bytes)}",
+                )
             if allocated:
                 fd = os.open(temp.path, os.O_RDWR | os.O_CLOEXEC)
                 try:
                     if not files.allocate(fd, 0, target_size):
                         allocated = False
-                        notices.append(f"the filesystem of {os.path.abspath(parent)} cannot"
-                                       f" preallocate space, so {output} is sparse")
+                        notices.append(
+                            f"the filesystem of {os.path.abspath(parent)} cannot"
+                            f" preallocate space, so {output} is sparse"
+                        )
                 finally:
                     os.close(fd)
             if target_size > sb.size_bytes:
                 res = runner.run(["e2fsck", "-f", "-p", str(temp.path)])
                 if res.returncode & ~3:
-                    raise ImageError(f"{action}: the packed filesystem failed its check:"
-                                     f" {failures.tool_detail(res)}")
+                    raise ImageError(
+                        f"{action}: the packed filesystem failed its check:"
+                        f" {failures.tool_detail(res)}"
+                    )
                 res = resize.run_resize2fs(temp.path, target_size)
                 if not res.ok:
                     raise _pack_failure(action, "resize2fs", res)
             res = runner.run(["e2fsck", "-f", "-n", str(temp.path)])
             if not res.ok:
-                raise ImageError(f"{action}: the unpacked filesystem failed its check"
-                                 f" (e2fsck exit {res.returncode}: {failures.tool_detail(res)})")
+                raise ImageError(
+                    f"{action}: the unpacked filesystem failed its check"
+                    f" (e2fsck exit {res.returncode}: {failures.tool_detail(res)})"
+                )
             os.chmod(temp.path, files.umask_mode(0o644))
             temp.publish()
     except BaseException as exc:
         temp.discard()
-        err = failures.failure("unpack", action, exc, output, parent, target_size,
-                       sparse=not allocated, published=temp.published)
+        err = failures.failure(
+            "unpack",
+            action,
+            exc,
+            output,
+            parent,
+            target_size,
+            sparse=not allocated,
+            published=temp.published,
+        )
         if err is exc:
             raise
         raise err from exc
-    return UnpackResult(packed=src, output=output, size_bytes=target_size,
-                        sparse=not allocated, notices=notices)
+    return UnpackResult(
+        packed=src, output=output, size_bytes=target_size, sparse=not allocated, notices=notices
+    )

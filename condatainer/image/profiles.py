@@ -86,6 +86,8 @@ def guess_profile(bytes_per_inode: int) -> str:
     if bytes_per_inode <= 0:
         return PROFILES["small"].name
     wanted = math.log2(bytes_per_inode)
-    best = min(PROFILES.values(), key=lambda p: (abs(math.log2(p.bytes_per_inode) - wanted),
-                                                 p.bytes_per_inode))
+    best = min(
+        PROFILES.values(),
+        key=lambda p: (abs(math.log2(p.bytes_per_inode) - wanted), p.bytes_per_inode),
+    )
     return best.name

@@ -41,8 +41,10 @@ def _minimum_size(image: Path, block_size: int) -> int:
     res = runner.run(["resize2fs", "-f", "-P", str(image)])
     m = re.search(r"minimum size of the filesystem:\s*(\d+)", res.stdout)
     if not res.ok or m is None:
-        raise ImageError(f"{image}: cannot work out how small it can be:"
-                         f" resize2fs -P: {failures.tool_detail(res)}")
+        raise ImageError(
+            f"{image}: cannot work out how small it can be:"
+            f" resize2fs -P: {failures.tool_detail(res)}"
+        )
     return int(m.group(1)) * block_size
 
 
@@ -111,7 +113,8 @@ def resize(path: PathLike, size_bytes: int) -> ResizeResult:
             else:
                 _shrink(image, old, old_length, new, allocated, notices)
         failures.raise_if_interrupted(
-            received, image,
+            received,
+            image,
             f"the resize to {format_size(new)} was finished first so the image stays consistent",
             hint=f"condatainer overlay check {image}",
         )
@@ -133,8 +136,9 @@ def _refuse_below_floor(image: Path, sb: e2fs.Superblock, new: int) -> None:
         )
 
 
-def _grow(image: Path, old: int, old_length: int, new: int, allocated: bool,
-          notices: list[str]) -> None:
+def _grow(
+    image: Path, old: int, old_length: int, new: int, allocated: bool, notices: list[str]
+) -> None:
     action = f"cannot grow {image} to {format_size(new)}"
     metadata = _grow_metadata_bytes(image, old, new)
     # The file's new part (allocated images), the new groups' metadata (sparse ones: resize2fs
@@ -149,8 +153,10 @@ def _grow(image: Path, old: int, old_length: int, new: int, allocated: bool,
         try:
             try:
                 if allocated and not files.allocate(fd, old_length, new - old_length):
-                    notices.append(f"the filesystem of {image} cannot preallocate space;"
-                                   " the added space is sparse")
+                    notices.append(
+                        f"the filesystem of {image} cannot preallocate space;"
+                        " the added space is sparse"
+                    )
                 os.ftruncate(fd, new)
             except OSError as exc:
                 os.ftruncate(fd, old_length)
@@ -158,12 +164,12 @@ def _grow(image: Path, old: int, old_length: int, new: int, allocated: bool,
                 raise failures.left_at(err, old) from exc
         finally:
             os.close(fd)
-    notices += _resize_or_undo(image, action, old, old_length, new, allocated,
-                               needed=new - old)
+    notices += _resize_or_undo(image, action, old, old_length, new, allocated, needed=new - old)
 
 
-def _shrink(image: Path, old: int, old_length: int, new: int, allocated: bool,
-            notices: list[str]) -> None:
+def _shrink(
+    image: Path, old: int, old_length: int, new: int, allocated: bool, notices: list[str]
+) -> None:
     action = f"cannot shrink {image} to {format_size(new)}"
     notices += _resize_or_undo(image, action, old, old_length, new, allocated, needed=0)
     if os.stat(image).st_size != new:  # resize2fs truncates regular files itself; make sure
@@ -213,8 +219,9 @@ def _undo_path(image: Path) -> Path:
     return Path(tempfile.gettempdir()) / name
 
 
-def _resize_or_undo(image: Path, action: str, old: int, old_length: int, new: int,
-                    allocated: bool, *, needed: int) -> list[str]:
+def _resize_or_undo(
+    image: Path, action: str, old: int, old_length: int, new: int, allocated: bool, *, needed: int
+) -> list[str]:
     """Run resize2fs with an undo file; on failure replay it so nothing has changed.
 
     resize2fs is not atomic: one that fails midway (a full disk or quota while it writes the
@@ -231,8 +238,10 @@ def _resize_or_undo(image: Path, action: str, old: int, old_length: int, new: in
         if res.ok:
             return []
         if _finished_anyway(image, new):
-            return [f"resize2fs reported a failure after it had finished"
-                    f" ({failures.tool_detail(res)}); {image} checks clean at {format_size(new)}"]
+            return [
+                f"resize2fs reported a failure after it had finished"
+                f" ({failures.tool_detail(res)}); {image} checks clean at {format_size(new)}"
+            ]
         restored = _undo(image, undo, old, old_length, allocated)
     finally:
         with suppress(FileNotFoundError):

@@ -67,14 +67,23 @@ def insert_file(path: str) -> bool:
     new = insert(old.decode("utf-8", "surrogateescape"), path).encode("utf-8", "surrogateescape")
     if new == old:
         return False
-    change = atomic.Change(path=target, target=Path(os.path.realpath(target)), old=old,
-                           new=new, old_exists=True, new_exists=True)
+    change = atomic.Change(
+        path=target,
+        target=Path(os.path.realpath(target)),
+        old=old,
+        new=new,
+        old_exists=True,
+        new_exists=True,
+    )
     try:
         atomic.apply(change)
     except atomic.Conflict:
-        raise UsageError(f"{path} changed while condatainer was editing it; nothing written",
-                         hint="run the command again") from None
+        raise UsageError(
+            f"{path} changed while condatainer was editing it; nothing written",
+            hint="run the command again",
+        ) from None
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}",
-                         hint=f"check the permissions of {target.parent}") from None
+        raise UsageError(
+            f"cannot write {path}: {exc.strerror}", hint=f"check the permissions of {target.parent}"
+        ) from None
     return True

@@ -46,13 +46,15 @@ def run_command(
     job = script.load_job(script_path, environ, writable=writable, reexec=reexec)
     cfg = config.load(environ)
     req = script.request(job, args, environ)
-    if submit.wanted(job.header, cfg, environ, report, submit=submit_flag, local=local,
-                     reexec=reexec):
+    if submit.wanted(
+        job.header, cfg, environ, report, submit=submit_flag, local=local, reexec=reexec
+    ):
         submit.plan(job, req, cfg, environ, cli_writable=writable, dry_run=dry_run)
         sub = submit.prepare(job, args, cli_writable=writable)
         if dry_run:
-            return Outcome(report=submit.dry_run_report(sub),
-                           lines=tuple(submit.dry_run_lines(sub)))
+            return Outcome(
+                report=submit.dry_run_report(sub), lines=tuple(submit.dry_run_lines(sub))
+            )
         return Outcome(job_id=submit.sbatch(sub, environ, report, auto=not submit_flag))
     if dry_run:
         plan = launch.plan_for(replace(req, check_locks=False), cfg)

@@ -98,8 +98,14 @@ def inside(environ: Mapping[str, str]) -> str | None:
 
 
 def wanted(
-    parsed: directives.Directives, cfg: Config, environ: Mapping[str, str], report: Reporter, *,
-    submit: bool, local: bool, reexec: bool,
+    parsed: directives.Directives,
+    cfg: Config,
+    environ: Mapping[str, str],
+    report: Reporter,
+    *,
+    submit: bool,
+    local: bool,
+    reexec: bool,
 ) -> bool:
     """Whether `condatainer run` should submit the script rather than run it here."""
     if submit and local:
@@ -191,7 +197,8 @@ def sbatch_lines(text: str) -> list[str]:
     lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
     end = directives.header_end(lines)
     return [
-        line for line in lines[:end]
+        line
+        for line in lines[:end]
         if line.startswith("#SBATCH") and (len(line) == 7 or line[7] in " \t\r\v\f")
     ]
 
@@ -201,13 +208,15 @@ def job_name(script: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(script)) or "job"
 
 
-def wrapper(text: str, script: str, args: Sequence[str], *, writable: bool,
-            condatainer: str) -> str:
+def wrapper(
+    text: str, script: str, args: Sequence[str], *, writable: bool, condatainer: str
+) -> str:
     """The batch script submitted on stdin for a job script without the header."""
     from condatainer import shellgen
 
     return shellgen.render(
-        "job-wrapper", "sh",
+        "job-wrapper",
+        "sh",
         job_name=job_name(script),
         # Reviewed Raw: each is one line (split on LF) starting with "#SBATCH" at column 0, so
         # sh reads it as a comment; sbatch must read it exactly as the user wrote it.
@@ -222,18 +231,25 @@ def prepare(job: Job, args: Sequence[str], *, cli_writable: bool) -> Submission:
     script = str(job.origin)
     text = job.script.read_text(encoding="utf-8", errors="surrogateescape")
     if header.present(text) and not cli_writable:
-        return Submission(script=script, via="header",
-                          argv=("sbatch", "--parsable", script, *args),
-                          env={"CNT_SCRIPT": script})
+        return Submission(
+            script=script,
+            via="header",
+            argv=("sbatch", "--parsable", script, *args),
+            env={"CNT_SCRIPT": script},
+        )
     found = runner.which("condatainer")
     program = os.path.abspath(found) if found else "condatainer"
-    return Submission(script=script, via="wrapper", argv=("sbatch", "--parsable"),
-                      stdin=wrapper(text, script, args, writable=cli_writable,
-                                    condatainer=program))
+    return Submission(
+        script=script,
+        via="wrapper",
+        argv=("sbatch", "--parsable"),
+        stdin=wrapper(text, script, args, writable=cli_writable, condatainer=program),
+    )
 
 
-def sbatch(sub: Submission, environ: Mapping[str, str], report: Reporter, *,
-           auto: bool = False) -> str:
+def sbatch(
+    sub: Submission, environ: Mapping[str, str], report: Reporter, *, auto: bool = False
+) -> str:
     """Run sbatch; return the job id.  A refusal becomes a CondatainerError with sbatch's words;
     sbatch's warnings go to `report`.
 
@@ -246,9 +262,11 @@ def sbatch(sub: Submission, environ: Mapping[str, str], report: Reporter, *,
         said = res.stderr.strip() or f"exit status {res.returncode}"
         hint = f"check the #SBATCH lines of {sub.script} and the cluster (sinfo)"
         if auto:
-            hint = (f"it has #SBATCH lines, so it was submitted (config submit: auto); to run it"
-                    f" here: condatainer run --local {shlex.quote(sub.script)}, or for good:"
-                    f" condatainer config set submit never")
+            hint = (
+                f"it has #SBATCH lines, so it was submitted (config submit: auto); to run it"
+                f" here: condatainer run --local {shlex.quote(sub.script)}, or for good:"
+                f" condatainer config set submit never"
+            )
         raise CondatainerError(f"sbatch refused {sub.script}: {said}", hint=hint)
     if res.stderr.strip():
         report.step(res.stderr.rstrip("\n"))  # sbatch's warnings, as it wrote them
@@ -261,8 +279,15 @@ def sbatch(sub: Submission, environ: Mapping[str, str], report: Reporter, *,
     return job_id
 
 
-def plan(job: Job, req: Request, cfg: Config, environ: Mapping[str, str], *,
-         cli_writable: bool, dry_run: bool) -> Plan:
+def plan(
+    job: Job,
+    req: Request,
+    cfg: Config,
+    environ: Mapping[str, str],
+    *,
+    cli_writable: bool,
+    dry_run: bool,
+) -> Plan:
     """The Plan the job's processes will run, checked for submission (see `check`)."""
     if dry_run:
         req = replace(req, check_locks=False)
@@ -276,14 +301,22 @@ def plan(job: Job, req: Request, cfg: Config, environ: Mapping[str, str], *,
 
 def dry_run_report(sub: Submission) -> dict[str, object]:
     """What `run --submit --dry-run --json` prints."""
-    return {"submit": True, "script": sub.script, "via": sub.via, "sbatch": list(sub.argv),
-            "env": dict(sub.env), "stdin": sub.stdin}
+    return {
+        "submit": True,
+        "script": sub.script,
+        "via": sub.via,
+        "sbatch": list(sub.argv),
+        "env": dict(sub.env),
+        "stdin": sub.stdin,
+    }
 
 
 def dry_run_lines(sub: Submission) -> list[str]:
     """What `run --submit --dry-run` prints."""
-    lines = [f"{'submit':10} {shlex.join(sub.argv)}" + (" < wrapper below" if sub.stdin else ""),
-             f"{'via':10} {sub.via}"]
+    lines = [
+        f"{'submit':10} {shlex.join(sub.argv)}" + (" < wrapper below" if sub.stdin else ""),
+        f"{'via':10} {sub.via}",
+    ]
     lines += [f"{'env':10} {key}={value}" for key, value in sub.env.items()]
     if sub.stdin:
         lines += sub.stdin.rstrip("\n").split("\n")

@@ -65,9 +65,23 @@ TABLE: dict[str, Op] = {
             (*_MM, "install", "-n", "base", *_RC, "-y"),
             refresh=True,
             completes_channel=True,
-            options=("-c", "--channel", "--override-channels", "-f", "--file", "--dry-run",
-                     "--freeze-installed", "--force-reinstall", "--no-deps", "--only-deps",
-                     "--strict-channel-priority", "-q", "--quiet", "-v", "--verbose"),
+            options=(
+                "-c",
+                "--channel",
+                "--override-channels",
+                "-f",
+                "--file",
+                "--dry-run",
+                "--freeze-installed",
+                "--force-reinstall",
+                "--no-deps",
+                "--only-deps",
+                "--strict-channel-priority",
+                "-q",
+                "--quiet",
+                "-v",
+                "--verbose",
+            ),
         ),
         Op(
             "remove",
@@ -75,8 +89,16 @@ TABLE: dict[str, Op] = {
             (*_MM, "remove", "-n", "base", *_RC, "-y"),
             refresh=True,
             completes_installed=True,
-            options=("--dry-run", "--force", "--prune", "--no-prune", "-q", "--quiet", "-v",
-                     "--verbose"),
+            options=(
+                "--dry-run",
+                "--force",
+                "--prune",
+                "--no-prune",
+                "-q",
+                "--quiet",
+                "-v",
+                "--verbose",
+            ),
         ),
         Op(
             "update",
@@ -85,8 +107,18 @@ TABLE: dict[str, Op] = {
             refresh=True,
             completes_installed=True,
             bare_args=("--all",),  # micromamba updates nothing without specs or --all
-            options=("-a", "--all", "-c", "--channel", "--override-channels", "--dry-run",
-                     "-q", "--quiet", "-v", "--verbose"),
+            options=(
+                "-a",
+                "--all",
+                "-c",
+                "--channel",
+                "--override-channels",
+                "--dry-run",
+                "-q",
+                "--quiet",
+                "-v",
+                "--verbose",
+            ),
         ),
         Op(
             "list",
@@ -131,8 +163,12 @@ TABLE: dict[str, Op] = {
 
 
 #: Options whose next word is a value TAB cannot know (a channel) or a file.
-VALUE_OPTIONS: dict[str, str] = {"-c": "channel", "--channel": "channel",
-                                 "-f": "file", "--file": "file"}
+VALUE_OPTIONS: dict[str, str] = {
+    "-c": "channel",
+    "--channel": "channel",
+    "-f": "file",
+    "--file": "file",
+}
 
 #: First words of `mm channels`.
 CHANNEL_ACTIONS = ("get", "append", "prepend", "remove")

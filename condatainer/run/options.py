@@ -30,32 +30,48 @@ WRITABLE = Option(("-w", "--writable"), "writable", "flag", "mount the image wri
 
 CONTAINER: tuple[Option, ...] = (
     Option(("-b", "--base"), "base", "value", "base image (SIF) to run in"),
-    Option(("--bind",), "bind", "append", "bind a host path (repeatable)",
-           "HOST[:CONTAINER[:ro]]"),
-    Option(("--env",), "env", "append",
-           "set a variable in the container (repeatable; never split on commas)", "KEY=VALUE"),
+    Option(("--bind",), "bind", "append", "bind a host path (repeatable)", "HOST[:CONTAINER[:ro]]"),
+    Option(
+        ("--env",),
+        "env",
+        "append",
+        "set a variable in the container (repeatable; never split on commas)",
+        "KEY=VALUE",
+    ),
     Option(("--fakeroot",), "fakeroot", "flag", "run as root in the container"),
     Option(("-C", "--containall"), "containall", "flag", "isolate fully (apptainer -C)"),
     Option(("-c", "--contain"), "contain", "flag", "minimal /dev, own /tmp (-c)"),
     Option(("-e", "--cleanenv"), "cleanenv", "flag", "do not pass the host environment"),
-    Option(("-W", "--workdir"), "workdir", "value",
-           "work dir for -c/-C (default $SLURM_TMPDIR in jobs)"),
-    Option(("-A", "--apptainer-arg"), "extra", "append",
-           "pass ARG to apptainer exec unchanged (repeatable)", "ARG"),
+    Option(
+        ("-W", "--workdir"),
+        "workdir",
+        "value",
+        "work dir for -c/-C (default $SLURM_TMPDIR in jobs)",
+    ),
+    Option(
+        ("-A", "--apptainer-arg"),
+        "extra",
+        "append",
+        "pass ARG to apptainer exec unchanged (repeatable)",
+        "ARG",
+    ),
 )
 
 CNT_DESTS = ("writable", "fakeroot", "base", "env", "bind")
 """What a `#CNT` line may set: the options that belong to the job rather than to the site."""
 
-CNT_OPTIONS: tuple[Option, ...] = tuple(
-    o for o in (WRITABLE, *CONTAINER) if o.dest in CNT_DESTS
-)
+CNT_OPTIONS: tuple[Option, ...] = tuple(o for o in (WRITABLE, *CONTAINER) if o.dest in CNT_DESTS)
 
 
 def cnt_usage() -> str:
     """`-w, --fakeroot, -b IMG, --env K=V, --bind H:C`: what a #CNT line takes, for hints."""
-    shown = {"writable": "-w", "fakeroot": "--fakeroot", "base": "-b IMG",
-             "env": "--env K=V", "bind": "--bind H:C"}
+    shown = {
+        "writable": "-w",
+        "fakeroot": "--fakeroot",
+        "base": "-b IMG",
+        "env": "--env K=V",
+        "bind": "--bind H:C",
+    }
     return ", ".join(shown[d] for d in CNT_DESTS)
 
 
@@ -80,8 +96,9 @@ def parse_cnt(words: Sequence[str], into: dict[str, object] | None = None) -> di
             else:
                 option = None
         if option is None:
-            raise ValueError(f"unknown option {word!r}" if word.startswith("-")
-                             else f"unexpected word {word!r}")
+            raise ValueError(
+                f"unknown option {word!r}" if word.startswith("-") else f"unexpected word {word!r}"
+            )
         if option.kind == "flag":
             if eq:
                 raise ValueError(f"{name} takes no value")

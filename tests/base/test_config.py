@@ -407,10 +407,10 @@ def test_importing_config_does_not_import_yaml() -> None:
 
 def _load_in_a_new_process() -> tuple[str, bool]:
     """(the runtime a fresh interpreter loads, whether it imported yaml for it)."""
-    code = ("import sys, condatainer.config as c\n"
-            "print(c.load().runtime, 'yaml' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout.split()
+    code = "import sys, condatainer.config as c\nprint(c.load().runtime, 'yaml' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout.split()
     return out[0], out[1] == "True"
 
 
@@ -448,7 +448,11 @@ def test_a_damaged_or_foreign_cache_is_ignored(cfg_file: Path) -> None:
     cache = config.paths()["cache"] / "config.json"
     cache.parent.mkdir(parents=True, exist_ok=True)
     cfg_file.write_text("runtime: builtin\n")
-    for junk in ("{not json", '{"sha256": "0", "data": {"runtime": "apptainer"}}', "[]",
-                 '{"sha256": null}'):
+    for junk in (
+        "{not json",
+        '{"sha256": "0", "data": {"runtime": "apptainer"}}',
+        "[]",
+        '{"sha256": null}',
+    ):
         cache.write_text(junk)
         assert config.load().runtime == "builtin"

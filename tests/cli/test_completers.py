@@ -28,12 +28,19 @@ HOSTILE = "'\";&&e-$ èрт🚒中-j"
 
 # --- images --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     tmp_path = tmp_path / "tree"
     tmp_path.mkdir()
-    for name in ("env.img", "data.ext3", "notes.txt", "env.img.env", ".hidden.img",
-                 f"{HOSTILE}.img"):
+    for name in (
+        "env.img",
+        "data.ext3",
+        "notes.txt",
+        "env.img.env",
+        ".hidden.img",
+        f"{HOSTILE}.img",
+    ):
         (tmp_path / name).write_text("")
     for name in ("sub", ".cache", "overlay"):
         (tmp_path / name).mkdir()
@@ -45,7 +52,11 @@ def tree(tmp_path: Path) -> Path:
 
 def test_images_lists_image_files_then_directories(tree: Path) -> None:
     assert completers.images("", cwd=tree) == [
-        f"{HOSTILE}.img", "data.ext3", "env.img", "overlay/", "sub/",
+        f"{HOSTILE}.img",
+        "data.ext3",
+        "env.img",
+        "overlay/",
+        "sub/",
     ]
 
 
@@ -78,6 +89,7 @@ def test_images_of_a_missing_or_unreadable_directory_is_empty(tree: Path) -> Non
 
 # --- fixed words ---------------------------------------------------------------------------
 
+
 def test_profiles_offers_names_and_aliases() -> None:
     assert completers.profiles("") == profiles.names()
     assert completers.profiles("d") == ["default", "data"]
@@ -91,13 +103,23 @@ def test_shells() -> None:
 
 def test_mm_ops_come_with_their_summaries() -> None:
     ops = completers.mm_ops("")
-    assert list(ops) == ["install", "remove", "update", "list", "search", "export", "clean",
-                         "pin", "channels"]
+    assert list(ops) == [
+        "install",
+        "remove",
+        "update",
+        "list",
+        "search",
+        "export",
+        "clean",
+        "pin",
+        "channels",
+    ]
     assert ops["remove"] == "remove packages"
     assert list(completers.mm_ops("p")) == ["pin"]
 
 
 # --- mm arguments --------------------------------------------------------------------------
+
 
 @pytest.fixture
 def listed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -131,8 +153,9 @@ def test_the_image_is_o_then_cnt_overlay_then_autoload(listed: Path, tmp_path: P
     assert completers.mm_args("nu", "remove", None, environ=env, cwd=listed.parent) == ["numpy"]
     assert completers.mm_args("nu", "remove", None, environ=env, cwd=tmp_path) == []
     other = tmp_path / "other.img"
-    assert completers.mm_args("nu", "remove", str(other), environ={"CNT_OVERLAY": str(listed)}
-                              ) == []
+    assert (
+        completers.mm_args("nu", "remove", str(other), environ={"CNT_OVERLAY": str(listed)}) == []
+    )
 
 
 def test_a_tilde_in_o_is_expanded(listed: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,24 +173,27 @@ def test_no_names_after_an_option_that_takes_a_value(listed: Path) -> None:
     assert completers.mm_args("", "install", str(listed), previous=["-c"]) == []
     assert completers.mm_args("", "install", str(listed), previous=["numpy", "--file"]) == []
     assert completers.mm_args("nu", "install", str(listed), previous=["-c", "x"]) == [
-        "numba", "numpy"]
+        "numba",
+        "numpy",
+    ]
 
 
 def test_channels_offers_its_actions_first(listed: Path) -> None:
-    assert completers.mm_args("", "channels", str(listed)) == ["get", "append", "prepend",
-                                                                "remove"]
+    assert completers.mm_args("", "channels", str(listed)) == ["get", "append", "prepend", "remove"]
     assert completers.mm_args("", "channels", str(listed), previous=["append"]) == []
 
 
 def test_unknown_op_or_no_image_offers_nothing(tmp_path: Path) -> None:
     assert completers.mm_args("", "frobnicate", None) == []
     assert completers.mm_args("", None, None) == []
-    assert completers.mm_args("", "remove", None, environ={"HOME": str(tmp_path)},
-                              cwd=tmp_path) == []
+    assert (
+        completers.mm_args("", "remove", None, environ={"HOME": str(tmp_path)}, cwd=tmp_path) == []
+    )
 
 
 def test_without_a_listing_installed_names_are_read_from_the_image(
-        tmp_path: Path, need: Callable[[str], str]) -> None:
+    tmp_path: Path, need: Callable[[str], str]
+) -> None:
     need("mke2fs")
     from tests.shell.hooklib import make_image
 
@@ -186,12 +212,15 @@ def test_a_broken_image_offers_nothing(tmp_path: Path) -> None:
 
 # --- the channel-name cache ----------------------------------------------------------------
 
+
 def _repodata(*names: str, conda: tuple[str, ...] = ()) -> bytes:
-    return json.dumps({
-        "info": {"subdir": "noarch"},
-        "packages": {f"{n}-1.0-0.tar.bz2": {"name": n, "version": "1.0"} for n in names},
-        "packages.conda": {f"{n}-1.0-0.conda": {"name": n, "version": "1.0"} for n in conda},
-    }).encode()
+    return json.dumps(
+        {
+            "info": {"subdir": "noarch"},
+            "packages": {f"{n}-1.0-0.tar.bz2": {"name": n, "version": "1.0"} for n in names},
+            "packages.conda": {f"{n}-1.0-0.conda": {"name": n, "version": "1.0"} for n in conda},
+        }
+    ).encode()
 
 
 def test_repodata_names() -> None:
@@ -199,8 +228,7 @@ def test_repodata_names() -> None:
     assert pkgcache.repodata_names(data) == ["numba", "numpy", "python"]
     assert pkgcache.repodata_names(b"[1, 2]") == []
     assert pkgcache.repodata_names(b"{not json") == []
-    assert pkgcache.repodata_names(b'{"packages": {"a": {"name": 3}}, "packages.conda": []}'
-                                   ) == []
+    assert pkgcache.repodata_names(b'{"packages": {"a": {"name": 3}}, "packages.conda": []}') == []
 
 
 def test_only_plain_package_names_are_kept() -> None:
@@ -238,21 +266,28 @@ def _image_with_repodata(tmp_path: Path, files: dict[str, bytes]) -> Path:
     image = tmp_path / "env.img"
     mke2fs = runner.which("mke2fs")
     assert mke2fs is not None
-    subprocess.run([mke2fs, "-q", "-F", "-t", "ext3", "-d", str(tree), str(image), "8M"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [mke2fs, "-q", "-F", "-t", "ext3", "-d", str(tree), str(image), "8M"],
+        check=True,
+        capture_output=True,
+    )
     shutil.rmtree(tree)
     return image
 
 
 def test_refresh_reads_the_repodata_cache_of_the_image(
-        tmp_path: Path, need: Callable[[str], str], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, need: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     need("mke2fs")
-    image = _image_with_repodata(tmp_path, {
-        "1a2b3c4d.json": _repodata("numpy", "numba"),
-        "1a2b3c4d.state.json": json.dumps({"url": "file:///c/noarch/repodata.json"}).encode(),
-        "5e6f7a8b.json": _repodata("cnt-hello", conda=("python", HOSTILE)),
-        "5e6f7a8b.info.json": _repodata("not-a-channel-name"),
-    })
+    image = _image_with_repodata(
+        tmp_path,
+        {
+            "1a2b3c4d.json": _repodata("numpy", "numba"),
+            "1a2b3c4d.state.json": json.dumps({"url": "file:///c/noarch/repodata.json"}).encode(),
+            "5e6f7a8b.json": _repodata("cnt-hello", conda=("python", HOSTILE)),
+            "5e6f7a8b.info.json": _repodata("not-a-channel-name"),
+        },
+    )
     path = pkgcache.refresh(image)
     assert path == pkgcache.channel_file(image)
     assert path.read_text() == "cnt-hello\nnumba\nnumpy\npython\n"
@@ -267,7 +302,8 @@ def test_refresh_reads_the_repodata_cache_of_the_image(
 
 
 def test_refresh_of_an_image_without_repodata_writes_an_empty_listing(
-        tmp_path: Path, need: Callable[[str], str]) -> None:
+    tmp_path: Path, need: Callable[[str], str]
+) -> None:
     need("mke2fs")
     from tests.shell.hooklib import make_image
 
@@ -277,12 +313,21 @@ def test_refresh_of_an_image_without_repodata_writes_an_empty_listing(
 
 # --- the data the mm-* completion templates print ------------------------------------------
 
+
 def test_mm_completion_data_follows_the_mm_table() -> None:
     ctx = mmcomplete.context()
     kinds = {op["name"]: op["kind"] for op in ctx["ops"]}
-    assert kinds == {"install": "channel", "remove": "installed", "update": "installed",
-                     "list": "none", "search": "channel", "export": "none", "clean": "none",
-                     "pin": "installed", "channels": "actions"}
+    assert kinds == {
+        "install": "channel",
+        "remove": "installed",
+        "update": "installed",
+        "list": "none",
+        "search": "channel",
+        "export": "none",
+        "clean": "none",
+        "pin": "installed",
+        "channels": "actions",
+    }
     options = {op["name"]: op["options"] for op in ctx["ops"]}
     assert options["pin"] == ["-l", "--list", "-r", "-d", "--remove"]
     assert ctx["file_options"] == ["-f", "--file"]
@@ -292,19 +337,34 @@ def test_mm_completion_data_follows_the_mm_table() -> None:
 
 # --- argcomplete's protocol, end to end ----------------------------------------------------
 
+
 def tab(line: str, cwd: Path, shell: str = "bash", **env: str) -> list[str]:
     """What `python -m condatainer` answers on fd 8 for a TAB at the end of `line`."""
     read_fd, write_fd = os.pipe()
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "_ARGCOMPLETE": "1",
-                "_ARGCOMPLETE_SHELL": shell, "COMP_LINE": line, "COMP_POINT": str(len(line)),
-                "_ARGCOMPLETE_SUPPRESS_SPACE": "1", **env}
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "_ARGCOMPLETE": "1",
+        "_ARGCOMPLETE_SHELL": shell,
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_SUPPRESS_SPACE": "1",
+        **env,
+    }
     os.set_inheritable(write_fd, True)
     proc = subprocess.Popen(
-        [sys.executable, "-c",
-         f"import os; os.dup2({write_fd}, 8); import runpy; "
-         "runpy.run_module('condatainer', run_name='__main__')"],
-        cwd=cwd, env=full_env, pass_fds=(write_fd,), stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-c",
+            f"import os; os.dup2({write_fd}, 8); import runpy; "
+            "runpy.run_module('condatainer', run_name='__main__')",
+        ],
+        cwd=cwd,
+        env=full_env,
+        pass_fds=(write_fd,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     os.close(write_fd)
     with os.fdopen(read_fd, "rb") as reader:
         out = reader.read().decode()
@@ -322,7 +382,12 @@ def test_protocol_positional_images_without_options(tree: Path) -> None:
     got = tab("condatainer overlay resize ", tree)
     # Escaped for an unquoted bash word; the hostile name holds no backslash of its own.
     assert [c.replace("\\", "") for c in got] == [
-        f"{HOSTILE}.img", "data.ext3", "env.img", "overlay/", "sub/"]
+        f"{HOSTILE}.img",
+        "data.ext3",
+        "env.img",
+        "overlay/",
+        "sub/",
+    ]
     assert got[0].startswith("\\'\\\"\\;\\&\\&e-\\$\\ ")
     assert "--size" in tab("condatainer overlay resize -", tree)
 

@@ -196,7 +196,11 @@ def test_root_without_apptainer_uses_builtin(tools: Tools, kernel: Kernel, as_us
     assert named["runtime"].detail.startswith("builtin (")
     builtin_checks = [c for name, c in named.items() if name.startswith("builtin: ")]
     assert [c.name for c in builtin_checks] == [
-        "builtin: root", "builtin: loop devices", "builtin: overlayfs", "builtin: CAP_SYS_ADMIN"]
+        "builtin: root",
+        "builtin: loop devices",
+        "builtin: overlayfs",
+        "builtin: CAP_SYS_ADMIN",
+    ]
     assert all(c.ok for c in builtin_checks)
     assert doctor.exit_code(checks) == 0
 

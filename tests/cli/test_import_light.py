@@ -21,8 +21,13 @@ HEAVY = ("jinja2", "yaml")
 
 def _fresh(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60,
-        env={**os.environ, "PYTHONPATH": str(REPO), **env}, check=False,
+        [sys.executable, "-c", code],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO), **env},
+        check=False,
     )
 
 
@@ -51,35 +56,57 @@ def test_the_completers_module_imports_nothing_heavy() -> None:
     assert res.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("line", [
-    "condatainer ov",
-    "condatainer overlay resize ",
-    "condatainer o -p ",
-    "condatainer mm remove ",
-    "condatainer mm install nu",
-    "cnt completion ",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "condatainer ov",
+        "condatainer overlay resize ",
+        "condatainer o -p ",
+        "condatainer mm remove ",
+        "condatainer mm install nu",
+        "cnt completion ",
+    ],
+)
 def test_a_tab_press_imports_nothing_heavy(line: str, tmp_path: Path) -> None:
     """The whole completion run, as the shell starts it (modules listed by -X importtime)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "_ARGCOMPLETE": "1", "COMP_LINE": line,
-           "COMP_POINT": str(len(line)), "_ARGCOMPLETE_SHELL": "bash",
-           "CNT_OVERLAY": str(tmp_path / "env.img")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "_ARGCOMPLETE": "1",
+        "COMP_LINE": line,
+        "COMP_POINT": str(len(line)),
+        "_ARGCOMPLETE_SHELL": "bash",
+        "CNT_OVERLAY": str(tmp_path / "env.img"),
+    }
     # argcomplete writes the candidates to fd 8 (a few bytes here: the pipe cannot fill).
     read_fd, write_fd = os.pipe()
     try:
         res = subprocess.run(
-            [sys.executable, "-X", "importtime", "-c",
-             f"import os; os.dup2({write_fd}, 8); import runpy; "
-             "runpy.run_module('condatainer', run_name='__main__')"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False,
+            [
+                sys.executable,
+                "-X",
+                "importtime",
+                "-c",
+                f"import os; os.dup2({write_fd}, 8); import runpy; "
+                "runpy.run_module('condatainer', run_name='__main__')",
+            ],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
             pass_fds=(write_fd,),
         )
     finally:
         os.close(write_fd)
         os.close(read_fd)
     assert res.returncode == 0, res.stderr
-    imported = {line.split("|")[-1].strip() for line in res.stderr.splitlines()
-                if line.startswith("import time:")}
+    imported = {
+        line.split("|")[-1].strip()
+        for line in res.stderr.splitlines()
+        if line.startswith("import time:")
+    }
     assert "condatainer.completers" in imported, "the completion path was not taken"
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert heavy == []

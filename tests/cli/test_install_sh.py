@@ -23,10 +23,20 @@ def install(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     # A copy of the checkout, so the test never writes build/ or *.egg-info into the real one.
     src = tmp_path / "src"
     if not src.exists():
-        shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__",
-                                                                  ".*_cache", "*.egg-info"))
-    return subprocess.run(["sh", str(src / "install.sh"), *args], env=env, capture_output=True,
-                          text=True, stdin=subprocess.DEVNULL, timeout=600, check=False)
+        shutil.copytree(
+            REPO,
+            src,
+            ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", ".*_cache", "*.egg-info"),
+        )
+    return subprocess.run(
+        ["sh", str(src / "install.sh"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_install_reinstall_use_uninstall(tmp_path: Path) -> None:
@@ -38,13 +48,13 @@ def test_install_reinstall_use_uninstall(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     for name in ("condatainer", "cnt"):
         assert (bindir / name).is_symlink()
-        out = subprocess.run([str(bindir / name), "--version"], capture_output=True, text=True,
-                             check=True)
+        out = subprocess.run(
+            [str(bindir / name), "--version"], capture_output=True, text=True, check=True
+        )
         assert out.stdout.startswith("condatainer ")
     assert (home / ".bashrc").read_text() == "# mine\n", "--no-rc leaves the rc alone"
 
-    again = install(tmp_path, "--yes", "--prefix", str(venv), "--bin-dir", str(bindir),
-                    "--no-rc")
+    again = install(tmp_path, "--yes", "--prefix", str(venv), "--bin-dir", str(bindir), "--no-rc")
     assert again.returncode == 0, again.stdout + again.stderr
     assert sorted(p.name for p in bindir.iterdir()) == ["cnt", "condatainer"]
 
@@ -52,8 +62,9 @@ def test_install_reinstall_use_uninstall(tmp_path: Path) -> None:
     assert with_rc.returncode == 0, with_rc.stdout + with_rc.stderr
     assert "# >>> condatainer >>>" in (home / ".bashrc").read_text()
 
-    gone = install(tmp_path, "--uninstall", "--yes", "--prefix", str(venv), "--bin-dir",
-                   str(bindir))
+    gone = install(
+        tmp_path, "--uninstall", "--yes", "--prefix", str(venv), "--bin-dir", str(bindir)
+    )
     assert gone.returncode == 0, gone.stdout + gone.stderr
     assert not venv.exists()
     assert list(bindir.iterdir()) == []

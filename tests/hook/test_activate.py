@@ -108,8 +108,13 @@ def test_env_notes_are_shown_unless_already_noted(image: Path) -> None:
 
 @pytest.mark.parametrize(
     ("project", "expected"),
-    [("/p/proj", "(cnt:proj) "), ("/p/proj/", "(cnt:proj) "), ("/", "(cnt:/) "),
-     ("/p/a\nb\x1bc", "(cnt:a?b?c) "), (f"/p/{HOSTILE}", f"(cnt:{HOSTILE}) ")],
+    [
+        ("/p/proj", "(cnt:proj) "),
+        ("/p/proj/", "(cnt:proj) "),
+        ("/", "(cnt:/) "),
+        ("/p/a\nb\x1bc", "(cnt:a?b?c) "),
+        (f"/p/{HOSTILE}", f"(cnt:{HOSTILE}) "),
+    ],
 )
 def test_marker(project: str, expected: str) -> None:
     assert activate.marker(project) == expected
@@ -137,14 +142,20 @@ def test_render_does_not_import_jinja2_when_warm(image: Path) -> None:
     """A second activation (shims and text cached) never imports jinja2: it is a third of the
     cost of a cd into a project."""
     trust.allow(image)
-    code = ("import sys\nfrom condatainer.hook import activate\n"
-            f"o = activate.decide({str(image)!r}, {str(image.parent)!r}, autoload='on',"
-            f" exclude={EXCLUDE!r})\n"
-            "activate.render(o, 'bash')\n"
-            "print('jinja2' in sys.modules)\n")
+    code = (
+        "import sys\nfrom condatainer.hook import activate\n"
+        f"o = activate.decide({str(image)!r}, {str(image.parent)!r}, autoload='on',"
+        f" exclude={EXCLUDE!r})\n"
+        "activate.render(o, 'bash')\n"
+        "print('jinja2' in sys.modules)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           env=env, check=True).stdout for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+        ).stdout
+        for _ in range(2)
+    ]
     assert runs == ["True\n", "False\n"]
 
 
@@ -154,13 +165,24 @@ def test_a_warm_activation_imports_nothing_heavy(image: Path) -> None:
     more than everything else a cd into a project does."""
     trust.allow(image)
     config.set_value("default_size", "20G")
-    code = ("import sys\nfrom condatainer.hook.activate import main\n"
-            f"main(['bash', '--', {str(image)!r}, {str(image.parent)!r}])\n"
-            "heavy = ('jinja2', 'yaml', 'dataclasses', 'inspect', 'runpy')\n"
-            "print(*sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n")
+    code = (
+        "import sys\nfrom condatainer.hook.activate import main\n"
+        f"main(['bash', '--', {str(image)!r}, {str(image.parent)!r}])\n"
+        "heavy = ('jinja2', 'yaml', 'dataclasses', 'inspect', 'runpy')\n"
+        "print(*sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                           cwd="/", env=env, check=True) for _ in range(2)]
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd="/",
+            env=env,
+            check=True,
+        )
+        for _ in range(2)
+    ]
     assert "yaml" in runs[0].stderr  # the first reads the config file with the parser
     assert runs[1].stderr == "\n" and "_cnt_enter" in runs[1].stdout
 
@@ -171,8 +193,7 @@ def test_a_warm_activation_imports_nothing_heavy(image: Path) -> None:
 
 def run_command(image: Path, **kw: object) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
-    status = activate.command("bash", str(image), str(image.parent), stdout=out, stderr=err,
-                              **kw)  # type: ignore[arg-type]
+    status = activate.command("bash", str(image), str(image.parent), stdout=out, stderr=err, **kw)  # type: ignore[arg-type]
     return status, out.getvalue(), err.getvalue()
 
 
@@ -189,9 +210,11 @@ def test_command_failure_prints_nothing_on_stdout_and_one_error(image: Path) -> 
     status, out, err = run_command(image)
     assert (status, out) == (1, "")
     lines = err.splitlines()
-    assert lines[0].startswith("condatainer: ") and all(
-        line.startswith("hint: ") for line in lines[1:]
-    ) and len(lines) <= 2
+    assert (
+        lines[0].startswith("condatainer: ")
+        and all(line.startswith("hint: ") for line in lines[1:])
+        and len(lines) <= 2
+    )
 
 
 def test_command_with_a_broken_config_fails_in_one_line(image: Path) -> None:
@@ -229,8 +252,18 @@ def test_a_stale_hook_file_is_rewritten(image: Path) -> None:
 
 def test_cli_wiring_and_hidden_subcommand(image: Path, capsys: pytest.CaptureFixture[str]) -> None:
     trust.allow(image)
-    status = cli.main(["_activate", "zsh", "--hook-version", __version__, "--noted",
-                       "--", str(image), str(image.parent)])
+    status = cli.main(
+        [
+            "_activate",
+            "zsh",
+            "--hook-version",
+            __version__,
+            "--noted",
+            "--",
+            str(image),
+            str(image.parent),
+        ]
+    )
     out, err = capsys.readouterr()
     assert status == 0 and out.startswith("_cnt_enter ") and err == ""
     cli.main(["--help"])
@@ -238,11 +271,24 @@ def test_cli_wiring_and_hidden_subcommand(image: Path, capsys: pytest.CaptureFix
 
 
 def test_tab_never_offers_the_hidden_subcommand() -> None:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": "\n",
-           "COMP_LINE": "condatainer ", "COMP_POINT": "12"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "_ARGCOMPLETE": "1",
+        "_ARGCOMPLETE_IFS": "\n",
+        "COMP_LINE": "condatainer ",
+        "COMP_POINT": "12",
+    }
     proc = subprocess.run(
-        [sys.executable, "-c", "import os, sys\nos.dup2(1, 8)\nfrom condatainer import cli\n"
-         "cli.main([])"], capture_output=True, text=True, env=env)
+        [
+            sys.executable,
+            "-c",
+            "import os, sys\nos.dup2(1, 8)\nfrom condatainer import cli\ncli.main([])",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     offered = proc.stdout.split("\n")
     assert "init" in offered and "allow" in offered and "_activate" not in offered
 
@@ -258,16 +304,21 @@ def test_module_entry_parses_the_hooks_argv(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(activate, "command", fake)
     argv = ["zsh", "--hook-version", "9.9", "--noted", "--", "/p/-x.img", "/p"]
     assert activate.main(argv) == 0
-    assert seen == [("zsh", "/p/-x.img", "/p",
-                     {"hook_version": "9.9", "noticed": False, "noted": True})]
+    assert seen == [
+        ("zsh", "/p/-x.img", "/p", {"hook_version": "9.9", "noticed": False, "noted": True})
+    ]
     assert activate.main(["fish", "a", "b"]) == 2
 
 
 def test_the_hooks_argv_runs_main(tmp_path: Path) -> None:
     # The words the hook file holds, run for real: a usage error proves main() parsed them.
-    res = subprocess.run([*launcher.activate_argv(), "fish", "a", "b"], cwd="/",
-                         capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    res = subprocess.run(
+        [*launcher.activate_argv(), "fish", "a", "b"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert res.returncode == 2
     assert res.stderr.startswith("usage: python -m condatainer.hook.activate")
     assert launcher.activate_argv()[0] == sys.executable

@@ -18,8 +18,9 @@ from tests.shell.hooklib import HOSTILE, REPO, make_image
 
 
 def init(shell: str | None = "bash", *, uninstall: bool = False, dry_run: bool = False) -> str:
-    return "".join(f"{line}\n" for line in hostshell.init(shell, uninstall=uninstall,
-                                                            dry_run=dry_run))
+    return "".join(
+        f"{line}\n" for line in hostshell.init(shell, uninstall=uninstall, dry_run=dry_run)
+    )
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
@@ -54,8 +55,9 @@ def test_dry_run_shows_the_diff_and_writes_nothing(isolated_env: Path) -> None:
     assert rc.exists()
 
 
-def test_zsh_rc_follows_zdotdir_and_symlinks(isolated_env: Path, tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zsh_rc_follows_zdotdir_and_symlinks(
+    isolated_env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     zdot = tmp_path / "zdot"
     zdot.mkdir()
     real = tmp_path / "dotfiles" / "zshrc"
@@ -163,13 +165,23 @@ def test_new_interactive_shell_loads_the_hook_without_python(
 ) -> None:
     need(shell)
     strace = need("strace")
-    subprocess.run([sys.executable, "-m", "condatainer", "init", shell], check=True,
-                   capture_output=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    subprocess.run(
+        [sys.executable, "-m", "condatainer", "init", shell],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     log = isolated_env / "strace.log"
     argv = [shell, "-i", "-c", "type _cnt_hook >/dev/null && echo LOADED"]
-    proc = subprocess.run([strace, "-f", "-o", str(log), "-e", "trace=execve", *argv],
-                          capture_output=True, text=True, env=dict(os.environ),
-                          stdin=subprocess.DEVNULL, timeout=60, check=False)
+    proc = subprocess.run(
+        [strace, "-f", "-o", str(log), "-e", "trace=execve", *argv],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        stdin=subprocess.DEVNULL,
+        timeout=60,
+        check=False,
+    )
     assert "LOADED" in proc.stdout, proc.stderr
     execs = [line for line in log.read_text().splitlines() if "execve(" in line]
     assert not [line for line in execs if "python" in line], execs

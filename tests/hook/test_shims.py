@@ -46,8 +46,14 @@ def test_shim_names_takes_executables_and_links_minus_the_deny_list() -> None:
 
 
 def test_package_names_from_conda_meta() -> None:
-    files = ["numpy-1.21.0-py39_0.json", "python-dateutil-2.8.2-pyhd8ed1ab_0.json", "history",
-             "pinned", "weird.json", "cnt-hello-1.0-0.json"]
+    files = [
+        "numpy-1.21.0-py39_0.json",
+        "python-dateutil-2.8.2-pyhd8ed1ab_0.json",
+        "history",
+        "pinned",
+        "weird.json",
+        "cnt-hello-1.0-0.json",
+    ]
     names = pkgcache.package_names([entry(f, REG | 0o644) for f in files])
     assert names == ["cnt-hello", "numpy", "python-dateutil"]
 
@@ -103,8 +109,9 @@ def test_ensure_builds_once_then_is_warm(
     tmp_path: Path, need: Callable[[str], str], debugfs_calls: list[tuple[str, ...]]
 ) -> None:
     need("mke2fs")
-    image = make_image(tmp_path / "env.img", bins=("cnt-tool", "python", "bash"),
-                       pkgs=("numpy", "cnt-hello"))
+    image = make_image(
+        tmp_path / "env.img", bins=("cnt-tool", "python", "bash"), pkgs=("numpy", "cnt-hello")
+    )
     directory = shims.ensure(image, config.DEFAULT_SHIM_EXCLUDE)
     assert sorted(os.listdir(directory)) == ["cnt-tool", "python"]
     assert (directory / "python").stat().st_mode & 0o777 == 0o755
@@ -143,8 +150,11 @@ def test_image_without_env_bin_gets_an_empty_shim_dir(
     tree = tmp_path / "tree"
     (tree / "upper").mkdir(parents=True)
     image = tmp_path / "env.img"
-    subprocess.run([str(runner.which("mke2fs")), "-q", "-F", "-t", "ext3", "-d", str(tree),
-                    str(image), "8M"], check=True, capture_output=True)
+    subprocess.run(
+        [str(runner.which("mke2fs")), "-q", "-F", "-t", "ext3", "-d", str(tree), str(image), "8M"],
+        check=True,
+        capture_output=True,
+    )
     assert os.listdir(shims.ensure(image, ())) == []
     assert pkgcache.installed_file(image).read_text() == ""
 
@@ -195,14 +205,36 @@ def test_shim_runs_exec_with_its_dir_off_path(
     directory.mkdir(parents=True)
     image = f"/data/{HOSTILE}/env.img"
     shim = directory / name
-    shim.write_text(shellgen.render("shim", "sh", launcher=[str(fake_launcher(tmp_path))],
-                                    image=image, name=name, shims=str(directory)))
+    shim.write_text(
+        shellgen.render(
+            "shim",
+            "sh",
+            launcher=[str(fake_launcher(tmp_path))],
+            image=image,
+            name=name,
+            shims=str(directory),
+        )
+    )
     shim.chmod(0o755)
     path = f"/usr/bin:{directory}:/bin"
-    out = subprocess.run(["dash", str(shim), "a b", "$(x)"], capture_output=True, check=True,
-                         env={"PATH": path}, cwd=tmp_path).stdout.decode()
-    assert out.split("\0")[:-1] == ["exec", "--if-allowed", "-o", image, "--", name, "a b", "$(x)",
-                                    "PATH=/usr/bin:/bin"]
+    out = subprocess.run(
+        ["dash", str(shim), "a b", "$(x)"],
+        capture_output=True,
+        check=True,
+        env={"PATH": path},
+        cwd=tmp_path,
+    ).stdout.decode()
+    assert out.split("\0")[:-1] == [
+        "exec",
+        "--if-allowed",
+        "-o",
+        image,
+        "--",
+        name,
+        "a b",
+        "$(x)",
+        "PATH=/usr/bin:/bin",
+    ]
     assert not (tmp_path / "pwned").exists()
 
 
@@ -218,10 +250,22 @@ def test_shim_inside_a_container_runs_the_next_one_on_path(
     real.write_text('#!/bin/sh\necho "real tool $*"\n')
     real.chmod(0o755)
     shim = directory / "tool"
-    shim.write_text(shellgen.render("shim", "sh", launcher=[str(fake_launcher(tmp_path))],
-                                    image="/x.img", name="tool", shims=str(directory)))
+    shim.write_text(
+        shellgen.render(
+            "shim",
+            "sh",
+            launcher=[str(fake_launcher(tmp_path))],
+            image="/x.img",
+            name="tool",
+            shims=str(directory),
+        )
+    )
     shim.chmod(0o755)
-    out = subprocess.run([str(shim), "x"], capture_output=True, text=True, check=True,
-                         env={"PATH": f"{directory}:{other}:/usr/bin:/bin",
-                              "IN_CONDATAINER": "1"}).stdout
+    out = subprocess.run(
+        [str(shim), "x"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PATH": f"{directory}:{other}:/usr/bin:/bin", "IN_CONDATAINER": "1"},
+    ).stdout
     assert out == "real tool x\n"

@@ -97,8 +97,9 @@ def test_whole_image_changes_every_inode_under_upper(image: Path) -> None:
         linked = e2fs.stat(image, name)
         assert linked is not None and (linked.uid, linked.gid) == (NEW, NEW)
     assert after["/"] == before["/"] and after["/lost+found"] == before["/lost+found"]
-    check = subprocess.run([runner.require("e2fsck"), "-fn", str(image)], capture_output=True,
-                           text=True, check=False)
+    check = subprocess.run(
+        [runner.require("e2fsck"), "-fn", str(image)], capture_output=True, text=True, check=False
+    )
     assert check.returncode == 0, check.stdout + check.stderr
     # Second run: nothing left to change, no debugfs -w at all.
     assert chown(image, NEW, NEW).changed == 0
@@ -119,9 +120,14 @@ def test_subset_changes_only_that_subtree(image: Path) -> None:
     result = chown(image, NEW, NEW, ["/ext3/env/pkgs", "/ext3/env/top3/sub7/"])
     after = owners(image)
     changed = {p for p in after if after[p] != before[p]}
-    expected = {p for p in before
-                if p == "/upper/ext3/env/pkgs" or p.startswith("/upper/ext3/env/pkgs/")
-                or p == "/upper/ext3/env/top3/sub7" or p.startswith("/upper/ext3/env/top3/sub7/")}
+    expected = {
+        p
+        for p in before
+        if p == "/upper/ext3/env/pkgs"
+        or p.startswith("/upper/ext3/env/pkgs/")
+        or p == "/upper/ext3/env/top3/sub7"
+        or p.startswith("/upper/ext3/env/top3/sub7/")
+    }
     assert changed == expected
     assert f"/upper/ext3/env/pkgs/{HOSTILE}/{HOSTILE}" in changed
     assert result.changed == len(expected)
@@ -194,8 +200,13 @@ def reader(image: Path) -> Iterator[subprocess.Popen[str]]:
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(image)], cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(image)],
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     try:
         yield proc
@@ -205,8 +216,7 @@ def reader(image: Path) -> Iterator[subprocess.Popen[str]]:
         proc.wait(timeout=10)
 
 
-def test_locked_image_is_refused_and_untouched(image: Path,
-                                               reader: subprocess.Popen[str]) -> None:
+def test_locked_image_is_refused_and_untouched(image: Path, reader: subprocess.Popen[str]) -> None:
     before = owners(image)
     with pytest.raises(LockError) as info:
         chown(image, NEW, NEW)

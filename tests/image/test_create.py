@@ -69,7 +69,8 @@ def inode_stat(img: Path, path: str) -> dict[str, Any]:
 def cat(img: Path, path: str) -> bytes:
     res = subprocess.run(
         [runner.require("debugfs"), "-R", f"cat {e2fs.quote(path)}", str(img)],
-        capture_output=True, check=True,
+        capture_output=True,
+        check=True,
     )
     return res.stdout
 
@@ -90,12 +91,29 @@ def run_as_nobody(code: str, tmpdir: Path) -> subprocess.CompletedProcess[str]:
         """
     ).format(body=textwrap.indent(textwrap.dedent(code), "    "))
     python, path = unprivileged_python()
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": path,
-           "TMPDIR": str(tmpdir), "HOME": str(tmpdir)}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": path,
+        "TMPDIR": str(tmpdir),
+        "HOME": str(tmpdir),
+    }
     return subprocess.run(
-        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
-         python, "-c", script],
-        env=env, cwd="/", capture_output=True, text=True, check=False, timeout=120,
+        [
+            "setpriv",
+            f"--reuid={NOBODY}",
+            f"--regid={NOBODY}",
+            "--clear-groups",
+            "--",
+            python,
+            "-c",
+            script,
+        ],
+        env=env,
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
     )
 
 
@@ -236,8 +254,9 @@ def test_unsupported_preallocation_falls_back_to_sparse(
 
 @pytest.mark.root
 def test_fakeroot_as_root_is_owned_by_root(wd: Path) -> None:
-    res = create(wd / "f.img", 256 * MIB, "balanced", sparse=True, fakeroot=True,
-                       files={".condarc": b"x"})
+    res = create(
+        wd / "f.img", 256 * MIB, "balanced", sparse=True, fakeroot=True, files={".condarc": b"x"}
+    )
     for path in ("/", "upper", "work", "upper/ext3/env", "upper/ext3/env/.condarc"):
         st = inode_stat(res.path, path)
         assert (st["uid"], st["gid"]) == (0, 0), path
@@ -245,10 +264,18 @@ def test_fakeroot_as_root_is_owned_by_root(wd: Path) -> None:
 
 @pytest.mark.root
 def test_explicit_owner_as_root(wd: Path) -> None:
-    res = create(wd / "o.img", 256 * MIB, "balanced", sparse=True,
-                       uid=1234, gid=4321, files={"etc/x": b"x"})
-    for path in ("/", "upper", "work", "upper/ext3", "upper/ext3/env",
-                 "upper/ext3/env/etc", "upper/ext3/env/etc/x"):
+    res = create(
+        wd / "o.img", 256 * MIB, "balanced", sparse=True, uid=1234, gid=4321, files={"etc/x": b"x"}
+    )
+    for path in (
+        "/",
+        "upper",
+        "work",
+        "upper/ext3",
+        "upper/ext3/env",
+        "upper/ext3/env/etc",
+        "upper/ext3/env/etc/x",
+    ):
         st = inode_stat(res.path, path)
         assert (st["uid"], st["gid"]) == (1234, 4321), path
     assert fsck_clean(res.path)
@@ -286,9 +313,16 @@ def test_unprivileged_fakeroot_uses_debugfs(shared_dir: Path) -> None:
         shared_dir,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    for path in ("/", "upper", "work", "upper/ext3", "upper/ext3/env",
-                 "upper/ext3/env/.condarc", "upper/ext3/env/odd dir",
-                 'upper/ext3/env/odd dir/q"uote'):
+    for path in (
+        "/",
+        "upper",
+        "work",
+        "upper/ext3",
+        "upper/ext3/env",
+        "upper/ext3/env/.condarc",
+        "upper/ext3/env/odd dir",
+        'upper/ext3/env/odd dir/q"uote',
+    ):
         st = inode_stat(target, path)
         assert (st["uid"], st["gid"]) == (0, 0), path
     assert cat(target, 'upper/ext3/env/odd dir/q"uote') == b"y"
@@ -352,8 +386,7 @@ def test_parent_is_a_file(wd: Path) -> None:
 def test_unwritable_parent_directory(shared_dir: Path) -> None:
     locked = shared_dir / "locked"
     locked.mkdir(mode=0o755)  # owned by root
-    proc = run_as_nobody(f"create({str(locked / 'env')!r}, 256 << 20, 'balanced')",
-                         shared_dir)
+    proc = run_as_nobody(f"create({str(locked / 'env')!r}, 256 << 20, 'balanced')", shared_dir)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "not writable by you" in proc.stdout and str(locked) in proc.stdout
     assert listing(locked) == []
@@ -408,8 +441,11 @@ def test_disk_full_sparse_metadata(tmpfs: Any) -> None:
 
 
 def test_tool_reports_disk_full(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "run_hook", fail_on(
-        "mke2fs", "No space left on device while writing out and closing file system"))
+    monkeypatch.setattr(
+        runner,
+        "run_hook",
+        fail_on("mke2fs", "No space left on device while writing out and closing file system"),
+    )
     with pytest.raises(ImageError, match="not enough space"):
         create(wd / "env.img", 256 * MIB, "balanced", sparse=True)
     assert listing(wd) == []
@@ -422,9 +458,7 @@ def test_failing_mke2fs_leaves_nothing(wd: Path, monkeypatch: pytest.MonkeyPatch
     assert listing(wd) == []
 
 
-def test_failing_verification_leaves_nothing(
-    wd: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_failing_verification_leaves_nothing(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "run_hook", fail_on("e2fsck", "errors", returncode=4))
     with pytest.raises(ImageError, match="failed its check"):
         create(wd / "env.img", 256 * MIB, "balanced")
@@ -457,9 +491,7 @@ def test_keyboard_interrupt_during_mke2fs(wd: Path, monkeypatch: pytest.MonkeyPa
     assert listing(wd) == []
 
 
-def test_concurrent_creator_is_not_overwritten(
-    wd: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_concurrent_creator_is_not_overwritten(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = wd / "env.img"
     real = runner.run_hook
 
@@ -506,7 +538,9 @@ def test_signal_during_create_leaves_nothing(wd: Path, sig: signal.Signals) -> N
     reached = wd.parent / "in-verification"
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(work / "env.img"), str(reached)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         # Allocated and made; now in the (held) verification.

@@ -46,7 +46,6 @@ NAMES = [
 ]
 
 
-
 def read_file(image: Path | str, inner: str) -> bytes | None:
     """The bytes of a file in the image, the way production reads one: stat, then its inode."""
     entry = e2fs.stat(image, inner)
@@ -58,6 +57,7 @@ def walk(image: Path | str, inner: str) -> list[e2fs.Entry]:
     root = e2fs.stat(image, inner)
     assert root is not None and root.is_dir
     return e2fs.walk_entries(image, [root])
+
 
 def make_image(tmp: Path, name: str, populate: Any, size: str = "256M") -> Path:
     """Build `tmp/name` with `mke2fs -d` from a directory that `populate(root)` fills."""
@@ -143,8 +143,13 @@ def test_walk_finds_every_inode(hostile: Path) -> None:
     paths = sorted(e.path for e in found)
     expected = ["/upper/ext3", ENV]
     for name in NAMES:
-        expected += [f"{ENV}/{name}", f"{ENV}/d-{name}", f"{ENV}/d-{name}/{name}",
-                     f"{ENV}/d-{name}/deeper", f"{ENV}/d-{name}/deeper/{name}"]
+        expected += [
+            f"{ENV}/{name}",
+            f"{ENV}/d-{name}",
+            f"{ENV}/d-{name}/{name}",
+            f"{ENV}/d-{name}/deeper",
+            f"{ENV}/d-{name}/deeper/{name}",
+        ]
     expected += [f"{ENV}/link", f"{ENV}/big.bin"]
     assert paths == sorted(expected)
     assert len({e.inode for e in found}) == len(found)
@@ -198,8 +203,14 @@ def test_large_ids_are_unsigned(tmp_path: Path) -> None:
     image = make_image(tmp_path, "ids.img", lambda r: (r / "upper").mkdir())
     upper = e2fs.stat(image, "upper")
     assert upper is not None
-    e2fs.debugfs_script(image, [f"set_inode_field <{upper.inode}> uid 3000000000",
-                                f"set_inode_field <{upper.inode}> gid 4294967294"], write=True)
+    e2fs.debugfs_script(
+        image,
+        [
+            f"set_inode_field <{upper.inode}> uid 3000000000",
+            f"set_inode_field <{upper.inode}> gid 4294967294",
+        ],
+        write=True,
+    )
     again = e2fs.stat(image, "upper")
     assert again is not None and (again.uid, again.gid) == (3000000000, 4294967294)
 
@@ -247,8 +258,9 @@ def test_image_named_like_an_option(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert e2fs.stat("-x.img", "upper") is not None
 
 
-def test_nothing_from_the_image_reaches_a_shell(hostile: Path, tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nothing_from_the_image_reaches_a_shell(
+    hostile: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)

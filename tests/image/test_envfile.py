@@ -140,7 +140,7 @@ def test_load_missing_is_none(tmp_path: Path) -> None:
 def test_load_reads_the_sidecar(tmp_path: Path) -> None:
     image = tmp_path / HOSTILE / "env.img"
     image.parent.mkdir()
-    envfile.sidecar_path(image).write_bytes(b"A=$(x) \"y\"\r\n#ENVNOTE:A=note\n")
+    envfile.sidecar_path(image).write_bytes(b'A=$(x) "y"\r\n#ENVNOTE:A=note\n')
     loaded = envfile.load(image)
     assert loaded is not None
     assert loaded.vars == (("A", '$(x) "y"'),)
@@ -224,10 +224,32 @@ def test_parse_never_raises_anything_else(text: str) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.sampled_from(["A=1", "#ENVNOTE:A=n", "#WHATIS:w", "# c", "", "B", "=",
-                                 "\r", "\ufeff", " \t", "export A=1", "CNT_OVERLAY=x", "A=\0",
-                                 "\ud800", "#ENVNOTE:", "A B=1", "Z=\"q\""]),
-                max_size=12))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "A=1",
+                "#ENVNOTE:A=n",
+                "#WHATIS:w",
+                "# c",
+                "",
+                "B",
+                "=",
+                "\r",
+                "\ufeff",
+                " \t",
+                "export A=1",
+                "CNT_OVERLAY=x",
+                "A=\0",
+                "\ud800",
+                "#ENVNOTE:",
+                "A B=1",
+                'Z="q"',
+            ]
+        ),
+        max_size=12,
+    )
+)
 def test_parse_on_line_soup(parts: list[str]) -> None:
     text = "\n".join(parts)
     try:

@@ -46,8 +46,11 @@ def test_stream_lets_the_child_finish_on_ctrl_c(tmp_path: Path) -> None:
         "from condatainer import runner\n"
         f"sys.exit(runner.stream(['sh', '-c', {child!r}]))\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ,
-                            "PYTHONPATH": str(REPO)}, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        start_new_session=True,
+    )
     # The child's trap is set, and the parent ignores SIGINT while it waits (runner.stream).
     wait_until(lambda: ready.exists() and sigint_ignored(proc.pid), "the child's trap")
     os.killpg(proc.pid, signal.SIGINT)
@@ -74,10 +77,14 @@ def test_unpack_takes_a_size_on_the_command_line(tmp_path: Path) -> None:
 
 def test_volume_label_cannot_fake_superblock_fields(tmp_path: Path) -> None:
     img = make(tmp_path)
-    subprocess.run(["tune2fs", "-M", "x\nFilesystem state:         clean\nBlock count: 1",
-                    str(img)], check=True, capture_output=True)
-    subprocess.run(["debugfs", "-w", "-R", "feature needs_recovery", str(img)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["tune2fs", "-M", "x\nFilesystem state:         clean\nBlock count: 1", str(img)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        ["debugfs", "-w", "-R", "feature needs_recovery", str(img)], check=True, capture_output=True
+    )
     sb = e2fs.superblock(img)
     assert sb.block_count * sb.block_size == 64 * MIB
     assert not sb.clean
@@ -122,6 +129,11 @@ def test_runner_never_leaks_file_not_found_from_exec(tmp_path: Path) -> None:
         "except ToolMissingError as e:\n"
         "    print(e.message)\n"
     )
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
     assert "not installed" in res.stdout, res.stderr

@@ -41,8 +41,9 @@ HISTORY = """\
 """
 
 
-def _env_tree(root: Path, *, condarc: str | None = None, history: str | None = HISTORY,
-              packages: int = 3) -> None:
+def _env_tree(
+    root: Path, *, condarc: str | None = None, history: str | None = HISTORY, packages: int = 3
+) -> None:
     env = root / "upper" / "ext3" / "env"
     env.mkdir(parents=True)
     (root / "work" / "work").mkdir(parents=True)
@@ -72,11 +73,16 @@ def _e2fsprogs() -> None:
 
 @pytest.fixture
 def full(tmp_path: Path) -> Path:
-    img = make_image(tmp_path, "env.img", lambda r: _env_tree(
-        r, condarc="channels:\n  - conda-forge\n  - bioconda\nalways_yes: true\n"))
+    img = make_image(
+        tmp_path,
+        "env.img",
+        lambda r: _env_tree(
+            r, condarc="channels:\n  - conda-forge\n  - bioconda\nalways_yes: true\n"
+        ),
+    )
     envfile.sidecar_path(img).write_text(
         "#WHATIS:Go and numpy\nGOROOT=/ext3/env/go\n#ENVNOTE:GOROOT=Go installation path\n"
-        f"RAW=$(id) \"{HOSTILE}\"\n"
+        f'RAW=$(id) "{HOSTILE}"\n'
     )
     return img
 
@@ -101,39 +107,78 @@ def test_full_image(full: Path) -> None:
     assert got.sidecar == str(envfile.sidecar_path(full))
     assert got.whatis == "Go and numpy"
     assert [(v.name, v.shown) for v in got.envs] == [
-        ("GOROOT", "Go installation path"), ("RAW", f'$(id) "{HOSTILE}"')]
+        ("GOROOT", "Go installation path"),
+        ("RAW", f'$(id) "{HOSTILE}"'),
+    ]
     assert got.warnings == ()
     text = got.render()
-    for fact in ("256M filesystem", "state:    clean", "conda-forge, bioconda",
-                 "SciPy>=1.11, pandas", "packages: 3", "GOROOT: Go installation path",
-                 "what:     Go and numpy", f"{expect_uid}:{expect_uid}", "profile:  small"):
+    for fact in (
+        "256M filesystem",
+        "state:    clean",
+        "conda-forge, bioconda",
+        "SciPy>=1.11, pandas",
+        "packages: 3",
+        "GOROOT: Go installation path",
+        "what:     Go and numpy",
+        f"{expect_uid}:{expect_uid}",
+        "profile:  small",
+    ):
         assert fact in text, (fact, text)
 
 
 def test_json_shape(full: Path) -> None:
     data = info(full).to_json()
-    assert set(data) == {"path", "size", "blocks", "inodes", "state", "clean", "owner",
-                         "profile", "env", "sidecar", "in_use", "warnings"}
+    assert set(data) == {
+        "path",
+        "size",
+        "blocks",
+        "inodes",
+        "state",
+        "clean",
+        "owner",
+        "profile",
+        "env",
+        "sidecar",
+        "in_use",
+        "warnings",
+    }
     assert set(data["size"]) == {"file", "filesystem", "allocated"}
     assert set(data["blocks"]) == {"block_size", "used", "free", "reserved", "available"}
     assert set(data["inodes"]) == {"total", "used", "free"}
     assert set(data["owner"]) == {"uid", "gid", "user", "group"}
     assert data["profile"] == {"guess": "small", "bytes_per_inode": 4096}
-    assert data["env"] == {"present": True, "channels": ["conda-forge", "bioconda"],
-                           "specs": ["SciPy>=1.11", "pandas"], "packages": 3}
-    assert data["sidecar"]["vars"][0] == {"name": "GOROOT", "value": "/ext3/env/go",
-                                          "note": "Go installation path"}
+    assert data["env"] == {
+        "present": True,
+        "channels": ["conda-forge", "bioconda"],
+        "specs": ["SciPy>=1.11", "pandas"],
+        "packages": 3,
+    }
+    assert data["sidecar"]["vars"][0] == {
+        "name": "GOROOT",
+        "value": "/ext3/env/go",
+        "note": "Go installation path",
+    }
     assert json.loads(json.dumps(data)) == data
 
 
 def test_cli_json(full: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    res = subprocess.run([sys.executable, "-m", "condatainer", "overlay", "info", str(full),
-                          "--json"], capture_output=True, text=True, env=env, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "condatainer", "overlay", "info", str(full), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == info(full).to_json()
-    res = subprocess.run([sys.executable, "-m", "condatainer", "overlay", "info", str(full)],
-                         capture_output=True, text=True, env=env, check=False)
+    res = subprocess.run(
+        [sys.executable, "-m", "condatainer", "overlay", "info", str(full)],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == info(full).render()
 
@@ -184,8 +229,13 @@ def test_escape_sequences_in_the_image_are_shown_not_sent(tmp_path: Path) -> Non
     # the terminal: the report shows their control characters as `?`; JSON escapes them.
     osc = "\x1b]0;owned\x07"
     history = f'==> 2024-01-01 10:00:00 <==\n# update specs: ["numpy{osc}"]\n'
-    img = make_image(tmp_path, "loud.img", lambda r: _env_tree(
-        r, condarc='channels:\n  - "conda-forge\\e]0;owned\\a"\n', history=history))
+    img = make_image(
+        tmp_path,
+        "loud.img",
+        lambda r: _env_tree(
+            r, condarc='channels:\n  - "conda-forge\\e]0;owned\\a"\n', history=history
+        ),
+    )
     envfile.sidecar_path(img).write_text(f"GOROOT=/ext3/env/go\n#ENVNOTE:GOROOT=Go{osc}\n")
     got = info(img)
     text = got.render()
@@ -246,8 +296,13 @@ def writer(full: Path) -> Iterator[subprocess.Popen[str]]:
         "print('ready', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code, str(full)], cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(full)],
+        cwd=REPO,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
     try:
         yield proc
@@ -286,8 +341,10 @@ def _corrupt_root_dir(img: Path) -> None:
         (lambda d: d / "missing.img", "no such image file"),
         (lambda d: d, "is a directory"),
         (lambda d: _write(d / "text.img", b"hello\n" * 10_000), "not an ext3 image"),
-        (lambda d: _write(d / "magic.img", b"\0" * 1080 + b"\x53\xef" + os.urandom(200_000)),
-         "cannot read the superblock"),
+        (
+            lambda d: _write(d / "magic.img", b"\0" * 1080 + b"\x53\xef" + os.urandom(200_000)),
+            "cannot read the superblock",
+        ),
     ],
 )
 def test_bad_inputs_are_one_image_error(tmp_path: Path, make: Any, message: str) -> None:

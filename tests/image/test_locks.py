@@ -36,7 +36,9 @@ def held(path: Path, mode: str) -> Iterator[subprocess.Popen[str]]:
     """Another process holding a read ('r') or write ('w') OFD lock on `path`."""
     proc = subprocess.Popen(
         [sys.executable, "-c", HOLD, str(path), mode],
-        stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
@@ -125,9 +127,11 @@ def shared_dir() -> Iterator[Path]:
 def as_nobody(code: str, *args: str) -> subprocess.CompletedProcess[str]:
     python, path = unprivileged_python()
     return subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c",
-         code, *args],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path}, check=False,
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", python, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+        check=False,
     )
 
 

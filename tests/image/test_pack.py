@@ -37,10 +37,12 @@ def data(tmp_path: Path) -> dict[str, str]:
     return out
 
 
-def make_image(wd: Path, tmp_path: Path, data: dict[str, str], *, sparse: bool,
-               size: int = 1 * GIB) -> Path:
-    img = create(wd / "env.img", size, "small", sparse=sparse,
-                       files={".condarc": b"channels: [local]\n"}).path
+def make_image(
+    wd: Path, tmp_path: Path, data: dict[str, str], *, sparse: bool, size: int = 1 * GIB
+) -> Path:
+    img = create(
+        wd / "env.img", size, "small", sparse=sparse, files={".condarc": b"channels: [local]\n"}
+    ).path
     for name in data:
         put(img, tmp_path / name, name)
     # Data written and deleted leaves stale blocks: pack must not carry them.
@@ -106,8 +108,7 @@ def test_plain_zstd_reads_the_packed_file(wd: Path, tmp_path: Path, data: dict[s
     img = make_image(wd, tmp_path, data, sparse=True, size=512 * MIB)
     packed = pack(img).output
     plain = tmp_path / "plain.img"
-    subprocess.run([runner.require("zstd"), "-d", "-q", str(packed), "-o", str(plain)],
-                   check=True)
+    subprocess.run([runner.require("zstd"), "-d", "-q", str(packed), "-o", str(plain)], check=True)
     assert fsck_clean(plain)
     size = e2fs.superblock(plain).size_bytes
     assert size < 100 * MIB  # shrunk to its minimum
@@ -178,11 +179,17 @@ def test_pack_refuses_an_image_needing_recovery(wd: Path) -> None:
 def test_pack_refuses_an_image_in_use_for_writing(wd: Path) -> None:
     img = create(wd / "env.img", 256 * MIB, "balanced", sparse=True).path
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\nfrom condatainer.image import locks\n"
-         "l = locks.acquire(sys.argv[1], write=True)\nprint('locked', flush=True)\n"
-         "time.sleep(60)\n", str(img)],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom condatainer.image import locks\n"
+            "l = locks.acquire(sys.argv[1], write=True)\nprint('locked', flush=True)\n"
+            "time.sleep(60)\n",
+            str(img),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
@@ -194,8 +201,9 @@ def test_pack_refuses_an_image_in_use_for_writing(wd: Path) -> None:
     assert sorted(os.listdir(wd)) == ["env.img"]
 
 
-def test_failing_zstd_leaves_nothing(wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                     data: dict[str, str]) -> None:
+def test_failing_zstd_leaves_nothing(
+    wd: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, data: dict[str, str]
+) -> None:
     img = make_image(wd, tmp_path, data, sparse=True, size=256 * MIB)
     original = sha256(img)
     real = runner.run_hook
@@ -230,8 +238,9 @@ def test_pack_onto_a_full_disk(wd: Path, tmp_path: Path, tmpfs: Any) -> None:
 
 
 @pytest.mark.root
-def test_unpack_onto_a_full_disk(wd: Path, tmp_path: Path, data: dict[str, str],
-                                 tmpfs: Any) -> None:
+def test_unpack_onto_a_full_disk(
+    wd: Path, tmp_path: Path, data: dict[str, str], tmpfs: Any
+) -> None:
     packed = pack(make_image(wd, tmp_path, data, sparse=True, size=256 * MIB)).output
     full = tmpfs("4M")  # the image holds 8M of random data
     with pytest.raises(ImageError) as info:

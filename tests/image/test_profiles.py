@@ -48,7 +48,14 @@ def test_unknown_profile_is_refused_with_every_valid_name(name: str) -> None:
 
 def test_names_lists_profiles_then_aliases() -> None:
     assert profiles.names() == [
-        "small", "balanced", "large", "conda", "python", "default", "data", "genome",
+        "small",
+        "balanced",
+        "large",
+        "conda",
+        "python",
+        "default",
+        "data",
+        "genome",
     ]
     for name in profiles.names():
         resolve_profile(name)  # every completion candidate is accepted

@@ -45,8 +45,9 @@ def files(tmp_path: Path) -> dict[str, str]:
     return out
 
 
-def filled_image(wd: Path, tmp_path: Path, files: dict[str, str], *, sparse: bool,
-                 size: int = 256 * MIB) -> Path:
+def filled_image(
+    wd: Path, tmp_path: Path, files: dict[str, str], *, sparse: bool, size: int = 256 * MIB
+) -> Path:
     img = create(wd / "env.img", size, "balanced", sparse=sparse).path
     for name in files:
         put(img, tmp_path / name, name)
@@ -213,7 +214,9 @@ def test_lock_held_by_another_process(wd: Path, mode: str) -> None:
     before = state(img)
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(img), mode],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
@@ -233,8 +236,12 @@ def test_lock_held_by_another_process(wd: Path, mode: str) -> None:
 @pytest.mark.parametrize("sparse", [False, True], ids=["allocated", "sparse"])
 @pytest.mark.parametrize("new", [1 * GIB, 200 * MIB], ids=["grow", "shrink"])
 def test_failing_resize2fs_changes_nothing(
-    wd: Path, tmp_path: Path, files: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-    sparse: bool, new: int,
+    wd: Path,
+    tmp_path: Path,
+    files: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    sparse: bool,
+    new: int,
 ) -> None:
     img = filled_image(wd, tmp_path, files, sparse=sparse)
     before = state(img)
@@ -429,8 +436,13 @@ def test_signal_during_resize_is_deferred(wd: Path) -> None:
         """
     )
     proc = subprocess.run(
-        [sys.executable, "-c", child, str(img)], env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=60, start_new_session=True, check=False,
+        [sys.executable, "-c", child, str(img)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+        check=False,
     )
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert "interrupted by SIGINT" in proc.stdout and "was finished first" in proc.stdout

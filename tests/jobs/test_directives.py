@@ -312,9 +312,7 @@ def test_insert_is_idempotent() -> None:
 
 def test_insert_replaces_an_old_header_in_place() -> None:
     old = f"#!/bin/sh\n#SBATCH -n 1\n{HEADER_BEGIN}\necho old header\n{HEADER_END}\necho hi\n"
-    assert insert_header(old) == (
-        "#!/bin/sh\n#SBATCH -n 1\n" + header.text() + "echo hi\n"
-    )
+    assert insert_header(old) == ("#!/bin/sh\n#SBATCH -n 1\n" + header.text() + "echo hi\n")
 
 
 def test_insert_into_edge_cases() -> None:

@@ -33,18 +33,27 @@ SBATCH = header("#!/bin/sh\n#SBATCH -J x\necho\n")
 PLAIN = header("#!/bin/sh\necho\n")
 
 
-@pytest.mark.parametrize(("env", "flags", "sbatch_on_path", "cfg", "expected"), [
-    ({}, {"submit": True}, False, "never", True),
-    ({}, {}, True, "auto", True),
-    ({}, {}, False, "auto", False),  # auto needs sbatch
-    ({}, {}, True, "never", False),
-    ({}, {"local": True}, True, "auto", False),
-    ({}, {"reexec": True}, True, "auto", False),  # the header's call never queues
-    ({"SLURM_JOB_ID": "7"}, {"submit": True}, True, "auto", False),  # no resubmission loop
-    ({"IN_CONDATAINER": "1"}, {}, True, "auto", False),
-])
-def test_wanted(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], flags: dict[str, bool],
-                sbatch_on_path: bool, cfg: str, expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("env", "flags", "sbatch_on_path", "cfg", "expected"),
+    [
+        ({}, {"submit": True}, False, "never", True),
+        ({}, {}, True, "auto", True),
+        ({}, {}, False, "auto", False),  # auto needs sbatch
+        ({}, {}, True, "never", False),
+        ({}, {"local": True}, True, "auto", False),
+        ({}, {"reexec": True}, True, "auto", False),  # the header's call never queues
+        ({"SLURM_JOB_ID": "7"}, {"submit": True}, True, "auto", False),  # no resubmission loop
+        ({"IN_CONDATAINER": "1"}, {}, True, "auto", False),
+    ],
+)
+def test_wanted(
+    monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str],
+    flags: dict[str, bool],
+    sbatch_on_path: bool,
+    cfg: str,
+    expected: bool,
+) -> None:
     monkeypatch.setattr(runner, "which", lambda name: "/usr/bin/sbatch" if sbatch_on_path else None)
     kw = {"submit": False, "local": False, "reexec": False, **flags}
     got = submit.wanted(SBATCH, config.Config(submit=cfg), env, Reporter(), **kw)  # type: ignore[arg-type]
@@ -53,44 +62,58 @@ def test_wanted(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], flags: dic
 
 def test_wanted_needs_sbatch_lines_for_auto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(runner, "which", lambda name: "/usr/bin/sbatch")
-    assert not submit.wanted(PLAIN, config.Config(), {}, Reporter(), submit=False, local=False,
-                             reexec=False)
+    assert not submit.wanted(
+        PLAIN, config.Config(), {}, Reporter(), submit=False, local=False, reexec=False
+    )
 
 
 def test_submit_and_local_together_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="contradict"):
-        submit.wanted(SBATCH, config.Config(), {}, Reporter(), submit=True, local=True,
-                      reexec=False)
+        submit.wanted(
+            SBATCH, config.Config(), {}, Reporter(), submit=True, local=True, reexec=False
+        )
 
 
 def test_explicit_submit_inside_a_job_says_it_runs_here(capsys: pytest.CaptureFixture[str]) -> None:
-    submit.wanted(SBATCH, config.Config(), {"SLURM_JOB_ID": "7"}, Reporter(), submit=True,
-                  local=False, reexec=False)
+    submit.wanted(
+        SBATCH,
+        config.Config(),
+        {"SLURM_JOB_ID": "7"},
+        Reporter(),
+        submit=True,
+        local=False,
+        reexec=False,
+    )
     assert "inside a SLURM job (SLURM_JOB_ID=7)" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("lines", "env", "why"), [
-    ("#SBATCH --array=0-1", {}, "#SBATCH --array=0-1"),
-    ("#SBATCH --array 1,3", {}, "#SBATCH --array 1,3"),
-    ("#SBATCH -a0-3%1", {}, "#SBATCH -a0-3%1"),
-    ("#SBATCH -J x -a 2", {}, "#SBATCH -J x -a 2"),
-    ("#SBATCH -n 4", {}, "#SBATCH -n 4"),
-    ("#SBATCH -n4", {}, "#SBATCH -n4"),
-    ("#SBATCH --ntasks=2", {}, "#SBATCH --ntasks=2"),
-    ("#SBATCH --ntasks-per-node=2", {}, "#SBATCH --ntasks-per-node=2"),
-    ("#SBATCH -N 2-4", {}, "#SBATCH -N 2-4"),
-    ("#SBATCH -n 1\n#SBATCH -N 1\n#SBATCH --ntasks-per-node=1", {}, None),
-    ("#SBATCH -c 8 --mem=4G", {}, None),
-    ("#SBATCH --comment='-a 1'", {}, None),  # quoted: a value, not an option
-    ("", {"SBATCH_ARRAY_INX": "0-9"}, "SBATCH_ARRAY_INX=0-9"),
-])
+@pytest.mark.parametrize(
+    ("lines", "env", "why"),
+    [
+        ("#SBATCH --array=0-1", {}, "#SBATCH --array=0-1"),
+        ("#SBATCH --array 1,3", {}, "#SBATCH --array 1,3"),
+        ("#SBATCH -a0-3%1", {}, "#SBATCH -a0-3%1"),
+        ("#SBATCH -J x -a 2", {}, "#SBATCH -J x -a 2"),
+        ("#SBATCH -n 4", {}, "#SBATCH -n 4"),
+        ("#SBATCH -n4", {}, "#SBATCH -n4"),
+        ("#SBATCH --ntasks=2", {}, "#SBATCH --ntasks=2"),
+        ("#SBATCH --ntasks-per-node=2", {}, "#SBATCH --ntasks-per-node=2"),
+        ("#SBATCH -N 2-4", {}, "#SBATCH -N 2-4"),
+        ("#SBATCH -n 1\n#SBATCH -N 1\n#SBATCH --ntasks-per-node=1", {}, None),
+        ("#SBATCH -c 8 --mem=4G", {}, None),
+        ("#SBATCH --comment='-a 1'", {}, None),  # quoted: a value, not an option
+        ("", {"SBATCH_ARRAY_INX": "0-9"}, "SBATCH_ARRAY_INX=0-9"),
+    ],
+)
 def test_parallelism(lines: str, env: dict[str, str], why: str | None) -> None:
     assert submit.parallelism(header(f"#!/bin/sh\n{lines}\necho\n"), env) == why
 
 
 def test_sbatch_lines_are_the_honoured_ones_verbatim() -> None:
-    text = ("#!/bin/bash\r\n#SBATCH -J a   # name\n  #SBATCH -n 9\n#SBATCHX\n#DEP: e.img\n"
-            "#SBATCH\t--mem=1G\necho\n#SBATCH -n 8\n")
+    text = (
+        "#!/bin/bash\r\n#SBATCH -J a   # name\n  #SBATCH -n 9\n#SBATCHX\n#DEP: e.img\n"
+        "#SBATCH\t--mem=1G\necho\n#SBATCH -n 8\n"
+    )
     assert submit.sbatch_lines(text) == ["#SBATCH -J a   # name", "#SBATCH\t--mem=1G"]
 
 
@@ -101,9 +124,14 @@ def test_has_header() -> None:
     assert not reexec_header.present("#!/bin/sh\necho '# >>> condatainer header >>>'\n")
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("job.sh", "job.sh"), ("my job;$x.sh", "my_job__x.sh"), ("", "job"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("job.sh", "job.sh"),
+        ("my job;$x.sh", "my_job__x.sh"),
+        ("", "job"),
+    ],
+)
 def test_job_name(name: str, expected: str) -> None:
     assert submit.job_name(f"/p/{name}" if name else "/") == expected
 
@@ -133,8 +161,14 @@ def test_wrapper_runs_condatainer_with_every_word_intact(
     assert body.startswith("#!/bin/sh\n#SBATCH --job-name=")
     assert f"#SBATCH -J x # c\n#SBATCH --output='{HOSTILE}'\n" in body
     for shell in ("dash", "bash"):
-        res = subprocess.run([need(shell), "-s"], input=body, text=True, cwd=tmp_path,
-                             capture_output=True, check=False)
+        res = subprocess.run(
+            [need(shell), "-s"],
+            input=body,
+            text=True,
+            cwd=tmp_path,
+            capture_output=True,
+            check=False,
+        )
         assert res.returncode == 5, res.stderr
         argv = log.read_text().split("\0")[:-1]
         assert argv == ["run", "--local", "-w", script, *args]
@@ -143,10 +177,16 @@ def test_wrapper_runs_condatainer_with_every_word_intact(
 
 def test_wrapper_passes_shellcheck(need: Callable[[str], str]) -> None:
     text = "#!/bin/bash\n#SBATCH -J x\n#SBATCH --array=0-1 # two\necho\n"
-    body = submit.wrapper(text, "/p/job.sh", ["a b", "c"], writable=False,
-                          condatainer="/opt/bin/condatainer")
-    lint = subprocess.run([need("shellcheck"), "-s", "sh", "-"], input=body, text=True,
-                          capture_output=True, check=False)
+    body = submit.wrapper(
+        text, "/p/job.sh", ["a b", "c"], writable=False, condatainer="/opt/bin/condatainer"
+    )
+    lint = subprocess.run(
+        [need("shellcheck"), "-s", "sh", "-"],
+        input=body,
+        text=True,
+        capture_output=True,
+        check=False,
+    )
     assert lint.returncode == 0, lint.stdout
     assert subprocess.run([need("dash"), "-n"], input=body, text=True, check=False).returncode == 0
 
@@ -154,10 +194,12 @@ def test_wrapper_passes_shellcheck(need: Callable[[str], str]) -> None:
 def test_wrapper_without_condatainer_exits_127_with_one_line(
     tmp_path: Path, need: Callable[[str], str]
 ) -> None:
-    body = submit.wrapper("#!/bin/sh\necho\n", "/p/job.sh", [], writable=False,
-                          condatainer=str(tmp_path / "nope"))
-    res = subprocess.run([need("dash"), "-s"], input=body, text=True, capture_output=True,
-                         check=False)
+    body = submit.wrapper(
+        "#!/bin/sh\necho\n", "/p/job.sh", [], writable=False, condatainer=str(tmp_path / "nope")
+    )
+    res = subprocess.run(
+        [need("dash"), "-s"], input=body, text=True, capture_output=True, check=False
+    )
     assert res.returncode == 127
     assert res.stdout == ""
     assert len(res.stderr.splitlines()) == 1 and "cannot run" in res.stderr
@@ -220,9 +262,12 @@ def fake_sbatch(monkeypatch: pytest.MonkeyPatch) -> FakeSbatch:
 
 
 def test_sbatch_returns_the_job_id_and_passes_cnt_script(fake_sbatch: FakeSbatch) -> None:
-    sub = submit.Submission(script="/p/job.sh", via="header",
-                            argv=("sbatch", "--parsable", "/p/job.sh"),
-                            env={"CNT_SCRIPT": "/p/job.sh"})
+    sub = submit.Submission(
+        script="/p/job.sh",
+        via="header",
+        argv=("sbatch", "--parsable", "/p/job.sh"),
+        env={"CNT_SCRIPT": "/p/job.sh"},
+    )
     assert submit.sbatch(sub, {"PATH": "/bin"}, Reporter()) == "42"
     [call] = fake_sbatch.calls
     assert call["env"] == {"PATH": "/bin", "CNT_SCRIPT": "/p/job.sh"}
@@ -231,8 +276,9 @@ def test_sbatch_returns_the_job_id_and_passes_cnt_script(fake_sbatch: FakeSbatch
 
 def test_sbatch_refusal_is_an_error_with_its_words(fake_sbatch: FakeSbatch) -> None:
     fake_sbatch.rc, fake_sbatch.out, fake_sbatch.err = 1, "", "sbatch: error: Invalid partition\n"
-    sub = submit.Submission(script="/p/job.sh", via="wrapper", argv=("sbatch", "--parsable"),
-                            stdin="#!/bin/sh\n")
+    sub = submit.Submission(
+        script="/p/job.sh", via="wrapper", argv=("sbatch", "--parsable"), stdin="#!/bin/sh\n"
+    )
     with pytest.raises(CondatainerError, match=r"refused /p/job\.sh: sbatch: error: Invalid"):
         submit.sbatch(sub, {}, Reporter())
     with pytest.raises(CondatainerError) as err:
@@ -241,7 +287,9 @@ def test_sbatch_refusal_is_an_error_with_its_words(fake_sbatch: FakeSbatch) -> N
 
 
 def test_run_submit_prints_only_the_job_id(
-    tmp_path: Path, fake_sbatch: FakeSbatch, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    fake_sbatch: FakeSbatch,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.chdir(tmp_path)
@@ -255,8 +303,9 @@ def test_run_submit_prints_only_the_job_id(
     assert f'exec "$__cnt" run --local {tmp_path / "job.sh"} arg\n' in call["input"]
 
 
-def test_cli_submit_with_local_is_a_usage_error(tmp_path: Path,
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_submit_with_local_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "job.sh").write_text("#!/bin/sh\necho\n")
     assert cli.main(["run", "--submit", "--local", "job.sh"]) == 2

@@ -38,8 +38,17 @@ def calls(env: dict[str, str]) -> list[dict[str, object]]:
 
 def test_exec_is_read_only_and_passes_the_status(tmp_path: Path, env: dict[str, str]) -> None:
     image = make_image(tmp_path)
-    res = cnt("exec", "-o", str(image), "--", "sh", "-c", 'echo "$IN_CONDATAINER"; exit 5',
-              cwd=tmp_path, env=env)
+    res = cnt(
+        "exec",
+        "-o",
+        str(image),
+        "--",
+        "sh",
+        "-c",
+        'echo "$IN_CONDATAINER"; exit 5',
+        cwd=tmp_path,
+        env=env,
+    )
     assert res.returncode == 5, res.stderr
     assert res.stdout.strip() == "1"
     argv = calls(env)[0]["argv"]
@@ -49,12 +58,25 @@ def test_exec_is_read_only_and_passes_the_status(tmp_path: Path, env: dict[str, 
     assert argv[-3:] == ["sh", "-c", 'echo "$IN_CONDATAINER"; exit 5']
 
 
-def test_e_is_writable_and_a_second_writer_gets_our_message(tmp_path: Path,
-                                                              env: dict[str, str]) -> None:
+def test_e_is_writable_and_a_second_writer_gets_our_message(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
     image = make_image(tmp_path)
-    first = subprocess.Popen([sys.executable, "-m", "condatainer", "e", str(image), "--",
-                              "sh", "-c", "while [ ! -e release ]; do sleep 0.05; done"],
-                             cwd=tmp_path, env=env)
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "condatainer",
+            "e",
+            str(image),
+            "--",
+            "sh",
+            "-c",
+            "while [ ! -e release ]; do sleep 0.05; done",
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
     try:
         wait_for_lock(image, "write")
         res = cnt("e", str(image), "--", "true", cwd=tmp_path, env=env)

@@ -506,8 +506,11 @@ def test_sixteen_readers_at_once(image: Path, tmp_path: Path) -> None:
     started = tmp_path / "started"
     started.mkdir()
     release = tmp_path / "release"
-    command = ["sh", "-c", f"hello && touch {started}/$$"
-               f" && while [ ! -e {release} ]; do sleep 0.05; done"]
+    command = [
+        "sh",
+        "-c",
+        f"hello && touch {started}/$$ && while [ ! -e {release} ]; do sleep 0.05; done",
+    ]
     procs = [driver(command, image, writable=False) for _ in range(16)]
     try:
         wait_for(lambda: len(os.listdir(started)) == 16)  # all running together

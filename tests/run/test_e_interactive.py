@@ -29,8 +29,15 @@ def image(world: World, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_interactive_entry(image: Path, tmp_path: Path, shell: str, need: object) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO), "CNT_SHELL": shell, "TERM": "dumb"}
-    child = pexpect.spawn(sys.executable, ["-m", "condatainer", "e", str(image)], cwd=str(tmp_path),
-                          env=env, encoding="utf-8", timeout=30, dimensions=(24, 400))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "condatainer", "e", str(image)],
+        cwd=str(tmp_path),
+        env=env,
+        encoding="utf-8",
+        timeout=30,
+        dimensions=(24, 400),
+    )
     try:
         child.expect("Overlay envs:")
         child.expect("a friendly greeting")  # the note, not the value
@@ -51,7 +58,24 @@ def test_interactive_entry(image: Path, tmp_path: Path, shell: str, need: object
 
 
 def test_nested_entry_increments_the_level(image: Path, tmp_path: Path) -> None:
-    res = ok(cnt("e", "-r", str(image), "--", sys.executable, "-m", "condatainer", "exec", "-o",
-                 str(image), "--", "sh", "-c", 'echo "level=$IN_CONDATAINER"', cwd=tmp_path,
-                 env={"PYTHONPATH": str(REPO)}))
+    res = ok(
+        cnt(
+            "e",
+            "-r",
+            str(image),
+            "--",
+            sys.executable,
+            "-m",
+            "condatainer",
+            "exec",
+            "-o",
+            str(image),
+            "--",
+            "sh",
+            "-c",
+            'echo "level=$IN_CONDATAINER"',
+            cwd=tmp_path,
+            env={"PYTHONPATH": str(REPO)},
+        )
+    )
     assert res.stdout.strip() == "level=2"

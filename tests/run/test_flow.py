@@ -111,8 +111,18 @@ def test_read_only_exec_cannot_write(world: World, tmp_path: Path) -> None:
 def test_mm_list_while_a_read_only_job_holds_the_image(world: World, tmp_path: Path) -> None:
     image = make_env(tmp_path, "cnt-hello")
     job = subprocess.Popen(
-        [sys.executable, "-m", "condatainer", "exec", "-o", str(image), "--", "sh", "-c",
-         "while [ ! -e release ]; do sleep 0.05; done"],
+        [
+            sys.executable,
+            "-m",
+            "condatainer",
+            "exec",
+            "-o",
+            str(image),
+            "--",
+            "sh",
+            "-c",
+            "while [ ! -e release ]; do sleep 0.05; done",
+        ],
         cwd=tmp_path,
         env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
     )

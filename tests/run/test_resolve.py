@@ -54,8 +54,9 @@ def test_at_most_one_writable_image(tmp_path: Path) -> None:
 
 
 def test_env_is_taken_whole_and_owned_names_are_refused(tmp_path: Path) -> None:
-    plan = resolve(req(env=("A=x,B=y", "Q=$(id)")), Settings(), environ={"PATH": "/bin"},
-                   cwd=str(tmp_path))
+    plan = resolve(
+        req(env=("A=x,B=y", "Q=$(id)")), Settings(), environ={"PATH": "/bin"}, cwd=str(tmp_path)
+    )
     env = dict(plan.env)
     assert env["A"] == "x,B=y" and env["Q"] == "$(id)" and "B" not in env
     assert env["PATH"] == "/ext3/env/bin:/bin" and env["IN_CONDATAINER"] == "1"

@@ -33,8 +33,9 @@ PROMPT_FUNCTION = {
 }
 
 
-def make_image(path: Path, bins: Iterable[str] = (), pkgs: Iterable[str] = (),
-               size: str = "8M") -> Path:
+def make_image(
+    path: Path, bins: Iterable[str] = (), pkgs: Iterable[str] = (), size: str = "8M"
+) -> Path:
     """A real ext3 image with env/bin executables and conda-meta records."""
     tree = path.parent / f".tree-{path.name}"
     shutil.rmtree(tree, ignore_errors=True)
@@ -50,8 +51,11 @@ def make_image(path: Path, bins: Iterable[str] = (), pkgs: Iterable[str] = (),
         (env / "conda-meta" / f"{pkg}-1.0-0.json").write_text("{}\n")
     mke2fs = runner.which("mke2fs")
     assert mke2fs is not None, "mke2fs (e2fsprogs) is needed"
-    subprocess.run([mke2fs, "-q", "-F", "-t", "ext3", "-d", str(tree), str(path), size],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [mke2fs, "-q", "-F", "-t", "ext3", "-d", str(tree), str(path), size],
+        check=True,
+        capture_output=True,
+    )
     shutil.rmtree(tree)
     path.chmod(0o644)
     return path
@@ -74,8 +78,11 @@ class Hook:
             "#!/bin/sh\n"
             f"printf '%s\\0' \"$@\" >> {shellgen.quote(str(self.log))}\n"
             f"printf '\\n' >> {shellgen.quote(str(self.log))}\n"
-            + ("" if self.record_only
-               else f"exec {shellgen.quote(sys.executable)} -m condatainer \"$@\"\n")
+            + (
+                ""
+                if self.record_only
+                else f'exec {shellgen.quote(sys.executable)} -m condatainer "$@"\n'
+            )
         )
         self.launcher.chmod(0o755)
         self.file = self.root / f"hook.{self.shell}"
@@ -121,15 +128,31 @@ class Hook:
         env.update(more)
         return env
 
-    def run(self, script: str, *, env: Mapping[str, str] | None = None, cwd: Path | None = None,
-            before: str = "", check: bool = True, timeout: float = 120,
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        self,
+        script: str,
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        before: str = "",
+        check: bool = True,
+        timeout: float = 120,
+    ) -> subprocess.CompletedProcess[str]:
         """Run `before`, source the hook, define _cnt_prompt, then run `script`."""
-        full = (before + f"\n. {shellgen.quote(str(self.file))}\n"
-                + PROMPT_FUNCTION[self.shell] + script)
+        full = (
+            before
+            + f"\n. {shellgen.quote(str(self.file))}\n"
+            + PROMPT_FUNCTION[self.shell]
+            + script
+        )
         proc = subprocess.run(
-            [*SHELL_ARGV[self.shell], "-c", full], env=dict(env) if env else self.env(),
-            cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+            [*SHELL_ARGV[self.shell], "-c", full],
+            env=dict(env) if env else self.env(),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
         if check:
             assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"

@@ -44,21 +44,21 @@ USER_RC = {
     "bash": (
         "PS1='[cnt\\055test]$ '\n"
         "PROMPT_COMMAND='_user_prompts=$((${_user_prompts:-0} + 1))'\n"
-        "condatainer() { \"$CNT_TEST_PY\" -m condatainer \"$@\"; }\n"
+        'condatainer() { "$CNT_TEST_PY" -m condatainer "$@"; }\n'
     ),
     "zsh": (
         "unsetopt zle prompt_cr prompt_sp\n"
         "PS1='[cnt-%{%}test]$ '\n"
         "_user_precmd() { _user_prompts=$(( ${_user_prompts:-0} + 1 )) }\n"
         "precmd_functions+=(_user_precmd)\n"
-        "condatainer() { \"$CNT_TEST_PY\" -m condatainer \"$@\" }\n"
+        'condatainer() { "$CNT_TEST_PY" -m condatainer "$@" }\n'
     ),
 }
 DUMP = {
     "bash": "for v in PATH PS1 CNT_OVERLAY CNT_PROJECT; do declare -p $v 2>/dev/null"
-            " || echo \"$v unset\"; done",
+    ' || echo "$v unset"; done',
     "zsh": "for v in PATH PS1 CNT_OVERLAY CNT_PROJECT; do typeset -p $v 2>/dev/null"
-           " || echo \"$v unset\"; done",
+    ' || echo "$v unset"; done',
 }
 
 
@@ -69,8 +69,16 @@ class Session:
         env = dict(os.environ)
         env.update(TERM="dumb", CNT_TEST_PY=sys.executable, INPUTRC="/dev/null")
         argv = ["--noediting", "-i"] if shell == "bash" else ["-i"]
-        self.child = pexpect.spawn(shell, argv, env=env, cwd=str(cwd), echo=False,
-                                   encoding="utf-8", codec_errors="replace", timeout=120)
+        self.child = pexpect.spawn(
+            shell,
+            argv,
+            env=env,
+            cwd=str(cwd),
+            echo=False,
+            encoding="utf-8",
+            codec_errors="replace",
+            timeout=120,
+        )
         self.marker = self._prompt()
         self.startup = self.child.before
 

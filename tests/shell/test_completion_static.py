@@ -33,8 +33,7 @@ SHELL_ARGV = {"bash": ["bash", "--norc", "--noprofile"], "zsh": ["zsh", "-f"]}
 
 
 def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False,
-                          **kw)  # type: ignore[call-overload]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False, **kw)  # type: ignore[call-overload]
 
 
 def sh(shell: str, script: str, **kw: object) -> subprocess.CompletedProcess[str]:
@@ -55,16 +54,21 @@ def scripts(tmp_path: Path) -> dict[str, Path]:
 
 # --- drift ---------------------------------------------------------------------------------
 
+
 def test_committed_files_match_a_fresh_generation(tmp_path: Path) -> None:
-    res = run([sys.executable, "-m", "condatainer.completion", "--write", str(tmp_path / "c")],
-              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    res = run(
+        [sys.executable, "-m", "condatainer.completion", "--write", str(tmp_path / "c")],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert res.returncode == 0, res.stderr
     generated = sorted(p.name for p in (tmp_path / "c").iterdir())
     assert generated == ["_condatainer", "condatainer.bash"]
     for name in generated:
         assert (STATIC / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), (
             f"completions/{name} is stale: run python -m condatainer.completion --write "
-            "completions/ and commit the result")
+            "completions/ and commit the result"
+        )
 
 
 def test_check_reports_stale_files(tmp_path: Path) -> None:
@@ -72,24 +76,31 @@ def test_check_reports_stale_files(tmp_path: Path) -> None:
     completion.write(tmp_path)
     (tmp_path / "_condatainer").write_text("#compdef condatainer\n")
     assert completion.check(tmp_path) == ["_condatainer"]
-    res = run([sys.executable, "-m", "condatainer.completion", "--check", str(tmp_path)],
-              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    res = run(
+        [sys.executable, "-m", "condatainer.completion", "--check", str(tmp_path)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert res.returncode == 1
     assert "_condatainer: stale" in res.stderr
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh"])
 def test_completion_command_prints_the_static_file(shell: str) -> None:
-    res = run([sys.executable, "-m", "condatainer", "completion", shell],
-              env={**os.environ, "PYTHONPATH": str(REPO)})
+    res = run(
+        [sys.executable, "-m", "condatainer", "completion", shell],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout == (STATIC / completion.STATIC_FILES[shell]).read_text()
     assert res.stderr == ""
 
 
 def test_completion_of_an_unknown_shell_prints_no_code() -> None:
-    res = run([sys.executable, "-m", "condatainer", "completion", "fish"],
-              env={**os.environ, "PYTHONPATH": str(REPO)})
+    res = run(
+        [sys.executable, "-m", "condatainer", "completion", "fish"],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert res.returncode == 2
     assert res.stdout == ""
     assert "invalid choice: 'fish'" in res.stderr
@@ -99,11 +110,13 @@ def test_both_command_names_are_covered() -> None:
     bash = (STATIC / "condatainer.bash").read_text()
     zsh = (STATIC / "_condatainer").read_text()
     assert bash.splitlines()[-1] == (
-        "complete -o nospace -o default -o bashdefault -F _condatainer_complete condatainer cnt")
+        "complete -o nospace -o default -o bashdefault -F _condatainer_complete condatainer cnt"
+    )
     assert zsh.splitlines()[0] == "#compdef condatainer cnt"
 
 
 # --- syntax and lint -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name", ["cnt.bash", "mm.bash", "cnt.zsh", "mm.zsh"])
 def test_syntax(name: str, scripts: dict[str, Path], need: Callable[[str], str]) -> None:
@@ -113,34 +126,50 @@ def test_syntax(name: str, scripts: dict[str, Path], need: Callable[[str], str])
 
 
 def test_shellcheck_bash_scripts(scripts: dict[str, Path], need: Callable[[str], str]) -> None:
-    res = run([need("shellcheck"), "-s", "bash", str(STATIC / "condatainer.bash"),
-               str(scripts["cnt.bash"]), str(scripts["mm.bash"])])
+    res = run(
+        [
+            need("shellcheck"),
+            "-s",
+            "bash",
+            str(STATIC / "condatainer.bash"),
+            str(scripts["cnt.bash"]),
+            str(scripts["mm.bash"]),
+        ]
+    )
     assert res.returncode == 0, res.stdout + res.stderr
 
 
 # --- sourcing ------------------------------------------------------------------------------
 
-def test_bash_sourcing_is_quiet_and_registers_both_names(scripts: dict[str, Path],
-                                                         need: Callable[[str], str]) -> None:
+
+def test_bash_sourcing_is_quiet_and_registers_both_names(
+    scripts: dict[str, Path], need: Callable[[str], str]
+) -> None:
     need("bash")
     for name in ("cnt.bash", "mm.bash"):
         res = sh("bash", f". {shellgen.quote(str(scripts[name]))}")
         assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
-    res = sh("bash", f". {shellgen.quote(str(STATIC / 'condatainer.bash'))}; complete -p cnt "
-             "condatainer")
+    res = sh(
+        "bash", f". {shellgen.quote(str(STATIC / 'condatainer.bash'))}; complete -p cnt condatainer"
+    )
     assert res.stdout.splitlines() == [
         "complete -o bashdefault -o default -o nospace -F _condatainer_complete cnt",
         "complete -o bashdefault -o default -o nospace -F _condatainer_complete condatainer",
     ]
-    res = sh("bash", f". {shellgen.quote(str(scripts['mm.bash']))}; complete -p mm-remove "
-             "mm-install mm-channels")
+    res = sh(
+        "bash",
+        f". {shellgen.quote(str(scripts['mm.bash']))}; complete -p mm-remove "
+        "mm-install mm-channels",
+    )
     assert res.stdout.splitlines() == [
-        f"complete -F _cnt_mm_complete {name}" for name in
-        ("mm-remove", "mm-install", "mm-channels")]
+        f"complete -F _cnt_mm_complete {name}"
+        for name in ("mm-remove", "mm-install", "mm-channels")
+    ]
 
 
-def test_zsh_sourcing_without_compinit_is_quiet(scripts: dict[str, Path],
-                                                need: Callable[[str], str]) -> None:
+def test_zsh_sourcing_without_compinit_is_quiet(
+    scripts: dict[str, Path], need: Callable[[str], str]
+) -> None:
     need("zsh")
     for name in ("cnt.zsh", "mm.zsh"):
         res = sh("zsh", f"source {shellgen.quote(str(scripts[name]))}; print -r -- $?")
@@ -149,25 +178,33 @@ def test_zsh_sourcing_without_compinit_is_quiet(scripts: dict[str, Path],
 
 def test_zsh_eval_registers_with_compdef(need: Callable[[str], str]) -> None:
     need("zsh")
-    res = sh("zsh", "autoload -Uz compinit && compinit -u -D\n"
-             f'eval "$(<{shellgen.quote(str(STATIC / "_condatainer"))})"\n'
-             "print -r -- $_comps[condatainer] $_comps[cnt]")
+    res = sh(
+        "zsh",
+        "autoload -Uz compinit && compinit -u -D\n"
+        f'eval "$(<{shellgen.quote(str(STATIC / "_condatainer"))})"\n'
+        "print -r -- $_comps[condatainer] $_comps[cnt]",
+    )
     assert (res.stdout, res.stderr) == ("_condatainer _condatainer\n", "")
 
 
-def test_zsh_fpath_autoload_registers_both_names(tmp_path: Path,
-                                                 need: Callable[[str], str]) -> None:
+def test_zsh_fpath_autoload_registers_both_names(
+    tmp_path: Path, need: Callable[[str], str]
+) -> None:
     need("zsh")
     fp = tmp_path / HOSTILE
     fp.mkdir()
     (fp / "_condatainer").write_text((STATIC / "_condatainer").read_text())
-    res = sh("zsh", f"fpath=({shellgen.quote(str(fp))} $fpath)\n"
-             "autoload -Uz compinit && compinit -u -D\n"
-             "print -r -- $_comps[condatainer] $_comps[cnt]")
+    res = sh(
+        "zsh",
+        f"fpath=({shellgen.quote(str(fp))} $fpath)\n"
+        "autoload -Uz compinit && compinit -u -D\n"
+        "print -r -- $_comps[condatainer] $_comps[cnt]",
+    )
     assert (res.stdout, res.stderr) == ("_condatainer _condatainer\n", "")
 
 
 # --- the bash protocol function against a stub command -------------------------------------
+
 
 @pytest.fixture
 def stub(tmp_path: Path) -> Path:
@@ -175,31 +212,48 @@ def stub(tmp_path: Path) -> Path:
     bindir = tmp_path / "bin"
     bindir.mkdir()
     exe = bindir / "condatainer"
-    exe.write_text('#!/bin/sh\n[ "$_ARGCOMPLETE" = 1 ] || exit 9\n'
-                   'printf "%s|%s|%s" "$COMP_LINE" "$COMP_POINT" "$_ARGCOMPLETE_SHELL" '
-                   '> "$STUB_SEEN"\n'
-                   'printf "$STUB_OUT" >&8\nexit "${STUB_EXIT:-0}"\n')
+    exe.write_text(
+        '#!/bin/sh\n[ "$_ARGCOMPLETE" = 1 ] || exit 9\n'
+        'printf "%s|%s|%s" "$COMP_LINE" "$COMP_POINT" "$_ARGCOMPLETE_SHELL" '
+        '> "$STUB_SEEN"\n'
+        'printf "$STUB_OUT" >&8\nexit "${STUB_EXIT:-0}"\n'
+    )
     exe.chmod(0o755)
     (tmp_path / "a1").write_text("")
     return exe
 
 
-def _call(stub: Path, script: str, scripts: dict[str, Path], **env: str
-          ) -> subprocess.CompletedProcess[str]:
-    full = (f". {shellgen.quote(str(scripts['cnt.bash']))}\n"
-            f"cd {shellgen.quote(str(stub.parent.parent))}\n"
-            'COMP_LINE="condatainer x y"; COMP_POINT=15\n'
-            'COMP_WORDBREAKS=$\' \\t\\n"\\\'><=;|&(:\'\n'
-            + script)
-    return sh("bash", full, env={**os.environ, "PATH": f"{stub.parent}:{os.environ['PATH']}",
-                                 "STUB_SEEN": str(stub.parent / "seen"), **env})
+def _call(
+    stub: Path, script: str, scripts: dict[str, Path], **env: str
+) -> subprocess.CompletedProcess[str]:
+    full = (
+        f". {shellgen.quote(str(scripts['cnt.bash']))}\n"
+        f"cd {shellgen.quote(str(stub.parent.parent))}\n"
+        'COMP_LINE="condatainer x y"; COMP_POINT=15\n'
+        "COMP_WORDBREAKS=$' \\t\\n\"\\'><=;|&(:'\n" + script
+    )
+    return sh(
+        "bash",
+        full,
+        env={
+            **os.environ,
+            "PATH": f"{stub.parent}:{os.environ['PATH']}",
+            "STUB_SEEN": str(stub.parent / "seen"),
+            **env,
+        },
+    )
 
 
-def test_bash_function_splits_on_vt_without_globbing(stub: Path, scripts: dict[str, Path],
-                                                     need: Callable[[str], str]) -> None:
+def test_bash_function_splits_on_vt_without_globbing(
+    stub: Path, scripts: dict[str, Path], need: Callable[[str], str]
+) -> None:
     need("bash")
-    res = _call(stub, "_condatainer_complete condatainer y x; declare -p COMPREPLY; "
-                "echo \"opts=$-\"", scripts, STUB_OUT=r"a*\013b c\013d/")
+    res = _call(
+        stub,
+        '_condatainer_complete condatainer y x; declare -p COMPREPLY; echo "opts=$-"',
+        scripts,
+        STUB_OUT=r"a*\013b c\013d/",
+    )
     assert res.returncode == 0, res.stderr
     assert 'declare -a COMPREPLY=([0]="a*" [1]="b c" [2]="d/")' in res.stdout
     assert "f" not in res.stdout.split("opts=")[1], "noglob must be restored to off"
@@ -207,28 +261,41 @@ def test_bash_function_splits_on_vt_without_globbing(stub: Path, scripts: dict[s
     assert seen == "condatainer x y|15|bash"
 
 
-def test_bash_function_keeps_noglob_on(stub: Path, scripts: dict[str, Path],
-                                       need: Callable[[str], str]) -> None:
+def test_bash_function_keeps_noglob_on(
+    stub: Path, scripts: dict[str, Path], need: Callable[[str], str]
+) -> None:
     need("bash")
-    res = _call(stub, "set -f; _condatainer_complete condatainer y x; echo \"opts=$-\"",
-                scripts, STUB_OUT="a")
+    res = _call(
+        stub, 'set -f; _condatainer_complete condatainer y x; echo "opts=$-"', scripts, STUB_OUT="a"
+    )
     assert "f" in res.stdout.split("opts=")[1]
 
 
 def test_bash_function_gives_up_quietly_when_the_command_fails(
-        stub: Path, scripts: dict[str, Path], need: Callable[[str], str]) -> None:
+    stub: Path, scripts: dict[str, Path], need: Callable[[str], str]
+) -> None:
     need("bash")
-    res = _call(stub, "COMPREPLY=(old); _condatainer_complete condatainer y x; "
-                "echo \"status=$? set=${COMPREPLY+yes}\"", scripts, STUB_OUT="a", STUB_EXIT="1")
+    res = _call(
+        stub,
+        "COMPREPLY=(old); _condatainer_complete condatainer y x; "
+        'echo "status=$? set=${COMPREPLY+yes}"',
+        scripts,
+        STUB_OUT="a",
+        STUB_EXIT="1",
+    )
     assert (res.stdout, res.stderr) == ("status=0 set=\n", "")
 
 
 # --- the mm-* functions --------------------------------------------------------------------
 
+
 def _mm(shell_script: str, scripts: dict[str, Path], pkgs: Path) -> list[str]:
-    full = (f". {shellgen.quote(str(scripts['mm.bash']))}\n"
-            f"_cnt_pkgs={shellgen.quote(str(pkgs))}\n" + shell_script
-            + '\nprintf "%s\\n" "${COMPREPLY[@]}"')
+    full = (
+        f". {shellgen.quote(str(scripts['mm.bash']))}\n"
+        f"_cnt_pkgs={shellgen.quote(str(pkgs))}\n"
+        + shell_script
+        + '\nprintf "%s\\n" "${COMPREPLY[@]}"'
+    )
     res = sh("bash", full)
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
@@ -238,9 +305,11 @@ def _mm(shell_script: str, scripts: dict[str, Path], pkgs: Path) -> list[str]:
 def _tab(op: str, *words: str) -> str:
     """Shell code simulating TAB after `mm-OP WORDS...` (the last word is the one completed)."""
     all_words = " ".join(shellgen.quote(w) for w in (f"mm-{op}", *words))
-    return (f"COMP_WORDS=({all_words}); COMP_CWORD={len(words)}; "
-            f"_cnt_mm_complete mm-{op} {shellgen.quote(words[-1])} "
-            f"{shellgen.quote(words[-2] if len(words) > 1 else f'mm-{op}')}")
+    return (
+        f"COMP_WORDS=({all_words}); COMP_CWORD={len(words)}; "
+        f"_cnt_mm_complete mm-{op} {shellgen.quote(words[-1])} "
+        f"{shellgen.quote(words[-2] if len(words) > 1 else f'mm-{op}')}"
+    )
 
 
 @pytest.fixture
@@ -250,12 +319,14 @@ def listings(tmp_path: Path) -> Path:
     pkgs = directory / "0123456789abcdef.txt"
     pkgs.write_text("cnt-hello\nnumpy\npython\n")
     (directory / "0123456789abcdef.channel.txt").write_text(
-        "cnt-app\ncnt-hello\nnumba\nnumpy\npython\n")
+        "cnt-app\ncnt-hello\nnumba\nnumpy\npython\n"
+    )
     return pkgs
 
 
-def test_mm_installed_and_channel_names(scripts: dict[str, Path], listings: Path,
-                                        need: Callable[[str], str]) -> None:
+def test_mm_installed_and_channel_names(
+    scripts: dict[str, Path], listings: Path, need: Callable[[str], str]
+) -> None:
     need("bash")
     assert _mm(_tab("remove", ""), scripts, listings) == ["cnt-hello", "numpy", "python"]
     assert _mm(_tab("update", "nu"), scripts, listings) == ["numpy"]
@@ -265,8 +336,9 @@ def test_mm_installed_and_channel_names(scripts: dict[str, Path], listings: Path
     assert _mm(_tab("install", "numpy", "nu"), scripts, listings) == ["numba", "numpy"]
 
 
-def test_mm_options_actions_and_value_options(scripts: dict[str, Path], listings: Path,
-                                              need: Callable[[str], str]) -> None:
+def test_mm_options_actions_and_value_options(
+    scripts: dict[str, Path], listings: Path, need: Callable[[str], str]
+) -> None:
     need("bash")
     assert _mm(_tab("pin", "-"), scripts, listings) == ["-l", "--list", "-r", "-d", "--remove"]
     assert _mm(_tab("install", "--ch"), scripts, listings) == ["--channel"]
@@ -276,33 +348,52 @@ def test_mm_options_actions_and_value_options(scripts: dict[str, Path], listings
     assert _mm(_tab("list", ""), scripts, listings) == []
 
 
-def test_mm_without_an_active_image_offers_no_names(scripts: dict[str, Path],
-                                                    need: Callable[[str], str],
-                                                    tmp_path: Path) -> None:
+def test_mm_without_an_active_image_offers_no_names(
+    scripts: dict[str, Path], need: Callable[[str], str], tmp_path: Path
+) -> None:
     need("bash")
     assert _mm("_cnt_pkgs=''; " + _tab("remove", ""), scripts, tmp_path / "x.txt") == []
     assert _mm(_tab("install", ""), scripts, tmp_path / "missing.txt") == []
 
 
-def test_mm_binary_search_matches_a_linear_filter(scripts: dict[str, Path], tmp_path: Path,
-                                                  need: Callable[[str], str]) -> None:
+def test_mm_binary_search_matches_a_linear_filter(
+    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str]
+) -> None:
     """The sorted listing is searched, not scanned: compare with Python on many prefixes."""
     need("bash")
     rng = random.Random(7)
     alphabet = "abcnpuy-_.0+"
-    names = sorted({"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8)))
-                    for _ in range(3000)})
+    names = sorted(
+        {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(3000)}
+    )
     names = [n for n in names if n[0] not in "-."]
     pkgs = tmp_path / "k.txt"
     pkgs.write_text("")
     (tmp_path / "k.channel.txt").write_text("".join(f"{n}\n" for n in names))
-    prefixes = ["", "a", "zz", "~", "+", "n", "nu", "c_", names[0], names[-1], names[-1] + "z",
-                "*", "[a]", *(n[: rng.randint(1, len(n))] for n in rng.sample(names, 40))]
+    prefixes = [
+        "",
+        "a",
+        "zz",
+        "~",
+        "+",
+        "n",
+        "nu",
+        "c_",
+        names[0],
+        names[-1],
+        names[-1] + "z",
+        "*",
+        "[a]",
+        *(n[: rng.randint(1, len(n))] for n in rng.sample(names, 40)),
+    ]
     script = "LANG=en_US.UTF-8\n" + "".join(
-        f"{_tab('install', p)}; printf '%s\\n' \"#{i}\" \"${{COMPREPLY[@]}}\"\n"
-        for i, p in enumerate(prefixes))
-    full = (f". {shellgen.quote(str(scripts['mm.bash']))}\n"
-            f"_cnt_pkgs={shellgen.quote(str(pkgs))}\n" + script)
+        f'{_tab("install", p)}; printf \'%s\\n\' "#{i}" "${{COMPREPLY[@]}}"\n'
+        for i, p in enumerate(prefixes)
+    )
+    full = (
+        f". {shellgen.quote(str(scripts['mm.bash']))}\n"
+        f"_cnt_pkgs={shellgen.quote(str(pkgs))}\n" + script
+    )
     res = sh("bash", full)
     assert res.returncode == 0, res.stderr
     got: dict[int, list[str]] = {}

@@ -31,8 +31,14 @@ def shell(request: pytest.FixtureRequest, need: Callable[[str], str]) -> str:
     return str(request.param)
 
 
-def project(root: Path, name: str = "proj", *, allowed: bool = True, sub: str = "",
-            bins: tuple[str, ...] = ("cnt-tool", "python")) -> tuple[Path, Path]:
+def project(
+    root: Path,
+    name: str = "proj",
+    *,
+    allowed: bool = True,
+    sub: str = "",
+    bins: tuple[str, ...] = ("cnt-tool", "python"),
+) -> tuple[Path, Path]:
     """A project directory with an image (in `sub`), optionally allowed; (dir, image)."""
     directory = root / name
     (directory / "deep" / "er").mkdir(parents=True)
@@ -71,11 +77,14 @@ def test_enter_subdir_leave_restores_exactly(shell: str, tmp_path: Path) -> None
     script = (
         "PS1='P> '\nexport CNT_OVERLAY=mine\n_cnt_prompt\n"
         + dump("before", shell)
-        + f"cd {proj}\n_cnt_prompt\n" + state(shell)
+        + f"cd {proj}\n_cnt_prompt\n"
+        + state(shell)
         + "printf 'PS1:%s\\n' \"$PS1\"\n"
-        + "cd deep/er\n_cnt_prompt\n" + state(shell)
+        + "cd deep/er\n_cnt_prompt\n"
+        + state(shell)
         + "_cnt_prompt\n_cnt_prompt\n"
-        + f"cd {tmp_path}\n_cnt_prompt\n" + state(shell)
+        + f"cd {tmp_path}\n_cnt_prompt\n"
+        + state(shell)
         + dump("after", shell)
     )
     out = hook.run(script, cwd=tmp_path).stdout
@@ -98,11 +107,15 @@ def test_switching_projects_and_leaving(shell: str, tmp_path: Path) -> None:
     p1, img1 = project(tmp_path, "one")
     p2, img2 = project(tmp_path, "two", sub="src/overlay")
     script = (
-        "PS1='P> '\n_cnt_prompt\n" + dump("before", shell)
-        + f"cd {p1}\n_cnt_prompt\n" + state(shell)
-        + f"cd {p2}/deep\n_cnt_prompt\n" + state(shell)
+        "PS1='P> '\n_cnt_prompt\n"
+        + dump("before", shell)
+        + f"cd {p1}\n_cnt_prompt\n"
+        + state(shell)
+        + f"cd {p2}/deep\n_cnt_prompt\n"
+        + state(shell)
         + 'printf "PATHS:%s\\n" "$PATH"\n'
-        + f"cd {tmp_path}\n_cnt_prompt\n" + dump("after", shell)
+        + f"cd {tmp_path}\n_cnt_prompt\n"
+        + dump("after", shell)
     )
     out = hook.run(script, cwd=tmp_path).stdout
     s1, s2 = str(shims.shim_dir(img1)), str(shims.shim_dir(img2))
@@ -118,18 +131,28 @@ def test_untrusted_one_notice_then_allow_then_deny(shell: str, tmp_path: Path) -
     run = f"'{hook.launcher}'"
     script = (
         "PS1='P> '\n_cnt_prompt\n"
-        + f"cd {proj}\n_cnt_prompt\n" + state(shell)
-        + f"cd {tmp_path}\n_cnt_prompt\ncd {proj}/deep\n_cnt_prompt\n_cnt_prompt\n" + state(shell)
-        + f"{run} allow\n_cnt_prompt\n" + state(shell)
-        + f"{run} deny\n_cnt_prompt\n" + state(shell)
-        + f"{run} allow >/dev/null\n_cnt_prompt\n" + state(shell)
+        + f"cd {proj}\n_cnt_prompt\n"
+        + state(shell)
+        + f"cd {tmp_path}\n_cnt_prompt\ncd {proj}/deep\n_cnt_prompt\n_cnt_prompt\n"
+        + state(shell)
+        + f"{run} allow\n_cnt_prompt\n"
+        + state(shell)
+        + f"{run} deny\n_cnt_prompt\n"
+        + state(shell)
+        + f"{run} allow >/dev/null\n_cnt_prompt\n"
+        + state(shell)
     )
     proc = hook.run(script, cwd=tmp_path)
     rest = proc.stdout.split("STATE:")[0]
     assert f"allowed {image}" in proc.stdout and f"denied {image}" in proc.stdout, rest
     states = [s.split("|")[:2] for s in markers(proc.stdout, "STATE")]
-    assert states == [["", ""], ["", ""], [str(image), str(proj)], ["", ""],
-                      [str(image), str(proj)]]
+    assert states == [
+        ["", ""],
+        ["", ""],
+        [str(image), str(proj)],
+        ["", ""],
+        [str(image), str(proj)],
+    ]
     assert proc.stderr.count("is not allowed") == 1, proc.stderr
     assert f"condatainer allow {image}" in proc.stderr
     calls = hook.activations()
@@ -142,7 +165,7 @@ def test_user_changes_made_while_active_survive_leaving(shell: str, tmp_path: Pa
     script = (
         "PS1='P> '\n_cnt_prompt\nstart=$PATH\n"
         + f"cd {proj}\n_cnt_prompt\n"
-        + "PATH=$PATH:/extra\nPS1=\"${PS1}more> \"\n"
+        + 'PATH=$PATH:/extra\nPS1="${PS1}more> "\n'
         + f"cd {tmp_path}\n_cnt_prompt\n"
         + '[ "$PATH" = "$start:/extra" ] && echo PATH-OK\n'
         + "printf 'PS1:%s\\n' \"$PS1\"\n"
@@ -165,11 +188,12 @@ def test_strict_shell_options_are_survived_and_kept(shell: str, tmp_path: Path) 
     script = (
         "PS1='P> '\n_cnt_prompt\n"
         + f"cd {proj}\n_cnt_prompt\n_cnt_prompt\n"
-        + f"cd {other}\n_cnt_prompt\n" + state(shell)
+        + f"cd {other}\n_cnt_prompt\n"
+        + state(shell)
         + f"cd {tmp_path}\n_cnt_prompt\n"
         + ("! true\n_cnt_prompt\n" if shell == "bash" else "")
         + "echo SURVIVED\n"
-        + ("echo \"$-\"\n" if shell == "bash" else "setopt\n")
+        + ('echo "$-"\n' if shell == "bash" else "setopt\n")
     )
     proc = hook.run(script, cwd=tmp_path, before=STRICT[shell])
     assert "SURVIVED" in proc.stdout
@@ -183,9 +207,9 @@ def test_strict_shell_options_are_survived_and_kept(shell: str, tmp_path: Path) 
 def test_dollar_question_is_kept_for_what_runs_after(shell: str, tmp_path: Path) -> None:
     hook = Hook(shell, tmp_path / "hook")
     proj, _ = project(tmp_path)
-    script = f"cd {proj}\nfalse || {{ _cnt_prompt; echo \"ST:$?\"; }}\n"
+    script = f'cd {proj}\nfalse || {{ _cnt_prompt; echo "ST:$?"; }}\n'
     if shell == "bash":  # a scalar PROMPT_COMMAND runs the next command with our status
-        script += "(exit 3) || { _cnt_hook; echo \"ST:$?\"; }\n"
+        script += '(exit 3) || { _cnt_hook; echo "ST:$?"; }\n'
     out = hook.run(script, cwd=tmp_path).stdout
     expected = ["1", "3"] if shell == "bash" else ["0"]
     assert markers(out, "ST") == expected
@@ -197,16 +221,19 @@ def test_hostile_names_are_shown_never_run(shell: str, tmp_path: Path) -> None:
     base.mkdir()
     proj, image = project(base, HOSTILE + " x", bins=("cnt-tool", "$(touch pwned3)"))
     if shell == "bash":
-        show = ('printf "SHOWN:%s\\n" "${PS1@P}"\nshopt -u promptvars\n'
-                "cd -- \"$B\"\n_cnt_prompt\ncd -- \"$P\"\n_cnt_prompt\n"
-                'printf "SHOWN:%s\\n" "${PS1@P}"\n')
+        show = (
+            'printf "SHOWN:%s\\n" "${PS1@P}"\nshopt -u promptvars\n'
+            'cd -- "$B"\n_cnt_prompt\ncd -- "$P"\n_cnt_prompt\n'
+            'printf "SHOWN:%s\\n" "${PS1@P}"\n'
+        )
     else:
-        show = ('print -rP -- "SHOWN:$PS1"\nsetopt prompt_subst\n'
-                "cd -- \"$B\"\n_cnt_prompt\ncd -- \"$P\"\n_cnt_prompt\n"
-                'print -rP -- "SHOWN:$PS1"\n')
+        show = (
+            'print -rP -- "SHOWN:$PS1"\nsetopt prompt_subst\n'
+            'cd -- "$B"\n_cnt_prompt\ncd -- "$P"\n_cnt_prompt\n'
+            'print -rP -- "SHOWN:$PS1"\n'
+        )
     script = (
-        "cd -- \"$B\"\nPS1='P> '\n_cnt_prompt\n"
-        + 'cd -- "$P"\n_cnt_prompt\n' + state(shell) + show
+        "cd -- \"$B\"\nPS1='P> '\n_cnt_prompt\n" + 'cd -- "$P"\n_cnt_prompt\n' + state(shell) + show
     )
     out = hook.run(script, cwd=tmp_path, env=hook.env(P=str(proj), B=str(base))).stdout
     assert markers(out, "STATE")[0].startswith(f"{image}|{proj}|")
@@ -219,11 +246,16 @@ def test_cnt_hook_off(shell: str, tmp_path: Path) -> None:
     hook = Hook(shell, tmp_path / "hook")
     proj, image = project(tmp_path)
     script = (
-        "PS1='P> '\n_cnt_prompt\n" + dump("before", shell)
-        + f"cd {proj}\n_cnt_prompt\n" + state(shell)
-        + "CNT_HOOK=off\n_cnt_prompt\n" + dump("off", shell)
-        + "cd deep\n_cnt_prompt\n" + state(shell)
-        + "unset CNT_HOOK\n_cnt_prompt\n" + state(shell)
+        "PS1='P> '\n_cnt_prompt\n"
+        + dump("before", shell)
+        + f"cd {proj}\n_cnt_prompt\n"
+        + state(shell)
+        + "CNT_HOOK=off\n_cnt_prompt\n"
+        + dump("off", shell)
+        + "cd deep\n_cnt_prompt\n"
+        + state(shell)
+        + "unset CNT_HOOK\n_cnt_prompt\n"
+        + state(shell)
     )
     out = hook.run(script, cwd=tmp_path).stdout
     states = [s.split("|")[0] for s in markers(out, "STATE")]
@@ -238,7 +270,8 @@ def test_inside_a_container_the_hook_defines_nothing(shell: str, tmp_path: Path)
             "if typeset -f mm-install >/dev/null 2>&1 || typeset -f _cnt_hook >/dev/null 2>&1;"
             " then echo DEFINED; else echo NOTHING; fi\n"
             'printf "PC:%s\\n" "${PROMPT_COMMAND-}${precmd_functions-}"\n',
-            env=hook.env(**{var: "1"}), cwd=tmp_path,
+            env=hook.env(**{var: "1"}),
+            cwd=tmp_path,
             before="_cnt_prompt() { :; }\n",
         ).stdout
         assert "NOTHING" in out and markers(out, "PC") == [""], var
@@ -247,15 +280,19 @@ def test_inside_a_container_the_hook_defines_nothing(shell: str, tmp_path: Path)
 def test_mm_functions_run_condatainer_mm(shell: str, tmp_path: Path) -> None:
     hook = Hook(shell, tmp_path / "hook", record_only=True)
     if shell == "bash":
-        rehash = ("hash -p /bin/true cnt-fake\nmm-install 'a b' '$(x)'\n"
-                  "hash -t cnt-fake >/dev/null 2>&1 && echo HASHED || echo FORGOTTEN\n"
-                  "hash -p /bin/true cnt-fake\nmm-list\n"
-                  "hash -t cnt-fake >/dev/null 2>&1 && echo HASHED || echo FORGOTTEN\n")
+        rehash = (
+            "hash -p /bin/true cnt-fake\nmm-install 'a b' '$(x)'\n"
+            "hash -t cnt-fake >/dev/null 2>&1 && echo HASHED || echo FORGOTTEN\n"
+            "hash -p /bin/true cnt-fake\nmm-list\n"
+            "hash -t cnt-fake >/dev/null 2>&1 && echo HASHED || echo FORGOTTEN\n"
+        )
     else:
-        rehash = ("hash cnt-fake=/bin/true\nmm-install 'a b' '$(x)'\n"
-                  "(( $+commands[cnt-fake] )) && echo HASHED || echo FORGOTTEN\n"
-                  "hash cnt-fake=/bin/true\nmm-list\n"
-                  "(( $+commands[cnt-fake] )) && echo HASHED || echo FORGOTTEN\n")
+        rehash = (
+            "hash cnt-fake=/bin/true\nmm-install 'a b' '$(x)'\n"
+            "(( $+commands[cnt-fake] )) && echo HASHED || echo FORGOTTEN\n"
+            "hash cnt-fake=/bin/true\nmm-list\n"
+            "(( $+commands[cnt-fake] )) && echo HASHED || echo FORGOTTEN\n"
+        )
     script = (
         rehash
         + f"CNT_OVERLAY='{tmp_path}/x y.img'\nmm-remove -y numpy\nunset CNT_OVERLAY\n"
@@ -276,10 +313,16 @@ def test_mm_functions_run_condatainer_mm(shell: str, tmp_path: Path) -> None:
 def test_a_shell_started_from_an_active_project_starts_clean(shell: str, tmp_path: Path) -> None:
     hook = Hook(shell, tmp_path / "hook")
     inherited = f"{hook.shim_root}/0123/bin"
-    env = hook.env(CNT_PROJECT="/p", CNT_OVERLAY="/p/env.img",
-                   PATH=f"{inherited}:{os.environ['PATH']}:{inherited}")
-    out = hook.run('printf "S:%s|%s|%s\\n" "${CNT_PROJECT-unset}" "${CNT_OVERLAY-unset}" "$PATH"',
-                   env=env, cwd=tmp_path).stdout
+    env = hook.env(
+        CNT_PROJECT="/p",
+        CNT_OVERLAY="/p/env.img",
+        PATH=f"{inherited}:{os.environ['PATH']}:{inherited}",
+    )
+    out = hook.run(
+        'printf "S:%s|%s|%s\\n" "${CNT_PROJECT-unset}" "${CNT_OVERLAY-unset}" "$PATH"',
+        env=env,
+        cwd=tmp_path,
+    ).stdout
     assert markers(out, "S") == [f"unset|unset|{os.environ['PATH']}"]
 
 
@@ -287,8 +330,11 @@ def test_a_shell_started_from_an_active_project_starts_clean(shell: str, tmp_pat
 def test_autoload_hint_and_off(shell: str, tmp_path: Path, mode: str) -> None:
     hook = Hook(shell, tmp_path / "hook")
     proj, image = project(tmp_path)
-    script = (f"cd {proj}\n_cnt_prompt\n" + state(shell)
-              + f"cd {tmp_path}\n_cnt_prompt\ncd {proj}\n_cnt_prompt\n")
+    script = (
+        f"cd {proj}\n_cnt_prompt\n"
+        + state(shell)
+        + f"cd {tmp_path}\n_cnt_prompt\ncd {proj}\n_cnt_prompt\n"
+    )
     proc = hook.run(script, cwd=tmp_path, env=hook.env(CNT_AUTOLOAD=mode))
     assert markers(proc.stdout, "STATE")[0].startswith("||")
     if mode == "hint":
@@ -319,13 +365,17 @@ def test_bash_completion_offers_the_active_images_packages(
     need("mke2fs")
     hook = Hook("bash", tmp_path / "hook")
     proj, _ = project(tmp_path)
-    tab = ('COMP_WORDS=(mm-remove "$1"); COMP_CWORD=1\n'
-           '_cnt_mm_complete mm-remove "$1" mm-remove\n'
-           'printf "C:%s\\n" "${COMPREPLY[@]}"\n')
-    script = (f"tab() {{ {tab} }}\n"
-              f"cd {proj}\n_cnt_prompt\ntab nu\ntab ''\n"
-              f"cd {tmp_path}\n_cnt_prompt\ntab ''\n"
-              "complete -p mm-remove mm-update mm-pin\n")
+    tab = (
+        'COMP_WORDS=(mm-remove "$1"); COMP_CWORD=1\n'
+        '_cnt_mm_complete mm-remove "$1" mm-remove\n'
+        'printf "C:%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    script = (
+        f"tab() {{ {tab} }}\n"
+        f"cd {proj}\n_cnt_prompt\ntab nu\ntab ''\n"
+        f"cd {tmp_path}\n_cnt_prompt\ntab ''\n"
+        "complete -p mm-remove mm-update mm-pin\n"
+    )
     out = hook.run(script, cwd=tmp_path).stdout
     assert markers(out, "C") == ["numpy", "cnt-hello", "numpy", ""]
     assert out.count("-F _cnt_mm_complete") == 3

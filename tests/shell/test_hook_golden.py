@@ -33,25 +33,47 @@ ENTER = {
 
 
 def _hook(shell: str) -> tuple[str, str, dict[str, Any]]:
-    return ("hook", shell, {**hookfile.context(shell), "version": "0.0.0+golden",
-                            "launcher": LAUNCHER,
-                            "activator": ["/opt/cnt/bin/python", "-m", "condatainer.hook.activate"],
-                            "shim_root": SHIM_ROOT})
+    return (
+        "hook",
+        shell,
+        {
+            **hookfile.context(shell),
+            "version": "0.0.0+golden",
+            "launcher": LAUNCHER,
+            "activator": ["/opt/cnt/bin/python", "-m", "condatainer.hook.activate"],
+            "shim_root": SHIM_ROOT,
+        },
+    )
 
 
 RENDERED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "hook.bash": _hook("bash"),
     "hook.zsh": _hook("zsh"),
-    "activate-enter.bash": ("activate", "bash", {"image": IMAGE, "enter": ENTER, "wait": None,
-                                                 "told": ["notes"]}),
-    "activate-enter.zsh": ("activate", "zsh", {"image": IMAGE, "enter": ENTER, "wait": None,
-                                               "told": ["notes"]}),
-    "activate-wait.bash": ("activate", "bash", {"image": IMAGE, "enter": None,
-                                                "wait": ENTER["record"], "told": ["notice"]}),
-    "activate-wait.zsh": ("activate", "zsh", {"image": IMAGE, "enter": None,
-                                              "wait": ENTER["record"], "told": ["notice"]}),
-    "shim.sh": ("shim", "sh", {"launcher": LAUNCHER, "image": IMAGE, "name": "$(python)",
-                               "shims": ENTER["shims"]}),
+    "activate-enter.bash": (
+        "activate",
+        "bash",
+        {"image": IMAGE, "enter": ENTER, "wait": None, "told": ["notes"]},
+    ),
+    "activate-enter.zsh": (
+        "activate",
+        "zsh",
+        {"image": IMAGE, "enter": ENTER, "wait": None, "told": ["notes"]},
+    ),
+    "activate-wait.bash": (
+        "activate",
+        "bash",
+        {"image": IMAGE, "enter": None, "wait": ENTER["record"], "told": ["notice"]},
+    ),
+    "activate-wait.zsh": (
+        "activate",
+        "zsh",
+        {"image": IMAGE, "enter": None, "wait": ENTER["record"], "told": ["notice"]},
+    ),
+    "shim.sh": (
+        "shim",
+        "sh",
+        {"launcher": LAUNCHER, "image": IMAGE, "name": "$(python)", "shims": ENTER["shims"]},
+    ),
 }
 CHECKER = {"bash": ["bash", "-n"], "zsh": ["zsh", "-n"], "sh": ["dash", "-n"]}
 SHELLCHECK = {"bash": "bash", "sh": "sh"}  # shellcheck has no zsh
@@ -78,8 +100,9 @@ def test_shellcheck(name: str, tmp_path: Path, need: Callable[[str], str]) -> No
     script = tmp_path / name
     script.write_text(rendered(name))
     dialect = SHELLCHECK[RENDERED[name][1]]
-    proc = subprocess.run([shellcheck, "-s", dialect, str(script)], capture_output=True,
-                          text=True, check=False)
+    proc = subprocess.run(
+        [shellcheck, "-s", dialect, str(script)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -91,28 +114,31 @@ def test_installed_hook_passes_the_same_checks(
     need(shell)
     script = tmp_path / f"hook.{shell}"
     script.write_text(hookfile.text(shell))
-    proc = subprocess.run([*CHECKER[shell], str(script)], capture_output=True, text=True,
-                          check=False)
+    proc = subprocess.run(
+        [*CHECKER[shell], str(script)], capture_output=True, text=True, check=False
+    )
     assert proc.returncode == 0, proc.stderr
     if shell == "bash":
         shellcheck = need("shellcheck")
-        proc = subprocess.run([shellcheck, "-s", "bash", str(script)], capture_output=True,
-                              text=True, check=False)
+        proc = subprocess.run(
+            [shellcheck, "-s", "bash", str(script)], capture_output=True, text=True, check=False
+        )
         assert proc.returncode == 0, proc.stdout
 
 
-def test_activation_code_evals_to_the_protocol_calls(tmp_path: Path,
-                                                     need: Callable[[str], str]) -> None:
+def test_activation_code_evals_to_the_protocol_calls(
+    tmp_path: Path, need: Callable[[str], str]
+) -> None:
     """Every value reaches the hook's functions as one argument, byte for byte."""
     need("bash")
     need("zsh")
     for name in ("activate-enter.bash", "activate-enter.zsh"):
         shell = RENDERED[name][1]
-        stubs = ('_cnt_enter() { printf "%s\\0" "$@"; }\n'
-                 '_cnt_told() { printf "%s\\0" "$@"; }\n')
+        stubs = '_cnt_enter() { printf "%s\\0" "$@"; }\n_cnt_told() { printf "%s\\0" "$@"; }\n'
         argv = ["bash", "--norc", "-c"] if shell == "bash" else ["zsh", "-f", "-c"]
-        out = subprocess.run([*argv, stubs + rendered(name)], capture_output=True,
-                             check=True).stdout
+        out = subprocess.run(
+            [*argv, stubs + rendered(name)], capture_output=True, check=True
+        ).stdout
         words = out.decode().split("\0")[:-1]
         assert words == [*ENTER.values(), "notes", IMAGE]
 

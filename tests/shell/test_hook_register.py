@@ -23,8 +23,10 @@ from tests.shell.hooklib import SHELL_ARGV, Hook, make_image
     [
         ("", 'declare -a PROMPT_COMMAND=([1]="_cnt_hook")'),
         ("PROMPT_COMMAND=''", 'declare -a PROMPT_COMMAND=([0]="" [1]="_cnt_hook")'),
-        ("PROMPT_COMMAND='history -a;'",
-         'declare -a PROMPT_COMMAND=([0]="history -a;" [1]="_cnt_hook")'),
+        (
+            "PROMPT_COMMAND='history -a;'",
+            'declare -a PROMPT_COMMAND=([0]="history -a;" [1]="_cnt_hook")',
+        ),
         ("PROMPT_COMMAND=(a b)", 'declare -a PROMPT_COMMAND=([0]="a" [1]="b" [2]="_cnt_hook")'),
         ("PROMPT_COMMAND=(a _cnt_hook)", 'declare -a PROMPT_COMMAND=([0]="a" [1]="_cnt_hook")'),
         ("PROMPT_COMMAND='x;_cnt_hook'", 'declare -- PROMPT_COMMAND="x;_cnt_hook"'),
@@ -43,8 +45,7 @@ def test_bash_array_form_keeps_element_zero_and_adds_ours_once(
 
 @pytest.mark.parametrize(
     ("existing", "theirs"),
-    [("", []), ("history -a", ["HIST"]), ("history -a;", ["HIST"]), ("a &", ["A"]),
-     ("a\n", ["A"])],
+    [("", []), ("history -a", ["HIST"]), ("history -a;", ["HIST"]), ("a &", ["A"]), ("a\n", ["A"])],
 )
 def test_bash_scalar_form_appends_safely(
     tmp_path: Path, need: Callable[[str], str], existing: str, theirs: list[str]
@@ -81,8 +82,10 @@ def test_bash_aliases_do_not_reach_the_hook_and_stay_on(
 ) -> None:
     need("bash")
     hook = Hook("bash", tmp_path / "hook")
-    before = ("shopt -s expand_aliases\nalias _cnt_search='echo ALIASED'\n"
-              "alias return='echo ALIASED; return'\nalias local='echo ALIASED; local'\n")
+    before = (
+        "shopt -s expand_aliases\nalias _cnt_search='echo ALIASED'\n"
+        "alias return='echo ALIASED; return'\nalias local='echo ALIASED; local'\n"
+    )
     script = "_cnt_hook\nshopt -q expand_aliases && echo ALIASES-ON\nalias | wc -l\n"
     out = hook.run(script, before=before).stdout
     assert "ALIASED" not in out
@@ -96,9 +99,11 @@ def test_bash_aliases_do_not_reach_the_hook_and_stay_on(
 def test_zsh_hooks_registered_once(tmp_path: Path, need: Callable[[str], str]) -> None:
     need("zsh")
     hook = Hook("zsh", tmp_path / "hook")
-    script = (f"source '{hook.file}'\n"
-              'print -r -- "P:${(j:,:)precmd_functions}"\n'
-              'print -r -- "C:${(j:,:)chpwd_functions}"\n')
+    script = (
+        f"source '{hook.file}'\n"
+        'print -r -- "P:${(j:,:)precmd_functions}"\n'
+        'print -r -- "C:${(j:,:)chpwd_functions}"\n'
+    )
     out = hook.run(script, before="precmd_functions=(theirs)\n").stdout
     assert "P:theirs,_cnt_precmd" in out
     assert "C:_cnt_chpwd" in out
@@ -109,8 +114,10 @@ def test_zsh_aliases_and_options_do_not_reach_the_hook(
 ) -> None:
     need("zsh")
     hook = Hook("zsh", tmp_path / "hook")
-    before = ("alias _cnt_search='echo ALIASED'\nalias local='echo ALIASED; local'\n"
-              "setopt ksh_arrays sh_word_split nounset\n")
+    before = (
+        "alias _cnt_search='echo ALIASED'\nalias local='echo ALIASED; local'\n"
+        "setopt ksh_arrays sh_word_split nounset\n"
+    )
     script = "_cnt_precmd\n[[ -o aliases ]] && echo ALIASES-ON\n[[ -o ksharrays ]] && echo KSH\n"
     out = hook.run(script, before=before).stdout
     assert "ALIASED" not in out
@@ -125,8 +132,11 @@ def test_zsh_is_quiet_until_the_first_prompt(tmp_path: Path, need: Callable[[str
     proj = tmp_path / "p"
     proj.mkdir()
     trust.allow(make_image(proj / "env.img"))
-    out = hook.run(f"cd {proj}\nprint -r -- \"A:${{CNT_OVERLAY-}}\"\n_cnt_precmd\n"
-                   "print -r -- \"B:${CNT_OVERLAY-}\"\n", cwd=tmp_path).stdout
+    out = hook.run(
+        f'cd {proj}\nprint -r -- "A:${{CNT_OVERLAY-}}"\n_cnt_precmd\n'
+        'print -r -- "B:${CNT_OVERLAY-}"\n',
+        cwd=tmp_path,
+    ).stdout
     assert "A:\n" in out and f"B:{proj}/env.img" in out
     assert len(hook.activations()) == 1
 
@@ -153,19 +163,36 @@ def test_unchanged_prompt_starts_no_process(
     trust.allow(make_image(proj / "env.img"))
     prompt = "_cnt_hook" if shell == "bash" else "_cnt_precmd"
     start, end, log = tmp_path / "marker-start", tmp_path / "marker-end", tmp_path / "strace.log"
-    script = (f". '{hook.file}'\ncd {proj}\n{prompt}\n"
-              '[ -n "$CNT_OVERLAY" ] || exit 7\n'
-              f": > '{start}'\nfor i in {{1..200}}; do {prompt}; done\n: > '{end}'\n")
+    script = (
+        f". '{hook.file}'\ncd {proj}\n{prompt}\n"
+        '[ -n "$CNT_OVERLAY" ] || exit 7\n'
+        f": > '{start}'\nfor i in {{1..200}}; do {prompt}; done\n: > '{end}'\n"
+    )
     proc = subprocess.run(
-        [strace, "-f", "-o", str(log), "-e", "trace=clone,clone3,fork,vfork,execve,openat",
-         *SHELL_ARGV[shell], "-c", script],
-        env=hook.env(), cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+        [
+            strace,
+            "-f",
+            "-o",
+            str(log),
+            "-e",
+            "trace=clone,clone3,fork,vfork,execve,openat",
+            *SHELL_ARGV[shell],
+            "-c",
+            script,
+        ],
+        env=hook.env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     lines = log.read_text().splitlines()
     first = next(i for i, line in enumerate(lines) if str(start) in line)
     last = next(i for i, line in enumerate(lines) if str(end) in line)
-    spawned = [line for line in lines[first:last]
-               if re.search(r"\b(clone3?|v?fork|execve)\(", line)]
+    spawned = [
+        line for line in lines[first:last] if re.search(r"\b(clone3?|v?fork|execve)\(", line)
+    ]
     assert last > first and not spawned, "\n".join(spawned)
     assert any("execve(" in line for line in lines[:first]), "the activation ran a program"

@@ -111,8 +111,9 @@ def test_shell_search_matches_find_image(
     env.update(environ)
     env["CNT_TEST_DIRS"] = str(listing)
     full = f". '{hook.file}'\n" + LOOP
-    proc = subprocess.run([*SHELL_ARGV[shell], "-c", full], env=env, capture_output=True,
-                          check=False, timeout=60)
+    proc = subprocess.run(
+        [*SHELL_ARGV[shell], "-c", full], env=env, capture_output=True, check=False, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     fields = proc.stdout.split(b"\0")[:-1]
     assert len(fields) == 2 * len(dirs)

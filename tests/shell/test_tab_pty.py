@@ -46,12 +46,32 @@ class Term:
         self.dir = Path(tempfile.mkdtemp(prefix="tab-"))
         self.socket = str(self.dir / "s")
         words = [f"{k}={v}" for k, v in sorted(env.items())]
-        self._tmux("-f", "/dev/null", "new-session", "-d", "-x", "160", "-y", "50",
-                   "-c", str(cwd), "--", "env", "-i", *words, *argv)
+        self._tmux(
+            "-f",
+            "/dev/null",
+            "new-session",
+            "-d",
+            "-x",
+            "160",
+            "-y",
+            "50",
+            "-c",
+            str(cwd),
+            "--",
+            "env",
+            "-i",
+            *words,
+            *argv,
+        )
 
     def _tmux(self, *args: str) -> str:
-        res = subprocess.run([self.tmux, "-S", self.socket, *args], capture_output=True,
-                             text=True, timeout=30, check=False)
+        res = subprocess.run(
+            [self.tmux, "-S", self.socket, *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
         assert res.returncode == 0, f"tmux {args[0]}: {res.stderr}"
         return res.stdout
 
@@ -98,8 +118,12 @@ class Term:
             self.wait(self.clean, "the line cleared")
 
     def close(self) -> None:
-        subprocess.run([self.tmux, "-S", self.socket, "kill-server"], capture_output=True,
-                       timeout=30, check=False)
+        subprocess.run(
+            [self.tmux, "-S", self.socket, "kill-server"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -110,29 +134,52 @@ def console_scripts(bindir: Path) -> Path:
         script = bindir / name
         script.write_text(
             f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-            "from condatainer.cli import entry\nentry()\n")
+            "from condatainer.cli import entry\nentry()\n"
+        )
         script.chmod(0o755)
     return bindir
 
 
 def base_env(bindir: Path, inputrc: Path) -> dict[str, str]:
-    env = {k: os.environ[k] for k in ("HOME", "TMPDIR", "XDG_CONFIG_HOME", "XDG_DATA_HOME",
-                                      "XDG_CACHE_HOME", "XDG_STATE_HOME", "USER")
-           if k in os.environ}
-    env.update(PATH=f"{bindir}:{os.environ['PATH']}", TERM="screen", LANG="C.UTF-8",
-               INPUTRC=str(inputrc), PYTHONPATH=str(REPO))
+    env = {
+        k: os.environ[k]
+        for k in (
+            "HOME",
+            "TMPDIR",
+            "XDG_CONFIG_HOME",
+            "XDG_DATA_HOME",
+            "XDG_CACHE_HOME",
+            "XDG_STATE_HOME",
+            "USER",
+        )
+        if k in os.environ
+    }
+    env.update(
+        PATH=f"{bindir}:{os.environ['PATH']}",
+        TERM="screen",
+        LANG="C.UTF-8",
+        INPUTRC=str(inputrc),
+        PYTHONPATH=str(REPO),
+    )
     return env
 
 
-def start(shell: str, tmp_path: Path, cwd: Path, setup: str, env: dict[str, str] | None = None,
-          ) -> Term:
+def start(
+    shell: str,
+    tmp_path: Path,
+    cwd: Path,
+    setup: str,
+    env: dict[str, str] | None = None,
+) -> Term:
     """A shell with only `setup` run, its prompt set to READY> and the screen cleared."""
     tmux = shutil.which("tmux")
     assert tmux is not None
     inputrc = tmp_path / "inputrc"
     # One TAB lists all candidates; no bell, no pager, no "display all N?" question.
-    inputrc.write_text("set show-all-if-ambiguous on\nset bell-style none\n"
-                       "set page-completions off\nset completion-query-items 10000\n")
+    inputrc.write_text(
+        "set show-all-if-ambiguous on\nset bell-style none\n"
+        "set page-completions off\nset completion-query-items 10000\n"
+    )
     full_env = base_env(console_scripts(tmp_path / "bin"), inputrc)
     full_env.update(env or {})
     argv = ["bash", "--norc", "--noprofile", "-i"] if shell == "bash" else ["zsh", "-f", "-i"]
@@ -140,8 +187,7 @@ def start(shell: str, tmp_path: Path, cwd: Path, setup: str, env: dict[str, str]
     term.wait(lambda s: s.strip() != "", "the first prompt")
     rc = tmp_path / f"setup.{shell}"
     # zsh: list the candidates on the first TAB even when a common prefix is inserted.
-    prompt = "PS1='READY> '" + ("; LISTMAX=10000; unsetopt listambiguous"
-                                if shell == "zsh" else "")
+    prompt = "PS1='READY> '" + ("; LISTMAX=10000; unsetopt listambiguous" if shell == "zsh" else "")
     rc.write_text(f"{prompt}\n{setup}\n")
     term.run(f". {shellgen.quote(str(rc))}")
     return term
@@ -158,8 +204,7 @@ def load_completion(shell: str) -> str:
     """Shell code installing the committed completion file the way users/packagers do."""
     if shell == "bash":
         return f". {shellgen.quote(str(STATIC / 'condatainer.bash'))}"
-    return (f"fpath=({shellgen.quote(str(STATIC))} $fpath)\n"
-            "autoload -Uz compinit && compinit -u -D")
+    return f"fpath=({shellgen.quote(str(STATIC))} $fpath)\nautoload -Uz compinit && compinit -u -D"
 
 
 @pytest.fixture
@@ -171,8 +216,9 @@ def workdir(tmp_path: Path) -> Path:
     return work
 
 
-def test_a_hostile_image_name_is_inserted_as_one_word(shell: str, tmp_path: Path,
-                                                       workdir: Path) -> None:
+def test_a_hostile_image_name_is_inserted_as_one_word(
+    shell: str, tmp_path: Path, workdir: Path
+) -> None:
     """TAB on its unique prefix, then run the line: the word arrives whole, nothing runs."""
     (workdir / "env.img").unlink()
     (workdir / "data.ext3").unlink()
@@ -200,20 +246,27 @@ def term(shell: str, tmp_path: Path, workdir: Path) -> Iterator[Term]:
 
 
 def test_subcommand_completes(term: Term) -> None:
-    term.tab("condatainer ov", lambda s: f"{PROMPT} condatainer overlay" in s,
-             "condatainer ov<TAB> to become overlay")
+    term.tab(
+        "condatainer ov",
+        lambda s: f"{PROMPT} condatainer overlay" in s,
+        "condatainer ov<TAB> to become overlay",
+    )
 
 
 def test_alias_cnt_completes(term: Term) -> None:
-    term.tab("cnt overlay res", lambda s: f"{PROMPT} cnt overlay resize" in s,
-             "cnt overlay res<TAB> to become resize")
+    term.tab(
+        "cnt overlay res",
+        lambda s: f"{PROMPT} cnt overlay resize" in s,
+        "cnt overlay res<TAB> to become resize",
+    )
 
 
 def test_resize_lists_images_in_cwd(term: Term) -> None:
-    shown = term.tab("condatainer overlay resize ",
-                     lambda s: ("env.img" in s and "data.ext3" in s and "sub/" in s
-                                and "èрт🚒中-j.img" in s),
-                     "the images of the working directory")
+    shown = term.tab(
+        "condatainer overlay resize ",
+        lambda s: "env.img" in s and "data.ext3" in s and "sub/" in s and "èрт🚒中-j.img" in s,
+        "the images of the working directory",
+    )
     listing = shown.split(f"{PROMPT} condatainer overlay resize", 1)[1]
     assert "notes.txt" not in listing
     assert "--size" not in listing
@@ -231,11 +284,15 @@ def test_mm_ops_are_listed(term: Term) -> None:
 
 # --- mm-* on the host, with a real image ---------------------------------------------------
 
+
 @pytest.mark.root
 @pytest.mark.slow
-def test_mm_functions_complete_package_names(shell: str, tmp_path: Path,
-                                             world: World,  # noqa: F811 (the fixture)
-                                             need: Callable[[str], str]) -> None:
+def test_mm_functions_complete_package_names(
+    shell: str,
+    tmp_path: Path,
+    world: World,  # noqa: F811 (the fixture)
+    need: Callable[[str], str],
+) -> None:
     need("mke2fs")
     need("debugfs")
     proj = tmp_path / HOSTILE
@@ -253,10 +310,15 @@ def test_mm_functions_complete_package_names(shell: str, tmp_path: Path,
     hook.write_text(hookfile.text(shell))
     mm = tmp_path / f"mm.{shell}"
     mm.write_text(mmcomplete.script(shell))
-    setup = (load_completion(shell) + "\n" if shell == "zsh" else "")
+    setup = load_completion(shell) + "\n" if shell == "zsh" else ""
     setup += f". {shellgen.quote(str(hook))}\n. {shellgen.quote(str(mm))}"
-    term = start(shell, tmp_path, tmp_path, setup,
-                 env={k: os.environ[k] for k in ("CNT_CHANNELS", "CNT_RUNTIME")})
+    term = start(
+        shell,
+        tmp_path,
+        tmp_path,
+        setup,
+        env={k: os.environ[k] for k in ("CNT_CHANNELS", "CNT_RUNTIME")},
+    )
     try:
         # Activation happens on the prompt after cd, as in a user's shell.
         term.type(f"cd {shellgen.quote(str(proj))}")
@@ -266,14 +328,22 @@ def test_mm_functions_complete_package_names(shell: str, tmp_path: Path,
         term.wait(lambda s: f"active:[{image}]" in s, "the hook to activate the image")
         term.run("true")
 
-        shown = term.tab("mm-remove ",
-                         lambda s: "cnt-hello" in s and "cnt-lib" in s and "numpy" in s,
-                         "installed packages after mm-remove")
+        shown = term.tab(
+            "mm-remove ",
+            lambda s: "cnt-hello" in s and "cnt-lib" in s and "numpy" in s,
+            "installed packages after mm-remove",
+        )
         assert "numba" not in shown.split("mm-remove", 1)[1]
-        term.tab("mm-update cnt-h", lambda s: f"{PROMPT} mm-update cnt-hello" in s,
-                 "mm-update cnt-h<TAB> → cnt-hello")
-        term.tab("mm-install nu", lambda s: "numba" in s and "numpy" in s,
-                 "channel packages numba and numpy after mm-install nu")
+        term.tab(
+            "mm-update cnt-h",
+            lambda s: f"{PROMPT} mm-update cnt-hello" in s,
+            "mm-update cnt-h<TAB> → cnt-hello",
+        )
+        term.tab(
+            "mm-install nu",
+            lambda s: "numba" in s and "numpy" in s,
+            "channel packages numba and numpy after mm-install nu",
+        )
         term.tab("mm-pin -", lambda s: "--list" in s and "--remove" in s, "mm-pin options")
     finally:
         term.close()

@@ -48,10 +48,19 @@ DOWN = HERE / "slurm-down.sh"
 _START_ENV = dict(os.environ)
 DIR = Path(_START_ENV.get("SLURM_UP_DIR") or "/run/slurm-up")
 SESSION_WAIT = 600.0
-FINAL_STATES = frozenset({
-    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
-    "DEADLINE", "PREEMPTED",
-})
+FINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "PREEMPTED",
+    }
+)
 
 
 # What the session's cluster did, for the summary line at the end of the run.
@@ -75,8 +84,17 @@ def _missing(what: str) -> NoReturn:
 
 
 def _script_env() -> dict[str, str]:
-    path = os.pathsep.join(["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin",
-                            "/sbin", "/bin", _START_ENV.get("PATH", "")])
+    path = os.pathsep.join(
+        [
+            "/usr/local/sbin",
+            "/usr/local/bin",
+            "/usr/sbin",
+            "/usr/bin",
+            "/sbin",
+            "/bin",
+            _START_ENV.get("PATH", ""),
+        ]
+    )
     env = {"PATH": path, "LC_ALL": "C"}
     env.update({k: v for k, v in _START_ENV.items() if k.startswith("SLURM_UP_")})
     return env
@@ -111,8 +129,10 @@ def _wait_for_session_lock() -> int:
         except BlockingIOError:
             if time.monotonic() > deadline:
                 os.close(fd)
-                pytest.fail(f"another pytest session has used the SLURM test cluster for"
-                            f" {SESSION_WAIT:.0f} s ({DIR / '.session'} is locked)")
+                pytest.fail(
+                    f"another pytest session has used the SLURM test cluster for"
+                    f" {SESSION_WAIT:.0f} s ({DIR / '.session'} is locked)"
+                )
             time.sleep(0.5)
 
 
@@ -131,33 +151,56 @@ def slurm_cluster() -> Iterator[Cluster]:
     """The running cluster (see the module docstring)."""
     missing = [t for t in ("slurmctld", "slurmd", "sbatch", "munged") if not _which(t)]
     if missing:
-        _missing(f"SLURM is not installed (no {', '.join(missing)}):"
-                 " apt-get install --no-install-recommends slurm-wlm munge")
+        _missing(
+            f"SLURM is not installed (no {', '.join(missing)}):"
+            " apt-get install --no-install-recommends slurm-wlm munge"
+        )
     if os.geteuid() != 0:
         _missing("the SLURM test cluster needs root")
     lock = _wait_for_session_lock()
     try:
         t0 = time.monotonic()
-        res = subprocess.run([str(UP)], env=_script_env(), cwd="/", capture_output=True,
-                             text=True, timeout=180, check=False)
+        res = subprocess.run(
+            [str(UP)],
+            env=_script_env(),
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         if res.returncode != 0:
-            pytest.fail(f"slurm-up.sh failed (exit {res.returncode}); logs in {DIR / 'log'}\n"
-                        f"{res.stderr}")
-        values = dict(shlex.split(line)[0].split("=", 1) for line in res.stdout.splitlines()
-                      if line.strip())
-        cluster = Cluster(conf=Path(values["SLURM_CONF"]), logs=Path(values["SLURM_UP_LOGS"]),
-                          started=tuple(values["SLURM_UP_STARTED"].split()),
-                          up_seconds=time.monotonic() - t0)
+            pytest.fail(
+                f"slurm-up.sh failed (exit {res.returncode}); logs in {DIR / 'log'}\n{res.stderr}"
+            )
+        values = dict(
+            shlex.split(line)[0].split("=", 1) for line in res.stdout.splitlines() if line.strip()
+        )
+        cluster = Cluster(
+            conf=Path(values["SLURM_CONF"]),
+            logs=Path(values["SLURM_UP_LOGS"]),
+            started=tuple(values["SLURM_UP_STARTED"].split()),
+            up_seconds=time.monotonic() - t0,
+        )
         how = f"started {' '.join(cluster.started)}" if cluster.started else "already running"
-        _SUMMARY.append(f"slurm test cluster: up in {cluster.up_seconds:.2f} s ({how});"
-                        f" logs in {cluster.logs}")
+        _SUMMARY.append(
+            f"slurm test cluster: up in {cluster.up_seconds:.2f} s ({how}); logs in {cluster.logs}"
+        )
         yield cluster
         if cluster.started:
-            down = subprocess.run([str(DOWN), *cluster.started], env=_script_env(), cwd="/",
-                                  capture_output=True, text=True, timeout=120, check=False)
+            down = subprocess.run(
+                [str(DOWN), *cluster.started],
+                env=_script_env(),
+                cwd="/",
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
             left = [w for w in cluster.started if not _gone(w)]
             assert down.returncode == 0 and not left, (
-                f"slurm-down.sh exit {down.returncode}, still running: {left}\n{down.stderr}")
+                f"slurm-down.sh exit {down.returncode}, still running: {left}\n{down.stderr}"
+            )
     finally:
         os.close(lock)
 
@@ -193,10 +236,18 @@ class Slurm:
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
 
-    def run(self, *argv: str, cwd: Path | None = None,
-            input: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(list(argv), cwd=cwd, input=input, capture_output=True, text=True,
-                              timeout=60, check=False)
+    def run(
+        self, *argv: str, cwd: Path | None = None, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            list(argv),
+            cwd=cwd,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     def sbatch(self, *args: str, cwd: Path) -> str:
         """Plain `sbatch --parsable ARGS...` from `cwd`; the job id."""
@@ -226,8 +277,9 @@ class Slurm:
             out = Path(job.get("StdOut", ""))
             if out.is_file():
                 outputs.append(f"--- {out}\n{out.read_text(errors='replace')}")
-        pytest.fail("\n".join([what, *(repr(j) for j in found), *outputs,
-                               self.cluster.log_tails()]))
+        pytest.fail(
+            "\n".join([what, *(repr(j) for j in found), *outputs, self.cluster.log_tails()])
+        )
 
     def queued(self, name: str) -> list[str]:
         """Ids of jobs named `name` that slurmctld still knows."""

@@ -60,12 +60,16 @@ def values(text: str) -> dict[str, str]:
 
 
 def test_plain_sbatch_of_a_script_with_the_header(project: Path, slurm: Slurm) -> None:
-    job = script(project / "scripts" / "job.sh", """\
+    job = script(
+        project / "scripts" / "job.sh",
+        """\
         #!/bin/bash
         #DEP: env.img
         #SBATCH --job-name=cnt-header
         #SBATCH --output=%x-%j.out
-        """, REPORT + 'cnt-hello "$@"\nexit 3\n')
+        """,
+        REPORT + 'cnt-hello "$@"\nexit 3\n',
+    )
     ok(cnt("header", "--insert", str(job)))
     assert "# >>> condatainer header >>>" in job.read_text()
 
@@ -85,11 +89,15 @@ def test_plain_sbatch_of_a_script_with_the_header(project: Path, slurm: Slurm) -
 
 
 def test_run_submit_of_a_script_without_the_header(project: Path, slurm: Slurm) -> None:
-    job = script(project / "scripts" / "job.sh", """\
+    job = script(
+        project / "scripts" / "job.sh",
+        """\
         #!/bin/bash
         #DEP: env.img
         #SBATCH --output=%x-%j.out   # the default job name is the script's file name
-        """, REPORT + 'cnt-hello "$@"\n')
+        """,
+        REPORT + 'cnt-hello "$@"\n',
+    )
     res = ok(cnt("run", "--submit", "scripts/job.sh", "x y", "it's", cwd=project))
     job_id = res.stdout.strip()
     assert job_id.isdigit(), res.stdout
@@ -104,10 +112,10 @@ def test_run_submit_of_a_script_without_the_header(project: Path, slurm: Slurm) 
     assert "hello from cnt-hello 1.0\nx y\nit's\n" in out
 
 
-def test_submit_auto_submits_a_python_script_with_sbatch_lines(project: Path,
-                                                                slurm: Slurm) -> None:
+def test_submit_auto_submits_a_python_script_with_sbatch_lines(project: Path, slurm: Slurm) -> None:
     job = project / "scripts" / "job.py"
-    job.write_text(textwrap.dedent(f"""\
+    job.write_text(
+        textwrap.dedent(f"""\
         #!{sys.executable}
         #DEP: env.img
         #SBATCH --job-name=cnt-py
@@ -115,7 +123,8 @@ def test_submit_auto_submits_a_python_script_with_sbatch_lines(project: Path,
         import os, subprocess
         print("IN_CONDATAINER=" + os.environ.get("IN_CONDATAINER", ""))
         print(subprocess.run(["cnt-hello"], capture_output=True, text=True).stdout, end="")
-        """))
+        """)
+    )
     res = ok(cnt("run", "scripts/job.py", cwd=project))  # no --submit: config submit: auto
     job_id = res.stdout.strip()
     [info] = slurm.wait(job_id)
@@ -128,8 +137,9 @@ def test_submit_auto_submits_a_python_script_with_sbatch_lines(project: Path,
     assert local.stdout == out
 
 
-def refused(project: Path, slurm: Slurm, name: str, header: str,
-            *flags: str) -> subprocess.CompletedProcess[str]:
+def refused(
+    project: Path, slurm: Slurm, name: str, header: str, *flags: str
+) -> subprocess.CompletedProcess[str]:
     """Submit a script that must be refused; check that nothing reached the queue."""
     script(project / f"{name}.sh", header.replace("NAME", name))
     res = cnt("run", "--submit", *flags, f"{name}.sh", cwd=project)
@@ -143,26 +153,39 @@ def refused(project: Path, slurm: Slurm, name: str, header: str,
 
 def test_missing_dep_is_refused(bare_project: Path, slurm: Slurm) -> None:
     project = bare_project
-    res = refused(project, slurm, "cnt-missing", """\
+    res = refused(
+        project,
+        slurm,
+        "cnt-missing",
+        """\
         #!/bin/bash
         #DEP: nothere.img
         #SBATCH --job-name=NAME
-        """)
+        """,
+    )
     assert "#DEP: nothere.img: not found" in res.stderr
     assert str(project / "nothere.img") in res.stderr
 
 
-@pytest.mark.parametrize(("header", "flags", "why"), [
-    ("#CNT -w\n#SBATCH --array=0-1\n", (), "#SBATCH --array=0-1"),
-    ("#SBATCH -a 0-3%1\n", ("-w",), "#SBATCH -a 0-3%1"),
-    ("#SBATCH --ntasks=2\n", ("-w",), "#SBATCH --ntasks=2"),
-])
+@pytest.mark.parametrize(
+    ("header", "flags", "why"),
+    [
+        ("#CNT -w\n#SBATCH --array=0-1\n", (), "#SBATCH --array=0-1"),
+        ("#SBATCH -a 0-3%1\n", ("-w",), "#SBATCH -a 0-3%1"),
+        ("#SBATCH --ntasks=2\n", ("-w",), "#SBATCH --ntasks=2"),
+    ],
+)
 def test_writable_image_with_several_processes_is_refused(
     bare_project: Path, slurm: Slurm, header: str, flags: tuple[str, ...], why: str
 ) -> None:
     project = bare_project
-    res = refused(project, slurm, "cnt-rw",
-                  "#!/bin/bash\n#DEP: env.img\n#SBATCH --job-name=NAME\n" + header, *flags)
+    res = refused(
+        project,
+        slurm,
+        "cnt-rw",
+        "#!/bin/bash\n#DEP: env.img\n#SBATCH --job-name=NAME\n" + header,
+        *flags,
+    )
     assert f"{project / 'env.img'} would be mounted writable" in res.stderr
     assert why in res.stderr
     assert "-w" in res.stderr.split("hint: ")[1]
@@ -171,19 +194,30 @@ def test_writable_image_with_several_processes_is_refused(
 def test_image_locked_for_writing_is_refused(bare_project: Path, slurm: Slurm) -> None:
     project = bare_project
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time\nfrom condatainer.image import locks\n"
-         "lock = locks.acquire(sys.argv[1], write=True)\nprint('held', flush=True)\n"
-         "time.sleep(60)\n",
-         str(project / "env.img")],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom condatainer.image import locks\n"
+            "lock = locks.acquire(sys.argv[1], write=True)\nprint('held', flush=True)\n"
+            "time.sleep(60)\n",
+            str(project / "env.img"),
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline() == "held\n"
-        res = refused(project, slurm, "cnt-locked", """\
+        res = refused(
+            project,
+            slurm,
+            "cnt-locked",
+            """\
             #!/bin/bash
             #DEP: env.img
             #SBATCH --job-name=NAME
-            """)
+            """,
+        )
     finally:
         holder.kill()
         holder.wait()
@@ -192,20 +226,26 @@ def test_image_locked_for_writing_is_refused(bare_project: Path, slurm: Slurm) -
 
 
 def test_array_tasks_share_one_image_read_only(project: Path, slurm: Slurm) -> None:
-    job = script(project / "array.sh", """\
+    job = script(
+        project / "array.sh",
+        """\
         #!/bin/bash
         #SBATCH --job-name=cnt-array
         #SBATCH --array=0-1
         #SBATCH --output=%x-%A_%a.out
         #DEP: env.img
-        """, 'date +start=%s.%N\ncnt-hello "task $SLURM_ARRAY_TASK_ID"\n'
-             'touch /ext3/env/x 2>/dev/null && echo WROTE\nsleep 1.5\ndate +end=%s.%N\n')
+        """,
+        'date +start=%s.%N\ncnt-hello "task $SLURM_ARRAY_TASK_ID"\n'
+        "touch /ext3/env/x 2>/dev/null && echo WROTE\nsleep 1.5\ndate +end=%s.%N\n",
+    )
     ok(cnt("header", "--insert", str(job)))
     res = ok(cnt("run", "--submit", "array.sh", cwd=project))  # header: the file is submitted
     array_id = res.stdout.strip()
     tasks = slurm.wait(array_id, tasks=2)
-    outs = {t["ArrayTaskId"]: (project / f"cnt-array-{array_id}_{t['ArrayTaskId']}.out")
-            .read_text() for t in tasks}
+    outs = {
+        t["ArrayTaskId"]: (project / f"cnt-array-{array_id}_{t['ArrayTaskId']}.out").read_text()
+        for t in tasks
+    }
     assert sorted(outs) == ["0", "1"]
     assert all(t["JobState"] == "COMPLETED" for t in tasks), (tasks, outs)
     spans = []

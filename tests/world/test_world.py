@@ -355,12 +355,28 @@ def test_the_stand_in_ignores_the_python_first_on_path(
     hostile.mkdir()
     (hostile / name).write_text("#!/bin/sh\necho 'the hostile python ran' >&2\nexit 99\n")
     (hostile / name).chmod(0o755)
-    env = {**os.environ, "HOME": str(tmp_path),
-           "PATH": os.pathsep.join([str(hostile), str(MICROMAMBA.parent), os.environ["PATH"]])}
+    env = {
+        **os.environ,
+        "HOME": str(tmp_path),
+        "PATH": os.pathsep.join([str(hostile), str(MICROMAMBA.parent), os.environ["PATH"]]),
+    }
     res = subprocess.run(
-        ["micromamba", "-r", str(tmp_path / "root"), "create", "-n", "base", "-y",
-         "-c", channel, "cnt-hello"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            "micromamba",
+            "-r",
+            str(tmp_path / "root"),
+            "create",
+            "-n",
+            "base",
+            "-y",
+            "-c",
+            channel,
+            "cnt-hello",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "hostile" not in res.stderr
@@ -374,7 +390,8 @@ def test_the_fake_apptainer_ignores_the_python_first_on_path(tmp_path: Path) -> 
     (hostile / "python3").write_text("#!/bin/sh\nexit 99\n")
     (hostile / "python3").chmod(0o755)
     env = with_fakes_on_path({**os.environ, "PATH": f"{hostile}:{os.environ['PATH']}"})
-    res = subprocess.run(["apptainer", "--version"], capture_output=True, text=True, env=env,
-                         timeout=60)
+    res = subprocess.run(
+        ["apptainer", "--version"], capture_output=True, text=True, env=env, timeout=60
+    )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("apptainer version")

@@ -111,24 +111,40 @@ def probes() -> list[Probe]:
     """Everything this runtime needs, checked; the first failure decides `available()`."""
     root = is_root()
     found = [
-        Probe("root", True, "running as root") if root else Probe(
-            "root", False,
+        Probe("root", True, "running as root")
+        if root
+        else Probe(
+            "root",
+            False,
             "it needs root (loop devices, mounts), and this process is not running as root",
-            f"run as root (sudo condatainer ...), or {INSTALL_APPTAINER}"),
-        Probe("loop devices", True, f"{LOOP_CONTROL} present") if os.path.exists(LOOP_CONTROL)
-        else Probe("loop devices", False,
-                   f"{LOOP_CONTROL} is missing (no loop device support)",
-                   "modprobe loop (in a container: start it with --privileged or pass"
-                   " /dev/loop-control and /dev/loop* devices)"),
-        Probe("overlayfs", True, "overlayfs supported") if _has_overlayfs() else Probe(
-            "overlayfs", False, f"overlay is not listed in {PROC_FILESYSTEMS}", "modprobe overlay"),
+            f"run as root (sudo condatainer ...), or {INSTALL_APPTAINER}",
+        ),
+        Probe("loop devices", True, f"{LOOP_CONTROL} present")
+        if os.path.exists(LOOP_CONTROL)
+        else Probe(
+            "loop devices",
+            False,
+            f"{LOOP_CONTROL} is missing (no loop device support)",
+            "modprobe loop (in a container: start it with --privileged or pass"
+            " /dev/loop-control and /dev/loop* devices)",
+        ),
+        Probe("overlayfs", True, "overlayfs supported")
+        if _has_overlayfs()
+        else Probe(
+            "overlayfs", False, f"overlay is not listed in {PROC_FILESYSTEMS}", "modprobe overlay"
+        ),
     ]
     if root:
         found.append(
-            Probe("CAP_SYS_ADMIN", True, "mounts allowed") if _has_cap_sys_admin() else Probe(
-                "CAP_SYS_ADMIN", False,
-                "this root has no CAP_SYS_ADMIN (an unprivileged container?), so it cannot"
-                " mount", f"run condatainer on the host, or {INSTALL_APPTAINER}"))
+            Probe("CAP_SYS_ADMIN", True, "mounts allowed")
+            if _has_cap_sys_admin()
+            else Probe(
+                "CAP_SYS_ADMIN",
+                False,
+                "this root has no CAP_SYS_ADMIN (an unprivileged container?), so it cannot mount",
+                f"run condatainer on the host, or {INSTALL_APPTAINER}",
+            )
+        )
     return found
 
 
@@ -208,13 +224,6 @@ class _CapturedIO:
         os.close(self._in_w)
 
 
-
-
-
-
-
-
-
 # --------------------------------------------------------------------------------------------
 # The parent: checks, locks, fork, signal forwarding, status
 
@@ -255,11 +264,13 @@ def _run(
             held.append(locks.acquire(overlay.path, write=overlay.writable))
             e2fs.require_clean(overlay.path)
         # The PID in the name says whose it is: a directory left by a dead process is a leak.
-        staging = tempfile.mkdtemp(prefix=f"condatainer-{os.getpid()}-",
-                                   dir=_setup.staging_parent())
+        staging = tempfile.mkdtemp(
+            prefix=f"condatainer-{os.getpid()}-", dir=_setup.staging_parent()
+        )
         setup = _setup.Setup(
-            layers=tuple(_setup.Layer(o.path, o.writable, lk.fd)
-                         for o, lk in zip(plan.overlays, held)),
+            layers=tuple(
+                _setup.Layer(o.path, o.writable, lk.fd) for o, lk in zip(plan.overlays, held)
+            ),
             staging=staging,
             mounts=_setup.mounts(plan, user, environ),
             protect_ext3=not writable and bool(plan.overlays),
@@ -347,34 +358,6 @@ def _drain_pending() -> None:
 
 # --------------------------------------------------------------------------------------------
 # The child: namespace, mounts, identity, exec.  It never returns.
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------------------------

@@ -97,8 +97,9 @@ def select(cfg: Config) -> Selected:
             return Selected(name, path, f"runtime: auto ({source}); {name} on PATH")
     reason = builtin_unavailable()
     if reason is None:
-        return Selected("builtin", None,
-                        f"runtime: auto ({source}); no apptainer found and running as root")
+        return Selected(
+            "builtin", None, f"runtime: auto ({source}); no apptainer found and running as root"
+        )
     raise RuntimeUnavailableError(
         "no container runtime: neither apptainer nor singularity is on PATH, and the builtin"
         f" runtime cannot run here ({reason})",
