@@ -8,6 +8,9 @@
 #     The venv is made from $PYTHON when set, else from Debian's /usr/bin/python3 -- never from
 #     whatever `python3` comes first on PATH (a pyenv shim, another venv): the suite must not
 #     depend on what happens to be installed in the developer's interpreter.
+#   - a second one at .venv-floor made from the oldest Python condatainer supports (3.9, the
+#     system Python of RHEL 9): $PYTHON_FLOOR, else python3.9 on PATH, else a pyenv install;
+#     tests/test_floor_python.py runs the package tiers with it (and fails under CI without it).
 # Then prints the versions of the key tools.  Used by .ci/run and by developers alike:
 #   ./.ci/setup-test-deps.sh && .venv/bin/python -m pytest
 set -euo pipefail
@@ -81,6 +84,41 @@ else
     log "$VENV: up to date with pyproject.toml"
 fi
 
+# --- the floor Python (requires-python) -----------------------------------------------------
+
+FLOOR_VENV=.venv-floor
+FLOOR_STAMP=$FLOOR_VENV/.condatainer-test-deps
+# A candidate counts only if it runs and is 3.9 (a pyenv shim on PATH may be neither).
+is_floor() {
+    [ -x "$1" ] && "$1" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 9))' 2>/dev/null
+}
+floor_python() {
+    if [ -n "${PYTHON_FLOOR:-}" ]; then command -v "$PYTHON_FLOOR"; return; fi
+    for candidate in "$(command -v python3.9 || true)" \
+                     "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.9.*/bin/python3.9 \
+                     /root/.pyenv/versions/3.9.*/bin/python3.9 /opt/python/3.9*/bin/python3.9; do
+        if is_floor "$candidate"; then printf '%s\n' "$candidate"; return; fi
+    done
+    return 1
+}
+if floor=$(floor_python); then
+    if [ ! -x "$FLOOR_VENV/bin/python" ] || ! "$FLOOR_VENV/bin/python" -c '' 2>/dev/null; then
+        log "creating $FLOOR_VENV with $("$floor" --version 2>&1) ($floor)"
+        "$floor" -m venv --clear "$FLOOR_VENV"
+    fi
+    if [ "$want" != "$(cat "$FLOOR_STAMP" 2>/dev/null || true)" ] ||
+        ! "$FLOOR_VENV/bin/python" -c 'import condatainer, pytest' 2>/dev/null; then
+        log "installing condatainer (editable) with its floor-test extra into $FLOOR_VENV"
+        "$FLOOR_VENV/bin/python" -m pip install -q --disable-pip-version-check -e '.[floor-test]'
+        printf '%s\n' "$want" >"$FLOOR_STAMP"
+    else
+        log "$FLOOR_VENV: up to date with pyproject.toml"
+    fi
+else
+    log "warning: no Python 3.9 found (set PYTHON_FLOOR=/path/to/python3.9); the floor tier"
+    log "         (tests/test_floor_python.py) is skipped locally and fails under CI"
+fi
+
 # --- versions -------------------------------------------------------------------------------
 
 first_line() { "$@" 2>&1 | head -n 1 || true; }
@@ -88,6 +126,7 @@ first_line() { "$@" 2>&1 | head -n 1 || true; }
 log "versions:"
 version() { printf '    %-11s %s\n' "$1" "$(first_line "${@:2}")"; }
 version python "$VENV/bin/python" --version
+if [ -x "$FLOOR_VENV/bin/python" ]; then version floor "$FLOOR_VENV/bin/python" --version; fi
 version pytest "$VENV/bin/python" -m pytest --version
 version ruff "$VENV/bin/python" -m ruff --version
 version mypy "$VENV/bin/python" -m mypy --version
