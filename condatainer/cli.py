@@ -21,6 +21,7 @@ from typing import Any, Callable, NoReturn
 
 from condatainer import __version__
 from condatainer.errors import CondatainerError, UsageError
+from condatainer.shellgen import SHELLS
 
 PROG = "condatainer"
 # Subcommands whose arguments after the first `--` are a command line or package list.  (Not
@@ -266,7 +267,7 @@ def _add_init(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "shell",
         nargs="?",
-        choices=("bash", "zsh"),
+        choices=SHELLS,
         help="bash or zsh (default: CNT_SHELL, else your shell)",
     )
     p.add_argument("--uninstall", action="store_true", help="remove the hook again")
@@ -275,7 +276,7 @@ def _add_init(p: argparse.ArgumentParser) -> None:
 
 
 def _add_hook(p: argparse.ArgumentParser) -> None:
-    p.add_argument("shell", choices=("bash", "zsh"))
+    p.add_argument("shell", choices=SHELLS)
     p.set_defaults(handler=_cmd_hook)
 
 
@@ -295,7 +296,7 @@ def _add_trust_verb(handler: Handler) -> Callable[[argparse.ArgumentParser], Non
 
 
 def _add_activate(p: argparse.ArgumentParser) -> None:
-    p.add_argument("shell", choices=("bash", "zsh"))
+    p.add_argument("shell", choices=SHELLS)
     p.add_argument("--hook-version")
     p.add_argument("--noticed", action="store_true")
     p.add_argument("--noted", action="store_true")
@@ -308,7 +309,7 @@ def _add_completion(p: argparse.ArgumentParser) -> None:
     _arg(
         p,
         "shell",
-        choices=("bash", "zsh"),
+        choices=SHELLS,
         completer=_complete_shells,
         help="bash (eval it, or save it in bash-completion's directory) or zsh (eval it, or"
         " save it as _condatainer on $fpath)",

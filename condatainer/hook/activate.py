@@ -97,14 +97,14 @@ def marker(project: str) -> str:
 def notice_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
     """The notice for an image that was found but is not allowed."""
     return (
-        f"condatainer: {trust.explain(image, state)}; not activating it",
+        f"{display.NOTE_PREFIX}{trust.explain(image, state)}; not activating it",
         f"hint: check it, then run: condatainer allow {shellgen.quote(image)}",
     )
 
 
 def hint_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
     """The notice of `autoload: hint`: the image is here, and how to use it."""
-    lines = [f"condatainer: found {image} (autoload: hint, so not activating it)"]
+    lines = [f"{display.NOTE_PREFIX}found {image} (autoload: hint, so not activating it)"]
     if state is not trust.TrustStatus.ALLOWED:
         lines.append(f"hint: it is not allowed yet: condatainer allow {shellgen.quote(image)}")
     lines.append("hint: use it with: condatainer e   (or: condatainer config set autoload on)")
@@ -211,14 +211,19 @@ def command(
         )  # fmt: skip
         code = render(outcome, shell)
     except CondatainerError as exc:
-        print(display.printable(f"condatainer: {exc.message}"), file=err)
+        print(display.printable(f"condatainer: error: {exc.message}"), file=err)
         if exc.hint:
             print(display.printable(f"hint: {exc.hint}"), file=err)
         return 1
     except Exception as exc:  # the hook must never see a traceback on its prompt
         if os.environ.get("CONDATAINER_DEBUG") == "1":
             raise
-        print(f"condatainer: cannot activate {image}: {type(exc).__name__}: {exc}", file=err)
+        print(
+            display.printable(
+                f"condatainer: error: cannot activate {image}: {type(exc).__name__}: {exc}"
+            ),
+            file=err,
+        )
         return 1
     if hook_version is not None and hook_version != __version__:
         _refresh_hook(shell, err)
@@ -276,7 +281,7 @@ def main(argv: Sequence[str]) -> int:
             flags[word] = True
         else:
             positional.append(word)
-    if len(positional) != 3 or positional[0] not in ("bash", "zsh"):
+    if len(positional) != 3 or positional[0] not in shellgen.SHELLS:
         print(USAGE, file=sys.stderr)
         return 2
     shell, image, project = positional

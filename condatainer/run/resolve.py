@@ -232,7 +232,7 @@ def _auto_fakeroot(ovls: Sequence[Overlay]) -> tuple[bool, str | None]:
     entry = e2fs.stat(writable.path, UPPER)
     if entry is None or entry.uid != 0:
         return False, None
-    return True, f"note: upper/ of {writable.path} is owned by root; using --fakeroot"
+    return True, f"upper/ of {writable.path} is owned by root; using --fakeroot"
 
 
 def resolve(

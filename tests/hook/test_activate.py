@@ -233,7 +233,7 @@ def test_unexpected_errors_are_one_line_too(image: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(activate, "decide", boom)
     status, out, err = run_command(image)
     assert (status, out) == (1, "") and err == (
-        f"condatainer: cannot activate {image}: RuntimeError: boom\n"
+        f"condatainer: error: cannot activate {image}: RuntimeError: boom\n"
     )
 
 
