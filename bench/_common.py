@@ -130,6 +130,7 @@ class Row:
     yardstick_name: str
     yardstick: list[float]
     goal: float | None = None  # the ratio ours/yardstick must stay at or below, if any
+    goal_ms: float | None = None  # or an absolute goal for ours' median
 
 
 def _mmm(samples: list[float]) -> str:
@@ -143,8 +144,11 @@ def print_rows(title: str, rows: Sequence[Row]) -> None:
     print(head)
     print("-" * len(head))
     for row in rows:
-        ratio = statistics.median(row.ours) / statistics.median(row.yardstick)
+        median = statistics.median(row.ours)
+        ratio = median / statistics.median(row.yardstick)
         goal = f"<= {row.goal:g}x {'ok' if ratio <= row.goal else 'MISSED'}" if row.goal else ""
+        if row.goal_ms is not None:
+            goal = f"<= {row.goal_ms:g} ms {'ok' if median <= row.goal_ms else 'MISSED'}"
         print(f"{row.what:44} {_mmm(row.ours)}   {ratio:5.2f}  {goal}")
         print(f"  {'vs ' + row.yardstick_name:42} {_mmm(row.yardstick)}")
 
