@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from condatainer import completion, shellgen
-from condatainer.hook import mmcomplete
+from condatainer.hook import mmcomplete, pkgcache
 
 REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "completions"
@@ -356,36 +356,55 @@ def test_mm_without_an_active_image_offers_no_names(
     assert _mm(_tab("install", ""), scripts, tmp_path / "missing.txt") == []
 
 
-def test_mm_binary_search_matches_a_linear_filter(
-    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str]
-) -> None:
-    """The sorted listing is searched, not scanned: compare with Python on many prefixes."""
-    need("bash")
-    rng = random.Random(7)
+def _random_names(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
     alphabet = "abcnpuy-_.0+"
     names = sorted(
-        {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(3000)}
+        {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(count)}
     )
-    names = [n for n in names if n[0] not in "-."]
+    return [n for n in names if n[0] not in "-."]
+
+
+def _prefixes(names: list[str], seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        "", "a", "zz", "~", "+", "n", "nu", "c_", "c", "0", names[0], names[-1],
+        names[-1] + "z", "*", "[a]", "a*", "n/u", "../x", "$x", "'a'",
+        *(n[: rng.randint(1, len(n))] for n in rng.sample(names, 40)),
+    ]  # fmt: skip
+
+
+def _listing(tmp_path: Path, names: list[str], buckets: bool) -> Path:
     pkgs = tmp_path / "k.txt"
     pkgs.write_text("")
     (tmp_path / "k.channel.txt").write_text("".join(f"{n}\n" for n in names))
-    prefixes = [
-        "",
-        "a",
-        "zz",
-        "~",
-        "+",
-        "n",
-        "nu",
-        "c_",
-        names[0],
-        names[-1],
-        names[-1] + "z",
-        "*",
-        "[a]",
-        *(n[: rng.randint(1, len(n))] for n in rng.sample(names, 40)),
-    ]
+    if buckets:
+        pkgcache.write_buckets(tmp_path / f"k{pkgcache.BUCKETS_SUFFIX}", names)
+    return pkgs
+
+
+def _answers(stdout: str) -> dict[int, list[str]]:
+    got: dict[int, list[str]] = {}
+    current = -1
+    for line in stdout.splitlines():
+        if line.startswith("#"):
+            current = int(line[1:])
+            got[current] = []
+        elif line:
+            got[current].append(line)
+    return got
+
+
+@pytest.mark.parametrize("buckets", [False, True], ids=["one-listing", "prefix-buckets"])
+def test_mm_binary_search_matches_a_linear_filter(
+    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str], buckets: bool
+) -> None:
+    """The sorted listing is searched, not scanned, and with prefix buckets only the buckets
+    that can match are read: compare with Python on many prefixes, hostile ones included."""
+    need("bash")
+    names = _random_names(7, 3000)
+    pkgs = _listing(tmp_path, names, buckets)
+    prefixes = _prefixes(names, 7)
     script = "LANG=en_US.UTF-8\n" + "".join(
         f'{_tab("install", p)}; printf \'%s\\n\' "#{i}" "${{COMPREPLY[@]}}"\n'
         for i, p in enumerate(prefixes)
@@ -396,13 +415,33 @@ def test_mm_binary_search_matches_a_linear_filter(
     )
     res = sh("bash", full)
     assert res.returncode == 0, res.stderr
-    got: dict[int, list[str]] = {}
-    current = -1
-    for line in res.stdout.splitlines():
-        if line.startswith("#"):
-            current = int(line[1:])
-            got[current] = []
-        elif line:
-            got[current].append(line)
+    got = _answers(res.stdout)
+    for i, prefix in enumerate(prefixes):
+        assert got[i] == [n for n in names if n.startswith(prefix)], prefix
+
+
+@pytest.mark.parametrize("buckets", [False, True], ids=["one-listing", "prefix-buckets"])
+def test_mm_zsh_names_match_a_linear_filter(
+    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str], buckets: bool
+) -> None:
+    """zsh's function, called as compsys would (words, CURRENT, PREFIX; compadd recorded)."""
+    need("zsh")
+    names = _random_names(11, 3000)
+    pkgs = _listing(tmp_path, names, buckets)
+    prefixes = _prefixes(names, 11)
+    calls = "".join(
+        f"words=(mm-install {shellgen.quote(p)}); CURRENT=2; PREFIX={shellgen.quote(p)};"
+        f" print -r -- '#{i}'; _cnt_mm_complete\n"
+        for i, p in enumerate(prefixes)
+    )
+    full = (
+        "compdef() { :; }\n"
+        'compadd() { [[ $1 == -- ]] && shift; print -rl -- "$@"; }\n'
+        f". {shellgen.quote(str(scripts['mm.zsh']))}\n"
+        f"_cnt_pkgs={shellgen.quote(str(pkgs))}\n" + calls
+    )
+    res = sh("zsh", full)
+    assert res.returncode == 0, res.stderr
+    got = _answers(res.stdout)
     for i, prefix in enumerate(prefixes):
         assert got[i] == [n for n in names if n.startswith(prefix)], prefix

@@ -314,6 +314,27 @@ _cnt_mm_names() {
     return 0
 }
 
+# _cnt_mm_channel PREFIX: append the channel names starting with PREFIX to COMPREPLY, reading
+# only the buckets that can hold them (the whole listing for an empty PREFIX).
+_cnt_mm_channel() {
+    local LC_ALL=C  # buckets in byte order, like the names in them
+    local dir=${_cnt_mm_file%.channel.txt}.channel.d file
+    if [ -z "$1" ] || [ ! -d "$dir" ]; then
+        _cnt_mm_names "$_cnt_mm_file" "$1"
+        return 0
+    fi
+    case $1 in *[!A-Za-z0-9_.+-]*) return 0 ;; esac  # no package name holds it
+    if [ "${#1}" -ge 2 ]; then
+        file=$dir/${1:0:2}
+        if [ -f "$file" ]; then _cnt_mm_names "$file" "$1"; fi
+        return 0
+    fi
+    for file in "$dir/$1"*; do
+        if [ -f "$file" ]; then _cnt_mm_names "$file" "$1"; fi
+    done
+    return 0
+}
+
 _cnt_mm_complete() {
     local cur=${COMP_WORDS[COMP_CWORD]-} prev='' op=${1#mm-} kind='' word
     local -a opts=()
@@ -368,9 +389,13 @@ _cnt_mm_complete() {
                     [[ $word == "$cur"* ]] && COMPREPLY+=("$word")
                 done
             fi ;;
-        installed|channel)
-            if _cnt_mm_listing "$kind"; then
+        installed)
+            if _cnt_mm_listing installed; then
                 _cnt_mm_names "$_cnt_mm_file" "$cur"
+            fi ;;
+        channel)
+            if _cnt_mm_listing channel; then
+                _cnt_mm_channel "$cur"
             fi ;;
     esac
     return 0

@@ -344,9 +344,21 @@ _cnt_mm_complete() {
             (( CURRENT == 2 )) && compadd -- get append prepend remove ;;
         installed|channel)
             _cnt_mm_listing $kind || return 1
+            local LC_ALL=C file dir=${REPLY%.channel.txt}.channel.d
+            local -a files=( $REPLY )
+            if [[ $kind == channel && -n $PREFIX && -d $dir ]]; then
+                [[ $PREFIX == *[^A-Za-z0-9_.+-]* ]] && return 1  # no package name holds it
+                if (( $#PREFIX >= 2 )); then
+                    files=( $dir/${PREFIX[1,2]}(N.) )
+                else
+                    files=( $dir/${(b)PREFIX}*(N.) )
+                fi
+            fi
             # $(<file) is read by zsh itself, without a fork.  Only exact-prefix matches go to
-            # compadd: a channel listing has ~30k names.
-            names=( ${(M)${(f)"$(<$REPLY)"}:#${(b)PREFIX}*} )
+            # compadd: a channel listing can have 300k names.
+            for file in $files; do
+                names+=( ${(M)${(f)"$(<$file)"}:#${(b)PREFIX}*} )
+            done
             (( $#names )) && compadd -- $names ;;
     esac
 }
