@@ -18,6 +18,14 @@ from condatainer.image import e2fs
 from tests.shell.hooklib import HOSTILE, make_image
 
 
+def listed_shims(directory: object) -> list[str]:
+    """The shims in a shim directory (links to the dispatcher), sorted."""
+    path = Path(str(directory))
+    found = sorted(p.name for p in path.iterdir() if p.name != shims.DISPATCHER)
+    assert all(os.readlink(path / name) == shims.DISPATCHER for name in found)
+    return found
+
+
 def entry(name: str, mode: int) -> e2fs.Entry:
     return e2fs.Entry(name=name, inode=12, mode=mode, uid=0, gid=0, size=1)
 
@@ -113,7 +121,7 @@ def test_ensure_builds_once_then_is_warm(
         tmp_path / "env.img", bins=("cnt-tool", "python", "bash"), pkgs=("numpy", "cnt-hello")
     )
     directory = shims.ensure(image, config.DEFAULT_SHIM_EXCLUDE)
-    assert sorted(os.listdir(directory)) == ["cnt-tool", "python"]
+    assert listed_shims(directory) == ["cnt-tool", "python"]
     assert (directory / "python").stat().st_mode & 0o777 == 0o755
     assert pkgcache.installed_file(image).read_text() == "cnt-hello\nnumpy\n"
     assert debugfs_calls, "a cold cache lists the image"
@@ -128,13 +136,13 @@ def test_ensure_rebuilds_when_image_or_config_changes(
     need("mke2fs")
     image = make_image(tmp_path / "env.img", bins=("a", "b"))
     directory = shims.ensure(image, ())
-    assert sorted(os.listdir(directory)) == ["a", "b"]
+    assert listed_shims(directory) == ["a", "b"]
     debugfs_calls.clear()
-    assert sorted(os.listdir(shims.ensure(image, ("a",)))) == ["b"]  # deny-list changed
+    assert listed_shims(shims.ensure(image, ("a",))) == ["b"]  # deny-list changed
     assert debugfs_calls
     # The image is replaced by one with other executables (same path): stale shims go.
     make_image(tmp_path / "env.img", bins=("c",))
-    assert sorted(os.listdir(shims.ensure(image, ()))) == ["c"]
+    assert sorted(listed_shims(shims.ensure(image, ()))) == ["c"]
     # Written in place (new mtime, same inode), as a loop mount would.
     before = image.stat()
     os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
@@ -155,7 +163,7 @@ def test_image_without_env_bin_gets_an_empty_shim_dir(
         check=True,
         capture_output=True,
     )
-    assert os.listdir(shims.ensure(image, ())) == []
+    assert listed_shims(shims.ensure(image, ())) == []
     assert pkgcache.installed_file(image).read_text() == ""
 
 
@@ -165,7 +173,7 @@ def test_after_mm_refreshes_shims_and_both_listings(
     need("mke2fs")
     image = make_image(tmp_path / "env.img", bins=("a",), pkgs=("numpy",))
     assert shims.after_mm(image, ()) is None
-    assert os.listdir(shims.shim_dir(image)) == ["a"]
+    assert listed_shims(shims.shim_dir(image)) == ["a"]
     assert pkgcache.installed_file(image).read_text() == "numpy\n"
     assert pkgcache.channel_file(image).read_text() == ""  # no repodata cache in this image
 
@@ -196,6 +204,35 @@ def fake_launcher(tmp_path: Path) -> Path:
     return fake
 
 
+def write_shim(tmp_path: Path, directory: Path, image: str, name: str) -> Path:
+    """The dispatcher (with a recording launcher) and one link to it, as shims.py lays them."""
+    dispatcher = directory / shims.DISPATCHER
+    dispatcher.write_text(
+        shellgen.render(
+            "shim",
+            "sh",
+            launcher=[str(fake_launcher(tmp_path))],
+            image=image,
+            dispatcher=shims.DISPATCHER,
+            shims=str(directory),
+        )
+    )
+    dispatcher.chmod(0o755)
+    (directory / name).symlink_to(shims.DISPATCHER)
+    return directory / name
+
+
+def test_the_dispatcher_itself_refuses_to_run(tmp_path: Path, need: Callable[[str], str]) -> None:
+    need("dash")
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    write_shim(tmp_path, directory, "/x.img", "tool")
+    res = subprocess.run(["dash", str(directory / shims.DISPATCHER)], capture_output=True,
+                         text=True, check=False, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.startswith("condatainer: error: run the shims")
+
+
 @pytest.mark.parametrize("name", ["python", HOSTILE, "$(touch pwned)"])
 def test_shim_runs_exec_with_its_dir_off_path(
     tmp_path: Path, need: Callable[[str], str], name: str
@@ -204,18 +241,7 @@ def test_shim_runs_exec_with_its_dir_off_path(
     directory = tmp_path / f"shims {HOSTILE}" / "bin"
     directory.mkdir(parents=True)
     image = f"/data/{HOSTILE}/env.img"
-    shim = directory / name
-    shim.write_text(
-        shellgen.render(
-            "shim",
-            "sh",
-            launcher=[str(fake_launcher(tmp_path))],
-            image=image,
-            name=name,
-            shims=str(directory),
-        )
-    )
-    shim.chmod(0o755)
+    shim = write_shim(tmp_path, directory, image, name)
     path = f"/usr/bin:{directory}:/bin"
     out = subprocess.run(
         ["dash", str(shim), "a b", "$(x)"],
@@ -249,18 +275,7 @@ def test_shim_inside_a_container_runs_the_next_one_on_path(
     real = other / "tool"
     real.write_text('#!/bin/sh\necho "real tool $*"\n')
     real.chmod(0o755)
-    shim = directory / "tool"
-    shim.write_text(
-        shellgen.render(
-            "shim",
-            "sh",
-            launcher=[str(fake_launcher(tmp_path))],
-            image="/x.img",
-            name="tool",
-            shims=str(directory),
-        )
-    )
-    shim.chmod(0o755)
+    shim = write_shim(tmp_path, directory, "/x.img", "tool")
     out = subprocess.run(
         [str(shim), "x"],
         capture_output=True,

@@ -72,7 +72,7 @@ RENDERED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "shim.sh": (
         "shim",
         "sh",
-        {"launcher": LAUNCHER, "image": IMAGE, "name": "$(python)", "shims": ENTER["shims"]},
+        {"launcher": LAUNCHER, "image": IMAGE, "dispatcher": ".cnt-shim", "shims": ENTER["shims"]},
     ),
 }
 CHECKER = {"bash": ["bash", "-n"], "zsh": ["zsh", "-n"], "sh": ["dash", "-n"]}
