@@ -40,7 +40,7 @@ for sh in shellgen.SHELLS:
     out[f"complete-mm.{sh}"] = mmcomplete.script(sh)
     out[f"activate.{sh}"] = activate.render(activate.Outcome("/i.img", wait="/rec"), sh)
 out["header.sh"] = header.text()
-out["shim.sh"] = shims.shim_text("/i.img", "tool", "/s")
+out["shim.sh"] = shims.shim_text("/i.img", "/s")
 out["job-wrapper.sh"] = submit.wrapper("#!/bin/sh\n", "/j.sh", [], writable=False,
                                        condatainer="condatainer")
 for op in mm.TABLE.values():
