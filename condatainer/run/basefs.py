@@ -42,7 +42,6 @@ as a mount error.
 from __future__ import annotations
 
 import os
-import platform
 import stat
 import struct
 from dataclasses import dataclass
@@ -107,7 +106,7 @@ class RootFs:
 
 def host_arch() -> str:
     """This machine's architecture in SIF's naming (amd64, arm64, ...)."""
-    machine = platform.machine()
+    machine = os.uname().machine
     return MACHINE_ARCH.get(machine, machine)
 
 
@@ -120,7 +119,7 @@ def locate(path: str) -> RootFs:
     except FileNotFoundError:
         raise BaseImageError(
             f"base image {path}: no such file or directory",
-            hint="fetch the default one with: condatainer base pull  (or fix -b/base_image)",
+            hint="check -b or config base_image; condatainer base info shows the base in use",
         ) from None
     except OSError as exc:
         raise BaseImageError(f"base image {path}: {exc.strerror}") from None

@@ -5,6 +5,10 @@ attached to the terminal (Apptainer replaces this process; the builtin runtime w
 returns the status); `run` does the same but always comes back; `run_captured` runs one with
 its output captured, for commands whose output we read.
 
+Before Apptainer starts, condatainer's default base image is pulled if the Plan uses it and it
+is not there yet (`basefetch.ensure`); the builtin runtime uses the host's root unless told
+otherwise, so it never needs one.
+
 Nothing here prints.  The Plan's notices (decisions the user should know about, like an
 automatic --fakeroot) go to the caller's `notify`, once, just before the runtime starts.
 """
@@ -16,13 +20,30 @@ from collections.abc import Mapping
 
 from condatainer import config
 from condatainer.display import Notify
+from condatainer.errors import RuntimeUnavailableError
+from condatainer.run import baseimage
 from condatainer.run.plan import Plan
 from condatainer.run.resolve import Request, Settings, resolve
 from condatainer.run.runtime import selection
 
 
 def settings(cfg: config.Config) -> Settings:
-    return Settings(binds=cfg.binds, gpu=cfg.gpu, base_image=cfg.base_image)
+    return Settings(
+        binds=cfg.binds,
+        gpu=cfg.gpu,
+        base_image=cfg.base_image,
+        default_base=baseimage.default_for(cfg, _runtime_name(cfg)),
+        base_source=cfg.base_source,
+    )
+
+
+def _runtime_name(cfg: config.Config) -> str | None:
+    """The runtime that will run the Plan, or None when none can (`execute` says why later:
+    a dry run or a missing image is reported first)."""
+    try:
+        return selection.select(cfg).name
+    except RuntimeUnavailableError:
+        return None
 
 
 def plan_for(req: Request, cfg: config.Config, environ: Mapping[str, str] | None = None) -> Plan:
@@ -33,11 +54,15 @@ def _binary(plan: Plan, cfg: config.Config, notify: Notify) -> str | None:
     """The Apptainer/Singularity binary to run `plan` with, or None for the builtin runtime.
 
     The runtime is chosen and the Plan's notices told here, once, for all three ways of
-    running below.
+    running below; condatainer's default base is pulled here on its first need.
     """
     chosen = selection.select(cfg)
     for note in plan.notices:
         notify(note)
+    if chosen.binary is not None and plan.base_pull is not None and plan.base_image:
+        from condatainer.run import basefetch
+
+        basefetch.ensure(plan.base_image, plan.base_pull, chosen.binary, os.environ, notify)
     return chosen.binary
 
 

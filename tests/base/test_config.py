@@ -37,8 +37,8 @@ def test_defaults_without_file_or_env() -> None:
 
 def test_keys_are_the_documented_ones() -> None:
     assert config.KEYS == (
-        "apptainer_bin", "runtime", "base_image", "binds", "gpu", "default_size",
-        "default_profile", "autoload", "shim_exclude", "submit", "channels",
+        "apptainer_bin", "runtime", "base_image", "base_source", "fetch_dir", "binds", "gpu",
+        "default_size", "default_profile", "autoload", "shim_exclude", "submit", "channels",
     )  # fmt: skip
 
 

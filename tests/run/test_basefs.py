@@ -138,4 +138,4 @@ def test_truncated_and_foreign_files_are_refused(squash: Path, tmp_path: Path) -
         basefs.locate(str(text))
     with pytest.raises(BaseImageError, match="no such file or directory") as err:
         basefs.locate(str(tmp_path / "missing.sif"))
-    assert err.value.hint is not None and "condatainer base pull" in err.value.hint
+    assert err.value.hint is not None and "condatainer base info" in err.value.hint
