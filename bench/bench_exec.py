@@ -1,7 +1,8 @@
 """Exec overhead: how long `/bin/true` takes through a container runtime vs. run directly.
 
 Builtin runtime (needs root): `runtime.builtin.execute()` of `/bin/true` with one read-only
-image (and, for comparison, one writable image) against `subprocess.run(["/bin/true"])`.
+image (and, for comparison, one writable image, and one read-only image on a SIF base built
+from host files: tests/world/rootfs.py) against `subprocess.run(["/bin/true"])`.
 Goal: at most 40 ms of overhead for the read-only case.  Prints the median of N runs (default
 20) of each, in milliseconds.
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from condatainer.run.plan import Overlay, Plan
 from condatainer.run.runtime import builtin
 from tests.imagelib import mkfs
+from tests.world.rootfs import build_base
 
 GOAL_MS = 40.0
 
@@ -54,20 +57,34 @@ def bench_builtin(rounds: int) -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory() as tmp:
         image = make_image(Path(tmp))
 
-        def run(writable: bool) -> None:
-            plan = Plan(command=("/bin/true",), overlays=(Overlay(str(image), writable),))
+        def run(writable: bool, base: str | None = None) -> None:
+            plan = Plan(
+                command=("/bin/true",),
+                overlays=(Overlay(str(image), writable),),
+                base_image=base,
+            )
             assert builtin.execute(plan) == 0
 
         direct = median_ms(lambda: subprocess.run(["/bin/true"], check=True), rounds)
         ro = median_ms(lambda: run(False), rounds)
         rw = median_ms(lambda: run(True), rounds)
-    return [
-        ("/bin/true directly", direct),
-        ("builtin, 1 read-only image", ro),
-        ("builtin, 1 writable image", rw),
-        ("overhead, read-only", ro - direct),
-        ("overhead, writable", rw - direct),
-    ]
+        rows = [
+            ("/bin/true directly", direct),
+            ("builtin, 1 read-only image", ro),
+            ("builtin, 1 writable image", rw),
+            ("overhead, read-only", ro - direct),
+            ("overhead, writable", rw - direct),
+        ]
+        if shutil.which("mksquashfs") and shutil.which("siftool"):
+            sif = str(build_base(Path(tmp) / "base", python=None))
+            on_base = median_ms(lambda: run(False, sif), rounds)
+            rows += [
+                ("builtin, 1 read-only image, SIF base", on_base),
+                ("overhead, read-only, SIF base", on_base - direct),
+            ]
+        else:
+            print("SIF base skipped: needs mksquashfs and siftool", file=sys.stderr)
+    return rows
 
 
 def main() -> int:

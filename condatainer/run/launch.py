@@ -59,11 +59,25 @@ def _binary(plan: Plan, cfg: config.Config, notify: Notify) -> str | None:
     chosen = selection.select(cfg)
     for note in plan.notices:
         notify(note)
-    if chosen.binary is not None and plan.base_pull is not None and plan.base_image:
+    _fetch_base(plan, chosen.binary, notify)
+    return chosen.binary
+
+
+def fetch_base(plan: Plan, cfg: config.Config, notify: Notify) -> None:
+    """Pull condatainer's default base now if `plan` will need it and it is not there yet:
+    before a job is submitted, on the login node, where the network is."""
+    try:
+        binary = selection.select(cfg).binary
+    except RuntimeUnavailableError:
+        return  # the job will say so, in the words of the node it runs on
+    _fetch_base(plan, binary, notify)
+
+
+def _fetch_base(plan: Plan, binary: str | None, notify: Notify) -> None:
+    if binary is not None and plan.base_pull is not None and plan.base_image:
         from condatainer.run import basefetch
 
-        basefetch.ensure(plan.base_image, plan.base_pull, chosen.binary, os.environ, notify)
-    return chosen.binary
+        basefetch.ensure(plan.base_image, plan.base_pull, binary, os.environ, notify)
 
 
 def execute(plan: Plan, cfg: config.Config, notify: Notify) -> int:

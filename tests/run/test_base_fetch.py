@@ -268,3 +268,22 @@ def test_bad_sources_are_refused_before_apptainer_runs(
     res = cnt("base", "pull", env={**env, "CNT_BASE_SOURCE": "ftp://x/y"}, cwd=tmp_path)
     assert res.returncode == 1 and "CNT_BASE_SOURCE" in res.stderr
     assert calls(env) == []
+
+
+def test_submitting_a_job_pulls_the_base_on_the_login_node(
+    registry: dict[str, Any], tmp_path: Path
+) -> None:
+    """The job itself would refuse to pull (see above): `run --submit` fetches it first."""
+    env = dict(registry["env"])
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    sbatch = bindir / "sbatch"
+    sbatch.write_text("#!/bin/sh\ncat > /dev/null\necho 42\n")
+    sbatch.chmod(0o755)
+    env["PATH"] = f"{bindir}:{env['PATH']}"
+    make_image(tmp_path)
+    (tmp_path / "job.sh").write_text("#!/bin/sh\n#SBATCH -J x\n#DEP: env.img\necho hi\n")
+    res = ok(cnt("run", "--submit", "job.sh", env=env, cwd=tmp_path))
+    assert res.stdout == "42\n"
+    assert "no base image yet: pulling" in res.stderr and default_base(env).exists()
+    assert [argv[1] for argv in calls(env)] == ["pull"]  # pulled, nothing run here
