@@ -55,8 +55,6 @@ class Layer:
 @dataclass
 class Setup:
     layers: tuple[Layer, ...]
-    base: _base.Base | None  # None: the host's root filesystem is the lower layer
-    identity: _base.Identity | None  # with a base: the user's passwd/group entries
     staging: str
     mounts: tuple[Mount, ...]
     protect_ext3: bool
@@ -68,6 +66,8 @@ class Setup:
     parent_pid: int
     stdio: tuple[int, int, int] | None
     saved_mask: set[int] = field(default_factory=set)
+    base: _base.Base | None = None  # None: the host's root filesystem is the lower layer
+    identity: _base.Identity | None = None  # with a base: the user's passwd/group entries
 
 
 def sudo_user(environ: dict[str, str]) -> User | None:
