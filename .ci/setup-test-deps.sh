@@ -19,6 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(
     e2fsprogs zstd zsh shellcheck dash tmux util-linux procps slurm-wlm munge python3-venv strace
+    squashfs-tools siftool
 )
 PYTHON=${PYTHON:-/usr/bin/python3}
 VENV=.venv

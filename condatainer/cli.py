@@ -109,6 +109,7 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         help="channel for the packages after -- (repeatable)",
     )
     p.add_argument("--fakeroot", action="store_true", help="owner 0:0, for --fakeroot use")
+    p.add_argument("-b", "--base", help="base image the packages are installed in")
     p.add_argument("--sparse", action="store_true", help="do not allocate the space up front")
     p.add_argument("--dry-run", action="store_true", help="show what would be installed")
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
@@ -317,6 +318,34 @@ def _add_completion(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_completion)
 
 
+def _add_base(p: argparse.ArgumentParser) -> None:
+    bs = p.add_subparsers(dest="base_command", metavar="ACTION")
+    p.set_defaults(handler=lambda a: _usage(p))
+    q = bs.add_parser(
+        "pull", help="fetch the base image with apptainer pull (do it on a login node)"
+    )
+    q.add_argument("source", nargs="?", help="image reference (default: config base_source)")
+    q.add_argument("-o", "--output", help="image file to write (default: condatainer's images dir)")
+    q.add_argument("--force", action="store_true", help="fetch it again even if it is there")
+    q.set_defaults(handler=_cmd_base_pull)
+    q = bs.add_parser("build", help="build a base image from a definition file (apptainer build)")
+    q.add_argument("--from", dest="source", help="image to start from (default: base_source)")
+    q.add_argument("--def", dest="def_file", metavar="FILE", help="your own definition file")
+    q.add_argument("-o", "--output", help="image file to write (default: condatainer's images dir)")
+    q.add_argument("--force", action="store_true", help="build it again even if it is there")
+    q.add_argument(
+        "--fakeroot", action="store_true", help="build with --fakeroot (default when not root)"
+    )
+    q.add_argument(
+        "--print-def", action="store_true", help="print the definition file, build nothing"
+    )
+    q.set_defaults(handler=_cmd_base_build)
+    q = bs.add_parser("info", help="which base image runs, where it is, and what is in it")
+    q.add_argument("-b", "--base", help="describe this image instead")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(handler=_cmd_base_info)
+
+
 def _add_doctor(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_doctor)
 
@@ -366,6 +395,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
         fakeroot=a.fakeroot,
         sparse=a.sparse,
         dry_run=a.dry_run,
+        base=a.base,
     )
     report.notes(creation.notices)
     if a.dry_run:
@@ -638,6 +668,56 @@ def _cmd_completion(a: argparse.Namespace) -> int:
     return 0
 
 
+def _fetched(fetched: Any, verb: str) -> None:
+    if fetched.made:
+        print(f"{verb} {fetched.source} into {fetched.path}")
+    else:
+        print(f"{fetched.path} is already there; --force makes it again")
+
+
+def _cmd_base_pull(a: argparse.Namespace) -> int:
+    from condatainer import config
+    from condatainer.run import basefetch
+
+    cfg = config.load(os.environ)
+    fetched = basefetch.pull_for(cfg, a.source, a.output, force=a.force, notify=_reporter().note)
+    _fetched(fetched, "pulled")
+    return 0
+
+
+def _cmd_base_build(a: argparse.Namespace) -> int:
+    from condatainer import config
+    from condatainer.run import basefetch
+
+    cfg = config.load(os.environ)
+    if a.print_def:
+        sys.stdout.write(basefetch.definition(a.source or cfg.base_source))
+        return 0
+    fetched = basefetch.build_for(
+        cfg,
+        a.source,
+        a.def_file,
+        a.output,
+        force=a.force,
+        fakeroot=a.fakeroot,
+        notify=_reporter().note,
+    )
+    _fetched(fetched, "built")
+    return 0
+
+
+def _cmd_base_info(a: argparse.Namespace) -> int:
+    from condatainer import config
+    from condatainer.run import baseimage
+
+    details = baseimage.describe(a.base, config.load(os.environ))
+    if a.json:
+        _print_json(details.to_json())
+    else:
+        _print_lines(baseimage.render(details).splitlines())
+    return 0 if details.usable else 1
+
+
 def _cmd_doctor(a: argparse.Namespace) -> int:
     from condatainer import doctor
 
@@ -655,6 +735,7 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "run": ("run a job script in its container (#DEP / #CNT)", _add_run),
     "mm": ("micromamba operations on the env image", _add_mm),
     "config": ("show, get and set configuration", _add_config),
+    "base": ("fetch, build or describe the base image containers run in", _add_base),
     "header": ("print the self-reexec header for job scripts", _add_header),
     "init": ("activate env images on cd: add the hook to ~/.bashrc/.zshrc", _add_init),
     "hook": ('print the shell hook, for eval "$(condatainer hook bash)"', _add_hook),

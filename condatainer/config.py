@@ -81,6 +81,15 @@ DEFAULT_SHIM_EXCLUDE: tuple[str, ...] = (
 )  # fmt: skip
 
 
+# The base image condatainer pulls on first need (Apptainer runtime, no base_image set): Docker's
+# official buildpack-deps image for Debian 12, its "curl" variant -- Debian with bash, glibc 2.36
+# and the CA certificates micromamba's HTTPS downloads need -- pinned to the release by tag.
+# Why this one and not debian:12-slim (no CA certificates): README, "Base images".
+DEFAULT_BASE_SOURCE = "docker://docker.io/library/buildpack-deps:bookworm-curl"
+BASE_SCHEMES = ("docker", "oras", "library", "shub", "http", "https")
+_BASE_SOURCE = re.compile("(?:" + "|".join(BASE_SCHEMES) + r")://[A-Za-z0-9._/:@+-]+")
+
+
 class Config(NamedTuple):
     """The effective configuration.  Field defaults are the defaults; `sources` says who set what.
 
@@ -91,6 +100,8 @@ class Config(NamedTuple):
     apptainer_bin: str | None = None  # None: find apptainer, then singularity, on PATH
     runtime: Runtime = "auto"
     base_image: str | None = None
+    base_source: str = DEFAULT_BASE_SOURCE
+    fetch_dir: str | None = None  # None: the XDG data directory (see `fetch_dir`)
     binds: tuple[str, ...] = ()
     gpu: Gpu = "auto"
     default_size: str = "10G"
@@ -113,7 +124,7 @@ class Config(NamedTuple):
 
 KEYS: tuple[str, ...] = tuple(f for f in Config._fields if f != "sources")
 _LIST_KEYS = frozenset(k for k in KEYS if isinstance(getattr(Config(), k), tuple))
-_NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image"})
+_NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image", "fetch_dir"})
 _CHOICES: dict[str, tuple[str, ...]] = {
     "runtime": ("auto", "apptainer", "singularity", "builtin"),
     "gpu": ("auto", "on", "off"),
@@ -146,7 +157,8 @@ class _Invalid(Exception):
 def paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
     """The files and directories condatainer uses, following the XDG base directory spec.
 
-    `config` is the config file; `data` (hook files, trust store), `cache` (shims, listings)
+    `config` is the config file; `data` (hook files, trust store, and by default what
+    condatainer fetches: see `fetch_dir`), `cache` (shims, listings)
     and `state` are directories.  None of them is created here.
     """
     env = os.environ if env is None else env
@@ -164,6 +176,20 @@ def paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
         "cache": xdg("XDG_CACHE_HOME", ".cache"),
         "state": xdg("XDG_STATE_HOME", ".local/state"),
     }
+
+
+def fetch_dir(cfg: Config, env: Mapping[str, str] | None = None) -> Path:
+    """Where condatainer keeps what it fetches on first use (base images under images/):
+    config `fetch_dir`, else the XDG data directory -- under $HOME, which compute nodes share,
+    unlike $XDG_CACHE_HOME, which sites may put on local disk or purge."""
+    if cfg.fetch_dir:
+        env = os.environ if env is None else env
+        text = cfg.fetch_dir
+        if text.startswith("~"):
+            home = env.get("HOME") or str(Path.home())
+            text = home + text[1:] if text == "~" or text.startswith("~/") else text
+        return Path(os.path.expanduser(text))
+    return paths(env)["data"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,6 +238,15 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         sources[key] = f"env {var}"
 
     return Config()._replace(**values, sources=sources)
+
+
+def check(key: str, value: str, where: str) -> Value:
+    """`value` for `key` as `load` would take it; ConfigError naming `where` (a command line
+    argument, say) when it does not fit."""
+    try:
+        return _coerce(_known(key), value)
+    except _Invalid as bad:
+        raise _value_error(key, value, bad, where, f"fix {where}") from None
 
 
 def env_var(key: str) -> str:
@@ -341,6 +376,10 @@ def _coerce(key: str, raw: object) -> Value:
             raise _Invalid(exc.message, _allowed(key)) from None
     elif not value:
         raise _Invalid("empty", _allowed(key))
+    elif key == "base_source" and not _BASE_SOURCE.fullmatch(value):
+        raise _Invalid("not an image reference Apptainer can pull", _allowed(key))
+    elif key == "fetch_dir" and not (value.startswith(("/", "~"))):
+        raise _Invalid("not an absolute path", _allowed(key))
     return value
 
 
@@ -381,6 +420,11 @@ def _allowed(key: str) -> str:
         return "a size like 10G, 500M, 1.5G or 20GiB (a bare number means MiB), at least 64M"
     if key == "binds":
         return f"a list of {bindspec.FORM} (in a string: separated by commas)"
+    if key == "base_source":
+        schemes = ", ".join(f"{s}://" for s in BASE_SCHEMES)
+        return f"{schemes} and a reference like {DEFAULT_BASE_SOURCE}"
+    if key == "fetch_dir":
+        return "an absolute path (or ~/...), on a filesystem compute nodes share"
     if key in _LIST_KEYS:
         return f"a list of names (in a string: separated by {_SEPARATOR_DOC[key]})"
     return "a non-empty string"
@@ -421,7 +465,7 @@ def _did_you_mean(key: str) -> str:
 
 def _render(key: str, value: Value) -> str:
     if value is None:
-        return "(auto)" if key == "apptainer_bin" else "(none)"
+        return {"apptainer_bin": "(auto)", "fetch_dir": "(the data directory)"}.get(key, "(none)")
     if isinstance(value, tuple):
         return ", ".join(value) if value else "(empty)"
     return value
@@ -448,7 +492,7 @@ def show(cfg: Config, width: int = 100) -> str:
 
 def get(cfg: Config, key: str) -> str:
     """The value of `key` as text for scripts (`config get`): list items one per line,
-    an unset value (apptainer_bin, base_image) as the empty string."""
+    an unset value (apptainer_bin, base_image, fetch_dir) as the empty string."""
     value = cfg.get(key)
     if value is None:
         return ""
@@ -467,7 +511,7 @@ def set_value(
     """Validate `value` for `key` and write it into the config file; return the file's path.
 
     A string for a list key is split like its CNT_ variable.  None (or an empty string for
-    apptainer_bin/base_image) removes the key from the file, so the default applies again.
+    apptainer_bin/base_image/fetch_dir) removes the key from the file, so the default applies.
     The environment is only used to find the file; a CNT_ variable still overrides the file.
     """
     import yaml

@@ -7,11 +7,15 @@ exactly what `e`/`exec` will use and find.
 
 Decisions:
 
-- Required (a failure makes `doctor` exit 1): a readable config, e2fsprogs (>= 1.43, for
-  `mke2fs -d`), and a usable container runtime, including loop devices and overlayfs when that
-  runtime is builtin.  Everything else is a warning: zstd (only `overlay pack/unpack` need it),
-  sbatch (only `run --submit` needs it), the shell hook (a choice, not a fault), and an
-  Apptainer binary while another runtime is in use.
+- Required (a failure makes `doctor` exit 1): a readable config, e2fsprogs (>= 1.43, for `mke2fs
+  -d`), and a usable container runtime, including loop devices and overlayfs when that runtime
+  is builtin, and the base image that runtime will use: a configured one (-b aside) must exist
+  and be a SIF, squashfs or directory; condatainer's default base (Apptainer) is fine when
+  cached, a warning when missing but its registry answers (it is pulled on first use), and a
+  failure when missing where it cannot be fetched (no network, a batch job).  Everything else is
+  a warning: zstd (only `overlay pack/unpack` need it), sbatch (only `run --submit` needs it),
+  the shell hook (a choice, not a fault), and an Apptainer binary while another runtime is in
+  use.
 - Tools are found with `runner.which` on this process's PATH (plus the sbin directories), the
   same way condatainer will start them; `env` supplies HOME, ZDOTDIR, XDG_* and CNT_* only.
 - Fixes never contain URLs: they name Debian packages or the `module load` of HPC sites.
@@ -24,15 +28,18 @@ import re
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from condatainer import config, runner, shellgen
-from condatainer.errors import ConfigError, RuntimeUnavailableError
+from condatainer.errors import BaseImageError, ConfigError, RuntimeUnavailableError
 from condatainer.hook import rcfile
+from condatainer.run import basefetch, baseimage
 from condatainer.run.runtime import INSTALL_APPTAINER, selection
 from condatainer.run.runtime.selection import binary_flavour, container_binary
 
 E2FSPROGS = ("mke2fs", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
 MIN_E2FSPROGS = (1, 43)  # mke2fs -d (populate the filesystem from a directory)
+DOCTOR_CONNECT_TIMEOUT = 5.0  # seconds: is the registry of a missing default base reachable
 
 
 @dataclass(frozen=True)
@@ -166,6 +173,53 @@ def _check_builtin(required: bool) -> list[Check]:
     return [Check(f"builtin: {p.name}", p.ok, p.detail, p.fix, required) for p in builtin.probes()]
 
 
+def _check_base(cfg: config.Config, runtime: str | None, env: Mapping[str, str]) -> Check:
+    """The base image the active runtime uses: configured, cached, or missing (and whether it
+    can be fetched on first use from here)."""
+    details = baseimage.info(baseimage.decide(None, cfg, runtime, Path.cwd(), env))
+    choice = details.choice
+    if choice.path is None:
+        return Check("base image", True, "the host's root filesystem (builtin runtime)")
+    if details.problem:
+        return Check("base image", False, details.problem, _base_fix(cfg, choice))
+    if details.exists:
+        what = "cached" if choice.pull_from else choice.origin
+        return Check("base image", True, f"{choice.path} ({what})")
+    if choice.pull_from is None:  # configured, and not there
+        return Check(
+            "base image", False, f"{choice.path} ({choice.origin}): no such file",
+            _base_fix(cfg, choice),
+        )  # fmt: skip
+    missing = f"{choice.path} missing"
+    job = basefetch.job_of(env)
+    if job is not None:
+        return Check(
+            "base image",
+            False,
+            f"{missing}; this is a batch job ({job}), where it is not fetched",
+            "on a login node, run: condatainer base pull",
+        )
+    try:
+        basefetch.check_reachable(choice.pull_from, timeout=DOCTOR_CONNECT_TIMEOUT)
+    except BaseImageError as exc:
+        return Check("base image", False, f"{missing}; {exc.message}", exc.hint)
+    return Check(
+        "base image",
+        False,
+        f"{missing}; it will be pulled from {choice.pull_from} on first use",
+        "fetch it now: condatainer base pull",
+        required=False,
+    )
+
+
+def _base_fix(cfg: config.Config, choice: baseimage.Choice) -> str:
+    if choice.pull_from:
+        return "fetch it again: condatainer base pull --force"
+    if choice.origin.startswith("base_image"):
+        return "fix it: condatainer config set base_image /path/to/base.sif (or '' for the default)"
+    return "check the -b/--base image"
+
+
 def _check_sbatch() -> Check:
     path = runner.which("sbatch")
     if path is None:
@@ -249,6 +303,8 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
         checks += _check_builtin(required=True)
     elif chosen is None and cfg.runtime == "auto":
         checks += _check_builtin(required=False)  # why the fallback could not be used
+    if chosen is not None:
+        checks.append(_check_base(cfg, chosen, env))
     checks += [_check_sbatch(), _check_hook(env)]
     return checks
 

@@ -66,6 +66,10 @@ class RuntimeUnavailableError(CondatainerError):
     """No container runtime can run this Plan here."""
 
 
+class BaseImageError(CondatainerError):
+    """A base image is missing, cannot be fetched, or is not one the runtime can use."""
+
+
 class ContainerError(CondatainerError):
     """The container runtime failed before the user's command ran (Apptainer's FATAL, mounts)."""
 

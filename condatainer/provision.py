@@ -49,6 +49,7 @@ class Creation:
     fakeroot: bool
     sparse: bool
     notices: tuple[str, ...] = ()
+    base: str | None = None  # -b: the base image the install runs in
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def install_commands(spec: envspec.EnvSpec) -> list[tuple[str, ...]]:
     install = TABLE["install"].argv
     if spec.explicit and spec.source:
         # An @EXPLICIT file lists package URLs: micromamba installs it as a file, not as specs
-        # (the file's directory is bound into the container, see install_binds).
+        # (resolve binds the file's directory into the container: install_reads).
         commands: list[tuple[str, ...]] = [(*install, "-f", spec.source)]
     else:
         commands = [(*install, *spec.install_specs())]
@@ -93,11 +94,11 @@ def install_commands(spec: envspec.EnvSpec) -> list[tuple[str, ...]]:
     return commands
 
 
-def install_binds(spec: envspec.EnvSpec) -> tuple[str, ...]:
-    """Host directories the install commands read from (an explicit file's directory)."""
-    if spec.explicit and spec.source:
-        return (os.path.dirname(spec.source),)
-    return ()
+def install_reads(spec: envspec.EnvSpec) -> tuple[str, ...]:
+    """What the install commands read on the host (resolve binds what exists there): an
+    explicit file and the package URLs in it, and the channels."""
+    source = (spec.source,) if spec.explicit and spec.source else ()
+    return (*source, *spec.channels, *(c for c in spec.conda if c.startswith("file://")))
 
 
 def check_spec(spec: str) -> str:
@@ -122,6 +123,7 @@ def prepare(
     fakeroot: bool,
     sparse: bool,
     dry_run: bool,
+    base: str | None = None,
 ) -> Creation:
     """Decide and check everything `condatainer o` will do; raise before anything is written."""
     cfg = config.load(os.environ)
@@ -151,7 +153,7 @@ def prepare(
     creation = Creation(
         target=target, size_bytes=size_bytes, profile=prof, spec=spec,
         channels=spec.channels if spec else cfg.channels, sidecar_text=sidecar_text,
-        fakeroot=fakeroot, sparse=sparse, notices=tuple(notices),
+        fakeroot=fakeroot, sparse=sparse, notices=tuple(notices), base=base,
     )  # fmt: skip
     if dry_run:
         return creation
@@ -199,7 +201,8 @@ def create(creation: Creation, report: Reporter) -> Created:
                 images=(str(temp),),
                 writable=True,
                 default_binds=False,
-                binds=install_binds(spec),
+                reads=install_reads(spec),
+                base_image=creation.base,
             )
             plan = launch.plan_for(req, cfg)
             report.step(f"running: {' '.join(command[:5])} ...")

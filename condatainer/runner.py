@@ -138,14 +138,25 @@ def run(
 
 
 def stream(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    stdout_to_stderr: bool = False,
 ) -> int:
     """Run a program attached to our terminal and return its exit status (128+N for signal N).
 
     While it runs, Ctrl-C and Ctrl-\\ are the child's business (the terminal sends them to it
-    too); this process waits for it instead of killing it.
+    too); this process waits for it instead of killing it.  `stdout_to_stderr`: the program's
+    output is progress for the user, not our result (it must not end up in a pipe or a file
+    our stdout goes to).
     """
-    proc = subprocess.Popen(_program(argv), env=dict(env) if env is not None else None, cwd=cwd)
+    proc = subprocess.Popen(
+        _program(argv),
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        stdout=2 if stdout_to_stderr else None,
+    )
     with _ignoring(signal.SIGINT, signal.SIGQUIT):
         returncode = proc.wait()
     return 128 - returncode if returncode < 0 else returncode

@@ -27,7 +27,7 @@ from condatainer.errors import ShellError
 from condatainer.hook import shells, shims
 from condatainer.image import envfile
 from condatainer.image.layout import CONTAINER_PREFIX
-from condatainer.run import launch, mm
+from condatainer.run import launch, mm, resolve
 from condatainer.run.plan import Bind, Plan
 from condatainer.run.resolve import Request
 
@@ -113,8 +113,20 @@ def entry(req: Request, cfg: config.Config) -> Entry:
     return Entry(plan, banner(plan))
 
 
-def mm_request(req: Request, op: mm.Op, args: Sequence[str]) -> Request:
-    return replace(req, command=mm.command(op, args), writable=op.writable(args))
+def mm_request(
+    req: Request, op: mm.Op, args: Sequence[str], channels: Sequence[str] = ()
+) -> Request:
+    """The Request for `mm OP ARGS`: writable when the operation writes; the channels and files
+    it names, the configured `channels` and those of the image's .condarc are what it reads
+    on the host (resolve binds those that are local directories)."""
+    reads = (*resolve.named_reads(args), *channels)
+    return replace(
+        req,
+        command=mm.command(op, args),
+        writable=op.writable(args),
+        reads=reads,
+        reads_condarc=True,
+    )
 
 
 def mm_op(
@@ -127,7 +139,7 @@ def mm_op(
     """
     op = mm.lookup(name)
     cfg = config.load(os.environ)
-    plan = launch.plan_for(mm_request(req, op, args), cfg)
+    plan = launch.plan_for(mm_request(req, op, args, cfg.channels), cfg)
     if capture:
         status, out, err = launch.run_captured(plan, cfg, report.note)
         report.output(out, err)

@@ -3,6 +3,7 @@
 `world` builds the local conda channel once per session and puts the micromamba stand-in first
 on PATH (a copy bound to this interpreter, which has py-rattler: tests/programs.py), so a
 container started by the builtin runtime — whose base is the host root — finds it.
+`world_base` is a real SIF base image with that interpreter in it (tests/world/rootfs.py).
 `cnt(...)` runs `python -m condatainer ...` as a separate process with that environment, the way
 a user runs it, and returns the CompletedProcess.
 """
@@ -36,6 +37,21 @@ class World:
 @pytest.fixture(scope="session")
 def world_channel(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(build_channel(tmp_path_factory.mktemp("channel")))
+
+
+@pytest.fixture(scope="session")
+def world_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test world's base image: a real SIF holding a root filesystem assembled from host
+    files, with the test interpreter in it (tests/world/rootfs.py).  Needs mksquashfs and
+    siftool; built once per session (a few seconds)."""
+    from condatainer import runner
+    from tests.conftest import _missing
+    from tests.world.rootfs import build_base
+
+    for tool in ("mksquashfs", "siftool"):
+        if runner.which(tool) is None:
+            _missing(f"needs {tool!r} on PATH (squashfs-tools, siftool)")
+    return build_base(tmp_path_factory.mktemp("world-base"))
 
 
 @pytest.fixture

@@ -46,6 +46,8 @@ out["job-wrapper.sh"] = submit.wrapper("#!/bin/sh\n", "/j.sh", [], writable=Fals
 for op in mm.TABLE.values():
     if op.script:
         out[f"{op.script}.sh"] = mm.script_text(op)
+from condatainer.run import basefetch
+out["base-def.sh"] = basefetch.definition("docker://registry.example/site/base:1")
 print(json.dumps(out))
 """
 

@@ -49,12 +49,14 @@ def run_command(
     if submit.wanted(
         job.header, cfg, environ, report, submit=submit_flag, local=local, reexec=reexec
     ):
-        submit.plan(job, req, cfg, environ, cli_writable=writable, dry_run=dry_run)
+        planned = submit.plan(job, req, cfg, environ, cli_writable=writable, dry_run=dry_run)
         sub = submit.prepare(job, args, cli_writable=writable)
         if dry_run:
             return Outcome(
                 report=submit.dry_run_report(sub), lines=tuple(submit.dry_run_lines(sub))
             )
+        # The job will not fetch the default base (compute nodes often have no network): here.
+        launch.fetch_base(planned, cfg, report.note)
         return Outcome(job_id=submit.sbatch(sub, environ, report, auto=not submit_flag))
     if dry_run:
         plan = launch.plan_for(replace(req, check_locks=False), cfg)

@@ -5,6 +5,10 @@ attached to the terminal (Apptainer replaces this process; the builtin runtime w
 returns the status); `run` does the same but always comes back; `run_captured` runs one with
 its output captured, for commands whose output we read.
 
+Before Apptainer starts, condatainer's default base image is pulled if the Plan uses it and it
+is not there yet (`basefetch.ensure`); the builtin runtime uses the host's root unless told
+otherwise, so it never needs one.
+
 Nothing here prints.  The Plan's notices (decisions the user should know about, like an
 automatic --fakeroot) go to the caller's `notify`, once, just before the runtime starts.
 """
@@ -16,13 +20,30 @@ from collections.abc import Mapping
 
 from condatainer import config
 from condatainer.display import Notify
+from condatainer.errors import RuntimeUnavailableError
+from condatainer.run import baseimage
 from condatainer.run.plan import Plan
 from condatainer.run.resolve import Request, Settings, resolve
 from condatainer.run.runtime import selection
 
 
 def settings(cfg: config.Config) -> Settings:
-    return Settings(binds=cfg.binds, gpu=cfg.gpu, base_image=cfg.base_image)
+    return Settings(
+        binds=cfg.binds,
+        gpu=cfg.gpu,
+        base_image=cfg.base_image,
+        default_base=baseimage.default_for(cfg, _runtime_name(cfg)),
+        base_source=cfg.base_source,
+    )
+
+
+def _runtime_name(cfg: config.Config) -> str | None:
+    """The runtime that will run the Plan, or None when none can (`execute` says why later:
+    a dry run or a missing image is reported first)."""
+    try:
+        return selection.select(cfg).name
+    except RuntimeUnavailableError:
+        return None
 
 
 def plan_for(req: Request, cfg: config.Config, environ: Mapping[str, str] | None = None) -> Plan:
@@ -33,12 +54,30 @@ def _binary(plan: Plan, cfg: config.Config, notify: Notify) -> str | None:
     """The Apptainer/Singularity binary to run `plan` with, or None for the builtin runtime.
 
     The runtime is chosen and the Plan's notices told here, once, for all three ways of
-    running below.
+    running below; condatainer's default base is pulled here on its first need.
     """
     chosen = selection.select(cfg)
     for note in plan.notices:
         notify(note)
+    _fetch_base(plan, chosen.binary, notify)
     return chosen.binary
+
+
+def fetch_base(plan: Plan, cfg: config.Config, notify: Notify) -> None:
+    """Pull condatainer's default base now if `plan` will need it and it is not there yet:
+    before a job is submitted, on the login node, where the network is."""
+    try:
+        binary = selection.select(cfg).binary
+    except RuntimeUnavailableError:
+        return  # the job will say so, in the words of the node it runs on
+    _fetch_base(plan, binary, notify)
+
+
+def _fetch_base(plan: Plan, binary: str | None, notify: Notify) -> None:
+    if binary is not None and plan.base_pull is not None and plan.base_image:
+        from condatainer.run import basefetch
+
+        basefetch.ensure(plan.base_image, plan.base_pull, binary, os.environ, notify)
 
 
 def execute(plan: Plan, cfg: config.Config, notify: Notify) -> int:

@@ -46,7 +46,10 @@ class Plan:
     cwd: str = "/"
     env: tuple[tuple[str, str], ...] = ()
     binds: tuple[Bind, ...] = ()
-    base_image: str | None = None
+    base_image: str | None = None  # None: the runtime's own (the builtin runtime: the host root)
+    base_pull: str | None = (
+        None  # base_image is condatainer's default: pull it from here if missing
+    )
     gpu: tuple[str, ...] = ()  # "nv" and/or "rocm"
     fakeroot: bool = False
     contain: bool = False  # -c: minimal /dev, no host $HOME, /tmp

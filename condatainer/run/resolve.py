@@ -3,26 +3,31 @@
 The CLI turns flags into a `Request` (plain values); `resolve` looks at the images, the
 environment and the configuration and decides: which overlays and how (at most one writable),
 binds (defaults: cwd, $SCRATCH, $TMPDIR, scheduler tmp dirs, the script's directory; resolved,
-deduplicated, children dropped), the container environment (sidecar `<image>.env`, `--env K=V`
-taken whole — no comma splitting — then the variables condatainer owns), GPU flags, fakeroot and
-isolation.  Unless the request says `check_locks=False` (dry runs), every image has passed the
-lock probe and the clean-superblock check before a Plan is returned, so a runtime does not
-start on an image it cannot use (the runtimes check again when they take the lock).
+deduplicated, children dropped; plus, read-only, what the command reads on the host: a
+file:// channel's directory, an -f file's directory), the container environment (sidecar
+`<image>.env`, `--env K=V` taken whole — no comma splitting — then the variables condatainer
+owns), GPU flags, fakeroot and isolation, and the base image (`baseimage.choose`: -b, config
+base_image, else condatainer's default base when the runtime needs one; `Settings.default_base`
+says whether it does).  Unless the request says `check_locks=False` (dry runs), every image has
+passed the lock probe and the clean-superblock check before a Plan is returned, so a runtime
+does not start on an image it cannot use (the runtimes check again when they take the lock).
 
 Autoload follows `image.layout.find_image`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from condatainer import bindspec
-from condatainer.errors import UsageError
-from condatainer.image import e2fs, envfile, locks
+from condatainer.errors import CondatainerError, UsageError
+from condatainer.image import e2fs, envfile, info, locks
 from condatainer.image.layout import CONTAINER_PREFIX, UPPER, find_image, logical_cwd
+from condatainer.run import baseimage
 from condatainer.run.plan import Bind, Overlay, Plan
 
 # Scheduler/job tmp directories bound by default when set: SLURM, PBS, LSF, HTCondor.
@@ -53,6 +58,8 @@ class Request:
     workdir: str | None = None
     extra_args: tuple[str, ...] = ()
     script_dir: str | None = None  # `run`: the script's directory is bound
+    reads: tuple[str, ...] = ()  # host files and file:// channels the command reads (`read_binds`)
+    reads_condarc: bool = False  # it also reads the channels of the first image's .condarc
     check_locks: bool = True
     gpu: str | None = None  # overrides config gpu: auto|on|off
     default_binds: bool = True
@@ -66,6 +73,8 @@ class Settings:
     binds: tuple[str, ...] = ()
     gpu: str = "auto"
     base_image: str | None = None
+    default_base: str | None = None  # condatainer's default base, when the runtime needs one
+    base_source: str | None = None  # where the default base is pulled from
 
 
 def _split_mode(text: str) -> tuple[str, bool | None]:
@@ -120,7 +129,11 @@ def _parse_bind(text: str) -> Bind:
 
 
 def binds(
-    req: Request, settings: Settings, cwd: Path, environ: Mapping[str, str]
+    req: Request,
+    settings: Settings,
+    cwd: Path,
+    environ: Mapping[str, str],
+    ovls: Sequence[Overlay] = (),
 ) -> tuple[Bind, ...]:
     """Requested and default binds: resolved, deduplicated, children of a bound dir dropped.
 
@@ -153,7 +166,57 @@ def binds(
     # Parents before children: a bind mounted later hides what lies below it, so a read-only
     # bind inside the working directory must come after the working directory's bind.
     remaining = [b for b in kept if not covered(b)]
+    reads = req.reads
+    if req.reads_condarc and ovls:
+        # Not an image (yet): the runtime says so in its own words.
+        with contextlib.suppress(CondatainerError):
+            reads += info.condarc_channels(ovls[0].path)
+    remaining += read_binds(reads, remaining, cwd)
     return tuple(sorted(remaining, key=lambda b: b.container.rstrip("/").count("/")))
+
+
+def named_reads(args: Sequence[str]) -> tuple[str, ...]:
+    """The words of a micromamba command line that name what it reads on the host: the values
+    of -c/--channel and -f/--file, and any file:// URL."""
+    found: list[str] = []
+    take = False
+    for word in args:
+        if take:
+            found.append(word)
+            take = False
+        elif word in ("-c", "--channel", "-f", "--file"):
+            take = True
+        elif word.startswith(("--channel=", "--file=")):
+            found.append(word.split("=", 1)[1])
+        elif word.startswith("file://"):
+            found.append(word)
+    return tuple(found)
+
+
+def read_binds(reads: Sequence[str], binds: Sequence[Bind], cwd: Path) -> list[Bind]:
+    """Read-only binds for what a command reads on the host (`Request.reads`): a `file://`
+    channel's directory, an -f file's directory.  Words that name nothing on the host (channel
+    names, package specs) are skipped, and so is what a bind already shows."""
+    from urllib.parse import unquote, urlsplit
+
+    found: list[Bind] = []
+    for word in reads:
+        if word.startswith("file://"):
+            path = unquote(urlsplit(word).path)
+        elif word.startswith("/") or (os.sep in word and "://" not in word):
+            path = os.path.join(cwd, os.path.expanduser(word))
+        else:
+            continue
+        if not path or not os.path.exists(path):
+            continue
+        real = os.path.realpath(path if os.path.isdir(path) else os.path.dirname(path))
+        if real == "/" or any(
+            b.host == b.container and (real == b.host or real.startswith(b.host.rstrip("/") + "/"))
+            for b in (*binds, *found)
+        ):
+            continue
+        found.append(Bind(real, real, readonly=True))
+    return found
 
 
 def _user_env(items: Sequence[str]) -> list[tuple[str, str]]:
@@ -258,13 +321,17 @@ def resolve(
     workdir = req.workdir
     if workdir is None and (req.contain or req.containall):
         workdir = environ.get("SLURM_TMPDIR") or None
+    base = baseimage.choose(
+        req.base_image, settings.base_image, settings.default_base, settings.base_source, here
+    )
     return Plan(
         command=req.command,
         overlays=ovls,
         cwd=str(here),
         env=container_env(ovls, req.env, environ),
-        binds=binds(req, settings, here, environ),
-        base_image=req.base_image or settings.base_image,
+        binds=binds(req, settings, here, environ, ovls),
+        base_image=base.path,
+        base_pull=base.pull_from,
         gpu=gpu_flags(req.gpu or settings.gpu),
         fakeroot=fakeroot,
         contain=req.contain,

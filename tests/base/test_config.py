@@ -37,8 +37,8 @@ def test_defaults_without_file_or_env() -> None:
 
 def test_keys_are_the_documented_ones() -> None:
     assert config.KEYS == (
-        "apptainer_bin", "runtime", "base_image", "binds", "gpu", "default_size",
-        "default_profile", "autoload", "shim_exclude", "submit", "channels",
+        "apptainer_bin", "runtime", "base_image", "base_source", "fetch_dir", "binds", "gpu",
+        "default_size", "default_profile", "autoload", "shim_exclude", "submit", "channels",
     )  # fmt: skip
 
 
@@ -223,6 +223,9 @@ def test_bad_value_in_env_names_the_variable(
         ("binds", "/a:/b:rx", "not ro or rw"),
         ("binds", ":/b", "HOST[:CONTAINER"),
         ("shim_exclude", "/usr/bin/git", "not a command name"),
+        ("base_source", "debian:12-slim", "docker://, oras://"),
+        ("base_source", "docker://debian:12 ; rm", "not an image reference"),
+        ("fetch_dir", "relative/dir", "not an absolute path"),
     ],
 )
 def test_bad_values_from_env(
@@ -456,3 +459,14 @@ def test_a_damaged_or_foreign_cache_is_ignored(cfg_file: Path) -> None:
     ):
         cache.write_text(junk)
         assert config.load().runtime == "builtin"
+
+
+def test_fetch_dir_defaults_to_the_data_dir_and_expands_home(
+    monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    cfg = config.load()
+    assert cfg.base_source == config.DEFAULT_BASE_SOURCE
+    assert config.fetch_dir(cfg) == config.paths()["data"]
+    monkeypatch.setenv("CNT_FETCH_DIR", "~/project/cnt")
+    assert config.fetch_dir(config.load()) == isolated_env / "project" / "cnt"
+    assert config.show(cfg).splitlines()[5].split()[:2] == ["fetch_dir", "(the"]

@@ -8,6 +8,7 @@ The sbin fallback of runner.which is switched off so the real e2fsprogs cannot l
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -104,7 +105,20 @@ def cfg_with(**values: str) -> config.Config:
 # check()
 
 
-def test_everything_present(tools: Tools, kernel: Kernel, as_user: AsUser) -> None:
+@pytest.fixture
+def cached_base(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """condatainer's default base for base_source, in its cache (a sandbox directory will do:
+    `base info`/doctor read it the same way; a real SIF in the base tests)."""
+    from condatainer.run import baseimage
+
+    path = baseimage.default_path(config.load())
+    (path / "usr" / "bin").mkdir(parents=True)
+    return path
+
+
+def test_everything_present(
+    tools: Tools, kernel: Kernel, as_user: AsUser, cached_base: Path
+) -> None:
     tools(*ALL)
     kernel(True, True)
     as_user(False)
@@ -112,8 +126,9 @@ def test_everything_present(tools: Tools, kernel: Kernel, as_user: AsUser) -> No
     init("bash")
     checks = by_name(doctor.check())
     assert [c.status for c in checks.values()] == ["ok"] * len(checks)
-    assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "sbatch",
-                            "shell hook"]  # fmt: skip
+    assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "base image",
+                            "sbatch", "shell hook"]  # fmt: skip
+    assert checks["base image"].detail == f"{cached_base} (cached)"
     assert checks["e2fsprogs"].detail.startswith("1.47.0 (mke2fs, debugfs")
     assert "1.5.4" in checks["zstd"].detail
     assert checks["apptainer"].detail.startswith("apptainer 1.3.4 (")
@@ -143,7 +158,9 @@ def test_old_e2fsprogs_is_refused(tools: Tools, as_user: AsUser) -> None:
     assert "1.42.9" in e2fs.detail and "1.43" in e2fs.detail
 
 
-def test_missing_zstd_and_sbatch_are_warnings(tools: Tools, as_user: AsUser) -> None:
+def test_missing_zstd_and_sbatch_are_warnings(
+    tools: Tools, as_user: AsUser, cached_base: Path
+) -> None:
     tools(*(t for t in ALL if t not in ("zstd", "sbatch")))
     as_user(False)
     checks = doctor.check()
@@ -385,6 +402,79 @@ def test_render_shows_status_fix_and_summary() -> None:
     assert doctor.exit_code(checks) == 1
     assert doctor.exit_code(checks[::2]) == 0
     assert doctor.render([checks[0]]).splitlines()[-1] == "everything required is present"
+
+
+# --------------------------------------------------------------------------------------------
+# The base image of the active runtime
+
+
+def test_builtin_runtime_without_a_base_uses_the_host_root(
+    tools: Tools, kernel: Kernel, as_user: AsUser
+) -> None:
+    tools(*E2FS)
+    kernel(True, True)
+    as_user(True)
+    base = by_name(doctor.check())["base image"]
+    assert (base.status, base.detail) == ("ok", "the host's root filesystem (builtin runtime)")
+
+
+def test_missing_default_base_where_it_cannot_be_fetched_fails(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry that refuses connections (a local port nobody listens on: no clock in this
+    test) stands for a compute node without network: the main job cannot work there."""
+    tools(*E2FS, "apptainer")
+    as_user(False)
+    monkeypatch.setenv("CNT_BASE_SOURCE", f"docker://127.0.0.1:{refused_port()}/cnt/base:1")
+    checks = doctor.check()
+    base = by_name(checks)["base image"]
+    assert base.status == "FAIL" and "missing; cannot reach the registry 127.0.0.1:" in base.detail
+    assert base.fix is not None and "condatainer base pull" in base.fix
+    assert doctor.exit_code(checks) == 1
+    # ... and in a batch job it is not even tried
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    base = by_name(doctor.check())["base image"]
+    assert base.status == "FAIL" and "batch job (SLURM_JOB_ID=42)" in base.detail
+    assert base.fix == "on a login node, run: condatainer base pull"
+
+
+def test_missing_default_base_with_a_reachable_registry_is_a_warning(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools(*E2FS, "apptainer")
+    as_user(False)
+    with socket.socket() as registry:
+        registry.bind(("127.0.0.1", 0))
+        registry.listen()
+        port = registry.getsockname()[1]
+        monkeypatch.setenv("CNT_BASE_SOURCE", f"docker://127.0.0.1:{port}/cnt/base:1")
+        checks = doctor.check()
+    base = by_name(checks)["base image"]
+    assert base.status == "warn" and "pulled from docker://127.0.0.1:" in base.detail
+    assert base.fix == "fetch it now: condatainer base pull"
+    assert doctor.exit_code(checks) == 0
+
+
+def test_a_configured_base_must_exist_and_be_an_image(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools(*E2FS, "apptainer")
+    as_user(False)
+    monkeypatch.setenv("CNT_BASE_IMAGE", str(tmp_path / "site.sif"))
+    base = by_name(doctor.check())["base image"]
+    origin = "base_image (env CNT_BASE_IMAGE)"
+    assert (base.status, base.detail) == ("FAIL", f"{tmp_path}/site.sif ({origin}): no such file")
+    assert base.fix is not None and "config set base_image" in base.fix
+    (tmp_path / "site.sif").write_text("not an image\n")
+    base = by_name(doctor.check())["base image"]
+    assert base.status == "FAIL" and "neither a SIF file nor a squashfs" in base.detail
+
+
+def refused_port() -> int:
+    """A local TCP port nobody listens on (bound, then closed: connecting is refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 # --------------------------------------------------------------------------------------------

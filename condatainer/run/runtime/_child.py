@@ -19,6 +19,7 @@ import signal
 from collections.abc import Iterator
 
 from condatainer.display import NOTE_PREFIX
+from condatainer.run.runtime import _base
 from condatainer.run.runtime import _linux as linux
 from condatainer.run.runtime._setup import Layer, Mount, Setup
 
@@ -81,6 +82,14 @@ def build_root(setup: Setup) -> None:
         # (and with it the new root) into the new root.
         linux.mount(None, staging, None, linux.MS_UNBINDABLE)
 
+    base_root = "/"  # the host's root filesystem, unless the Plan names a base image
+    if setup.base is not None:
+        with step(
+            f"cannot mount the base image {setup.base.shown}",
+            hint=f"check it with: condatainer base info -b {setup.base.shown}",
+        ):
+            base_root = _base.mount(setup.base, f"{staging}/base")
+
     lowers: list[str] = []
     upper = work = ""
     for i, layer in enumerate(setup.layers):
@@ -102,11 +111,11 @@ def build_root(setup: Setup) -> None:
             os.mkdir(f"{staging}/t/upper")
             os.mkdir(f"{staging}/t/work")
             # The upper directory lends the container's / its mode: the host's, not our umask's.
-            os.chmod(f"{staging}/t/upper", os.stat("/").st_mode & 0o7777)
+            os.chmod(f"{staging}/t/upper", os.stat(base_root).st_mode & 0o7777)
         upper, work = f"{staging}/t/upper", f"{staging}/t/work"
 
     root = f"{staging}/root"
-    options = f"lowerdir={':'.join([*lowers, '/'])},upperdir={upper},workdir={work}"
+    options = f"lowerdir={':'.join([*lowers, base_root])},upperdir={upper},workdir={work}"
     with step(
         "cannot build the container's root filesystem with overlayfs",
         hint="the kernel log says why: dmesg | grep overlayfs",
@@ -116,6 +125,16 @@ def build_root(setup: Setup) -> None:
 
     for m in setup.mounts:
         apply(root, m)
+    if setup.identity is not None:
+        with step("cannot write the container's /etc/passwd and /etc/group"):
+            files = _base.identity_files(
+                setup.identity,
+                resolve_in(root, "/etc/passwd"),
+                resolve_in(root, "/etc/group"),
+                f"{staging}/files",
+            )
+        for source, target in files:
+            apply(root, Mount(source, target, recursive=False, is_file=True))
     if setup.protect_ext3:
         # Read-only overlays only: /ext3/env must refuse writes (EROFS) the way a read-only
         # Apptainer overlay does, instead of letting them vanish into the tmpfs upper layer.

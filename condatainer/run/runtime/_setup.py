@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from condatainer.errors import ContainerError
 from condatainer.run.plan import Plan
+from condatainer.run.runtime import _base
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -65,6 +66,8 @@ class Setup:
     parent_pid: int
     stdio: tuple[int, int, int] | None
     saved_mask: set[int] = field(default_factory=set)
+    base: _base.Base | None = None  # None: the host's root filesystem is the lower layer
+    identity: _base.Identity | None = None  # with a base: the user's passwd/group entries
 
 
 def sudo_user(environ: dict[str, str]) -> User | None:
@@ -156,14 +159,28 @@ def on_root_fs(path: str, mount_points: Sequence[str]) -> bool:
     )
 
 
-def mounts(plan: Plan, user: User | None, environ: dict[str, str]) -> tuple[Mount, ...]:
-    """Everything mounted on top of the overlay root, in order."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            top, points = host_mounts(f.read())
-    except OSError:
-        top, points = [], []
-    mounts = [Mount(point, point) for point in top]
+def mounts(
+    plan: Plan, user: User | None, environ: dict[str, str], *, foreign_base: bool = False
+) -> tuple[Mount, ...]:
+    """Everything mounted on top of the overlay root, in order.
+
+    On a `foreign_base` the host's mounts are not all bound, only what Apptainer binds
+    (`_base.system_mounts`); nothing of the host's root filesystem is visible then, so the
+    default binds ($HOME, /tmp, /var/tmp, cwd) are made wherever they live.
+    """
+    if foreign_base:
+        mounts = [
+            Mount(source, target, recursive=not is_file, is_file=is_file)
+            for source, target, is_file in _base.system_mounts()
+        ]
+        points: list[str] = []
+    else:
+        try:
+            with open("/proc/self/mountinfo") as f:
+                top, points = host_mounts(f.read())
+        except OSError:
+            top, points = [], []
+        mounts = [Mount(point, point) for point in top]
     contained = plan.contain or plan.containall
     home = os.path.realpath(user.home if user else environ.get("HOME", "/root"))
     wanted = {bind.container for bind in plan.binds}

@@ -64,7 +64,10 @@ _GPU_FLAGS = {"nv": "--nv", "rocm": "--rocm"}
 _OVERLAY_SPECIALS = (",", ":", '"', "\n", "\r")
 _BIND_SPECIALS = (",", ":", "^")
 
-_BASE_IMAGE_HINT = "condatainer config set base_image /path/to/base.sif"
+_BASE_IMAGE_HINT = (
+    "fix -b or base_image (condatainer config set base_image /path/to/base.sif), or unset"
+    " base_image to use condatainer's default base: condatainer config set base_image ''"
+)
 
 
 def env_prefix(binary: str) -> str:
@@ -85,10 +88,10 @@ def argv(plan: Plan, binary: str) -> list[str]:
 
     Variables are not on it: they travel in `environ(plan, ...)`, which `--no-eval` keeps literal.
     """
-    if plan.base_image is None:
+    if plan.base_image is None:  # resolve gives Apptainer condatainer's default base
         raise ConfigError(
-            "no base image is configured: the Apptainer runtime needs one (a .sif file)",
-            hint=_BASE_IMAGE_HINT,
+            "no base image: the Apptainer runtime needs one (a .sif file)",
+            hint="fetch condatainer's default base with: condatainer base pull",
         )
     if not plan.command:
         raise ContainerError("nothing to run: the container command is empty")

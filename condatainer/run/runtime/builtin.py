@@ -14,16 +14,25 @@ cannot outlive a killed parent, and then, in a mount namespace of its own, build
     /run/condatainer-PID-XXXX/      staging: a private, unbindable tmpfs (S)
         0/, 1/, ...                 each image's ext3, on a loop device (ro: read-only device
                                     and MS_RDONLY mount), nodev,nosuid
+        base/                       the Plan's base image, when it names one (`_base`): a
+                                    SIF's squashfs partition or a squashfs file on a read-only
+                                    loop device, or a directory bound read-only
         t/                          a tmpfs holding upper/ and work/ when no overlay is writable
+        files/                      with a base: a tmpfs holding its passwd and group files,
+                                    with the user's entries added
         root/                       overlayfs:  lowerdir = read-only images' upper/ (first one
-                                    on top) : the host's /
+                                    on top) : the host's / (or base/)
                                     upperdir/workdir = the writable image's upper/ and work/,
                                     else t/upper, t/work (writes outside /ext3/env discarded)
-            <every host mount directly below />   rbind (/proc, /sys, /dev, /run, ...)
+            <every host mount directly below />   rbind (/proc, /sys, /dev, /run, ...); with a
+                                                  base only /proc, /sys, /dev, and the host's
+                                                  /etc/resolv.conf, hosts and localtime
             $HOME /tmp /var/tmp cwd               bind, when they live on the host's root fs
-                                                  (Apptainer's default binds); with contain:
+                                                  (Apptainer's default binds; with a base:
+                                                  wherever they live); with contain:
                                                   private tmpfs (or the workdir) instead
             plan.binds                            rbind, read-only when asked
+            /etc/passwd /etc/group                with a base: bind of files/passwd, group
             /ext3                                 read-only, when no overlay is writable
 
 then `pivot_root`s into root/, detaches the old root (the staging tmpfs goes with it, and its
@@ -45,12 +54,15 @@ Errors the child meets before exec travel to the parent through a close-on-exec 
 a ContainerError; a pipe closed empty means the exec happened.  A command that cannot be
 executed exits 127 (not found) or 126 (not executable) with one line on stderr, like a shell.
 
-Notes on Plan fields: `base_image` is refused (the base is the host's root filesystem).
-`fakeroot` means "stay root": we are root already, so it only skips the SUDO_UID drop.  GPUs
-need nothing: the host's /dev (with /dev/nvidia*, /dev/kfd, /dev/dri) and its driver libraries
-are visible as they are.  `extra_args` are Apptainer options and are ignored.  `contain` keeps
-the host's /dev (not Apptainer's minimal one); `containall` adds a private IPC namespace but no
-PID namespace (the command would become PID 1, which ignores signals it has no handler for).
+Notes on Plan fields: `base_image` (a SIF, a squashfs file or a directory) replaces the host's
+root filesystem as the lowest layer; without one, the host's `/` is the base.  `fakeroot` means
+"stay root": we are root already, so it only skips the SUDO_UID drop.  GPUs need nothing on the
+host root: its /dev (with /dev/nvidia*, /dev/kfd, /dev/dri) and its driver libraries are visible
+as they are; on a base image the devices are there but the host's driver libraries are not
+(Apptainer's --nv binds them; this runtime does not).  `extra_args` are Apptainer options and
+are ignored.  `contain` keeps the host's /dev (not Apptainer's minimal one); `containall` adds
+a private IPC namespace but no PID namespace (the command would become PID 1, which ignores
+signals it has no handler for).
 """
 
 from __future__ import annotations
@@ -68,7 +80,7 @@ from typing import NamedTuple
 from condatainer.errors import ContainerError, RuntimeUnavailableError
 from condatainer.image import e2fs, locks
 from condatainer.run.plan import Plan
-from condatainer.run.runtime import INSTALL_APPTAINER, _child, _setup
+from condatainer.run.runtime import INSTALL_APPTAINER, _base, _child, _setup
 from condatainer.run.runtime import _linux as linux
 
 # Signals the parent passes on to the command.  Terminal-generated ones (Ctrl-C, Ctrl-\) are
@@ -241,13 +253,6 @@ def _run(
         )
     if not plan.command:
         raise ContainerError("no command to run in the container")
-    if plan.base_image:
-        raise RuntimeUnavailableError(
-            f"the builtin runtime uses the host's root filesystem as the base; it cannot use the"
-            f" base image {plan.base_image}",
-            hint="install Apptainer to use a base image, or drop base_image from the"
-            " configuration: condatainer config set base_image ''",
-        )
     writable = [o for o in plan.overlays if o.writable]
     assert len(writable) <= 1, "resolve allows at most one writable overlay"
     if plan.extra_args:
@@ -257,7 +262,10 @@ def _run(
     user = None if plan.fakeroot else _setup.sudo_user(environ)
     held: list[locks.ImageLock] = []
     staging = None
+    base = None
     try:
+        if plan.base_image:
+            base = _base.open_base(plan.base_image)
         # Lock first, then read the superblock: an image another process has mounted writable
         # says "needs_recovery", which must be reported as "in use", not as "not clean".
         for overlay in plan.overlays:
@@ -271,8 +279,10 @@ def _run(
             layers=tuple(
                 _setup.Layer(o.path, o.writable, lk.fd) for o, lk in zip(plan.overlays, held)
             ),
+            base=base,
+            identity=None if base is None else _identity(user),
             staging=staging,
-            mounts=_setup.mounts(plan, user, environ),
+            mounts=_setup.mounts(plan, user, environ, foreign_base=base is not None),
             protect_ext3=not writable and bool(plan.overlays),
             env=_setup.environment(plan, user, environ),
             user=user,
@@ -289,6 +299,14 @@ def _run(
                 os.rmdir(staging)  # normally the child removed it already
         for lock in held:
             lock.release()
+        _base.close(base)
+
+
+def _identity(user: _setup.User | None) -> _base.Identity:
+    """Who the command runs as, for the foreign base's /etc/passwd and /etc/group."""
+    if user is None:
+        return _base.identity(os.getuid(), os.getgid(), tuple(os.getgroups()))
+    return _base.identity(user.uid, user.gid, user.groups, user.name, user.home)
 
 
 def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> int:
