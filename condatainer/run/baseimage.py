@@ -5,7 +5,7 @@ Which base (`decide`, used by `resolve` and by `base info`/`doctor`, so they can
 1. `-b/--base` on the command line (or `#CNT -b` in a job script);
 2. config `base_image`;
 3. for the Apptainer runtime, which needs a base: condatainer's default base, a SIF made from
-   config `base_source` (`docker://docker.io/library/debian:12-slim` unless set) and kept at
+   config `base_source` (`config.DEFAULT_BASE_SOURCE` unless set) and kept at
    `<fetch_dir>/images/<name>-<hash>.sif` (`default_path`).  It is fetched on first need
    (`basefetch.ensure`) or beforehand with `condatainer base pull`;
 4. for the builtin runtime: none, the host's root filesystem is the base.
