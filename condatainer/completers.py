@@ -133,7 +133,7 @@ def channel(image: Path | None, prefix: str) -> list[str]:
         return []
     from condatainer.hook import pkgcache
 
-    return _matching(pkgcache.read(pkgcache.channel_file(image)), prefix)
+    return pkgcache.channel_names(image, prefix)
 
 
 def mm_args(

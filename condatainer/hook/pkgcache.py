@@ -199,6 +199,17 @@ def write_buckets(link: Path, names: list[str]) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
+def channel_names(image: PathLike, prefix: str) -> list[str]:
+    """The channel names starting with `prefix`: from the prefix's bucket when it has one
+    (a 300k-name listing is not read for `nump<TAB>`), else from the whole listing."""
+    buckets = _sibling(image, BUCKETS_SUFFIX)
+    if len(prefix) >= BUCKET_CHARS and "/" not in prefix and buckets.is_dir():
+        source = buckets / prefix[:BUCKET_CHARS]
+    else:
+        source = channel_file(image)
+    return [name for name in read(source) if name.startswith(prefix)]
+
+
 def read_stamp(path: Path) -> str | None:
     try:
         return path.read_text(encoding="utf-8")

@@ -30,3 +30,22 @@ def test_rewriting_switches_the_link_and_removes_the_old_buckets(tmp_path: Path)
     assert not first.exists()
     leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("key"))
     assert leftovers == [link.name, os.readlink(link)]
+
+
+def test_channel_names_read_the_prefix_bucket(tmp_path: Path) -> None:
+    image = tmp_path / "env.img"
+    names = sorted(["numba", "numpy", "nu", "python", "pytest", "scipy"])
+    listing = pkgcache.channel_file(image)
+    listing.parent.mkdir(parents=True)
+    listing.write_text("".join(f"{n}\n" for n in names))
+    assert pkgcache.channel_names(image, "nu") == ["nu", "numba", "numpy"]  # no buckets yet
+    buckets = listing.with_name(listing.name.replace(pkgcache.CHANNEL_SUFFIX, "")
+                                + pkgcache.BUCKETS_SUFFIX)  # fmt: skip
+    pkgcache.write_buckets(buckets, names)
+    listing.write_text("")  # the buckets alone must answer a prefix of two or more
+    assert pkgcache.channel_names(image, "num") == ["numba", "numpy"]
+    assert pkgcache.channel_names(image, "py") == ["pytest", "python"]
+    assert pkgcache.channel_names(image, "zz") == []
+    assert pkgcache.channel_names(image, "../x") == []
+    listing.write_text("".join(f"{n}\n" for n in names))
+    assert pkgcache.channel_names(image, "p") == ["pytest", "python"]  # one char: the listing

@@ -329,8 +329,10 @@ _cnt_mm_channel() {
         if [ -f "$file" ]; then _cnt_mm_names "$file" "$1"; fi
         return 0
     fi
+    # A one-character prefix: every name in every bucket named "$1"* matches, so each bucket
+    # is read straight into COMPREPLY (mapfile -O appends), without a search or a loop.
     for file in "$dir/$1"*; do
-        if [ -f "$file" ]; then _cnt_mm_names "$file" "$1"; fi
+        if [ -f "$file" ]; then mapfile -t -O "${#COMPREPLY[@]}" COMPREPLY <"$file"; fi
     done
     return 0
 }
