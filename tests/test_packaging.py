@@ -46,6 +46,10 @@ out["job-wrapper.sh"] = submit.wrapper("#!/bin/sh\n", "/j.sh", [], writable=Fals
 for op in mm.TABLE.values():
     if op.script:
         out[f"{op.script}.sh"] = mm.script_text(op)
+from condatainer.run import tools
+scripts = tools.scripts()
+out["mm-command.sh"] = "".join(scripts[f"mm-{op}"] for op in mm.TABLE)
+out["micromamba-missing.sh"] = scripts["micromamba"]
 print(json.dumps(out))
 """
 
