@@ -8,7 +8,8 @@
 - Import time of `condatainer.cli` (`python -X importtime`), and whether jinja2/yaml got in.
 - `condatainer mm install` of one package from the local test channel, end to end.
 
-Needs root (builtin runtime) and py-rattler (the micromamba stand-in).  Median of N rounds.
+Needs root (builtin runtime) and py-rattler (the micromamba stand-in, which condatainer fetches
+from the local channel into the throwaway data directory before the rounds).  Median of N rounds.
 
     python3 bench/bench_cli.py [--rounds N]
 """
@@ -58,13 +59,9 @@ def main() -> None:
             "PYTHONPATH": str(REPO),
             "CNT_RUNTIME": "builtin",
             "CNT_CHANNELS": f"file://{channel}",
-            "PATH": os.pathsep.join(
-                [
-                    str(REPO / "tests" / "world"),
-                    str(Path(sys.executable).parent),
-                    os.environ["PATH"],
-                ]
-            ),
+            # condatainer fetches its micromamba (the channel's stand-in) on the first mm install
+            "CNT_MICROMAMBA_CHANNEL": f"file://{channel}",
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
         }
         image = work / "env.img"
         cli = [sys.executable, "-m", "condatainer"]
@@ -115,6 +112,7 @@ def main() -> None:
             if line.rstrip().endswith("condatainer.cli")
         ]
         heavy = imports.stdout.strip() or "none"
+        subprocess.run([*cli, "micromamba"], env=env, check=True, capture_output=True)
         installs = []
         for round_ in range(min(rounds, 5)):
             img = work / f"mm{round_}.img"
