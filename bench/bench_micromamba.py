@@ -36,16 +36,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tests.support import copy_checkout, without_micromamba  # noqa: E402
 from tests.world.channel import build_channel  # noqa: E402
 
 
 def install(venv: Path) -> Path:
     """A fresh venv with condatainer installed from this checkout (not editable)."""
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    build = venv.parent / "src"
-    shutil.copytree(
-        REPO, build, ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__", "*.egg-info")
-    )
+    build = copy_checkout(venv.parent / "src")
     subprocess.run(
         [str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(build)],
         check=True,
@@ -73,7 +71,6 @@ def main() -> None:
         python = work / "venv" / "bin" / "python"
         sharded = build_channel(work / "sharded")
         plain = build_channel(work / "plain", shards=False)
-        path = [d for d in os.environ["PATH"].split(":") if not Path(d, "micromamba").exists()]
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("CNT_", "PYTHON"))},
             "HOME": str(work / "home"),
@@ -84,7 +81,7 @@ def main() -> None:
             "CNT_RUNTIME": "builtin",
             "CNT_CHANNELS": f"file://{sharded}",
             "CNT_MICROMAMBA_CHANNEL": f"file://{sharded}",
-            "PATH": ":".join(path),
+            "PATH": without_micromamba(os.environ["PATH"]),
         }
         cache = work / "data" / "condatainer" / "micromamba"
 

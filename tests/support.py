@@ -12,6 +12,7 @@ a user runs it, and returns the CompletedProcess.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -62,6 +63,20 @@ def wd(tmp_path: Path) -> Path:
     path = tmp_path / "w"
     path.mkdir()
     return path
+
+
+def copy_checkout(dest: Path) -> Path:
+    """A copy of this checkout at `dest` without venvs, git and caches, for tests that build or
+    install from it (so the real checkout never gets build/ or *.egg-info); returns `dest`."""
+    if not dest.exists():
+        shutil.copytree(
+            REPO,
+            dest,
+            ignore=shutil.ignore_patterns(
+                ".venv*", ".git", "__pycache__", ".*_cache", "*.egg-info"
+            ),
+        )
+    return dest
 
 
 def cnt(

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.support import without_micromamba
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO, copy_checkout, without_micromamba
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
@@ -36,12 +33,7 @@ def offline_line() -> str:
 def test_the_offline_variant_of_readme_command_1(tmp_path: Path) -> None:
     line = offline_line()
     assert "\n" not in line and line.startswith("./install.sh ")
-    src = tmp_path / "src"
-    shutil.copytree(
-        REPO,
-        src,
-        ignore=shutil.ignore_patterns(".venv*", ".git", "__pycache__", ".*_cache", "*.egg-info"),
-    )
+    src = copy_checkout(tmp_path / "src")
     (src / ".venv").symlink_to(REPO / ".venv")
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
