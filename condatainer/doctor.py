@@ -310,13 +310,12 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
         _check_zstd(needed=to_fetch),
         _check_apptainer(cfg, needed=apptainer_needed),
         runtime_check,
-        micromamba_check,
     ]
     if chosen == "builtin" or cfg.runtime == "builtin":
         checks += _check_builtin(required=True)
     elif chosen is None and cfg.runtime == "auto":
         checks += _check_builtin(required=False)  # why the fallback could not be used
-    checks += [_check_sbatch(), _check_hook(env)]
+    checks += [micromamba_check, _check_sbatch(), _check_hook(env)]
     return checks
 
 
