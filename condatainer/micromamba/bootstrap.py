@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from condatainer import atomic, config
+from condatainer import atomic, config, runner
 from condatainer.display import Notify
 from condatainer.errors import MicromambaError, ToolMissingError
 from condatainer.micromamba import (
@@ -119,7 +119,6 @@ def _fetch(
             package.extract(work / record.filename, record.filename, fresh, work)
             with open(fresh, "rb") as f:
                 os.fsync(f.fileno())
-            os.replace(fresh, binary)
             origin = Origin(
                 version=record.version,
                 build=record.build,
@@ -131,7 +130,9 @@ def _fetch(
                 index=index,
                 fetched=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             )
-            atomic.replace(cache / ORIGIN, origin.text())
+            with runner.signals_blocked():  # the binary and its record, never one alone
+                os.replace(fresh, binary)
+                atomic.replace(cache / ORIGIN, origin.text())
         except Damaged as exc:
             raise _failed(url, f"{exc.cause} ({exc.url})", _damaged_hint()) from None
         except FetchError as exc:
