@@ -245,6 +245,20 @@ def _add_mm(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_mm)
 
 
+def _add_micromamba(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["info"],
+        help="info: only show which micromamba is used (never fetches)",
+    )
+    p.add_argument(
+        "--update", action="store_true", help="fetch the newest micromamba of the series"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_micromamba)
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     cs = p.add_subparsers(dest="config_command", metavar="ACTION")
     p.set_defaults(handler=_cmd_config, config_command="show")
@@ -528,8 +542,8 @@ def _cmd_e(a: argparse.Namespace) -> int:
         autoload=not a.no_autoload,
     )
     cfg = config.load(os.environ)
-    entry = session.entry(req, cfg)
     report = _reporter()
+    entry = session.entry(req, cfg, report.note)
     for line in entry.banner:
         report.step(line)
     return launch.execute(entry.plan, cfg, report.note)
@@ -551,7 +565,8 @@ def _cmd_exec(a: argparse.Namespace) -> int:
             trust.require_allowed(image)
     req = _request(a, command=tuple(cmd), images=tuple(a.images), writable=a.writable)
     cfg = config.load(os.environ)
-    return launch.execute(launch.plan_for(req, cfg), cfg, _reporter().note)
+    report = _reporter()
+    return launch.execute(launch.plan_for(req, cfg, notify=report.note), cfg, report.note)
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
@@ -591,6 +606,34 @@ def _cmd_mm(a: argparse.Namespace) -> int:
     req = Request(command=(), images=(image,) if image else (), autoload=image is None)
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
     return session.mm_op(req, a.op, args, _reporter())
+
+
+def _cmd_micromamba(a: argparse.Namespace) -> int:
+    from condatainer import config
+    from condatainer.micromamba import info
+
+    if a.update and a.action:
+        raise UsageError("--update does not go with info", hint="condatainer micromamba --update")
+    cfg = config.load(os.environ)
+    report = _reporter()
+    if a.update or a.action is None:  # fetch (pre-fetch on a login node) or update
+        from condatainer.micromamba import bootstrap
+
+        if a.update:
+            fetched = bootstrap.update(cfg, report.note)
+            if not fetched.changed and fetched.origin is not None:
+                report.note(
+                    f"micromamba {fetched.origin.version} is already the newest"
+                    f" {cfg.micromamba_version}.* in {fetched.origin.channel}"
+                )
+        else:
+            bootstrap.ensure(cfg, report.note)
+    details = info.info(cfg)
+    if a.json:
+        _print_json(details.to_json())
+    else:
+        _print_lines(details.lines())
+    return 0 if details.problem is None else 1
 
 
 def _cmd_config(a: argparse.Namespace) -> int:
@@ -734,6 +777,7 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "exec": ("run a command with images, read-only by default", _add_exec),
     "run": ("run a job script in its container (#DEP / #CNT)", _add_run),
     "mm": ("micromamba operations on the env image", _add_mm),
+    "micromamba": ("show (and fetch) the micromamba condatainer uses; --update", _add_micromamba),
     "config": ("show, get and set configuration", _add_config),
     "base": ("fetch, build or describe the base image containers run in", _add_base),
     "header": ("print the self-reexec header for job scripts", _add_header),

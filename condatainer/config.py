@@ -110,6 +110,10 @@ class Config(NamedTuple):
     shim_exclude: tuple[str, ...] = DEFAULT_SHIM_EXCLUDE
     submit: Submit = "auto"
     channels: tuple[str, ...] = ("conda-forge",)
+    micromamba: str | None = None  # a micromamba binary of the site's; None: condatainer's own
+    micromamba_channel: str = "conda-forge"  # where condatainer fetches its own micromamba
+    micromamba_version: str = "2"  # the series fetched: "2" = newest 2.*, "2.3" = newest 2.3.*
+    ca_bundle: str | None = None  # CA certificates for host downloads (else SSL_CERT_FILE)
     sources: Mapping[str, str] = MappingProxyType({})
 
     def get(self, key: str) -> Value:
@@ -124,7 +128,7 @@ class Config(NamedTuple):
 
 KEYS: tuple[str, ...] = tuple(f for f in Config._fields if f != "sources")
 _LIST_KEYS = frozenset(k for k in KEYS if isinstance(getattr(Config(), k), tuple))
-_NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image", "fetch_dir"})
+_NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image", "fetch_dir", "micromamba", "ca_bundle"})
 _CHOICES: dict[str, tuple[str, ...]] = {
     "runtime": ("auto", "apptainer", "singularity", "builtin"),
     "gpu": ("auto", "on", "off"),
@@ -247,6 +251,10 @@ def check(key: str, value: str, where: str) -> Value:
         return _coerce(_known(key), value)
     except _Invalid as bad:
         raise _value_error(key, value, bad, where, f"fix {where}") from None
+def env_channels(cfg: Config, requested: Sequence[str] = ()) -> tuple[str, ...]:
+    """An env's channels, the one rule everywhere: the user's first (`-c`, then an environment
+    file's), then config `channels` (conda-forge by default, or a site's mirror); each once."""
+    return tuple(dict.fromkeys([*requested, *cfg.channels]))
 
 
 def env_var(key: str) -> str:
@@ -361,6 +369,10 @@ def _coerce(key: str, raw: object) -> Value:
         raw = "on" if raw else "off"  # YAML 1.1 reads on/off as booleans
     if key == "default_size" and isinstance(raw, (int, float)) and not isinstance(raw, bool):
         raw = str(raw)
+    if key == "micromamba_version" and isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)  # `micromamba_version: 2`
+    if key == "micromamba_version" and isinstance(raw, float):
+        raise _Invalid("a number: quote it (YAML reads 2.10 as the number 2.1)", _allowed(key))
     if not isinstance(raw, str):
         raise _Invalid(f"expected a string, got a {_yaml_type(raw)}", _allowed(key))
     value = raw.strip()
@@ -380,6 +392,10 @@ def _coerce(key: str, raw: object) -> Value:
         raise _Invalid("not an image reference Apptainer can pull", _allowed(key))
     elif key == "fetch_dir" and not (value.startswith(("/", "~"))):
         raise _Invalid("not an absolute path", _allowed(key))
+    elif key == "micromamba_version" and not re.fullmatch(r"\d+(\.\d+){0,2}", value):
+        raise _Invalid("not a version series", _allowed(key))
+    elif key == "micromamba_channel" and any(c.isspace() for c in value):
+        raise _Invalid("a channel contains no whitespace", _allowed(key))
     return value
 
 
@@ -427,6 +443,10 @@ def _allowed(key: str) -> str:
         return "an absolute path (or ~/...), on a filesystem compute nodes share"
     if key in _LIST_KEYS:
         return f"a list of names (in a string: separated by {_SEPARATOR_DOC[key]})"
+    if key == "micromamba_version":
+        return "a major series like 2, or 2.3 (newest 2.3.*), or an exact 2.3.1"
+    if key == "micromamba_channel":
+        return "a channel name (conda-forge), a URL (https://..., file://...) or a path"
     return "a non-empty string"
 
 
@@ -465,7 +485,8 @@ def _did_you_mean(key: str) -> str:
 
 def _render(key: str, value: Value) -> str:
     if value is None:
-        return {"apptainer_bin": "(auto)", "fetch_dir": "(the data directory)"}.get(key, "(none)")
+        return {"apptainer_bin": "(auto)", "micromamba": "(auto)",
+                "fetch_dir": "(the data directory)"}.get(key, "(none)")
     if isinstance(value, tuple):
         return ", ".join(value) if value else "(empty)"
     return value
@@ -492,7 +513,8 @@ def show(cfg: Config, width: int = 100) -> str:
 
 def get(cfg: Config, key: str) -> str:
     """The value of `key` as text for scripts (`config get`): list items one per line,
-    an unset value (apptainer_bin, base_image, fetch_dir) as the empty string."""
+    an unset value (apptainer_bin, base_image, fetch_dir, micromamba, ca_bundle) as the empty
+    string."""
     value = cfg.get(key)
     if value is None:
         return ""
@@ -511,7 +533,8 @@ def set_value(
     """Validate `value` for `key` and write it into the config file; return the file's path.
 
     A string for a list key is split like its CNT_ variable.  None (or an empty string for
-    apptainer_bin/base_image/fetch_dir) removes the key from the file, so the default applies.
+    apptainer_bin/base_image/fetch_dir/micromamba/ca_bundle) removes the key from the file, so
+    the default applies again.
     The environment is only used to find the file; a CNT_ variable still overrides the file.
     """
     import yaml

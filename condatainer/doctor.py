@@ -8,14 +8,18 @@ exactly what `e`/`exec` will use and find.
 Decisions:
 
 - Required (a failure makes `doctor` exit 1): a readable config, e2fsprogs (>= 1.43, for `mke2fs
-  -d`), and a usable container runtime, including loop devices and overlayfs when that runtime
-  is builtin, and the base image that runtime will use: a configured one (-b aside) must exist
-  and be a SIF, squashfs or directory; condatainer's default base (Apptainer) is fine when
-  cached, a warning when missing but its registry answers (it is pulled on first use), and a
-  failure when missing where it cannot be fetched (no network, a batch job).  Everything else is
-  a warning: zstd (only `overlay pack/unpack` need it), sbatch (only `run --submit` needs it),
-  the shell hook (a choice, not a fault), and an Apptainer binary while another runtime is in
-  use.
+  -d`), a usable container runtime, including loop devices and overlayfs when that runtime is
+  builtin, the base image that runtime will use, and micromamba.  The base: a configured one
+  (-b aside) must exist and be a SIF, squashfs or directory; condatainer's default base
+  (Apptainer) is fine when cached, a warning when missing but its registry answers (it is
+  pulled on first use), and a failure when missing where it cannot be fetched (no network, a
+  batch job).  micromamba: found (config `micromamba`), cached, or able to be fetched (a
+  supported platform, a writable cache, zstd, a `file://` channel that exists, a readable
+  `ca_bundle`); whether an https channel answers is not tried (doctor stays fast and offline):
+  `condatainer micromamba` fetches it now and says why when it cannot.  Everything else is a
+  warning: zstd when micromamba is already there (then only `overlay pack/unpack` need it),
+  sbatch (only `run --submit` needs it), the shell hook (a choice, not a fault), and an
+  Apptainer binary while another runtime is in use.
 - Tools are found with `runner.which` on this process's PATH (plus the sbin directories), the
   same way condatainer will start them; `env` supplies HOME, ZDOTDIR, XDG_* and CNT_* only.
 - Fixes never contain URLs: they name Debian packages or the `module load` of HPC sites.
@@ -31,7 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condatainer import config, runner, shellgen
-from condatainer.errors import BaseImageError, ConfigError, RuntimeUnavailableError
+from condatainer.errors import (
+    BaseImageError,
+    CondatainerError,
+    ConfigError,
+    RuntimeUnavailableError,
+)
 from condatainer.hook import rcfile
 from condatainer.run import basefetch, baseimage
 from condatainer.run.runtime import INSTALL_APPTAINER, selection
@@ -117,15 +126,18 @@ def _check_e2fsprogs() -> Check:
     return Check("e2fsprogs", True, f"{version} ({', '.join(E2FSPROGS)} in {where})")
 
 
-def _check_zstd() -> Check:
+def _check_zstd(needed: bool) -> Check:
     path = runner.which("zstd")
     if path is None:
+        detail = "not found: overlay pack/unpack unavailable"
+        if needed:
+            detail += ", and micromamba cannot be fetched (its channel index is zstd)"
         return Check(
             "zstd",
             False,
-            "not found: overlay pack/unpack unavailable",
+            detail,
             "apt-get install zstd (on a cluster: module load zstd)",
-            required=False,
+            required=needed,
         )
     version = _version([path, "--version"]) or "unknown version"
     return Check("zstd", True, f"{version} ({path})")
@@ -220,6 +232,64 @@ def _base_fix(cfg: config.Config, choice: baseimage.Choice) -> str:
     return "check the -b/--base image"
 
 
+def _check_micromamba(cfg: config.Config, env: Mapping[str, str]) -> tuple[Check, bool]:
+    """(the check, whether micromamba still has to be fetched)."""
+    from condatainer import micromamba
+    from condatainer.micromamba import info
+
+    details = info.info(cfg, env)
+    if details.problem is not None:
+        return Check("micromamba", False, details.problem, "condatainer micromamba info"), False
+    if details.path is not None:
+        version = details.version or "unknown version"
+        if details.source == "config":
+            where = f"config micromamba, {details.path}"
+        else:
+            origin = details.origin
+            frm = f", from {origin.channel}" if origin is not None else ""
+            where = f"cached in {details.path}{frm}"
+        if details.version is None:
+            return (
+                Check(
+                    "micromamba",
+                    False,
+                    f"{details.path} does not run (`--version` failed)",
+                    "condatainer micromamba --update (or check config micromamba)",
+                ),
+                False,
+            )
+        return Check("micromamba", True, f"{version} ({where})"), False
+    fix = "condatainer micromamba (fetches it now and says why when it cannot)"
+    try:
+        platform = micromamba.subdir()
+    except CondatainerError as exc:
+        return Check("micromamba", False, exc.message, exc.hint), True
+    problems = []
+    channel = details.channel
+    if channel.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        if not os.path.isdir(unquote(urlsplit(channel).path)):
+            problems.append(f"its channel {channel} does not exist")
+    if cfg.ca_bundle and not os.access(os.path.expanduser(cfg.ca_bundle), os.R_OK):
+        problems.append(f"config ca_bundle {cfg.ca_bundle} is not a readable file")
+    cache = micromamba.cache_dir(env)
+    existing = next((p for p in (cache, *cache.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"its cache {cache} cannot be created ({existing} is not writable)")
+    if problems:
+        return Check("micromamba", False, "cannot be fetched: " + "; ".join(problems), fix), True
+    return (
+        Check(
+            "micromamba",
+            True,
+            f"not fetched yet: will be fetched from {channel} ({details.series}.*, {platform})"
+            f" on first use into {cache}",
+        ),
+        True,
+    )
+
+
 def _check_sbatch() -> Check:
     path = runner.which("sbatch")
     if path is None:
@@ -292,10 +362,11 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
     config_check, cfg = _check_config(env)
     runtime_check, chosen = _check_runtime(cfg)
     apptainer_needed = cfg.runtime in ("apptainer", "singularity") or chosen is None
+    micromamba_check, to_fetch = _check_micromamba(cfg, env)
     checks = [
         config_check,
         _check_e2fsprogs(),
-        _check_zstd(),
+        _check_zstd(needed=to_fetch),
         _check_apptainer(cfg, needed=apptainer_needed),
         runtime_check,
     ]
@@ -305,7 +376,7 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
         checks += _check_builtin(required=False)  # why the fallback could not be used
     if chosen is not None:
         checks.append(_check_base(cfg, chosen, env))
-    checks += [_check_sbatch(), _check_hook(env)]
+    checks += [micromamba_check, _check_sbatch(), _check_hook(env)]
     return checks
 
 

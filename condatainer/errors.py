@@ -62,6 +62,10 @@ class ToolMissingError(CondatainerError):
     """An external program we need (mke2fs, zstd, apptainer, ...) is not installed."""
 
 
+class MicromambaError(CondatainerError):
+    """condatainer's micromamba cannot be found, fetched or used (names the channel and cause)."""
+
+
 class RuntimeUnavailableError(CondatainerError):
     """No container runtime can run this Plan here."""
 

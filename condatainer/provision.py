@@ -6,8 +6,10 @@ exists -- and returns a `Creation` (data: what would be made and installed; `--d
 it).  `create` carries it out: the image is built by `image.create`, and with packages the env is
 installed into it through the container *before* it is published (`create(prepare=...)`), so a
 failed or interrupted install leaves nothing behind and never clobbers a file that appeared
-meanwhile.  The channels are saved to `/ext3/env/.condarc` at creation (config `channels`,
-conda-forge by default), so the first `mm install` of an empty image uses them too.
+meanwhile.  The env's channels follow one rule (`config.env_channels`): the user's `-c` first,
+then an environment file's, then config `channels` (conda-forge by default, or a site's mirror);
+they are saved to `/ext3/env/.condarc` at creation, so the first `mm install` of an empty image
+uses them too.  micromamba is fetched (if it is not there yet) before the image is created.
 `variables:` of an environment.yml are saved to the sidecar `<image>.env`.  New images are
 allowed for shell activation (trust).
 
@@ -30,9 +32,9 @@ from condatainer.hook import trust
 from condatainer.image import envfile as sidecars
 from condatainer.image import files, layout, profiles, sizes
 from condatainer.image.create import create as create_image
-from condatainer.run import envspec, launch
+from condatainer.run import envspec, launch, mm
 from condatainer.run.mm import TABLE
-from condatainer.run.resolve import Request
+from condatainer.run.resolve import NEED, Request
 from condatainer.run.runtime import selection
 
 
@@ -140,19 +142,17 @@ def prepare(
     spec: envspec.EnvSpec | None = None
     if envfile:
         spec = envspec.load(envfile)
-        if channels:
-            spec = replace(spec, channels=(*channels, *spec.channels))
     elif pkgs:
         checked = [check_spec(p) for p in pkgs]
-        spec = envspec.EnvSpec(name=None, channels=tuple(channels), conda=tuple(checked))
-    if spec is not None and not spec.channels:
-        spec = replace(spec, channels=cfg.channels)
+        spec = envspec.EnvSpec(name=None, channels=(), conda=tuple(checked))
+    if spec is not None:  # the one rule: -c first, then the file's, then config channels
+        spec = replace(spec, channels=config.env_channels(cfg, [*channels, *spec.channels]))
     # Rendered now so that a variable the sidecar cannot carry fails before anything exists.
     sidecar_text = sidecars.render(spec.variables) if spec and spec.variables else None
     notices += spec.notes if spec else ()
     creation = Creation(
         target=target, size_bytes=size_bytes, profile=prof, spec=spec,
-        channels=spec.channels if spec else cfg.channels, sidecar_text=sidecar_text,
+        channels=spec.channels if spec else config.env_channels(cfg), sidecar_text=sidecar_text,
         fakeroot=fakeroot, sparse=sparse, notices=tuple(notices), base=base,
     )  # fmt: skip
     if dry_run:
@@ -203,19 +203,22 @@ def create(creation: Creation, report: Reporter) -> Created:
                 default_binds=False,
                 reads=install_reads(spec),
                 base_image=creation.base,
+                micromamba=NEED,
             )
-            plan = launch.plan_for(req, cfg)
-            report.step(f"running: {' '.join(command[:5])} ...")
+            plan = launch.plan_for(req, cfg, notify=report.note)
+            report.step(f"running: {mm.describe(command)}")
             # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
             status, out, err = launch.run_captured(plan, cfg, report.note)
             report.output(out, err)
             if status != 0:
                 raise ContainerError(
-                    f"{target}: installing the env failed ({' '.join(command[:4])}... exited"
+                    f"{target}: installing the env failed ({mm.describe(command, 4)} exited"
                     f" {status}); no image was created",
                     hint="check the package names and channels, then run the same command again",
                 )
 
+    if spec is not None:  # before any file exists: a failed fetch leaves nothing behind
+        launch.require_micromamba(cfg, report.note)
     result = create_image(
         target, creation.size_bytes, creation.profile, sparse=creation.sparse,
         fakeroot=creation.fakeroot, files={".condarc": condarc_text(creation.channels)},

@@ -2,10 +2,11 @@
 
 `entry` prepares `e`: for `-- CMD` the Plan as resolved; for a shell, the user's shell (bash
 or zsh, `hook.shells.detect`; anything else gets bash) with a generated rc: the user's own rc
-first, then the env's `etc/conda/activate.d/*.sh`, the prompt marker and the `mm-*` functions
-rendered from the mm table.  The rc is written once per content into the cache directory and
-that directory is bound read-only into the container, so nothing has to be cleaned up after
-Apptainer replaces us.  The caller shows the banner and executes the Plan.
+first, then the env's `etc/conda/activate.d/*.sh`, the prompt marker and the `mm-*` completion
+(the `mm-*` commands are on the container's PATH: `run.tools`).  The rc is written once per
+content into the cache directory and that directory is bound read-only into the container, so
+nothing has to be cleaned up after Apptainer replaces us.  The caller shows the banner and
+executes the Plan.
 
 `mm_op` runs one operation of the mm table through a Plan that is writable only when the
 operation writes, so `mm list` works while jobs hold the image read-only.
@@ -22,14 +23,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from condatainer import atomic, config, shellgen
-from condatainer.display import Reporter
+from condatainer.display import Notify, Reporter
 from condatainer.errors import ShellError
 from condatainer.hook import shells, shims
 from condatainer.image import envfile
 from condatainer.image.layout import CONTAINER_PREFIX
 from condatainer.run import launch, mm, resolve
 from condatainer.run.plan import Bind, Plan
-from condatainer.run.resolve import Request
+from condatainer.run.resolve import NEED, USE, Request
 
 
 @dataclass(frozen=True)
@@ -41,17 +42,8 @@ class Entry:
 
 
 def container_rc(shell: str, marker: str) -> str:
-    """The rc text for an interactive shell in the container."""
-    ops = [
-        {
-            "name": op.name,
-            "argv": list(op.argv),
-            "bare": list(op.bare_args),
-            "script": mm.script_text(op) if op.script else None,
-        }
-        for op in mm.TABLE.values()
-    ]
-    return shellgen.render("container-rc", shell, ops=ops, marker=marker, prefix=CONTAINER_PREFIX)
+    """The rc text for an interactive shell in the container (the mm-* commands are on PATH)."""
+    return shellgen.render("container-rc", shell, marker=marker, prefix=CONTAINER_PREFIX)
 
 
 def _write_rc(shell: str, text: str) -> Path:
@@ -83,9 +75,13 @@ def _shell() -> str:
         return "bash"
 
 
-def entry(req: Request, cfg: config.Config) -> Entry:
-    """`condatainer e`: the Plan to execute (checked images and locks) and its banner."""
-    plan = launch.plan_for(req, cfg)  # checks images and locks before any file is written
+def entry(req: Request, cfg: config.Config, notify: Notify) -> Entry:
+    """`condatainer e`: the Plan to execute (checked images and locks) and its banner.
+
+    `notify` hears about micromamba being fetched for the session (an interactive shell wants
+    it for the mm-* commands)."""
+    # Checks images and locks before any file is written.
+    plan = launch.plan_for(req, cfg, notify=notify)
     if req.command:
         return Entry(plan)
     shell = _shell()
@@ -126,6 +122,7 @@ def mm_request(
         writable=op.writable(args),
         reads=reads,
         reads_condarc=True,
+        micromamba=NEED if op.micromamba else USE,
     )
 
 
@@ -139,7 +136,7 @@ def mm_op(
     """
     op = mm.lookup(name)
     cfg = config.load(os.environ)
-    plan = launch.plan_for(mm_request(req, op, args, cfg.channels), cfg)
+    plan = launch.plan_for(mm_request(req, op, args, cfg.channels), cfg, notify=report.note)
     if capture:
         status, out, err = launch.run_captured(plan, cfg, report.note)
         report.output(out, err)

@@ -8,6 +8,7 @@ dependency.  The layers, lowest first:
     base        errors, display, atomic, runner, shellgen, bindspec, condatainer (the package)
     image       the env.img file: knows no container, no shell, no job
     config      the configuration (validates sizes and profiles with image/)
+    micromamba  condatainer's micromamba: where it is, fetching it (knows no container)
     run         Request -> Plan -> runtime
     jobs, hook  job scripts; host shell integration -- peers that never import each other
     top         the orchestrators: doctor, provision, session, completion, completers
@@ -33,11 +34,12 @@ LAYERS = {
     "base": 0,
     "image": 1,
     "config": 2,
-    "run": 3,
-    "jobs": 4,
-    "hook": 4,
-    "top": 5,
-    "cli": 6,
+    "micromamba": 3,
+    "run": 4,
+    "jobs": 5,
+    "hook": 5,
+    "top": 6,
+    "cli": 7,
 }
 BASE = {"condatainer", "errors", "display", "atomic", "runner", "shellgen", "bindspec", "shell"}
 TOP = {"doctor", "provision", "session", "completion", "completers"}

@@ -48,6 +48,10 @@ for op in mm.TABLE.values():
         out[f"{op.script}.sh"] = mm.script_text(op)
 from condatainer.run import basefetch
 out["base-def.sh"] = basefetch.definition("docker://registry.example/site/base:1")
+from condatainer.run import tools
+scripts = tools.scripts()
+out["mm-command.sh"] = "".join(scripts[f"mm-{op}"] for op in mm.TABLE)
+out["micromamba-missing.sh"] = scripts["micromamba"]
 print(json.dumps(out))
 """
 

@@ -15,7 +15,7 @@ Decisions, and why:
   completion finds this one with parameter expansion alone (`${_cnt_pkgs%.txt}.channel.txt`),
   without a fork, a hash in shell, or a second cache key scheme.
 - **Channel names come from micromamba's repodata cache** `upper/ext3/env/pkgs/cache/*.json`
-  (`*.state.json` and micromamba 2's `*.info.json` skipped): the `name` fields of the records
+  (`*.state.json`, and conda's `*.info.json`, skipped): the `name` fields of the records
   in `packages` and `packages.conda`.  A conda-forge repodata file is hundreds of MB, so it is
   re-read only when the set of cache files (name, inode, size) changed since the last refresh
   (`<key>.channel.stamp`); TAB itself never reads the image for channel names.

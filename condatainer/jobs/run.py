@@ -74,4 +74,5 @@ def run_command(
         lines.append(f"{'command':10} {shlex.join(plan.command)}")
         lines += [f"{'overlay':10} {o.path} ({o.mode})" for o in plan.overlays]
         return Outcome(report=data, lines=tuple(lines))
-    return Outcome(status=launch.execute(launch.plan_for(req, cfg), cfg, report.note))
+    plan = launch.plan_for(req, cfg, notify=report.note)
+    return Outcome(status=launch.execute(plan, cfg, report.note))

@@ -7,10 +7,12 @@ its output captured, for commands whose output we read.
 
 Before Apptainer starts, condatainer's default base image is pulled if the Plan uses it and it
 is not there yet (`basefetch.ensure`); the builtin runtime uses the host's root unless told
-otherwise, so it never needs one.
+otherwise, so it never needs one.  `plan_for` provides condatainer's tools first (`run.tools.provide`: the mm-* commands and
+micromamba, fetched when the run needs it and it is not there yet), then resolves the Plan.
 
 Nothing here prints.  The Plan's notices (decisions the user should know about, like an
-automatic --fakeroot) go to the caller's `notify`, once, just before the runtime starts.
+automatic --fakeroot) go to the caller's `notify`, once, just before the runtime starts;
+notices while fetching micromamba go to the `notify` given to `plan_for`, as they happen.
 """
 
 from __future__ import annotations
@@ -23,17 +25,18 @@ from condatainer.display import Notify
 from condatainer.errors import RuntimeUnavailableError
 from condatainer.run import baseimage
 from condatainer.run.plan import Plan
-from condatainer.run.resolve import Request, Settings, resolve
+from condatainer.run.resolve import Request, Settings, Tools, micromamba_need, resolve
 from condatainer.run.runtime import selection
 
 
-def settings(cfg: config.Config) -> Settings:
+def settings(cfg: config.Config, tools: Tools | None = None) -> Settings:
     return Settings(
         binds=cfg.binds,
         gpu=cfg.gpu,
         base_image=cfg.base_image,
         default_base=baseimage.default_for(cfg, _runtime_name(cfg)),
         base_source=cfg.base_source,
+        tools=tools,
     )
 
 
@@ -46,8 +49,29 @@ def _runtime_name(cfg: config.Config) -> str | None:
         return None
 
 
-def plan_for(req: Request, cfg: config.Config, environ: Mapping[str, str] | None = None) -> Plan:
-    return resolve(req, settings(cfg), environ=os.environ if environ is None else environ)
+def _quiet(_: str) -> None:
+    pass
+
+
+def plan_for(
+    req: Request,
+    cfg: config.Config,
+    environ: Mapping[str, str] | None = None,
+    notify: Notify | None = None,
+) -> Plan:
+    """The Plan for `req`, with condatainer's tools provided as far as the run needs them."""
+    from condatainer.run import tools
+
+    environ = os.environ if environ is None else environ
+    provided = tools.provide(micromamba_need(req), cfg, notify or _quiet, environ)
+    return resolve(req, settings(cfg, provided), environ=environ)
+
+
+def require_micromamba(cfg: config.Config, notify: Notify) -> None:
+    """Fetch micromamba now if it is not there (before anything is written that needs it)."""
+    from condatainer.micromamba import bootstrap
+
+    bootstrap.ensure(cfg, notify, os.environ)
 
 
 def _binary(plan: Plan, cfg: config.Config, notify: Notify) -> str | None:

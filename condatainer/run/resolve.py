@@ -12,6 +12,14 @@ says whether it does).  Unless the request says `check_locks=False` (dry runs), 
 passed the lock probe and the clean-superblock check before a Plan is returned, so a runtime
 does not start on an image it cannot use (the runtimes check again when they take the lock).
 
+Every Plan also gets condatainer's tools (`Settings.tools`, see `run.tools`): a directory bound
+read-only at /opt/condatainer/bin, right after /ext3/env/bin on PATH, with the `mm-*` commands
+and micromamba (its binary bound over the directory's placeholder).  How much a run needs
+micromamba is decided here too (`micromamba_need`): mm operations and env installs, and a
+command that is `micromamba` or an `mm-*` command, need it (fetched, or the run fails with the
+reason); an interactive shell wants it (fetched if it can be, else a notice); anything else
+uses what is there and never waits for the network.
+
 Autoload follows `image.layout.find_image`.
 """
 
@@ -28,6 +36,7 @@ from condatainer.errors import CondatainerError, UsageError
 from condatainer.image import e2fs, envfile, info, locks
 from condatainer.image.layout import CONTAINER_PREFIX, UPPER, find_image, logical_cwd
 from condatainer.run import baseimage
+from condatainer.micromamba import CONTAINER_BIN, CONTAINER_MICROMAMBA
 from condatainer.run.plan import Bind, Overlay, Plan
 
 # Scheduler/job tmp directories bound by default when set: SLURM, PBS, LSF, HTCondor.
@@ -38,6 +47,9 @@ JOB_TMP_VARS = (
     "__LSF_JOB_TMPDIR__",
     "_CONDOR_SCRATCH_DIR",
 )
+
+# How much a run needs micromamba (micromamba_need): fetch it or fail / try / only if there.
+NEED, WANT, USE = "need", "want", "use"
 
 
 @dataclass(frozen=True)
@@ -64,6 +76,15 @@ class Request:
     gpu: str | None = None  # overrides config gpu: auto|on|off
     default_binds: bool = True
     notices: tuple[str, ...] = field(default=())
+    micromamba: str | None = None  # NEED/WANT/USE; None: decided from the command
+
+
+@dataclass(frozen=True)
+class Tools:
+    """condatainer's tools for a run: the directory bound at CONTAINER_BIN, and micromamba."""
+
+    directory: str  # host directory with the mm-* commands and the micromamba placeholder
+    micromamba: str | None = None  # host binary bound over the placeholder, when there is one
 
 
 @dataclass(frozen=True)
@@ -75,6 +96,27 @@ class Settings:
     base_image: str | None = None
     default_base: str | None = None  # condatainer's default base, when the runtime needs one
     base_source: str | None = None  # where the default base is pulled from
+    tools: Tools | None = None  # None: no tools (a Plan for inspection only)
+
+
+def micromamba_need(req: Request) -> str:
+    """NEED, WANT or USE: how much this run needs micromamba (see the module docstring)."""
+    if req.micromamba is not None:
+        return req.micromamba
+    if not req.command:
+        return WANT  # an interactive shell: the mm-* commands are what people type there
+    first = os.path.basename(req.command[0])
+    return NEED if first == "micromamba" or first.startswith("mm-") else USE
+
+
+def tool_binds(tools: Tools | None) -> list[Bind]:
+    """The tools directory at CONTAINER_BIN, micromamba over its placeholder (read-only)."""
+    if tools is None:
+        return []
+    found = [Bind(os.path.realpath(tools.directory), CONTAINER_BIN, readonly=True)]
+    if tools.micromamba:
+        found.append(Bind(os.path.realpath(tools.micromamba), CONTAINER_MICROMAMBA, True))
+    return found
 
 
 def _split_mode(text: str) -> tuple[str, bool | None]:
@@ -141,6 +183,7 @@ def binds(
     configured binds; then the defaults (which are skipped silently when they do not exist).
     """
     candidates = [_parse_bind(t) for t in (*req.binds, *settings.binds)]
+    candidates += tool_binds(settings.tools)
     if req.default_binds:
         defaults = [str(cwd), environ.get("SCRATCH", ""), environ.get("TMPDIR", "")]
         defaults += [environ.get(v, "") for v in JOB_TMP_VARS]
@@ -235,9 +278,16 @@ def _user_env(items: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def container_env(
-    ovls: Sequence[Overlay], user_env: Sequence[str], environ: Mapping[str, str]
+    ovls: Sequence[Overlay],
+    user_env: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    tools: bool = False,
 ) -> tuple[tuple[str, str], ...]:
-    """The variables set in the container, in order: sidecar files, --env, then ours."""
+    """The variables set in the container, in order: sidecar files, --env, then ours.
+
+    PATH: /ext3/env/bin first, then (with `tools`) condatainer's tools, then the host's PATH.
+    """
     pairs: list[tuple[str, str]] = []
     for overlay in ovls:
         side = envfile.load(overlay.path)
@@ -245,7 +295,8 @@ def container_env(
             pairs += list(side.vars)
     pairs += _user_env(user_env)
     host_path = environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-    rest = [p for p in host_path.split(":") if p and p != f"{CONTAINER_PREFIX}/bin"]
+    ours_first = [f"{CONTAINER_PREFIX}/bin", *([CONTAINER_BIN] if tools else [])]
+    rest = [p for p in host_path.split(":") if p and p not in ours_first]
     try:
         level = int(environ.get("IN_CONDATAINER", "0") or 0) + 1
     except ValueError:
@@ -253,7 +304,7 @@ def container_env(
     ours = [
         ("CONDA_PREFIX", CONTAINER_PREFIX),
         ("MAMBA_ROOT_PREFIX", CONTAINER_PREFIX),
-        ("PATH", ":".join([f"{CONTAINER_PREFIX}/bin", *rest])),
+        ("PATH", ":".join([*ours_first, *rest])),
         ("IN_CONDATAINER", str(level)),
     ]
     if ovls:
@@ -328,7 +379,7 @@ def resolve(
         command=req.command,
         overlays=ovls,
         cwd=str(here),
-        env=container_env(ovls, req.env, environ),
+        env=container_env(ovls, req.env, environ, tools=settings.tools is not None),
         binds=binds(req, settings, here, environ, ovls),
         base_image=base.path,
         base_pull=base.pull_from,

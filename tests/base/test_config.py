@@ -39,6 +39,7 @@ def test_keys_are_the_documented_ones() -> None:
     assert config.KEYS == (
         "apptainer_bin", "runtime", "base_image", "base_source", "fetch_dir", "binds", "gpu",
         "default_size", "default_profile", "autoload", "shim_exclude", "submit", "channels",
+        "micromamba", "micromamba_channel", "micromamba_version", "ca_bundle",
     )  # fmt: skip
 
 
@@ -226,6 +227,9 @@ def test_bad_value_in_env_names_the_variable(
         ("base_source", "debian:12-slim", "docker://, oras://"),
         ("base_source", "docker://debian:12 ; rm", "not an image reference"),
         ("fetch_dir", "relative/dir", "not an absolute path"),
+        ("micromamba_version", "2.x", "a major series like 2"),
+        ("micromamba_version", "2.3.1.4", "not a version series"),
+        ("micromamba_channel", "conda forge", "contains no whitespace"),
     ],
 )
 def test_bad_values_from_env(
@@ -236,6 +240,40 @@ def test_bad_values_from_env(
         config.load()
     assert fragment in err.value.message
     assert config.env_var(key) in err.value.message
+
+
+def test_micromamba_keys(cfg_file: Path) -> None:
+    cfg_file.write_text(
+        "micromamba: ~/sw/micromamba\nmicromamba_channel: https://mirror.example/cf\n"
+        "micromamba_version: '2.3'\nca_bundle: /etc/site-ca.pem\n"
+    )
+    cfg = config.load()
+    assert (cfg.micromamba, cfg.micromamba_channel) == (
+        "~/sw/micromamba",
+        "https://mirror.example/cf",
+    )
+    assert (cfg.micromamba_version, cfg.ca_bundle) == ("2.3", "/etc/site-ca.pem")
+    assert config.Config().micromamba_version == "2"  # the series the mm table is written for
+    config.set_value("micromamba", "")
+    assert config.load().micromamba is None  # unset: condatainer's own again
+    cfg_file.write_text("micromamba_version: 2\n")
+    assert config.load().micromamba_version == "2"
+    cfg_file.write_text("micromamba_version: 2.10\n")
+    with pytest.raises(ConfigError, match="quote it"):
+        config.load()
+
+
+def test_env_channels_put_the_users_first_then_config_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CNT_CHANNELS", "site-mirror,conda-forge")
+    cfg = config.load()
+    assert config.env_channels(cfg) == ("site-mirror", "conda-forge")
+    assert config.env_channels(cfg, ["bioconda", "conda-forge", "bioconda"]) == (
+        "bioconda",
+        "conda-forge",
+        "site-mirror",
+    )
 
 
 def test_wrong_yaml_types(cfg_file: Path) -> None:

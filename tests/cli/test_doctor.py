@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import cli, config, doctor, runner
+from condatainer import cli, config, doctor, micromamba, runner
 from condatainer.errors import RuntimeUnavailableError
 from condatainer.hook import init as hostshell
 from condatainer.hook import rcfile
+from condatainer.micromamba import info
 from condatainer.run.runtime import builtin, selection
 
 VERSIONS = {
@@ -127,12 +128,15 @@ def test_everything_present(
     checks = by_name(doctor.check())
     assert [c.status for c in checks.values()] == ["ok"] * len(checks)
     assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "base image",
-                            "sbatch", "shell hook"]  # fmt: skip
+                            "micromamba", "sbatch", "shell hook"]  # fmt: skip
     assert checks["base image"].detail == f"{cached_base} (cached)"
     assert checks["e2fsprogs"].detail.startswith("1.47.0 (mke2fs, debugfs")
     assert "1.5.4" in checks["zstd"].detail
     assert checks["apptainer"].detail.startswith("apptainer 1.3.4 (")
     assert checks["runtime"].detail.startswith("apptainer (runtime: auto (default)")
+    assert checks["micromamba"].detail.startswith(
+        "not fetched yet: will be fetched from https://conda.anaconda.org/conda-forge (2.*, "
+    )
     assert checks["sbatch"].detail.startswith("slurm 22.05.8")
     assert str(rc) in checks["shell hook"].detail
     assert doctor.exit_code(list(checks.values())) == 0
@@ -158,10 +162,19 @@ def test_old_e2fsprogs_is_refused(tools: Tools, as_user: AsUser) -> None:
     assert "1.42.9" in e2fs.detail and "1.43" in e2fs.detail
 
 
+def fake_micromamba(bindir: Path, monkeypatch: pytest.MonkeyPatch, version: str = "2.3.3") -> Path:
+    """A site's own micromamba (config `micromamba`) that reports `version`."""
+    path = bindir / "site-micromamba"
+    path.write_text(f"#!/bin/sh\necho {version}\n")
+    path.chmod(0o755)
+    monkeypatch.setenv("CNT_MICROMAMBA", str(path))
+    return path
+
+
 def test_missing_zstd_and_sbatch_are_warnings(
-    tools: Tools, as_user: AsUser, cached_base: Path
+    tools: Tools, as_user: AsUser, cached_base: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tools(*(t for t in ALL if t not in ("zstd", "sbatch")))
+    fake_micromamba(tools(*(t for t in ALL if t not in ("zstd", "sbatch"))), monkeypatch)
     as_user(False)
     checks = doctor.check()
     named = by_name(checks)
@@ -182,6 +195,83 @@ def test_unconfigured_sbatch_is_a_warning_with_its_error(tools: Tools, as_user: 
     assert sbatch.status == "warn"
     assert "Could not establish a configuration source" in sbatch.detail
     assert "SLURM submission unavailable" in sbatch.detail
+
+
+def test_zstd_is_required_while_micromamba_is_still_to_be_fetched(
+    tools: Tools, as_user: AsUser
+) -> None:
+    tools(*(t for t in ALL if t != "zstd"))
+    as_user(False)
+    checks = doctor.check()
+    named = by_name(checks)
+    assert named["zstd"].status == "FAIL"
+    assert "micromamba cannot be fetched" in named["zstd"].detail
+    assert named["micromamba"].status == "ok"  # the rest of what a fetch needs is there
+    assert doctor.exit_code(checks) == 1
+
+
+def test_micromamba_from_config(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = fake_micromamba(tools(*ALL), monkeypatch, "2.1.0")
+    as_user(False)
+    check = by_name(doctor.check())["micromamba"]
+    assert check.status == "ok"
+    assert check.detail == f"2.1.0 (config micromamba, {site})"
+
+
+def test_a_broken_micromamba_path_fails(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools(*ALL)
+    as_user(False)
+    monkeypatch.setenv("CNT_MICROMAMBA", str(tmp_path / "nowhere" / "micromamba"))
+    checks = doctor.check()
+    check = by_name(checks)["micromamba"]
+    assert check.status == "FAIL"
+    assert "env CNT_MICROMAMBA" in check.detail and "not an executable file" in check.detail
+    assert doctor.exit_code(checks) == 1
+
+
+def test_a_missing_file_channel_fails_before_any_fetch(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools(*ALL)
+    as_user(False)
+    monkeypatch.setenv("CNT_MICROMAMBA_CHANNEL", f"file://{tmp_path}/no-channel")
+    check = by_name(doctor.check())["micromamba"]
+    assert check.status == "FAIL"
+    assert (
+        check.detail
+        == f"cannot be fetched: its channel file://{tmp_path}/no-channel does not exist"
+    )
+    assert check.fix is not None and check.fix.startswith("condatainer micromamba")
+
+
+def test_a_fetched_micromamba_is_reported_with_its_origin(tools: Tools, as_user: AsUser) -> None:
+    """What a bootstrap leaves (tests/micromamba fetch for real): the binary and its origin."""
+    cached = micromamba.cached_binary()
+    cached.parent.mkdir(parents=True)
+    cached.write_text("#!/bin/sh\necho 2.3.3\n")
+    cached.chmod(0o755)
+    origin = info.Origin(
+        version="2.3.3",
+        build="0",
+        filename="micromamba-2.3.3-0.conda",
+        url="file:///c/linux-64/micromamba-2.3.3-0.conda",
+        sha256="ab" * 32,
+        channel="file:///c",
+        subdir="linux-64",
+        index="sharded index",
+        fetched="2026-01-01T00:00:00Z",
+    )
+    (cached.parent / micromamba.ORIGIN).write_text(origin.text())
+    tools(*(t for t in ALL if t != "zstd"))  # zstd is only needed to fetch it
+    as_user(False)
+    checks = by_name(doctor.check())
+    assert checks["micromamba"].status == "ok"
+    assert checks["micromamba"].detail == f"2.3.3 (cached in {cached}, from file:///c)"
+    assert checks["zstd"].status == "warn"
 
 
 def test_no_runtime_as_user_fails_and_names_both_ways_out(tools: Tools, as_user: AsUser) -> None:
@@ -482,9 +572,13 @@ def refused_port() -> int:
 
 
 def test_cli_doctor_exits_0_with_warnings_only(
-    tools: Tools, kernel: Kernel, as_user: AsUser, capsys: pytest.CaptureFixture[str]
+    tools: Tools,
+    kernel: Kernel,
+    as_user: AsUser,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tools(*E2FS)
+    fake_micromamba(tools(*E2FS), monkeypatch)
     kernel(True, True)
     as_user(True)
     assert cli.main(["doctor"]) == 0

@@ -347,7 +347,7 @@ _cnt_mm_complete() {
             opts=(-c --channel --override-channels -f --file --dry-run --freeze-installed --force-reinstall --no-deps --only-deps --strict-channel-priority -q --quiet -v --verbose)
             kind=channel ;;
         remove)
-            opts=(--dry-run --force --prune --no-prune -q --quiet -v --verbose)
+            opts=(--dry-run --force --prune-deps --no-prune-deps -q --quiet -v --verbose)
             kind=installed ;;
         update)
             opts=(-a --all -c --channel --override-channels --dry-run -q --quiet -v --verbose)
@@ -356,7 +356,7 @@ _cnt_mm_complete() {
             opts=(--json --explicit --md5)
             kind=none ;;
         search)
-            opts=(-c --channel --override-channels --json -i --info)
+            opts=(-c --channel --override-channels --json --pretty --platform)
             kind=channel ;;
         export)
             opts=(--from-history -e --explicit --no-build --json)
