@@ -251,6 +251,8 @@ def check(key: str, value: str, where: str) -> Value:
         return _coerce(_known(key), value)
     except _Invalid as bad:
         raise _value_error(key, value, bad, where, f"fix {where}") from None
+
+
 def env_channels(cfg: Config, requested: Sequence[str] = ()) -> tuple[str, ...]:
     """An env's channels, the one rule everywhere: the user's first (`-c`, then an environment
     file's), then config `channels` (conda-forge by default, or a site's mirror); each once."""
@@ -485,8 +487,11 @@ def _did_you_mean(key: str) -> str:
 
 def _render(key: str, value: Value) -> str:
     if value is None:
-        return {"apptainer_bin": "(auto)", "micromamba": "(auto)",
-                "fetch_dir": "(the data directory)"}.get(key, "(none)")
+        return {
+            "apptainer_bin": "(auto)",
+            "micromamba": "(auto)",
+            "fetch_dir": "(the data directory)",
+        }.get(key, "(none)")
     if isinstance(value, tuple):
         return ", ".join(value) if value else "(empty)"
     return value

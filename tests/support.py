@@ -55,6 +55,8 @@ def world_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if runner.which(tool) is None:
             _missing(f"needs {tool!r} on PATH (squashfs-tools, siftool)")
     return build_base(tmp_path_factory.mktemp("world-base"))
+
+
 def without_micromamba(path: str) -> str:
     """PATH without directories that hold a `micromamba`: the world has none but its channel's."""
     dirs = path.split(os.pathsep)

@@ -7,8 +7,9 @@ its output captured, for commands whose output we read.
 
 Before Apptainer starts, condatainer's default base image is pulled if the Plan uses it and it
 is not there yet (`basefetch.ensure`); the builtin runtime uses the host's root unless told
-otherwise, so it never needs one.  `plan_for` provides condatainer's tools first (`run.tools.provide`: the mm-* commands and
-micromamba, fetched when the run needs it and it is not there yet), then resolves the Plan.
+otherwise, so it never needs one.  `plan_for` provides condatainer's tools first
+(`run.tools.provide`: the mm-* commands and micromamba, fetched when the run needs it and it is
+not there yet), then resolves the Plan.
 
 Nothing here prints.  The Plan's notices (decisions the user should know about, like an
 automatic --fakeroot) go to the caller's `notify`, once, just before the runtime starts;

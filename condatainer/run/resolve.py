@@ -35,8 +35,8 @@ from condatainer import bindspec
 from condatainer.errors import CondatainerError, UsageError
 from condatainer.image import e2fs, envfile, info, locks
 from condatainer.image.layout import CONTAINER_PREFIX, UPPER, find_image, logical_cwd
-from condatainer.run import baseimage
 from condatainer.micromamba import CONTAINER_BIN, CONTAINER_MICROMAMBA
+from condatainer.run import baseimage
 from condatainer.run.plan import Bind, Overlay, Plan
 
 # Scheduler/job tmp directories bound by default when set: SLURM, PBS, LSF, HTCondor.
