@@ -273,7 +273,7 @@ def _check_micromamba(cfg: config.Config, env: Mapping[str, str]) -> tuple[Check
             problems.append(f"its channel {channel} does not exist")
     if cfg.ca_bundle and not os.access(os.path.expanduser(cfg.ca_bundle), os.R_OK):
         problems.append(f"config ca_bundle {cfg.ca_bundle} is not a readable file")
-    cache = micromamba.cache_dir(env)
+    cache = micromamba.cache_dir(cfg, env)
     existing = next((p for p in (cache, *cache.parents) if p.exists()), None)
     if existing is None or not os.access(existing, os.W_OK | os.X_OK):
         problems.append(f"its cache {cache} cannot be created ({existing} is not writable)")

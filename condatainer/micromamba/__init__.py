@@ -3,8 +3,9 @@
 Resolution order (`locate`, cheap: no network, no heavy import):
 
 1. config `micromamba`: a site's own binary (a path; a bare name is looked up on PATH);
-2. the cached binary `$XDG_DATA_HOME/condatainer/micromamba/micromamba` (its origin beside it in
-   `micromamba.json`);
+2. the cached binary `<fetch_dir>/micromamba/micromamba` (its origin beside it in
+   `micromamba.json`); config `fetch_dir` defaults to `$XDG_DATA_HOME/condatainer`, so a login
+   node can fetch once into a directory the compute nodes share;
 3. otherwise `bootstrap.ensure` fetches it: the newest `micromamba` package of the pinned series
    (config `micromamba_version`, default `SERIES`) for this machine's platform from config
    `micromamba_channel` (default conda-forge; independent of an env's own channels), found
@@ -49,13 +50,13 @@ class Located:
     source: str
 
 
-def cache_dir(env: Mapping[str, str] | None = None) -> Path:
-    """Where condatainer keeps its micromamba: `$XDG_DATA_HOME/condatainer/micromamba`."""
-    return config.paths(env)["data"] / "micromamba"
+def cache_dir(cfg: config.Config, env: Mapping[str, str] | None = None) -> Path:
+    """Where condatainer keeps its micromamba: `<fetch_dir>/micromamba`, beside base images."""
+    return config.fetch_dir(cfg, env) / "micromamba"
 
 
-def cached_binary(env: Mapping[str, str] | None = None) -> Path:
-    return cache_dir(env) / BINARY
+def cached_binary(cfg: config.Config, env: Mapping[str, str] | None = None) -> Path:
+    return cache_dir(cfg, env) / BINARY
 
 
 def _usable(path: Path) -> bool:
@@ -86,7 +87,7 @@ def locate(cfg: config.Config, env: Mapping[str, str] | None = None) -> Located 
     found = configured(cfg)
     if found is not None:
         return found
-    cached = cached_binary(env)
+    cached = cached_binary(cfg, env)
     return Located(str(cached), "cache") if _usable(cached) else None
 
 

@@ -90,15 +90,15 @@ def _fetch(
 ) -> Fetched:
     env = os.environ if env is None else env
     url = channel_url(cfg.micromamba_channel)
-    cache = cache_dir(env)
+    cache = cache_dir(cfg, env)
     platform = subdir()
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _failed(url, f"cannot create {cache}: {exc.strerror}", _space_hint(cache)) from None
     with _locked(cache, url, notify):
-        previous = read_origin(env)
-        binary = cached_binary(env)
+        previous = read_origin(cfg, env)
+        binary = cached_binary(cfg, env)
         if not update and locate(cfg, env) is not None:
             # Another process fetched it while this one waited for the lock.
             return Fetched(Located(str(binary), "cache"), previous)

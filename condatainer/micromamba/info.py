@@ -45,10 +45,10 @@ class Origin:
         return json.dumps(asdict(self), indent=2) + "\n"
 
 
-def read_origin(env: Mapping[str, str] | None = None) -> Origin | None:
+def read_origin(cfg: config.Config, env: Mapping[str, str] | None = None) -> Origin | None:
     """The recorded origin of the cached binary, None when unknown or unreadable."""
     try:
-        data = json.loads((cache_dir(env) / ORIGIN).read_text(encoding="utf-8"))
+        data = json.loads((cache_dir(cfg, env) / ORIGIN).read_text(encoding="utf-8"))
         return Origin(**{k: str(data[k]) for k in Origin.__dataclass_fields__})
     except (OSError, ValueError, KeyError, TypeError):
         return None
@@ -131,7 +131,7 @@ def info(cfg: config.Config, env: Mapping[str, str] | None = None) -> Info:
                     problem=exc.message, **common)  # fmt: skip
     if found is None:
         return Info(path=None, source="none", version=None, origin=None, **common)
-    origin = read_origin(env) if found.source == "cache" else None
+    origin = read_origin(cfg, env) if found.source == "cache" else None
     return Info(
         path=found.path,
         source=found.source,

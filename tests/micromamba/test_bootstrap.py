@@ -169,6 +169,26 @@ def test_a_site_micromamba_from_config_is_used_as_it_is(tmp_path: Path) -> None:
     assert "--update only manages condatainer's own copy" in refused.stderr
 
 
+def test_fetched_once_into_a_shared_fetch_dir_then_used_without_a_network(
+    world: World, tmp_path: Path
+) -> None:
+    """A login node fetches into config `fetch_dir`; a compute node (another data directory,
+    no channel it can reach) uses that copy as it is."""
+    shared = tmp_path / "shared"
+    login = {"CNT_FETCH_DIR": str(shared)}
+    ok(fetch_cli(env=login))
+    assert (shared / "micromamba" / "micromamba").is_file()
+    assert not cache().exists()  # not the data directory
+    compute = {
+        "CNT_FETCH_DIR": str(shared),
+        "XDG_DATA_HOME": str(tmp_path / "elsewhere"),
+        "CNT_MICROMAMBA_CHANNEL": refused_url(),
+    }
+    res = ok(fetch_cli("info", env=compute))
+    assert f"path       {shared}/micromamba/micromamba" in res.stdout
+    assert "source     fetched from " in res.stdout
+
+
 # ---------------------------------------------------------------- it fails, cleanly
 
 
