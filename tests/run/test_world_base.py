@@ -29,8 +29,10 @@ from pathlib import Path
 
 import pytest
 
+from condatainer.micromamba import CONTAINER_MICROMAMBA
 from tests.support import World, cnt, ok
-from tests.world import MICROMAMBA, build_channel
+from tests.world import build_channel
+from tests.world.channel import MICROMAMBA_NEWEST
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -71,15 +73,20 @@ def test_exec_sees_the_base_not_the_host(world: World, world_base: Path, wd: Pat
 
 
 def test_the_test_interpreter_runs_in_the_base(world: World, world_base: Path, wd: Path) -> None:
-    """What the micromamba stand-in needs: this interpreter, its venv and py-rattler, inside."""
+    """What the micromamba stand-in needs: this interpreter, its venv and py-rattler, inside;
+    the micromamba found on PATH is condatainer's own, bound in from its fetch directory."""
     ok(cnt("o", "x.img", "-s", "128M", cwd=wd))
     code = "import rattler, yaml, sys; print(sys.prefix); print(open('/cnt-test-base').read())"
     res = ok(cnt("exec", "-b", str(world_base), "-o", "x.img", "--", sys.executable, "-c", code,
                  cwd=wd))  # fmt: skip
     assert res.stdout.splitlines()[:2] == [sys.prefix, "this is the condatainer test base"]
-    res = ok(cnt("exec", "-b", str(world_base), "-o", "x.img", "--", "micromamba", "--version",
-                 cwd=wd))  # fmt: skip
-    assert res.stdout == "1.5.8\n" and Path(MICROMAMBA).parent.as_posix() in os.environ["PATH"]
+    which = ("exec", "-b", str(world_base), "-o", "x.img", "--", "sh", "-c",
+             "command -v micromamba; micromamba --version")  # fmt: skip
+    res = cnt(*which, cwd=wd)  # exec fetches nothing: the placeholder says so
+    assert res.returncode == 1 and res.stdout == f"{CONTAINER_MICROMAMBA}\n"
+    assert "micromamba is not available in this container" in res.stderr
+    ok(cnt("micromamba"))
+    assert ok(cnt(*which, cwd=wd)).stdout == f"{CONTAINER_MICROMAMBA}\n{MICROMAMBA_NEWEST}\n"
 
 
 def test_the_main_job_on_a_sif_base(
