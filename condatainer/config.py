@@ -98,6 +98,7 @@ class Config(NamedTuple):
     autoload: Autoload = "on"
     shim_exclude: tuple[str, ...] = DEFAULT_SHIM_EXCLUDE
     submit: Submit = "auto"
+    logs_dir: str | None = None  # where submitted jobs write their logs; None: the script's dir
     channels: tuple[str, ...] = ("conda-forge",)
     sources: Mapping[str, str] = MappingProxyType({})
 
@@ -113,7 +114,7 @@ class Config(NamedTuple):
 
 KEYS: tuple[str, ...] = tuple(f for f in Config._fields if f != "sources")
 _LIST_KEYS = frozenset(k for k in KEYS if isinstance(getattr(Config(), k), tuple))
-_NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image"})
+_NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image", "logs_dir"})
 _CHOICES: dict[str, tuple[str, ...]] = {
     "runtime": ("auto", "apptainer", "singularity", "builtin"),
     "gpu": ("auto", "on", "off"),
@@ -448,7 +449,7 @@ def show(cfg: Config, width: int = 100) -> str:
 
 def get(cfg: Config, key: str) -> str:
     """The value of `key` as text for scripts (`config get`): list items one per line,
-    an unset value (apptainer_bin, base_image) as the empty string."""
+    an unset value (apptainer_bin, base_image, logs_dir) as the empty string."""
     value = cfg.get(key)
     if value is None:
         return ""
@@ -467,7 +468,7 @@ def set_value(
     """Validate `value` for `key` and write it into the config file; return the file's path.
 
     A string for a list key is split like its CNT_ variable.  None (or an empty string for
-    apptainer_bin/base_image) removes the key from the file, so the default applies again.
+    apptainer_bin/base_image/logs_dir) removes the key from the file, so the default applies again.
     The environment is only used to find the file; a CNT_ variable still overrides the file.
     """
     import yaml

@@ -53,6 +53,13 @@ class Request:
     workdir: str | None = None
     extra_args: tuple[str, ...] = ()
     script_dir: str | None = None  # `run`: the script's directory is bound
+    # Directories of condatainer's own generated programs (`run`: the module stubs): bound
+    # read-only at the same path and put last on the container's PATH.
+    helper_dirs: tuple[str, ...] = ()
+    # Host directories bound read-write at their own path, even without default binds (taken
+    # as paths, not bind specs: a ':' is part of the name).
+    bind_paths: tuple[str, ...] = ()
+    cwd: str | None = None  # the command's working directory (default: ours)
     check_locks: bool = True
     gpu: str | None = None  # overrides config gpu: auto|on|off
     default_binds: bool = True
@@ -128,6 +135,9 @@ def binds(
     configured binds; then the defaults (which are skipped silently when they do not exist).
     """
     candidates = [_parse_bind(t) for t in (*req.binds, *settings.binds)]
+    candidates += [Bind(d, d, readonly=True) for d in req.helper_dirs]
+    paths = (os.path.realpath(os.path.expanduser(p)) for p in req.bind_paths)
+    candidates += [Bind(p, p) for p in paths if os.path.isdir(p)]
     if req.default_binds:
         defaults = [str(cwd), environ.get("SCRATCH", ""), environ.get("TMPDIR", "")]
         defaults += [environ.get(v, "") for v in JOB_TMP_VARS]
@@ -172,9 +182,15 @@ def _user_env(items: Sequence[str]) -> list[tuple[str, str]]:
 
 
 def container_env(
-    ovls: Sequence[Overlay], user_env: Sequence[str], environ: Mapping[str, str]
+    ovls: Sequence[Overlay],
+    user_env: Sequence[str],
+    environ: Mapping[str, str],
+    path_tail: Sequence[str] = (),
 ) -> tuple[tuple[str, str], ...]:
-    """The variables set in the container, in order: sidecar files, --env, then ours."""
+    """The variables set in the container, in order: sidecar files, --env, then ours.
+
+    PATH is the env's bin, then the host's PATH, then `path_tail`.
+    """
     pairs: list[tuple[str, str]] = []
     for overlay in ovls:
         side = envfile.load(overlay.path)
@@ -190,7 +206,7 @@ def container_env(
     ours = [
         ("CONDA_PREFIX", CONTAINER_PREFIX),
         ("MAMBA_ROOT_PREFIX", CONTAINER_PREFIX),
-        ("PATH", ":".join([f"{CONTAINER_PREFIX}/bin", *rest])),
+        ("PATH", ":".join([f"{CONTAINER_PREFIX}/bin", *rest, *path_tail])),
         ("IN_CONDATAINER", str(level)),
     ]
     if ovls:
@@ -243,7 +259,8 @@ def resolve(
     cwd: str | None = None,
 ) -> Plan:
     """Decide everything about one container run and check its images can be used now."""
-    here = Path(cwd) if cwd else logical_cwd(environ)
+    chosen = req.cwd or cwd
+    here = Path(chosen) if chosen else logical_cwd(environ)
     ovls = overlays(req, here, environ)
     if req.check_locks:
         for overlay in ovls:
@@ -262,7 +279,7 @@ def resolve(
         command=req.command,
         overlays=ovls,
         cwd=str(here),
-        env=container_env(ovls, req.env, environ),
+        env=container_env(ovls, req.env, environ, req.helper_dirs),
         binds=binds(req, settings, here, environ),
         base_image=req.base_image or settings.base_image,
         gpu=gpu_flags(req.gpu or settings.gpu),

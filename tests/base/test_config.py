@@ -38,7 +38,7 @@ def test_defaults_without_file_or_env() -> None:
 def test_keys_are_the_documented_ones() -> None:
     assert config.KEYS == (
         "apptainer_bin", "runtime", "base_image", "binds", "gpu", "default_size",
-        "default_profile", "autoload", "shim_exclude", "submit", "channels",
+        "default_profile", "autoload", "shim_exclude", "submit", "logs_dir", "channels",
     )  # fmt: skip
 
 
