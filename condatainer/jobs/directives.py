@@ -36,7 +36,8 @@ and tests/slurm feeds the same scripts to the real sbatch.
   line may name several images.  Malformed quoting is a DirectiveError `FILE:LINE: cause`;
   parse raises nothing else, whatever the text.
 - `scheduler` is the one whose honoured directives appear; when several kinds appear, slurm
-  wins over pbs over lsf, `directives` holds the winner's lines only, and `notes` says so.
+  wins over pbs over lsf, `directives` holds the winner's lines only, and `notes` says so (and
+  that sbatch itself also translates `#PBS`/`#BSUB` options it knows, `src/sbatch/xlate.c`).
   `notes` also points out directives a scheduler silently ignores (after the first command,
   indented where that matters), the usual reason "my #SBATCH line does nothing".
 
@@ -301,9 +302,13 @@ def parse(text: str, source: str) -> Directives:
     present = [name for name in _KEYWORD if found[name]]
     scheduler: Scheduler | None = present[0] if present else None
     if len(present) > 1:
+        also = ""
+        if present[0] == "slurm":  # sbatch's xlate.c: unless --ignore-pbs
+            others = "/".join(_KEYWORD[n] for n in present[1:])
+            also = f" (sbatch also translates the {others} options it knows, e.g. -N, -l walltime)"
         notes.append(
             f"{source}: has {', '.join(_KEYWORD[n] for n in present)} directives; "
-            f"using the {_KEYWORD[present[0]]} ones"
+            f"using the {_KEYWORD[present[0]]} ones{also}"
         )
     return Directives(
         deps=tuple(deps),

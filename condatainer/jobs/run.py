@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 from condatainer import config, runner
 from condatainer.display import Reporter
-from condatainer.errors import CondatainerError, DirectiveError, UsageError
+from condatainer.errors import CondatainerError, DirectiveError, LockError, UsageError
 from condatainer.jobs import control, report, sbatchopts, scheduler, script, submit, tools
 from condatainer.run import launch
 from condatainer.run.plan import Plan
@@ -147,6 +147,8 @@ def _plan(
     cfg: config.Config,
     steps: _Steps,
     data: dict[str, object],
+    *,
+    submitting: bool = False,
     **kw: object,
 ) -> Plan | None:
     """The container Plan for the script (locks and superblocks checked), or None."""
@@ -156,7 +158,12 @@ def _plan(
         return None
     with steps.step(usage=True):  # no image to autoload, a bad --bind: the Plan's problems
         req = script.request(job, args, os.environ, **kw)  # type: ignore[arg-type]
-        plan = launch.plan_for(req, cfg)
+        try:
+            plan = launch.plan_for(req, cfg)
+        except LockError as err:
+            if not submitting:
+                raise
+            raise LockError(f"{job.origin}: not submitted: {err.message}", hint=err.hint) from None
     if plan is None:
         data["plan_error"] = steps.problems[-1] if steps.problems else "not made"
     else:
@@ -177,7 +184,7 @@ def _submit(
 ) -> Outcome:
     ctl = flags.control
     data["resources"] = tools.resources({}, own, ctl)  # what the job will see, as asked
-    plan = _plan(job, args, cfg, steps, data)
+    plan = _plan(job, args, cfg, steps, data, submitting=True)
     if plan is not None:
         why = submit.parallelism(own, job.header, ctl, os.environ)
         with steps.step():
