@@ -23,10 +23,10 @@ Nothing here prints: the outcome comes back as data, and notices go to the calle
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from condatainer import config, runner
 from condatainer.display import Reporter
@@ -86,6 +86,120 @@ class _Steps:
         self.problems.append(err.message)
 
 
+@dataclass
+class _Run:
+    """One `condatainer run`: what it was given and what it has found out so far."""
+
+    job: script.Job
+    args: Sequence[str]
+    flags: RunFlags
+    own: sbatchopts.Reading  # the script's own sbatch options
+    cfg: config.Config
+    steps: _Steps
+    data: dict[str, object]  # the dry-run report, filled in as the run goes
+    reporter: Reporter
+
+    def plan(self, *, submitting: bool = False, **kw: Any) -> Plan | None:
+        """The container Plan for the script (locks and superblocks checked), or None."""
+        job, data = self.job, self.data
+        plan: Plan | None = None
+        if job.missing:
+            data["plan_error"] = "not made: a #DEP image is missing"
+            return None
+        with self.steps.step(usage=True):  # no image to autoload, a bad --bind: the Plan's
+            req = script.request(job, self.args, os.environ, **kw)
+            try:
+                plan = launch.plan_for(req, self.cfg)
+            except LockError as err:
+                if not submitting:
+                    raise
+                raise LockError(
+                    f"{job.origin}: not submitted: {err.message}", hint=err.hint
+                ) from None
+        if plan is None:
+            data["plan_error"] = self.steps.problems[-1] if self.steps.problems else "not made"
+        else:
+            data["plan"] = plan.to_json()
+        return plan
+
+    def submit(self) -> Outcome:
+        job, flags, ctl, steps = self.job, self.flags, self.flags.control, self.steps
+        self.data["resources"] = tools.resources({}, self.own, ctl)  # what the job asks for
+        plan = self.plan(submitting=True)
+        if plan is not None:
+            why = submit.parallelism(self.own, job.header, ctl, os.environ)
+            with steps.step():
+                submit.check(job, plan, why, cli_writable=flags.writable)
+        sub: submit.Submission | None = None
+        with steps.step():
+            sub = submit.prepare(
+                job,
+                self.args,
+                ctl,
+                self.own,
+                cli_writable=flags.writable,
+                cli_container=flags.container,
+                logs_dir=self.cfg.logs_dir,
+                environ=os.environ,
+            )
+        if sub is not None:
+            report.submission(self.data, sub)
+        if flags.dry_run:
+            return self.dry_outcome()
+        assert sub is not None
+        return Outcome(job_id=submit.sbatch(sub, os.environ, self.reporter, auto=not flags.submit))
+
+    def here(self) -> Outcome:
+        job, flags, ctl, steps = self.job, self.flags, self.flags.control, self.steps
+        environ = os.environ
+        needs = ctl.needs_scheduler()
+        if needs:
+            steps.fail(
+                UsageError(
+                    f"{' '.join(needs)}: only a scheduler can do that, and {job.origin} runs"
+                    f" here ({self.data['why']})",
+                    hint="submit it to SLURM: condatainer run --submit ... (or drop those flags)",
+                )
+            )
+        ignored = ctl.ignored_here()
+        if ignored and not flags.dry_run:
+            self.reporter.note(f"{' '.join(ignored)} only apply to submitted jobs: ignored here")
+        resources = tools.resources(environ, self.own, ctl)
+        self.data["resources"] = resources
+        notice = _module_notice(environ)
+        helper: list[str] = []
+        with steps.step():
+            helper.append(tools.stub_dir(environ, write=not flags.dry_run))
+        plan = self.plan(extra_env={**resources, "CNT_MODULE_NOTICE": notice}, helper_dirs=helper)
+        launcher = _task_launcher(environ)
+        if launcher and plan is not None:
+            self.data["launch"] = list(launcher)
+            if plan.writable is not None:
+                steps.fail(
+                    DirectiveError(
+                        f"{job.origin}: {plan.writable.path} would be mounted writable by each"
+                        f" of {environ.get('SLURM_NTASKS')} tasks, and only one process at a"
+                        " time can write an image",
+                        hint="use the image read-only in this job (drop -w), or run one task",
+                    )
+                )
+        if flags.dry_run:
+            return self.dry_outcome()
+        assert plan is not None
+        if launcher:
+            for line in plan.notices:
+                self.reporter.note(line)
+            task = replace(plan, notices=())
+            runner.exec_([*launcher, *_task_argv(task)], os.environ)
+        try:
+            return Outcome(status=launch.execute(plan, self.cfg, self.reporter.note))
+        finally:
+            _forget(notice)
+
+    def dry_outcome(self) -> Outcome:
+        return _dry_outcome(self.data, self.steps)
+
+
 def run_command(
     script_path: str, args: Sequence[str], flags: RunFlags, reporter: Reporter
 ) -> Outcome:
@@ -109,7 +223,7 @@ def run_command(
     if job is None:  # the header could not be read: nothing more to say
         data["plan_error"] = "not made: the script's header could not be read"
         data["slurm"] = report.slurm(_probe(flags, environ))
-        return _dry_outcome(data, steps, reporter)
+        return _dry_outcome(data, steps)
     report.describe_job(data, job)
     with steps.step():
         script.require_deps(job)
@@ -131,148 +245,13 @@ def run_command(
         steps.fail(decision.error)
     if decision.note and not flags.dry_run:
         reporter.note(decision.note)
-    if decision.submit:
-        return _submit(job, args, flags, own, decision, cfg, steps, data, reporter)
-    return _here(job, args, flags, own, cfg, steps, data, reporter)
+    run = _Run(job, args, flags, own, cfg, steps, data, reporter)
+    return run.submit() if decision.submit else run.here()
 
 
 def _probe(flags: RunFlags, environ: Mapping[str, str]) -> scheduler.Slurm | None:
     """A dry run says what SLURM looks like even when the decision did not need to ask."""
     return scheduler.probe(environ) if flags.dry_run else None
-
-
-def _plan(
-    job: script.Job,
-    args: Sequence[str],
-    cfg: config.Config,
-    steps: _Steps,
-    data: dict[str, object],
-    *,
-    submitting: bool = False,
-    **kw: object,
-) -> Plan | None:
-    """The container Plan for the script (locks and superblocks checked), or None."""
-    plan: Plan | None = None
-    if job.missing:
-        data["plan_error"] = "not made: a #DEP image is missing"
-        return None
-    with steps.step(usage=True):  # no image to autoload, a bad --bind: the Plan's problems
-        req = script.request(job, args, os.environ, **kw)  # type: ignore[arg-type]
-        try:
-            plan = launch.plan_for(req, cfg)
-        except LockError as err:
-            if not submitting:
-                raise
-            raise LockError(f"{job.origin}: not submitted: {err.message}", hint=err.hint) from None
-    if plan is None:
-        data["plan_error"] = steps.problems[-1] if steps.problems else "not made"
-    else:
-        data["plan"] = plan.to_json()
-    return plan
-
-
-def _submit(
-    job: script.Job,
-    args: Sequence[str],
-    flags: RunFlags,
-    own: sbatchopts.Reading,
-    decision: submit.Decision,
-    cfg: config.Config,
-    steps: _Steps,
-    data: dict[str, object],
-    reporter: Reporter,
-) -> Outcome:
-    ctl = flags.control
-    data["resources"] = tools.resources({}, own, ctl)  # what the job will see, as asked
-    plan = _plan(job, args, cfg, steps, data, submitting=True)
-    if plan is not None:
-        why = submit.parallelism(own, job.header, ctl, os.environ)
-        with steps.step():
-            submit.check(job, plan, why, cli_writable=flags.writable)
-    sub: submit.Submission | None = None
-    with steps.step():
-        sub = submit.prepare(
-            job,
-            args,
-            ctl,
-            own,
-            cli_writable=flags.writable,
-            cli_container=flags.container,
-            logs_dir=cfg.logs_dir,
-            environ=os.environ,
-        )
-    if sub is not None:
-        report.submission(data, sub)
-    if flags.dry_run:
-        return _dry_outcome(data, steps, reporter)
-    assert sub is not None
-    job_id = submit.sbatch(sub, os.environ, reporter, auto=not flags.submit)
-    return Outcome(job_id=job_id)
-
-
-def _here(
-    job: script.Job,
-    args: Sequence[str],
-    flags: RunFlags,
-    own: sbatchopts.Reading,
-    cfg: config.Config,
-    steps: _Steps,
-    data: dict[str, object],
-    reporter: Reporter,
-) -> Outcome:
-    ctl = flags.control
-    environ = os.environ
-    needs = ctl.needs_scheduler()
-    if needs:
-        steps.fail(
-            UsageError(
-                f"{' '.join(needs)}: only a scheduler can do that, and {job.origin} runs here"
-                f" ({data['why']})",
-                hint="submit it to SLURM: condatainer run --submit ... (or drop those flags)",
-            )
-        )
-    ignored = ctl.ignored_here()
-    if ignored and not flags.dry_run:
-        reporter.note(f"{' '.join(ignored)} only apply to submitted jobs: ignored here")
-    resources = tools.resources(environ, own, ctl)
-    data["resources"] = resources
-    notice = _module_notice(environ)
-    helper: list[str] = []
-    with steps.step():
-        helper.append(tools.stub_dir(environ, write=not flags.dry_run))
-    plan = _plan(
-        job,
-        args,
-        cfg,
-        steps,
-        data,
-        extra_env={**resources, "CNT_MODULE_NOTICE": notice},
-        helper_dirs=helper,
-    )
-    launcher = _task_launcher(environ)
-    if launcher and plan is not None:
-        data["launch"] = list(launcher)
-        if plan.writable is not None:
-            steps.fail(
-                DirectiveError(
-                    f"{job.origin}: {plan.writable.path} would be mounted writable by each of"
-                    f" {environ.get('SLURM_NTASKS')} tasks, and only one process at a time can"
-                    " write an image",
-                    hint="use the image read-only in this job (drop -w), or run one task",
-                )
-            )
-    if flags.dry_run:
-        return _dry_outcome(data, steps, reporter)
-    assert plan is not None
-    if launcher:
-        for line in plan.notices:
-            reporter.note(line)
-        task = replace(plan, notices=())
-        runner.exec_([*launcher, *_task_argv(task)], os.environ)
-    try:
-        return Outcome(status=launch.execute(plan, cfg, reporter.note))
-    finally:
-        _forget(notice)
 
 
 def _module_notice(environ: Mapping[str, str]) -> str:
@@ -299,10 +278,14 @@ def _task_launcher(environ: Mapping[str, str]) -> tuple[str, ...]:
 
 
 def _task_argv(plan: Plan) -> list[str]:
-    """How each task runs `plan`: `condatainer _task PLAN-JSON`."""
+    """How each task runs `plan`: `condatainer _task PLAN-JSON`, with the condatainer on PATH,
+    else this interpreter's (the job may have been started by absolute path, off PATH)."""
     import json
+    import sys
 
-    return [*shlex.split(submit.condatainer_program()), "_task", json.dumps(plan.to_json())]
+    found = runner.which("condatainer")
+    program = [os.path.abspath(found)] if found else [sys.executable, "-m", "condatainer"]
+    return [*program, "_task", json.dumps(plan.to_json())]
 
 
 def run_task(plan_json: str, reporter: Reporter) -> int:
@@ -318,7 +301,7 @@ def run_task(plan_json: str, reporter: Reporter) -> int:
     return launch.execute(plan, config.load(os.environ), reporter.note)
 
 
-def _dry_outcome(data: dict[str, object], steps: _Steps, reporter: Reporter) -> Outcome:
+def _dry_outcome(data: dict[str, object], steps: _Steps) -> Outcome:
     data["problems"] = list(steps.problems)
     data["would_start"] = not steps.problems
     return Outcome(

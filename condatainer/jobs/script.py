@@ -198,7 +198,6 @@ def request(
     *,
     extra_env: Mapping[str, str] | None = None,
     helper_dirs: Sequence[str] = (),
-    gpu: str | None = None,
 ) -> Request:
     """The container Request that runs the script (`extra_env` first: the user's win)."""
     depth = environ.get("CNT_REEXEC_DEPTH", "0")
@@ -227,7 +226,6 @@ def request(
         extra_args=tuple(_strings(c.get("extra"))),
         script_dir=str(job.script.parent.resolve()),
         helper_dirs=tuple(helper_dirs),
-        gpu=gpu,
     )
 
 

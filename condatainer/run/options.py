@@ -42,14 +42,14 @@ CONTAINER: tuple[Option, ...] = (
         "KEY=VALUE",
     ),
     Option(("--fakeroot",), "fakeroot", "flag", "run as root in the container"),
-    Option(("-C", "--containall"), "containall", "flag", "isolate fully (apptainer -C)"),
-    Option(("-c", "--contain"), "contain", "flag", "minimal /dev, own /tmp (-c)"),
+    Option(("-C", "--containall"), "containall", "flag", "isolate fully (apptainer --containall)"),
+    Option(("-c", "--contain"), "contain", "flag", "minimal /dev, own /tmp (apptainer --contain)"),
     Option(("-e", "--cleanenv"), "cleanenv", "flag", "do not pass the host environment"),
     Option(
         ("-W", "--workdir"),
         "workdir",
         "value",
-        "work dir for -c/-C (default $SLURM_TMPDIR in jobs)",
+        "work dir for --contain/--containall (default $SLURM_TMPDIR in jobs)",
     ),
     Option(
         ("-A", "--apptainer-arg"),
