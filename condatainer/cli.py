@@ -117,7 +117,7 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_create)
 
 
-def _add_option(p: argparse.ArgumentParser, option: Any) -> None:
+def _add_option(p: Any, option: Any) -> None:
     """Add one `run.options.Option` to a parser, spelled as the table spells it."""
     kw: dict[str, Any] = {"dest": option.dest, "help": option.help}
     if option.metavar:
@@ -217,16 +217,66 @@ def _add_exec(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_exec)
 
 
+# `run`'s job flags (CondaTainer's names): (flags, dest, metavar, help).  Each takes a value.
+_RUN_JOB_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (("-c", "--cpu"), "cpu", "N", "CPUs per task (sbatch --cpus-per-task)"),
+    (("-m", "--mem"), "mem", "SIZE", "memory per node, e.g. 4G, 8192M (sbatch --mem)"),
+    (("-t", "--time"), "time", "TIME", "time limit, e.g. 2h30m, 4d12h, 01:30:00 (sbatch --time)"),
+    (("-g", "--gpu"), "gpu", "GPU", "GPUs per node: N, TYPE:N or TYPE (sbatch --gpus-per-node)"),
+    (("-n", "--name"), "name", "NAME", "job name (sbatch --job-name)"),
+    (("-o", "--output"), "output", "FILE", "job output log (sbatch --output)"),
+    (("-e", "--error"), "error", "FILE", "job error log (sbatch --error)"),
+    (("-p", "--partition"), "partition", "NAME", "partition (sbatch --partition)"),
+    (("-A", "--account"), "account", "NAME", "account to charge (sbatch --account)"),
+    (("--array",), "array", "FILE", "one array task per line of FILE; its words are appended"),
+    (("--array-limit",), "array_limit", "N", "with --array: at most N tasks at once"),
+)
+_RUN_DEPENDENCIES = ("afterok", "afternotok", "afterany")
+
+
+def _run_value_flags() -> frozenset[str]:
+    """Every `run` option that takes a value (for `_split_run`, which runs before argparse)."""
+    from condatainer.run import options
+
+    flags = {f for spec in _RUN_JOB_FLAGS for f in spec[0]}
+    flags |= {f"--{d}" for d in _RUN_DEPENDENCIES}
+    flags |= {f for o in options.RUN_CONTAINER if o.kind != "flag" for f in o.flags}
+    return frozenset(flags)
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-w", "--writable", action="store_true", help="mount #DEP images writable")
+    from condatainer.run import options
+
     p.add_argument("--submit", action="store_true", help="submit with sbatch")
-    p.add_argument("--local", action="store_true", help="run here even if #SBATCH is present")
-    p.add_argument("--dry-run", action="store_true", help="print directives and the Plan")
+    p.add_argument("--local", action="store_true", help="run here, even with #SBATCH lines")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would happen (exit 1: it would not start)"
+    )
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
     p.add_argument("--reexec", action="store_true", help=argparse.SUPPRESS)
+    jobs = p.add_argument_group("job control (submitted jobs; -c and -m also set NCPUS, MEM here)")
+    for flags, dest, metavar, help_text in _RUN_JOB_FLAGS:
+        jobs.add_argument(*flags, dest=dest, metavar=metavar, help=help_text)
+    for kind in _RUN_DEPENDENCIES:
+        jobs.add_argument(
+            f"--{kind}",
+            action="append",
+            default=[],
+            metavar="IDS",
+            help=f"start after these jobs ({kind}; colon-separated ids)",
+        )
+    box = p.add_argument_group("container")
+    _add_option(box, options.WRITABLE._replace(help="mount #DEP images writable"))
+    for option in options.RUN_CONTAINER:
+        _add_option(box, option)
     p.add_argument("script")
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(handler=_cmd_run)
+
+
+def _add_task(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan")
+    p.set_defaults(handler=_cmd_task)
 
 
 def _add_mm(p: argparse.ArgumentParser) -> None:
@@ -577,18 +627,28 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from condatainer.jobs import run
+    from condatainer.jobs import control, run
+    from condatainer.run import options
 
-    outcome = run.run_command(
-        a.script,
-        list(a.args),
-        _reporter(),
+    ctl = control.from_flags(
+        **{dest: getattr(a, dest) for _, dest, _, _ in _RUN_JOB_FLAGS},
+        **{kind: getattr(a, kind) for kind in _RUN_DEPENDENCIES},
+    )
+    container = {
+        o.dest: getattr(a, o.dest)
+        for o in options.RUN_CONTAINER
+        if getattr(a, o.dest) not in (None, False, [])
+    }
+    flags = run.RunFlags(
         writable=a.writable,
-        submit_flag=a.submit,
+        submit=a.submit,
         local=a.local,
         dry_run=a.dry_run,
         reexec=a.reexec,
+        control=ctl,
+        container=container,
     )
+    outcome = run.run_command(a.script, list(a.args), flags, _reporter())
     if outcome.job_id is not None:
         print(outcome.job_id)
     elif a.json and outcome.report is not None:
@@ -596,6 +656,12 @@ def _cmd_run(a: argparse.Namespace) -> int:
     else:
         _print_lines(outcome.lines)
     return outcome.status
+
+
+def _cmd_task(a: argparse.Namespace) -> int:
+    from condatainer.jobs import run
+
+    return run.run_task(a.plan, _reporter())
 
 
 def _cmd_mm(a: argparse.Namespace) -> int:
@@ -787,6 +853,8 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "deny": ("stop the cd hook activating an image", _add_trust_verb(_cmd_deny)),
     # Hidden: called by the hook when the image it found changes (stdout is eval'd).
     "_activate": (None, _add_activate),
+    # Hidden: one task of a multi-task job runs the Plan its batch step made (jobs.run).
+    "_task": (None, _add_task),
     "completion": ("print the TAB completion script for bash or zsh", _add_completion),
     "doctor": ("check what condatainer needs and say how to fix it", _add_doctor),
 }
@@ -826,15 +894,20 @@ def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str] | None]:
 
 
 def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """`run [FLAGS] SCRIPT ARGS...`: everything after the script word is the script's, as is
-    (argparse would drop a leading `--` of the script's own arguments).  run's flags take no
-    values, so the script is the first word after `run` that is not a flag."""
+    """`run [OPTIONS] SCRIPT ARGS...`: everything after the script word is the script's, as is
+    (argparse would take a script argument that looks like one of run's options, and drop a
+    leading `--`).  The script is the first word after `run` that is neither an option nor the
+    value of one (`-c 4`; `-c4` and `--cpu=4` carry theirs)."""
+    takes_value = _run_value_flags()
     start = argv.index("run") + 1
-    for i in range(start, len(argv)):
-        if argv[i] == "--" and i + 1 < len(argv):
+    i = start
+    while i < len(argv):
+        word = argv[i]
+        if word == "--" and i + 1 < len(argv):
             return [*argv[:i], argv[i + 1]], argv[i + 2 :]
-        if not argv[i].startswith("-"):
+        if not word.startswith("-") or word == "-":
             return argv[: i + 1], argv[i + 1 :]
+        i += 2 if word in takes_value else 1
     return argv, None
 
 

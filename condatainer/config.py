@@ -109,6 +109,7 @@ class Config(NamedTuple):
     autoload: Autoload = "on"
     shim_exclude: tuple[str, ...] = DEFAULT_SHIM_EXCLUDE
     submit: Submit = "auto"
+    logs_dir: str | None = None  # where submitted jobs write their logs; None: the script's dir
     channels: tuple[str, ...] = ("conda-forge",)
     micromamba: str | None = None  # a micromamba binary of the site's; None: condatainer's own
     micromamba_channel: str = "conda-forge"  # where condatainer fetches its own micromamba
@@ -128,7 +129,9 @@ class Config(NamedTuple):
 
 KEYS: tuple[str, ...] = tuple(f for f in Config._fields if f != "sources")
 _LIST_KEYS = frozenset(k for k in KEYS if isinstance(getattr(Config(), k), tuple))
-_NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image", "fetch_dir", "micromamba", "ca_bundle"})
+_NULLABLE_KEYS = frozenset(
+    {"apptainer_bin", "base_image", "fetch_dir", "micromamba", "ca_bundle", "logs_dir"}
+)
 _CHOICES: dict[str, tuple[str, ...]] = {
     "runtime": ("auto", "apptainer", "singularity", "builtin"),
     "gpu": ("auto", "on", "off"),
@@ -518,8 +521,8 @@ def show(cfg: Config, width: int = 100) -> str:
 
 def get(cfg: Config, key: str) -> str:
     """The value of `key` as text for scripts (`config get`): list items one per line,
-    an unset value (apptainer_bin, base_image, fetch_dir, micromamba, ca_bundle) as the empty
-    string."""
+    an unset value (apptainer_bin, base_image, fetch_dir, micromamba, ca_bundle, logs_dir) as
+    the empty string."""
     value = cfg.get(key)
     if value is None:
         return ""
@@ -538,8 +541,8 @@ def set_value(
     """Validate `value` for `key` and write it into the config file; return the file's path.
 
     A string for a list key is split like its CNT_ variable.  None (or an empty string for
-    apptainer_bin/base_image/fetch_dir/micromamba/ca_bundle) removes the key from the file, so
-    the default applies again.
+    apptainer_bin/base_image/fetch_dir/micromamba/ca_bundle/logs_dir) removes the key from the
+    file, so the default applies again.
     The environment is only used to find the file; a CNT_ variable still overrides the file.
     """
     import yaml

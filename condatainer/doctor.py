@@ -18,7 +18,8 @@ Decisions:
   `ca_bundle`); whether an https channel answers is not tried (doctor stays fast and offline):
   `condatainer micromamba` fetches it now and says why when it cannot.  Everything else is a
   warning: zstd when micromamba is already there (then only `overlay pack/unpack` need it),
-  sbatch (only `run --submit` needs it), the shell hook (a choice, not a fault), and an
+  SLURM (only submitting needs it; `jobs.scheduler.probe`, the very probe `run` decides by),
+  the shell hook (a choice, not a fault), and an
   Apptainer binary while another runtime is in use.
 - Tools are found with `runner.which` on this process's PATH (plus the sbin directories), the
   same way condatainer will start them; `env` supplies HOME, ZDOTDIR, XDG_* and CNT_* only.
@@ -42,6 +43,7 @@ from condatainer.errors import (
     RuntimeUnavailableError,
 )
 from condatainer.hook import rcfile
+from condatainer.jobs import scheduler
 from condatainer.run import basefetch, baseimage
 from condatainer.run.runtime import INSTALL_APPTAINER, selection
 from condatainer.run.runtime.selection import binary_flavour, container_binary
@@ -290,33 +292,27 @@ def _check_micromamba(cfg: config.Config, env: Mapping[str, str]) -> tuple[Check
     )
 
 
-def _check_sbatch() -> Check:
-    path = runner.which("sbatch")
-    if path is None:
+def _check_sbatch(env: Mapping[str, str]) -> Check:
+    """SLURM, by the probe `condatainer run` uses to decide whether `submit: auto` submits."""
+    found = scheduler.probe(env)
+    if found.state == "ready":
+        return Check("sbatch", True, found.detail)
+    if found.state == "absent":
         return Check(
             "sbatch",
             False,
-            "not found: SLURM submission unavailable (scripts run locally)",
+            f"{found.detail}: SLURM submission unavailable (condatainer run runs scripts here)",
             "on a cluster: module load slurm; on Debian/Ubuntu: apt-get install slurm-client",
             required=False,
         )
-    try:
-        res = runner.run([path, "--version"], timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        res = runner.Result((path, "--version"), 127, "", str(exc))
-    if not res.ok:
-        # Installed but unusable, e.g. no slurm.conf: `sbatch --version` already fails then.
-        lines = res.stderr.strip().splitlines()
-        why = lines[-1] if lines else f"exit status {res.returncode}"
-        return Check(
-            "sbatch",
-            False,
-            f"{path} does not work ({why}): SLURM submission unavailable",
-            "check the SLURM configuration (slurm.conf), or module load slurm",
-            required=False,
-        )
-    m = re.search(r"\d+\.\d+(?:\.\d+)?", res.stdout + "\n" + res.stderr)
-    return Check("sbatch", True, f"slurm {m.group(0) if m else 'unknown version'} ({path})")
+    return Check(
+        "sbatch",
+        False,
+        f"{found.detail}: condatainer run refuses to submit (and refuses to run #SBATCH"
+        " scripts here unless told --local)",
+        "check the SLURM configuration (SLURM_CONF, slurm.conf), or module load slurm",
+        required=False,
+    )
 
 
 def _check_hook(env: Mapping[str, str]) -> Check:
@@ -376,7 +372,7 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
         checks += _check_builtin(required=False)  # why the fallback could not be used
     if chosen is not None:
         checks.append(_check_base(cfg, chosen, env))
-    checks += [micromamba_check, _check_sbatch(), _check_hook(env)]
+    checks += [micromamba_check, _check_sbatch(env), _check_hook(env)]
     return checks
 
 

@@ -2,11 +2,15 @@
 
 A Plan is data.  `resolve` builds it (all decisions live there); a runtime only carries it out:
 `runtime.apptainer` turns it into an `apptainer exec` argv, `runtime.builtin` into mounts.
+`to_json`/`from_json` carry one between processes (a multi-task job's tasks each run the Plan
+their batch step decided) and show it (`run --dry-run --json`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,29 @@ class Plan:
     def writable(self) -> Overlay | None:
         """The one writable overlay, if any (resolve guarantees at most one)."""
         return next((o for o in self.overlays if o.writable), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The Plan as JSON data: lists for tuples, `env` as an object (order kept)."""
+        data = asdict(self)
+        data["env"] = dict(self.env)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        """The Plan `to_json` wrote (ValueError for anything else)."""
+        try:
+            values: dict[str, Any] = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+            values["command"] = tuple(str(w) for w in data["command"])
+            values["overlays"] = tuple(
+                Overlay(str(o["path"]), bool(o["writable"])) for o in data["overlays"]
+            )
+            values["binds"] = tuple(
+                Bind(str(b["host"]), str(b["container"]), bool(b["readonly"]))
+                for b in data["binds"]
+            )
+            values["env"] = tuple((str(k), str(v)) for k, v in data["env"].items())
+            for name in ("gpu", "extra_args", "notices"):
+                values[name] = tuple(str(w) for w in data.get(name, ()))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ValueError(f"not a Plan: {exc}") from None
+        return cls(**values)

@@ -72,6 +72,13 @@ class Request:
     script_dir: str | None = None  # `run`: the script's directory is bound
     reads: tuple[str, ...] = ()  # host files and file:// channels the command reads (`read_binds`)
     reads_condarc: bool = False  # it also reads the channels of the first image's .condarc
+    # Directories of condatainer's own generated programs (`run`: the module stubs): bound
+    # read-only at the same path and put last on the container's PATH.
+    helper_dirs: tuple[str, ...] = ()
+    # Host directories bound read-write at their own path, even without default binds (taken
+    # as paths, not bind specs: a ':' is part of the name).
+    bind_paths: tuple[str, ...] = ()
+    cwd: str | None = None  # the command's working directory (default: ours)
     check_locks: bool = True
     gpu: str | None = None  # overrides config gpu: auto|on|off
     default_binds: bool = True
@@ -184,6 +191,9 @@ def binds(
     """
     candidates = [_parse_bind(t) for t in (*req.binds, *settings.binds)]
     candidates += tool_binds(settings.tools)
+    candidates += [Bind(d, d, readonly=True) for d in req.helper_dirs]
+    paths = (os.path.realpath(os.path.expanduser(p)) for p in req.bind_paths)
+    candidates += [Bind(p, p) for p in paths if os.path.isdir(p)]
     if req.default_binds:
         defaults = [str(cwd), environ.get("SCRATCH", ""), environ.get("TMPDIR", "")]
         defaults += [environ.get(v, "") for v in JOB_TMP_VARS]
@@ -281,12 +291,14 @@ def container_env(
     ovls: Sequence[Overlay],
     user_env: Sequence[str],
     environ: Mapping[str, str],
+    path_tail: Sequence[str] = (),
     *,
     tools: bool = False,
 ) -> tuple[tuple[str, str], ...]:
     """The variables set in the container, in order: sidecar files, --env, then ours.
 
-    PATH: /ext3/env/bin first, then (with `tools`) condatainer's tools, then the host's PATH.
+    PATH: /ext3/env/bin first, then (with `tools`) condatainer's tools, then the host's PATH,
+    then `path_tail`.
     """
     pairs: list[tuple[str, str]] = []
     for overlay in ovls:
@@ -304,7 +316,7 @@ def container_env(
     ours = [
         ("CONDA_PREFIX", CONTAINER_PREFIX),
         ("MAMBA_ROOT_PREFIX", CONTAINER_PREFIX),
-        ("PATH", ":".join([*ours_first, *rest])),
+        ("PATH", ":".join([*ours_first, *rest, *path_tail])),
         ("IN_CONDATAINER", str(level)),
     ]
     if ovls:
@@ -357,7 +369,8 @@ def resolve(
     cwd: str | None = None,
 ) -> Plan:
     """Decide everything about one container run and check its images can be used now."""
-    here = Path(cwd) if cwd else logical_cwd(environ)
+    chosen = req.cwd or cwd
+    here = Path(chosen) if chosen else logical_cwd(environ)
     ovls = overlays(req, here, environ)
     if req.check_locks:
         for overlay in ovls:
@@ -379,7 +392,9 @@ def resolve(
         command=req.command,
         overlays=ovls,
         cwd=str(here),
-        env=container_env(ovls, req.env, environ, tools=settings.tools is not None),
+        env=container_env(
+            ovls, req.env, environ, req.helper_dirs, tools=settings.tools is not None
+        ),
         binds=binds(req, settings, here, environ, ovls),
         base_image=base.path,
         base_pull=base.pull_from,

@@ -193,7 +193,7 @@ def test_unconfigured_sbatch_is_a_warning_with_its_error(tools: Tools, as_user: 
     as_user(False)
     sbatch = by_name(doctor.check())["sbatch"]
     assert sbatch.status == "warn"
-    assert "Could not establish a configuration source" in sbatch.detail
+    assert "installed but not configured" in sbatch.detail
     assert "SLURM submission unavailable" in sbatch.detail
 
 
@@ -272,6 +272,17 @@ def test_a_fetched_micromamba_is_reported_with_its_origin(tools: Tools, as_user:
     assert checks["micromamba"].status == "ok"
     assert checks["micromamba"].detail == f"2.3.3 (cached in {cached}, from file:///c)"
     assert checks["zstd"].status == "warn"
+
+
+def test_broken_slurm_says_run_refuses_to_submit(tools: Tools, as_user: AsUser) -> None:
+    # The same probe `condatainer run` decides by (jobs.scheduler): configured but failing.
+    bindir = tools(*(t for t in ALL if t != "sbatch"))
+    write_tool(bindir, "sbatch", "sbatch: fatal: Unable to process configuration file", 1)
+    as_user(False)
+    sbatch = by_name(doctor.check())["sbatch"]
+    assert sbatch.status == "warn"
+    assert "does not work: sbatch: fatal: Unable to process configuration file" in sbatch.detail
+    assert "refuses to submit" in sbatch.detail
 
 
 def test_no_runtime_as_user_fails_and_names_both_ways_out(tools: Tools, as_user: AsUser) -> None:

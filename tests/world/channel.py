@@ -28,6 +28,7 @@ import hashlib
 import io
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -95,19 +96,19 @@ _APP = f"""\
 echo "cnt-app using cnt-lib $(cat '{PREFIX_PLACEHOLDER}/share/cnt-lib/VERSION')"
 """
 
-# A stand-in interpreter: just enough of `python -m pip install REQ...` for the test world to
-# check that condatainer installs an environment.yml's pip: section with the env's own pip.
-# Each requirement is recorded, one per line, in <prefix>/share/pip-installed.txt.
+# A stand-in interpreter whose `python -m pip install ...` is the real pip of the interpreter the
+# tests run under, installing into this env's prefix: real requirement files, `-e`, `-r`,
+# `--find-links`, wheels by path or `name @ file://` URL, hash checks.  Offline by design
+# (--no-index: test requirements name local files; --no-build-isolation: an editable project is
+# built with that interpreter's setuptools), and blind to the packages of the test
+# interpreter's own environment (--ignore-installed).
 _PYTHON = f"""\
 #!/bin/sh
 if [ "$1 $2 $3" = "-m pip install" ]; then
     shift 3
-    for req in "$@"; do
-        case "$req" in -*) continue ;; esac
-        printf '%s\\n' "$req" >> '{PREFIX_PLACEHOLDER}/share/pip-installed.txt'
-        echo "Successfully installed $req"
-    done
-    exit 0
+    exec {shlex.quote(sys.executable)} -m pip install --prefix '{PREFIX_PLACEHOLDER}' \\
+        --no-index --no-build-isolation --ignore-installed --root-user-action=ignore \\
+        --disable-pip-version-check --no-warn-script-location "$@"
 fi
 echo "cnt test python: only '-m pip install' is supported" >&2
 exit 2
