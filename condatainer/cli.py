@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from typing import Any, Callable, NoReturn
 
 from condatainer import __version__
-from condatainer.errors import CondatainerError, UsageError
+from condatainer.errors import PROG, UsageError, guarded
 from condatainer.shellgen import SHELLS
 
-PROG = "condatainer"
 # Subcommands whose arguments after the first `--` are a command line or package list.  (Not
 # exec: its command starts at the first positional word and may hold a `--` of its own.)
 _DASHDASH = {"e", "o"}
@@ -117,16 +116,17 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_create)
 
 
-def _add_option(p: Any, option: Any) -> None:
+def _add_option(p: Any, option: Any, completer: Any = None) -> None:
     """Add one `run.options.Option` to a parser, spelled as the table spells it."""
-    kw: dict[str, Any] = {"dest": option.dest, "help": option.help}
+    help_text = argparse.SUPPRESS if option.help is None else option.help
+    kw: dict[str, Any] = {"dest": option.dest, "help": help_text, "completer": completer}
     if option.metavar:
         kw["metavar"] = option.metavar
     if option.kind == "flag":
         kw["action"] = "store_true"
     elif option.kind == "append":
         kw.update(action="append", default=[])
-    p.add_argument(*option.flags, **kw)
+    _arg(p, *option.flags, **kw)
 
 
 def _add_container_options(p: argparse.ArgumentParser) -> None:
@@ -199,20 +199,10 @@ def _add_e(p: argparse.ArgumentParser) -> None:
 
 
 def _add_exec(p: argparse.ArgumentParser) -> None:
-    _arg(
-        p,
-        "-o",
-        "--overlay",
-        action="append",
-        default=[],
-        dest="images",
-        completer=_complete_images,
-        help="image (repeatable; IMAGE:rw / IMAGE:ro)",
-    )
-    p.add_argument("-w", "--writable", action="store_true", help="first image writable")
-    # Shims pass this: an image replaced or denied after activation must not run.
-    p.add_argument("--if-allowed", action="store_true", help=argparse.SUPPRESS)
-    _add_container_options(p)
+    from condatainer.run import options
+
+    for option in options.EXEC:  # the table the exec fast path reads too (run.replay)
+        _add_option(p, option, _complete_images if option is options.OVERLAY else None)
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and its arguments")
     p.set_defaults(handler=_cmd_exec)
 
@@ -266,7 +256,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
             help=f"start after these jobs ({kind}; colon-separated ids)",
         )
     box = p.add_argument_group("container")
-    _add_option(box, options.WRITABLE._replace(help="mount #DEP images writable"))
+    _add_option(box, options.WRITABLE.replace(help="mount #DEP images writable"))
     for option in options.RUN_CONTAINER:
         _add_option(box, option)
     p.add_argument("script")
@@ -608,15 +598,19 @@ def _cmd_exec(a: argparse.Namespace) -> int:
         raise UsageError("exec needs a command", hint="condatainer exec -o IMAGE -- CMD [ARGS]")
     if not a.images:
         raise UsageError("exec needs at least one image", hint="condatainer exec -o IMAGE -- CMD")
-    if a.if_allowed:
-        from condatainer.hook import trust
+    from condatainer.hook import trust
 
+    if a.if_allowed:
         for image in a.images:
             trust.require_allowed(image)
     req = _request(a, command=tuple(cmd), images=tuple(a.images), writable=a.writable)
     cfg = config.load(os.environ)
     report = _reporter()
-    return launch.execute(launch.plan_for(req, cfg, notify=report.note), cfg, report.note)
+    plan = launch.plan_for(req, cfg, notify=report.note)
+    if a.words is not None:  # the command line as typed: the next identical call replays this
+        records = [str(trust.record_path(i)) for i in a.images] if a.if_allowed else []
+        launch.remember(a.words, req, plan, cfg, os.environ, also=records)
+    return launch.execute(plan, cfg, report.note)
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
@@ -926,6 +920,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(head)
     except SystemExit as exc:  # argparse: usage error (2) or --help/--version (0)
         return int(exc.code or 0)
+    if only == "exec":  # the words a replay of this call will be keyed by (run.replay)
+        ns.words = args_list[1:] if args_list[:1] == ["exec"] else None
     if tail is not None:
         if only == "run":
             ns.args = tail
@@ -937,51 +933,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    try:
-        return handler(ns)
-    except CondatainerError as err:
-        return report(err)
-    except BrokenPipeError:
-        # The reader went away (`condatainer config show | head`): end quietly, like cat.
-        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 128 + 13  # SIGPIPE
-    except OSError as exc:
-        # Last resort: every expected failure is a CondatainerError raised where it happens;
-        # an OS error that slipped through still gets one line naming the file, no traceback.
-        where = f"{exc.filename}: " if exc.filename else ""
-        return report(
-            CondatainerError(
-                f"{where}{exc.strerror or exc}", hint="CONDATAINER_DEBUG=1 shows where it happened"
-            ),
-            cause=exc,
-        )
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-
-
-def report(err: CondatainerError, cause: BaseException | None = None) -> int:
-    """Print a CondatainerError the one way users see errors; return its exit code.
-
-    Messages quote paths, image contents and tools' output: control characters in them are
-    shown, not sent to the terminal (display.printable).  With CONDATAINER_DEBUG=1 the
-    traceback of `cause` (the exception the error stands for, when it was made from one
-    caught at the last resort), else of `err` itself, shows where it happened.
-    """
-    from condatainer.display import printable
-
-    if os.environ.get("CONDATAINER_DEBUG") == "1":
-        import traceback
-
-        shown = cause if cause is not None else err
-        traceback.print_exception(type(shown), shown, shown.__traceback__)
-    print(printable(f"{PROG}: error: {err.message}", lines=True), file=sys.stderr)
-    if err.hint:
-        print(printable(f"hint: {err.hint}", lines=True), file=sys.stderr)
-    return err.exit_code
-
-
-def entry() -> NoReturn:
-    sys.exit(main())
+    return guarded(lambda: handler(ns))

@@ -199,6 +199,11 @@ def fetch_dir(cfg: Config, env: Mapping[str, str] | None = None) -> Path:
     return paths(env)["data"]
 
 
+def files(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """Every file `load` reads (present or not): what a cached decision must watch."""
+    return (paths(env)["config"],)
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 

@@ -18,17 +18,19 @@ that must not be cut in two.  `signal_name` names a signal the way users see it 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import threading
-from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from types import FrameType
-from typing import Callable, NoReturn
 
 from condatainer.errors import ToolMissingError
+from condatainer.record import Record
+
+# The exec path replaces itself with Apptainer through `exec_`: what only `run`, `stream` and
+# `which` need (subprocess, shutil, threading) is imported when they are called.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from types import FrameType
+    from typing import NoReturn
 
 # Which Debian package provides each tool we call, for the hint of a ToolMissingError.
 PACKAGES = {
@@ -45,11 +47,10 @@ PACKAGES = {
 }
 
 # e2fsprogs live in /sbin and /usr/sbin, which a plain user's PATH often lacks.
-_SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Record):
     """What a finished program left behind."""
 
     argv: tuple[str, ...]
@@ -64,10 +65,12 @@ class Result:
 
 def which(name: str) -> str | None:
     """Find `name` on PATH, then in the sbin directories e2fsprogs use."""
+    import shutil
+
     found = shutil.which(name)
     if found:
         return found
-    return shutil.which(name, path=os.pathsep.join(_SBIN))
+    return shutil.which(name, path=os.pathsep.join(SBIN))
 
 
 def require(name: str) -> str:
@@ -98,6 +101,8 @@ def _run(
     timeout: float | None = None,
     new_session: bool = False,
 ) -> Result:
+    import subprocess
+
     data = input.encode() if isinstance(input, str) else input
     proc = subprocess.run(
         _program(argv),
@@ -151,6 +156,8 @@ def stream(
     output is progress for the user, not our result (it must not end up in a pipe or a file
     our stdout goes to).
     """
+    import subprocess
+
     proc = subprocess.Popen(
         _program(argv),
         env=dict(env) if env is not None else None,
@@ -173,6 +180,8 @@ def exec_(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
 
 
 def _in_main_thread() -> bool:
+    import threading
+
     return threading.current_thread() is threading.main_thread()
 
 

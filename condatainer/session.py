@@ -100,8 +100,7 @@ def entry(req: Request, cfg: config.Config, notify: Notify) -> Entry:
     # The same Plan with the shell as its command; the rc's directory is bound read-only so
     # the shell finds it even under -c/-C or with the cache outside $HOME.
     rc_dir = os.path.realpath(rc.parent)
-    plan = replace(
-        plan,
+    plan = plan.replace(
         command=command,
         env=(*plan.env, *extra),
         binds=(*plan.binds, Bind(rc_dir, rc_dir, readonly=True)),

@@ -134,7 +134,7 @@ def console_scripts(bindir: Path) -> Path:
         script = bindir / name
         script.write_text(
             f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-            "from condatainer.cli import entry\nentry()\n"
+            "from condatainer.entry import entry\nentry()\n"
         )
         script.chmod(0o755)
     return bindir
