@@ -13,7 +13,7 @@ import pytest
 
 from condatainer import __version__, cli, config
 from condatainer.hook import activate, launcher, pkgcache, rcfile, shims, trust
-from tests.shell.hooklib import HOSTILE, REPO, make_image
+from tests.shell.hooklib import HOSTILE, REPO, listed_shims, make_image
 
 EXCLUDE = config.DEFAULT_SHIM_EXCLUDE
 
@@ -25,14 +25,6 @@ def image(tmp_path: Path, need: Callable[[str], str]) -> Path:
     project = tmp_path / f"{HOSTILE} proj"
     project.mkdir()
     return make_image(project / "env.img", bins=("cnt-tool",), pkgs=("numpy",))
-
-
-def listed_shims(directory: object) -> list[str]:
-    """The shims in a shim directory (links to the dispatcher), sorted."""
-    path = Path(str(directory))
-    found = sorted(p.name for p in path.iterdir() if p.name != shims.DISPATCHER)
-    assert all(os.readlink(path / name) == shims.DISPATCHER for name in found)
-    return found
 
 
 def decide(image: Path, **kw: object) -> activate.Outcome:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from condatainer import runner, shellgen
-from condatainer.hook import hookfile
+from condatainer.hook import hookfile, shims
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
@@ -31,6 +31,19 @@ PROMPT_FUNCTION = {
     "bash": "_cnt_prompt() { _cnt_hook; }\n",
     "zsh": "_cnt_prompt() { _cnt_precmd; }\n",
 }
+
+
+def listed_shims(directory: object) -> list[str]:
+    """The shims in a shim directory, sorted; each must be the dispatcher itself (a hard link
+    to it, or a symlink to it where hard links cannot be made)."""
+    path = Path(str(directory))
+    dispatcher = path / shims.DISPATCHER
+    found = sorted(p.name for p in path.iterdir() if p.name != shims.DISPATCHER)
+    for name in found:
+        shim = path / name
+        assert shim.samefile(dispatcher), f"{shim} is not the dispatcher"
+        assert not shim.is_symlink() or os.readlink(shim) == shims.DISPATCHER
+    return found
 
 
 def make_image(

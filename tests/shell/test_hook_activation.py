@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from condatainer.hook import shims, trust
-from tests.shell.hooklib import HOSTILE, Hook, dump_vars, make_image
+from tests.shell.hooklib import HOSTILE, Hook, dump_vars, listed_shims, make_image
 
 SHELLS = ["bash", "zsh"]
 
@@ -29,14 +29,6 @@ def shell(request: pytest.FixtureRequest, need: Callable[[str], str]) -> str:
     need("mke2fs")
     need("debugfs")
     return str(request.param)
-
-
-def listed_shims(directory: object) -> list[str]:
-    """The shims in a shim directory (links to the dispatcher), sorted."""
-    path = Path(str(directory))
-    found = sorted(p.name for p in path.iterdir() if p.name != shims.DISPATCHER)
-    assert all(os.readlink(path / name) == shims.DISPATCHER for name in found)
-    return found
 
 
 def project(
