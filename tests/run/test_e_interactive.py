@@ -29,21 +29,26 @@ def image(world: World, tmp_path: Path) -> Path:
     return img
 
 
+def spawn_e(args: list[str], shell: str, cwd: Path) -> pexpect.spawn:
+    """`condatainer e ARGS` on a pty, with CNT_SHELL=shell."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CNT_SHELL": shell, "TERM": "dumb"}
+    return pexpect.spawn(
+        sys.executable,
+        ["-m", "condatainer", "e", *args],
+        cwd=str(cwd),
+        env=env,
+        encoding="utf-8",
+        timeout=60,
+        dimensions=(24, 400),
+    )
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_interactive_entry(
     image: Path, tmp_path: Path, shell: str, need: Callable[[str], str]
 ) -> None:
     need(shell)
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CNT_SHELL": shell, "TERM": "dumb"}
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "condatainer", "e", str(image)],
-        cwd=str(tmp_path),
-        env=env,
-        encoding="utf-8",
-        timeout=30,
-        dimensions=(24, 400),
-    )
+    child = spawn_e([str(image)], shell, tmp_path)
     try:
         child.expect("Overlay envs:")
         child.expect("a friendly greeting")  # the note, not the value
@@ -89,17 +94,8 @@ def test_nested_entry_increments_the_level(image: Path, tmp_path: Path) -> None:
 
 def test_nested_shell_shows_the_level_in_its_marker(image: Path, tmp_path: Path) -> None:
     """An interactive shell in a container started from inside another one: `(cnt[2]:NAME) `."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CNT_SHELL": "bash", "TERM": "dumb"}
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "condatainer", "e", "-r", str(image), "--", sys.executable, "-m", "condatainer",
-         "e", "-r", str(image)],
-        cwd=str(tmp_path),
-        env=env,
-        encoding="utf-8",
-        timeout=30,
-        dimensions=(24, 400),
-    )  # fmt: skip
+    nested = [sys.executable, "-m", "condatainer", "e", "-r", str(image)]
+    child = spawn_e(["-r", str(image), "--", *nested], "bash", tmp_path)
     try:
         child.expect(re.escape(f"(cnt[2]:{tmp_path.name}) "))
         child.sendline("exit 4")
@@ -113,16 +109,7 @@ def test_a_base_without_the_users_shell_starts_bash_with_a_notice(
     image: Path, tmp_path: Path, world_base: Path, need: Callable[[str], str]
 ) -> None:
     need("unsquashfs")
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CNT_SHELL": "fish", "TERM": "dumb"}
-    child = pexpect.spawn(
-        sys.executable,
-        ["-m", "condatainer", "e", "-r", "-b", str(world_base), str(image)],
-        cwd=str(tmp_path),
-        env=env,
-        encoding="utf-8",
-        timeout=60,
-        dimensions=(24, 400),
-    )
+    child = spawn_e(["-r", "-b", str(world_base), str(image)], "fish", tmp_path)
     try:
         child.expect(re.escape(f"condatainer: note: fish is not in the base image ({world_base})"))
         child.expect("starting bash")

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 
 from condatainer import shellgen
-from condatainer.hook import shims, trust
-from tests.shell.hooklib import HOSTILE, Hook, dump_vars, make_image
+from condatainer.hook import shims
+from tests.shell.hooklib import HOSTILE, Hook, dump_vars
+from tests.shell.test_hook_activation import between, markers, project
 
 q = shellgen.quote_fish
 
@@ -34,38 +35,18 @@ def fish(need: Callable[[str], str]) -> str:
     return need("fish")
 
 
-def project(
-    root: Path, name: str = "proj", *, allowed: bool = True, bins: tuple[str, ...] = ("cnt-tool",)
-) -> tuple[Path, Path]:
-    directory = root / name
-    (directory / "deep" / "er").mkdir(parents=True)
-    image = make_image(directory / "env.img", bins=bins, pkgs=("cnt-hello", "numpy"))
-    if allowed:
-        trust.allow(image)
-    return directory, image
-
-
 STATE = 'printf "STATE:%s|%s|%s\\n" "$CNT_OVERLAY" "$CNT_PROJECT" "$PATH[1]"\n'
 PROMPT = "function fish_prompt; printf 'P> '; end\n"
 SHOWN = "printf 'SHOWN:%s\\n' (fish_prompt)\n"
-
-
-def markers(out: str, tag: str) -> list[str]:
-    return [line[len(tag) + 1 :] for line in out.splitlines() if line.startswith(tag + ":")]
 
 
 def dump(tag: str) -> str:
     return f"echo '{tag}<<'; {dump_vars('fish')}echo '>>{tag}'\n"
 
 
-def between(out: str, tag: str) -> str:
-    start = out.index(f"{tag}<<\n") + len(tag) + 3
-    return out[start : out.index(f">>{tag}", start)]
-
-
 def test_enter_subdir_leave_restores_exactly(fish: str, tmp_path: Path) -> None:
     hook = Hook("fish", tmp_path / "hook")
-    proj, image = project(tmp_path, bins=("cnt-tool", "python"))
+    proj, image = project(tmp_path)
     script = (
         PROMPT
         + "set -gx CNT_OVERLAY mine\nset -g CNT_PROJECT kept-unexported\n_cnt_prompt\n"
@@ -97,8 +78,8 @@ def test_enter_subdir_leave_restores_exactly(fish: str, tmp_path: Path) -> None:
 
 def test_switching_projects_and_leaving(fish: str, tmp_path: Path) -> None:
     hook = Hook("fish", tmp_path / "hook")
-    p1, img1 = project(tmp_path, "one")
-    p2, img2 = project(tmp_path, "two")
+    p1, img1 = project(tmp_path, "one", bins=("cnt-tool",))
+    p2, img2 = project(tmp_path, "two", bins=("cnt-tool",))
     script = (
         PROMPT
         + "_cnt_prompt\n"

@@ -30,7 +30,7 @@ import pytest
 from condatainer import shellgen
 from condatainer.hook import trust
 from tests.shell.hooklib import HOSTILE, make_image
-from tests.shell.test_tab_pty import PROMPT, Term, base_env, console_scripts
+from tests.shell.test_tab_pty import PROMPT, Term, base_env, console_scripts, write_inputrc
 from tests.support import World, cnt, ok, world, world_channel  # noqa: F401 (fixtures)
 
 #: The user's own rc, before `init` appends its block: a prompt `Term` recognises.
@@ -62,12 +62,7 @@ def start(shell: str, tmp_path: Path, extra: dict[str, str] | None = None) -> Te
     ok(cnt("init", shell))
     tmux = shutil.which("tmux")
     assert tmux is not None
-    inputrc = tmp_path / "inputrc"
-    inputrc.write_text(
-        "set show-all-if-ambiguous on\nset bell-style none\n"
-        "set page-completions off\nset completion-query-items 10000\n"
-    )
-    env = base_env(console_scripts(tmp_path / "bin"), inputrc)
+    env = base_env(console_scripts(tmp_path / "bin"), write_inputrc(tmp_path))
     env.update(extra or {})
     work = tmp_path / f"work {HOSTILE}"
     work.mkdir(exist_ok=True)
