@@ -485,3 +485,11 @@ def test_the_hook_carries_the_completion_of_condatainer(shell: str, tmp_path: Pa
     else:
         assert markers(proc.stdout, "COMPS") == ["_condatainer _condatainer _cnt_mm_complete"]
     assert proc.stderr == ""
+    if shell == "zsh":  # an rc that loads compinit itself, before the block: used at once
+        proc = hook.run(
+            'print -r -- "COMPS:$_comps[condatainer] $_comps[cnt] $_comps[mm-remove]"\n',
+            cwd=tmp_path,
+            env=hook.env(HOME=str(tmp_path)),
+            before='autoload -Uz compinit && compinit -u -d "$HOME/.zcompdump"\n',
+        )
+        assert markers(proc.stdout, "COMPS") == ["_condatainer _condatainer _cnt_mm_complete"]
