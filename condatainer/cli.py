@@ -70,6 +70,24 @@ def _complete_shells(prefix: str, **_: Any) -> list[str]:
     return completers.shells(prefix)
 
 
+def _complete_scripts(prefix: str, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.scripts(prefix)
+
+
+def _complete_config_keys(prefix: str, **_: Any) -> dict[str, str]:
+    from condatainer import completers
+
+    return completers.config_keys(prefix)
+
+
+def _complete_config_values(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.config_values(prefix, getattr(parsed_args, "key", None))
+
+
 def _arg(parser: argparse.ArgumentParser, *names: str, completer: Any = None, **kw: Any) -> None:
     action = parser.add_argument(*names, **kw)
     if completer is not None:
@@ -259,7 +277,7 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     _add_option(box, options.WRITABLE.replace(help="mount #DEP images writable"))
     for option in options.RUN_CONTAINER:
         _add_option(box, option)
-    p.add_argument("script")
+    _arg(p, "script", completer=_complete_scripts)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(handler=_cmd_run)
 
@@ -304,16 +322,20 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_config, config_command="show")
     cs.add_parser("show", help="every key, its value and where it came from")
     g = cs.add_parser("get", help="print one value")
-    g.add_argument("key")
+    _arg(g, "key", completer=_complete_config_keys)
     s = cs.add_parser("set", help="set a value in the config file")
-    s.add_argument("key")
-    s.add_argument("value")
+    _arg(s, "key", completer=_complete_config_keys)
+    _arg(s, "value", completer=_complete_config_values)
     cs.add_parser("paths", help="where config, data and cache live")
 
 
 def _add_header(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--insert", metavar="SCRIPT", help="insert it into SCRIPT in place (or bring it up to date)"
+    _arg(
+        p,
+        "--insert",
+        metavar="SCRIPT",
+        completer=_complete_scripts,
+        help="insert it into SCRIPT in place (or bring it up to date)",
     )
     p.set_defaults(handler=_cmd_header)
 
@@ -323,7 +345,7 @@ def _add_init(p: argparse.ArgumentParser) -> None:
         "shell",
         nargs="?",
         choices=SHELLS,
-        help="bash or zsh (default: CNT_SHELL, else your shell)",
+        help="bash, zsh or fish (default: CNT_SHELL, else your shell)",
     )
     p.add_argument("--uninstall", action="store_true", help="remove the hook again")
     p.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
@@ -366,8 +388,10 @@ def _add_completion(p: argparse.ArgumentParser) -> None:
         "shell",
         choices=SHELLS,
         completer=_complete_shells,
-        help="bash (eval it, or save it in bash-completion's directory) or zsh (eval it, or"
-        " save it as _condatainer on $fpath)",
+        help="bash (eval it, or save it in bash-completion's directory), zsh (eval it, or"
+        " save it as _condatainer on $fpath) or fish (source it, or save it as"
+        " condatainer.fish and cnt.fish in a completions directory); `condatainer init` sets"
+        " it up with the hook",
     )
     p.set_defaults(handler=_cmd_completion)
 
@@ -841,7 +865,10 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "config": ("show, get and set configuration", _add_config),
     "base": ("fetch, build or describe the base image containers run in", _add_base),
     "header": ("print the self-reexec header for job scripts", _add_header),
-    "init": ("activate env images on cd: add the hook to ~/.bashrc/.zshrc", _add_init),
+    "init": (
+        "activate env images on cd, with TAB completion: add the hook to your shell",
+        _add_init,
+    ),
     "hook": ('print the shell hook, for eval "$(condatainer hook bash)"', _add_hook),
     "allow": ("let the cd hook activate an image", _add_trust_verb(_cmd_allow)),
     "deny": ("stop the cd hook activating an image", _add_trust_verb(_cmd_deny)),
@@ -849,7 +876,7 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "_activate": (None, _add_activate),
     # Hidden: one task of a multi-task job runs the Plan its batch step made (jobs.run).
     "_task": (None, _add_task),
-    "completion": ("print the TAB completion script for bash or zsh", _add_completion),
+    "completion": ("print the TAB completion script for bash, zsh or fish", _add_completion),
     "doctor": ("check what condatainer needs and say how to fix it", _add_doctor),
 }
 

@@ -203,7 +203,7 @@ def test_pyproject_lists_every_package() -> None:
 def test_every_template_lives_in_shell() -> None:
     assert not list(PACKAGE.rglob("*.j2")), "templates belong in the top-level shell/"
     templates = sorted(p.name for p in (REPO / "shell").glob("*.j2"))
-    assert templates and all(re.fullmatch(r"[a-z-]+\.(bash|zsh|sh)\.j2", t) for t in templates)
+    assert templates and all(re.fullmatch(r"[a-z-]+\.(bash|zsh|fish|sh)\.j2", t) for t in templates)
 
 
 @pytest.mark.parametrize("module", sorted(modules()))
