@@ -34,9 +34,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _replayed(words: Sequence[str]) -> int | None:
     """The exit status of exec's arguments `words` run as recorded; None when not recorded."""
+    from condatainer import memo
     from condatainer.run import replay
 
-    found = replay.replay(words, replay.cache_dir(os.environ), os.environ)
+    found = replay.replay(words, memo.cache_dir(os.environ), os.environ)
     if found is None:
         return None
     plan, binary = found

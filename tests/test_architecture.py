@@ -45,7 +45,7 @@ LAYERS = {
 }
 BASE = {
     "condatainer", "errors", "display", "atomic", "runner", "shellgen", "bindspec", "shell",
-    "record", "names",
+    "record", "names", "memo",
 }  # fmt: skip
 TOP = {"doctor", "provision", "session", "completion", "completers"}
 CLI = {"cli", "entry", "__main__"}

@@ -1,12 +1,12 @@
 """Host-side activation: what the cd hook does when the image it found changes.
 
 The hook (shell/hook.<shell>.j2) searches for an image in pure shell and, only when the image
-found changes, runs `main` below from `/` with `SHELL -- IMAGE PROJECT` (`hook_argv`: python -c,
-or by hand `python -m condatainer.hook.activate`; `condatainer _activate` is the same call through
-the CLI, the hook's fallback).  This module
-answers that call: `decide` computes an `Outcome` (data), `render` turns it into shell code
-(shell/activate.<shell>.j2, every value quoted), `command` prints the code on stdout for the
-hook to eval and the messages on stderr.
+found changes, runs `call.main` from `/` with `SHELL -- IMAGE PROJECT` (`launcher.activate_argv`:
+python -c), which answers from its record (replay.py) or calls `main` below (by hand: `python -m
+condatainer.hook.activate`; `condatainer _activate` is the same call through the CLI, the hook's
+fallback).  This module answers that call: `decide` computes an `Outcome` (data), `render`
+turns it into shell code (shell/activate.<shell>.j2, every value quoted), `command` prints the
+code on stdout for the hook to eval and the messages on stderr.
 
 What the hook is told, in order of the checks:
 
@@ -51,10 +51,11 @@ The same call keeps the hook file fresh: the hook passes the version it was rend
 different version makes this command rewrite the hook file (`hostshell.refresh_hook_file`).  The
 running shell keeps the hook it has loaded; new shells get the new one.
 
-Speed: a warm cd into a project is interpreter start plus imports.  The modules this path
-imports (this one, config, trust, shims, profiles, envfile, display, atomic, shellgen) keep
-jinja2 and yaml out (cached render, cached config) and use typing.NamedTuple rather than
-dataclasses, whose import of `inspect` alone would add ~9 ms to every cd; a test checks it.
+Speed: the hook's call goes to call.py, which replays the answer recorded for the same call
+(replay.py) while nothing it read has changed; this module is the full path, which records.
+Its modules (this one, config, trust, shims, profiles, envfile, display, atomic, shellgen) keep
+jinja2 and yaml out when warm (cached render, cached config) and use typing.NamedTuple rather
+than dataclasses, whose import of `inspect` alone would add ~9 ms; a test checks it.
 """
 
 from __future__ import annotations
@@ -62,12 +63,12 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple, TextIO
 
-from condatainer import __version__, atomic, config, display, shellgen
+from condatainer import __version__, atomic, config, display, memo, shellgen
 from condatainer.errors import CondatainerError
-from condatainer.hook import pkgcache, prompt, shims, trust
+from condatainer.hook import pkgcache, prompt, replay, shims, trust
 
 
 class Enter(NamedTuple):
@@ -221,6 +222,21 @@ def render(outcome: Outcome, shell: str) -> str:
     return text
 
 
+def watched(shell: str, image: str, environ: Mapping[str, str]) -> list[str]:
+    """The files an activation of `image` reads, besides the image itself and the shim cache
+    (see replay.py): the configuration, the allow record, the sidecar, the template."""
+    from condatainer.image import envfile
+
+    template = shellgen.TEMPLATE_DIR / shellgen.template_name("activate", shell)
+    return [
+        *map(os.fspath, config.files(environ)),
+        record_path(image),
+        os.fspath(envfile.sidecar_path(image)),
+        os.fspath(template),
+        replay.beside(),
+    ]
+
+
 def command(
     shell: str,
     image: str,
@@ -235,7 +251,9 @@ def command(
     """`condatainer _activate`: shell code on stdout, or nothing and one line on stderr."""
     out = sys.stdout if stdout is None else stdout
     err = sys.stderr if stderr is None else stderr
+    remember = hook_version == __version__
     try:
+        read = memo.stamps(watched(shell, image, os.environ), (image,)) if remember else ()
         cfg = config.load(os.environ)
         outcome = decide(
             image, project, autoload=cfg.autoload, exclude=cfg.shim_exclude,
@@ -259,16 +277,21 @@ def command(
         return 1
     if hook_version is not None and hook_version != __version__:
         _refresh_hook(shell, err)
-    for line in outcome.messages:
-        print(display.printable(line), file=err)
+    lines = [display.printable(line) for line in outcome.messages]
+    for line in lines:
+        print(line, file=err)
     # Bytes, not text: a path that is not UTF-8 (kept as surrogates) must reach the shell as
     # the bytes it was, not as an encoding error on every cd.
+    data = code.encode("utf-8", "surrogateescape")
     out.flush()
     if hasattr(out, "buffer"):
-        out.buffer.write(code.encode("utf-8", "surrogateescape"))
+        out.buffer.write(data)
     else:  # a StringIO in tests
         out.write(code)
     out.flush()
+    if remember:
+        call = (shell, image, project, hook_version, noticed, noted)
+        replay.record(call, os.environ, (data, lines), read, (os.fspath(shims.stamp_path(image)),))
     return 0
 
 
@@ -299,33 +322,19 @@ def main(argv: Sequence[str]) -> int:
     of the CLI's imports, which is a third of the time a cd into a project costs.  The argv
     form is fixed (the hook writes it), so it is parsed by hand.
     """
-    words = list(argv)
-    flags = {"--noticed": False, "--noted": False}
-    version: str | None = None
-    positional: list[str] = []
-    while words:
-        word = words.pop(0)
-        if word == "--":
-            positional += words
-            break
-        if word == "--hook-version" and words:
-            version = words.pop(0)
-        elif word in flags:
-            flags[word] = True
-        else:
-            positional.append(word)
-    if len(positional) != 3 or positional[0] not in shellgen.SHELLS:
+    call = replay.parse(argv)
+    if call is None:
         print(USAGE, file=sys.stderr)
         return 2
-    shell, image, project = positional
+    shell, image, project, version, noticed, noted = call
     try:
         return command(
             shell,
             image,
             project,
             hook_version=version,
-            noticed=flags["--noticed"],
-            noted=flags["--noted"],
+            noticed=noticed,
+            noted=noted,
         )
     except KeyboardInterrupt:  # Ctrl-C during a slow first listing: the prompt comes back
         return 130

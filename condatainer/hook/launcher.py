@@ -14,10 +14,9 @@ import sys
 _ENTRY_POINTS = ("condatainer", "cnt")
 
 # The hook runs `python -c ACTIVATE_CODE`, not `python -m condatainer.hook.activate`: -m imports
-# runpy, which costs every cd into a project 4 ms for nothing.
-ACTIVATE_CODE = (
-    "import sys; from condatainer.hook.activate import main; sys.exit(main(sys.argv[1:]))"
-)
+# runpy, which costs every cd into a project 4 ms for nothing.  hook.call answers a call seen
+# before from its record and hands the others to the activation.
+ACTIVATE_CODE = "import sys; from condatainer.hook.call import main; sys.exit(main(sys.argv[1:]))"
 
 
 def argv() -> tuple[str, ...]:

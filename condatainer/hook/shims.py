@@ -211,7 +211,7 @@ def _build(image: PathLike, stamp: Stamp) -> None:
     for name in sorted(wanted - current):
         link(name)
     pkgcache.write_installed(image)
-    atomic.replace(directory.parent / "stamp", stamp.text(), 0o644)
+    atomic.replace(stamp_path(image), stamp.text(), 0o644)
 
 
 def _is_link_to(entry: os.DirEntry[str], target: int) -> bool:
@@ -266,11 +266,16 @@ def _stat_image(image: PathLike) -> os.stat_result:
         raise ImageError(f"{os.fspath(image)}: cannot read: {exc.strerror}") from None
 
 
+def stamp_path(image: PathLike) -> Path:
+    """The file saying what the shims of `image` were built from (written last by a build)."""
+    return shim_dir(image).parent / "stamp"
+
+
 def ensure(image: PathLike, exclude: Sequence[str]) -> Path:
     """The shim directory of `image`, rebuilt first when its stamp does not match the image."""
     stamp = Stamp.of(image, _stat_image(image), exclude)
     directory = shim_dir(image)
-    stamp_file = directory.parent / "stamp"
+    stamp_file = stamp_path(image)
     if _read_text(stamp_file) == stamp.text():
         return directory
     with _locked(directory.parent):

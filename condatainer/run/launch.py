@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
-from condatainer import config
+from condatainer import config, memo
 from condatainer.display import Notify
 from condatainer.errors import RuntimeUnavailableError
 from condatainer.run import baseimage
@@ -104,7 +104,7 @@ def remember(
         *([chosen.binary] if chosen.binary else []),
         *also,
     ]
-    replay.record(words, plan, chosen.binary, paths, replay.cache_dir(environ), environ)
+    replay.record(words, plan, chosen.binary, paths, memo.cache_dir(environ), environ)
 
 
 def require_micromamba(cfg: config.Config, notify: Notify) -> None:

@@ -28,21 +28,16 @@ words: the runtime takes each image's lock (naming the holder when it is busy) a
 superblock, and trust -- a function of the image's identity and its allow record, both
 stamped -- is as it was when the full check said yes.  The Plan's notices are told again.
 
-Entries live in `$XDG_CACHE_HOME/condatainer/plans/`, one `marshal` file per option words and
-working directory (at most `MAX_ENTRIES`, oldest dropped), written atomically and read only
-when the file is the user's own and not writable by others.  marshal, not JSON or pickle: it
-is built in (no import), reads plain values only (no code runs when loading), and the cache is
-as private as the configuration file.  Recording is best effort: a cache that cannot be written
-only costs speed.
+Entries live in `$XDG_CACHE_HOME/condatainer/plans/`, one file per option words and working
+directory, stored and checked by `memo` (marshal, atomic, the user's own only, at most
+`memo.MAX_ENTRIES`).  Recording is best effort: a cache that cannot be written only costs speed.
 """
 
 from __future__ import annotations
 
-import marshal
 import os
-import stat
 
-from condatainer import __version__
+from condatainer import __version__, memo
 from condatainer.run import options
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -51,12 +46,9 @@ if TYPE_CHECKING:
 
     from condatainer.run.plan import Plan
 
-    Stamp = tuple[int, int, int, int, int, int] | None
     Key = tuple[object, ...]
 
-FORMAT = 1
-MAX_ENTRIES = 256
-SMALL_FILE = 64 * 1024  # files up to this size are stamped with a CRC of their content
+FORMAT = 2
 PLANS = "plans"
 
 # The environment a container decision reads (resolve, config, runtime selection): these
@@ -111,13 +103,7 @@ def split(words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | Non
 
 def environ_key(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     """The variables of `environ` a container decision reads, sorted."""
-    return tuple(
-        sorted(
-            (k, v)
-            for k, v in environ.items()
-            if k in ENVIRON_NAMES or k.startswith(ENVIRON_PREFIXES)
-        )
-    )
+    return memo.environ_key(environ, ENVIRON_NAMES, ENVIRON_PREFIXES)
 
 
 def _needs_micromamba(command: Sequence[str]) -> bool:
@@ -136,36 +122,6 @@ def _pwd_is_cwd(environ: Mapping[str, str]) -> bool:
         return False
 
 
-def stamp(path: str) -> Stamp:
-    """What identifies the state of `path` (symlinks followed); None when it is missing.
-
-    A small file (a sidecar, the config file, an allow record): device, inode, size, mtime,
-    ctime and a CRC of its content (file times tick in jiffies, so an edit that keeps the size
-    within a few milliseconds of the last could otherwise go unseen).  A large file (an image,
-    a base, micromamba): which file it is, its owner and mode -- what the decision and the
-    trust check read of it; its content may change under a running container.  A directory:
-    which one it is, since a bind or working directory whose files come and go is the same
-    decision, unless its entries matter (one of PATH's, where an apptainer may appear): then
-    it is named with a trailing `/` and stamped with its times."""
-    listing = path.endswith("/") and len(path) > 1
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if (stat.S_ISDIR(st.st_mode) and not listing) or st.st_size > SMALL_FILE:
-        return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, 0, -1)
-    crc = -1
-    if stat.S_ISREG(st.st_mode):
-        import zlib
-
-        try:
-            with open(path, "rb") as f:
-                crc = zlib.crc32(f.read(SMALL_FILE + 1))
-        except OSError:
-            crc = -2
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, crc)
-
-
 def _key(opts: Sequence[str], command: Sequence[str], here: str, environ: Mapping[str, str]) -> Key:
     return (
         FORMAT,
@@ -181,11 +137,7 @@ def _key(opts: Sequence[str], command: Sequence[str], here: str, environ: Mappin
 
 
 def _entry_path(cache: str, opts: Sequence[str], here: str) -> str:
-    import zlib
-
-    text = "\0".join((here, *opts)).encode("utf-8", "surrogateescape")
-    name = f"{zlib.crc32(text):08x}.plan"
-    return os.path.join(cache, PLANS, name)
+    return os.path.join(cache, PLANS, memo.entry_name((here, *opts), ".plan"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -201,15 +153,14 @@ def replay(words: Sequence[str], cache: str, environ: Mapping[str, str]) -> tupl
         return None
     opts, command = parts
     here = os.getcwd()
-    entry = _load(_entry_path(cache, opts, here))
+    entry = memo.load(_entry_path(cache, opts, here))
     if entry is None or entry.get("key") != _key(opts, command, here, environ):
         return None
-    watched, runtime, data = entry.get("stamps"), entry.get("runtime"), entry.get("plan")
-    if not (isinstance(watched, tuple) and isinstance(runtime, str) and isinstance(data, dict)):
+    runtime, data = entry.get("runtime"), entry.get("plan")
+    if not (isinstance(runtime, str) and isinstance(data, dict)):
         return None
-    for path, was in watched:
-        if stamp(path) != was:
-            return None
+    if not memo.unchanged(entry.get("stamps")):
+        return None
     from condatainer.run.plan import Plan
 
     try:
@@ -217,27 +168,6 @@ def replay(words: Sequence[str], cache: str, environ: Mapping[str, str]) -> tupl
     except (ValueError, KeyError, TypeError):
         return None
     return plan.replace(command=command), runtime
-
-
-def _load(path: str) -> dict[str, object] | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        st = os.fstat(fd)
-        if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            return None  # not ours alone: never trusted
-        data = os.read(fd, 1 << 20)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    try:
-        entry = marshal.loads(data)
-    except (EOFError, ValueError, TypeError):
-        return None
-    return entry if isinstance(entry, dict) else None
 
 
 def tell(notices: Sequence[str]) -> None:
@@ -270,44 +200,10 @@ def record(
         return
     opts, command = parts
     here = os.getcwd()
-    entry = {
+    entry: dict[str, object] = {
         "key": _key(opts, command, here, environ),
-        "stamps": tuple((p, stamp(p)) for p in dict.fromkeys(watched)),
+        "stamps": memo.stamps(watched),
         "runtime": runtime or "",
         "plan": plan.replace(command=()).to_json(),
     }
-    path = _entry_path(cache, opts, here)
-    try:
-        data = marshal.dumps(entry)
-        directory = os.path.dirname(path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        _prune(directory)
-    except (OSError, ValueError):
-        return
-
-
-def _prune(directory: str) -> None:
-    """Keep the newest MAX_ENTRIES entries."""
-    import contextlib  # the full path has it already
-
-    with os.scandir(directory) as found:
-        entries = [(e.stat().st_mtime_ns, e.path) for e in found if e.name.endswith(".plan")]
-    entries.sort()
-    for _, path in entries[: max(0, len(entries) - MAX_ENTRIES)]:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
-def cache_dir(environ: Mapping[str, str]) -> str:
-    """`config.paths(environ)["cache"]`, without importing pathlib."""
-    value = environ.get("XDG_CACHE_HOME", "")
-    if not (value and os.path.isabs(value)):
-        value = os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".cache")
-    return os.path.join(value, "condatainer")
+    memo.store(_entry_path(cache, opts, here), entry)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from condatainer import config
+from condatainer import config, memo
 from condatainer.errors import RuntimeUnavailableError
 from condatainer.run import launch, replay
 from condatainer.run.resolve import Request
@@ -42,6 +42,7 @@ STDLIB = {
 }  # fmt: skip
 BUILTIN_PATH = {
     "condatainer", "condatainer.entry", "condatainer.errors", "condatainer.record",
+    "condatainer.memo",
     "condatainer.display", "condatainer.image", "condatainer.image.clean",
     "condatainer.image.locks", "condatainer.run", "condatainer.run.options",
     "condatainer.run.plan", "condatainer.run.replay", "condatainer.run.runtime",
@@ -51,6 +52,7 @@ BUILTIN_PATH = {
 }  # fmt: skip
 APPTAINER_PATH = {
     "condatainer", "condatainer.entry", "condatainer.errors", "condatainer.record",
+    "condatainer.memo",
     "condatainer.names", "condatainer.image", "condatainer.image.locks", "condatainer.run",
     "condatainer.run.options", "condatainer.run.plan", "condatainer.run.replay",
     "condatainer.run.runtime", "condatainer.run.runtime.handoff",
@@ -337,7 +339,7 @@ def test_an_apptainer_appearing_on_path_is_noticed(run_exec, project: Path, tmp_
 def test_an_entry_not_ours_alone_is_ignored(run_exec, project: Path) -> None:
     args = ("-o", "env.img", "--", "true")
     run_exec(*args, cwd=project, env=BUILTIN)
-    [entry] = (Path(replay.cache_dir(os.environ)) / replay.PLANS).iterdir()
+    [entry] = (Path(memo.cache_dir(os.environ)) / replay.PLANS).iterdir()
     entry.chmod(0o666)
     assert not run_exec(*args, cwd=project, env=BUILTIN).replayed
     entry.write_bytes(b"\x00garbage")
@@ -349,8 +351,8 @@ def test_an_entry_not_ours_alone_is_ignored(run_exec, project: Path) -> None:
 def test_the_cache_keeps_the_newest_entries(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from condatainer.run.plan import Plan
 
-    monkeypatch.setattr(replay, "MAX_ENTRIES", 3)
-    cache = replay.cache_dir(os.environ)
+    monkeypatch.setattr(memo, "MAX_ENTRIES", 3)
+    cache = memo.cache_dir(os.environ)
     monkeypatch.chdir(project)
     for n in range(5):
         words = ["-o", f"img{n}", "--", "true"]

@@ -46,7 +46,7 @@ def watched(cfg: Config, environ: Mapping[str, str]) -> list[str]:
     directories it searches (an apptainer added to one changes their mtime) and a configured
     binary.  The builtin runtime's probes are not here: that runtime runs them every time."""
     dirs = [d for d in environ.get("PATH", "").split(os.pathsep) if d]
-    # A trailing "/": their entries matter (`replay.stamp`).
+    # A trailing "/": their entries matter (`memo.stamp`).
     found = [os.path.join(d, "") for d in (*dirs, *runner.SBIN)]
     if cfg.apptainer_bin:
         found.append(cfg.apptainer_bin)
