@@ -8,11 +8,12 @@ Rows (min/median/max in ms):
   no Python completer goes under).  Goal: at most 100 ms.
 - `mm-install <prefix><TAB>` at 300,000 channel names and `mm-remove <TAB>` at 300 installed
   names: the completion function the hook includes, called in a running bash and zsh the way
-  the shell calls it (zsh's compadd recorded by a stub), timed there with $EPOCHREALTIME, with
-  the listings and prefix buckets condatainer writes (pkgcache).  Beside an empty function call.
-  Goal: at most 20 ms.
+  the shell calls it (zsh's compadd recorded by a stub), timed there with $EPOCHREALTIME, and
+  in fish as `complete -C` (fish's own completion of the typed line), timed with its `time`
+  keyword; with the listings and prefix buckets condatainer writes (pkgcache).  Beside an
+  empty function call.  Goal: at most 20 ms.
 
-Needs bash and zsh.
+Needs bash, zsh and fish.
 
     python3 bench/bench_completion.py [--runs N] [--installed PREFIX]
 """
@@ -78,9 +79,28 @@ def shell_times(shell: str, setup: str, body: str, runs: int, env: dict[str, str
     return samples
 
 
+_FISH_UNITS = {"micros": 0.001, "millis": 1.0, "secs": 1000.0}
+
+
+def fish_times(setup: str, body: str, runs: int, env: dict[str, str], cwd: Path) -> list[float]:
+    """`body` timed `runs` times inside one fish (after one untimed run), in ms: fish has no
+    clock variable, its `time` keyword reports each block on stderr."""
+    loop = f"{setup}\n{body}\nfor i in (seq {runs})\n  time begin\n    {body}\n  end\nend\n"
+    res = subprocess.run(["fish", "--no-config", "-c", loop], env=env, cwd=cwd,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    samples = [
+        float(words[2]) * _FISH_UNITS[words[3]]
+        for words in (line.split() for line in res.stderr.splitlines())
+        if words[:2] == ["Executed", "in"]
+    ]
+    if res.returncode != 0 or len(samples) != runs:
+        sys.exit(f"bench: fish failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    return samples
+
+
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
-    need("bash", "zsh")
+    need("bash", "zsh", "fish")
     with scratch("cnt-bench-tab-") as tmp_name:
         tmp = Path(tmp_name)
         inst = install(tmp / "venv", args.installed)
@@ -111,7 +131,7 @@ def main() -> None:
             env=env, cwd=tmp, capture_output=True, text=True,
             check=True).stdout.strip()  # fmt: skip
         scripts = {}
-        for shell in ("bash", "zsh"):
+        for shell in ("bash", "zsh", "fish"):
             scripts[shell] = tmp / f"mm.{shell}"
             scripts[shell].write_text(subprocess.run(
                 [inst.python, "-c", "import sys; from condatainer.hook import mmcomplete;"
@@ -152,6 +172,13 @@ def main() -> None:
                 empty = shell_times(shell, setup, "_noop", args.runs, env, work)
                 rows.append(Row(f"{shell}: mm-{op} '{cur}<TAB>' ({size} names)", ours,
                                 "an empty function call", empty, goal_ms=20.0))  # fmt: skip
+            fish_setup = (f"source '{scripts['fish']}'\nset -g _cnt_pkgs '{listing}'\n"
+                          "function _noop; end")  # fmt: skip
+            fish_body = f"complete -C 'mm-{op} {cur}' >/dev/null"
+            ours = fish_times(fish_setup, fish_body, args.runs, env, work)
+            empty = fish_times(fish_setup, "_noop", args.runs, env, work)
+            rows.append(Row(f"fish: mm-{op} '{cur}<TAB>' ({size} names)", ours,
+                            "an empty function call", empty, goal_ms=20.0))  # fmt: skip
         print_rows(f"TAB, {args.runs} runs each, installed at {inst.prefix}", rows)
 
 

@@ -106,6 +106,14 @@ def test_the_wheel_ships_and_renders_every_template(tmp_path: Path) -> None:
     expected = sorted(p.name for p in (REPO / "shell").glob("*.j2"))
     assert [n for n in shipped if n.endswith(".j2")] == expected
     assert "condatainer/shell/__init__.py" in names
+    # The commands are our own scripts, installed with this interpreter on line 1, and they
+    # import nothing before condatainer.entry (a generated wrapper imports `re`).
+    for name in ("condatainer", "cnt"):
+        [script] = (tmp_path / "site").glob(f"condatainer-*.data/scripts/{name}")
+        lines = script.read_text().splitlines()
+        assert lines[:2] == ["#!python", "# PYTHON_ARGCOMPLETE_OK"]
+        imports = [ln for ln in lines if ln.startswith(("import ", "from "))]
+        assert imports == ["import sys", "from condatainer.entry import entry"]
 
     from_wheel = render_all(str(tmp_path / "site"))
     from_checkout = render_all(None)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import pytest
 
 from condatainer import __version__, config, memo, shellgen
-from condatainer.hook import replay, shims, trust
+from condatainer.hook import launcher, replay, shims, trust
 from condatainer.image import envfile
 from tests.shell.hooklib import HOSTILE, REPO, make_image
 
@@ -62,7 +62,7 @@ def activate(project: Path, *flags: str, version: str = __version__) -> Answer:
     argv = ["bash", "--hook-version", version, *flags, "--", str(image), str(project)]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     res = subprocess.run(
-        [sys.executable, "-P", "-c", CHILD, *argv],
+        [sys.executable, *launcher.python_safe_path(), "-c", CHILD, *argv],
         capture_output=True,
         text=True,
         cwd="/",
@@ -90,8 +90,6 @@ def test_the_second_activation_is_replayed_with_the_same_answer(project: Path) -
 
 def test_the_replay_runs_as_the_hook_runs_it(project: Path) -> None:
     """The hook's words (launcher.ACTIVATE_CODE) lead to the replay, not to activate."""
-    from condatainer.hook import launcher
-
     assert "condatainer.hook.call import main" in launcher.ACTIVATE_CODE
     assert replay.SHELLS == shellgen.SHELLS
 
