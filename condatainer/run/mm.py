@@ -148,7 +148,15 @@ TABLE: dict[str, Op] = {
             "print the env as environment.yml",
             (*_MM_RC, "env", "export", "-n", "base"),
             writes=_never,
-            options=("--from-history", "-e", "--explicit", "--no-build", "--json"),
+            options=(
+                "--from-history",
+                "-e",
+                "--explicit",
+                "--no-builds",
+                "--channel-subdir",
+                "--no-md5",
+                "--json",
+            ),
         ),
         Op("clean", "empty the package cache", (*_MM, "clean", "-a", "-y")),
         Op(

@@ -183,3 +183,23 @@ def test_o_takes_s_for_sparse(tmp_path: Path) -> None:
     assert st.st_size == 256 << 20 and st.st_blocks * 512 < st.st_size // 2, "sparse"
     ns = cli.build_parser("o").parse_args(["o", "x.img", "-S", "--base-image", "b.sif"])
     assert ns.sparse is True and ns.base == "b.sif"
+
+
+def test_mm_op_help_needs_no_image(tmp_path: Path) -> None:
+    for words in (["install", "--help"], ["pin", "-h"], ["export", "--help"]):
+        res = cnt("mm", *words, cwd=tmp_path)  # no image anywhere from here
+        assert res.returncode == 0, res.stderr
+        assert res.stdout.startswith(f"usage: condatainer mm [-o IMAGE] {words[0]} [ARGS...]")
+    assert "micromamba install -n base -y" in cnt("mm", "install", "--help").stdout
+    assert "--channel-subdir" in cnt("mm", "export", "--help").stdout
+
+
+def test_mm_install_into_a_named_env_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    image = tmp_path / "absent.img"  # refused before the image is even looked at
+    for words in (["-n", "myenv"], ["--name=myenv"], ["-nmyenv"], ["--prefix", "/x"]):
+        res = cnt("mm", "-o", str(image), "install", *words, "numpy", cwd=tmp_path)
+        assert res.returncode == 2, res.stderr
+        assert res.stderr.startswith("condatainer: error: mm install works on the image's one")
+        assert "never activates" in res.stderr and "hint: drop" in res.stderr
+    res = cnt("mm", "-o", str(image), "install", "numpy", cwd=tmp_path)
+    assert "works on the image's one" not in res.stderr, "without -n: not this refusal"
