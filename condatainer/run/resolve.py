@@ -6,7 +6,9 @@ binds (defaults: cwd, $SCRATCH, $TMPDIR, scheduler tmp dirs, the script's direct
 deduplicated, children dropped; plus, read-only, what the command reads on the host: a
 file:// channel's directory, an -f file's directory), the container environment (sidecar
 `<image>.env`, `--env K=V` taken whole — no comma splitting — then the variables condatainer
-owns), GPU flags, fakeroot and isolation, and the base image (`baseimage.choose`: -b, config
+owns), GPU flags and Apptainer options (`-A` words and the options passed through before the
+command, `run.apptainer_flags`; an explicit `--nv` wins over config `gpu`: `apptainer_args`),
+fakeroot and isolation, and the base image (`baseimage.choose`: -b, config
 base_image, else condatainer's default base when the runtime needs one; `Settings.default_base`
 says whether it does).  Unless the request says `check_locks=False` (dry runs), every image has
 passed the lock probe and the clean-superblock check before a Plan is returned, so a runtime

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture
 def image(world: World, tmp_path: Path) -> Path:
+    """An env with cnt-hello, made with CondaTainer's -S for --sparse."""
     img = tmp_path / "env.img"
     ok(cnt("o", str(img), "-s", "256M", "-S", "--", "cnt-hello", cwd=tmp_path))
     return img

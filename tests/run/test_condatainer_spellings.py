@@ -8,7 +8,6 @@ tests/run/test_condatainer_builtin.py.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -16,27 +15,14 @@ import pytest
 from condatainer import cli
 from condatainer.run import apptainer_flags, options, replay
 from condatainer.run.resolve import Request, apptainer_args
-from tests.fakes import with_fakes_on_path
+from tests.run.test_apptainer_cli import env  # noqa: F401 (the fixture: the fake apptainer's)
 from tests.run.test_apptainer_fake import make_image
-from tests.support import REPO, cnt
+from tests.support import cnt
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
-    base = tmp_path / "base.sif"
-    base.write_bytes(b"not read by the fake\n")
-    return {
-        **with_fakes_on_path(os.environ),
-        "CNT_RUNTIME": "apptainer",
-        "CNT_BASE_IMAGE": str(base),
-        "CNT_FAKE_APPTAINER_LOG": str(tmp_path / "log.jsonl"),
-        "PYTHONPATH": str(REPO),
-    }
-
-
-def argv_of(env: dict[str, str]) -> list[str]:
+def argv_of(fake: dict[str, str]) -> list[str]:
     """The argv of the one apptainer call the command made."""
-    lines = Path(env["CNT_FAKE_APPTAINER_LOG"]).read_text().splitlines()
+    lines = Path(fake["CNT_FAKE_APPTAINER_LOG"]).read_text().splitlines()
     assert len(lines) == 1, lines
     argv = json.loads(lines[0])["argv"]
     assert isinstance(argv, list)
@@ -45,7 +31,9 @@ def argv_of(env: dict[str, str]) -> list[str]:
 
 @pytest.mark.parametrize("command", ["e", "exec"])
 def test_fakeroot_base_image_and_bind_spellings(
-    tmp_path: Path, env: dict[str, str], command: str
+    tmp_path: Path,
+    env: dict[str, str],  # noqa: F811 (the fixture)
+    command: str,
 ) -> None:
     image = make_image(tmp_path)
     other = tmp_path / "other.sif"
@@ -62,7 +50,7 @@ def test_fakeroot_base_image_and_bind_spellings(
     assert f"{data}:/data" in argv, "-B is --bind"
 
 
-def test_writable_img_spelling(tmp_path: Path, env: dict[str, str]) -> None:
+def test_writable_img_spelling(tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811 (the fixture)
     image = make_image(tmp_path)
     ok_res = cnt("exec", "--writable-img", "-o", str(image), "true", cwd=tmp_path, env=env)
     assert ok_res.returncode == 0, ok_res.stderr
@@ -86,7 +74,10 @@ def test_writable_img_spelling(tmp_path: Path, env: dict[str, str]) -> None:
     ],
 )
 def test_apptainer_options_before_the_command_are_passed_through(
-    tmp_path: Path, env: dict[str, str], command: str, flags: list[str]
+    tmp_path: Path,
+    env: dict[str, str],  # noqa: F811 (the fixture)
+    command: str,
+    flags: list[str],
 ) -> None:
     image = make_image(tmp_path)
     if command == "e":
@@ -103,7 +94,8 @@ def test_apptainer_options_before_the_command_are_passed_through(
 
 
 def test_an_explicit_nv_wins_over_gpu_off_and_is_said_once(
-    tmp_path: Path, env: dict[str, str]
+    tmp_path: Path,
+    env: dict[str, str],  # noqa: F811 (the fixture)
 ) -> None:
     image = make_image(tmp_path)
     env = {**env, "CNT_GPU": "off"}
@@ -129,7 +121,10 @@ def test_explicit_gpu_switches_decide_over_the_configuration() -> None:
     ],
 )
 def test_a_pass_through_option_in_a_form_that_cannot_pass_is_refused(
-    tmp_path: Path, env: dict[str, str], word: str, why: str
+    tmp_path: Path,
+    env: dict[str, str],  # noqa: F811 (the fixture)
+    word: str,
+    why: str,
 ) -> None:
     image = make_image(tmp_path)
     res = cnt("exec", word, "-o", str(image), "true", cwd=tmp_path, env=env)
@@ -139,7 +134,7 @@ def test_a_pass_through_option_in_a_form_that_cannot_pass_is_refused(
     assert not Path(env["CNT_FAKE_APPTAINER_LOG"]).exists(), "nothing ran"
 
 
-def test_an_unknown_option_is_still_an_unknown_option(tmp_path: Path, env: dict[str, str]) -> None:
+def test_an_unknown_option_is_still_an_unknown_option(tmp_path: Path, env: dict[str, str]) -> None:  # noqa: F811 (the fixture)
     image = make_image(tmp_path)
     res = cnt("exec", "--no-such-thing", "-o", str(image), "true", cwd=tmp_path, env=env)
     assert res.returncode == 2 and "--no-such-thing" in res.stderr
