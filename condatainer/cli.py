@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, NoReturn
 
 from condatainer import __version__
-from condatainer.errors import PROG, UsageError, guarded
+from condatainer.errors import PROG, UsageError, guarded, report
 from condatainer.shellgen import SHELLS
 
 # Subcommands whose arguments after the first `--` are a command line or package list.  (Not
@@ -126,8 +126,10 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         help="channel for the packages after -- (repeatable)",
     )
     p.add_argument("--fakeroot", action="store_true", help="owner 0:0, for --fakeroot use")
-    p.add_argument("-b", "--base", help="base image the packages are installed in")
-    p.add_argument("--sparse", action="store_true", help="do not allocate the space up front")
+    p.add_argument(
+        "-b", "--base", "--base-image", dest="base", help="base image the packages are installed in"
+    )
+    p.add_argument("-S", "--sparse", action="store_true", help="do not allocate the space up front")
     p.add_argument("--dry-run", action="store_true", help="show what would be installed")
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
     p.add_argument("pkgs", nargs="*", help=argparse.SUPPRESS)
@@ -181,14 +183,8 @@ def _add_overlay(ov: argparse.ArgumentParser) -> None:
         help="only this in-container path, e.g. /ext3/env/pkgs (repeatable)",
     )
     p.set_defaults(handler=_cmd_chown)
-    p = ovs.add_parser("info", help="size, usage, owner, channels and packages of an image")
-    _arg(p, "image", completer=_complete_images)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(handler=_cmd_info)
-    p = ovs.add_parser("export", help="print the env as environment.yml")
-    _arg(p, "image", completer=_complete_images)
-    _add_container_options(p)
-    p.set_defaults(handler=_cmd_export)
+    _add_info(ovs.add_parser("info", help=_COMMANDS["info"][0]))
+    _add_export(ovs.add_parser("export", help=_COMMANDS["export"][0]))
     p = ovs.add_parser("pack", help="shrink to minimum and compress with zstd")
     _arg(p, "image", completer=_complete_images)
     p.add_argument("-o", "--output", help="packed file (default IMAGE.zst)")
@@ -200,6 +196,23 @@ def _add_overlay(ov: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_unpack)
 
 
+def _add_info(p: argparse.ArgumentParser) -> None:
+    _arg(p, "image", completer=_complete_images)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_info)
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    from condatainer.run import mm, options
+
+    _arg(p, "image", completer=_complete_images)
+    for flags, dest, help_text in mm.EXPORT_FLAGS:  # CondaTainer's, passed to micromamba
+        p.add_argument(*flags, dest=dest, action="store_true", help=help_text)
+    for option in options.CONTAINER:  # -e is --explicit here, as in CondaTainer
+        _add_option(p, option.replace(flags=tuple(f for f in option.flags if f != "-e")))
+    p.set_defaults(handler=_cmd_export)
+
+
 def _add_e(p: argparse.ArgumentParser) -> None:
     _arg(
         p,
@@ -209,8 +222,11 @@ def _add_e(p: argparse.ArgumentParser) -> None:
         completer=_complete_images,
         help="images (default: env.img found from here upwards)",
     )
+    from condatainer.run import options
+
     p.add_argument("-r", "--read-only", action="store_true", help="mount read-only")
     p.add_argument("-n", "--no-autoload", action="store_true", help="do not look for env.img")
+    _add_option(p, options.WRITABLE.replace(help="mount writable (the default; not with -r)"))
     _add_container_options(p)
     p.add_argument("cmd", nargs="*", help=argparse.SUPPRESS)
     p.set_defaults(handler=_cmd_e)
@@ -581,6 +597,7 @@ def _request(a: argparse.Namespace, **kw: Any) -> Any:
     from condatainer.run.resolve import Request
 
     return Request(
+        apptainer=tuple(getattr(a, "apptainer", ())),
         base_image=a.base,
         binds=tuple(a.bind),
         env=tuple(a.env),
@@ -598,6 +615,8 @@ def _cmd_e(a: argparse.Namespace) -> int:
     from condatainer import config, session
     from condatainer.run import launch
 
+    if a.writable and a.read_only:
+        raise UsageError("-w and -r contradict each other", hint="condatainer e -r IMAGE")
     req = _request(
         a,
         command=tuple(a.cmd),
@@ -618,8 +637,6 @@ def _cmd_exec(a: argparse.Namespace) -> int:
     from condatainer.run import launch
 
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
-    if not cmd:
-        raise UsageError("exec needs a command", hint="condatainer exec -o IMAGE -- CMD [ARGS]")
     if not a.images:
         raise UsageError("exec needs at least one image", hint="condatainer exec -o IMAGE -- CMD")
     from condatainer.hook import trust
@@ -630,6 +647,13 @@ def _cmd_exec(a: argparse.Namespace) -> int:
     req = _request(a, command=tuple(cmd), images=tuple(a.images), writable=a.writable)
     cfg = config.load(os.environ)
     report = _reporter()
+    if not cmd:  # CondaTainer's `exec -o IMG`: a shell, as `e` opens one (read-only unless -w)
+        from condatainer import session
+
+        entry = session.entry(req, cfg, report.note)
+        for line in entry.banner:
+            report.step(line)
+        return launch.execute(entry.plan, cfg, report.note)
     plan = launch.plan_for(req, cfg, notify=report.note)
     if a.words is not None:  # the command line as typed: the next identical call replays this
         records = [str(trust.record_path(i)) for i in a.images] if a.if_allowed else []
@@ -639,9 +663,11 @@ def _cmd_exec(a: argparse.Namespace) -> int:
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from condatainer import session
+    from condatainer.run import mm
 
     req = _request(a, command=(), images=(a.image,), writable=False)
-    return session.mm_op(req, "export", [], _reporter(), capture=True)
+    args = [flags[-1] for flags, dest, _ in mm.EXPORT_FLAGS if getattr(a, dest)]
+    return session.mm_op(req, "export", args, _reporter())
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
@@ -684,11 +710,20 @@ def _cmd_task(a: argparse.Namespace) -> int:
 
 def _cmd_mm(a: argparse.Namespace) -> int:
     from condatainer import session
+    from condatainer.run import mm
     from condatainer.run.resolve import Request
 
-    image = a.overlay or os.environ.get("CNT_OVERLAY") or None
+    op = mm.lookup(a.op)
+    args, after = mm.take_overlay(a.args)  # `mm OP -o IMG ...` as well as `mm -o IMG OP ...`
+    if a.overlay and after and a.overlay != after:
+        raise UsageError(
+            f"two images: -o {a.overlay} and -o {after}", hint=f"condatainer mm -o IMAGE {a.op}"
+        )
+    if mm.wants_help(args):  # answered here: no image needed
+        sys.stdout.write(mm.help_text(op))
+        return 0
+    image = a.overlay or after or os.environ.get("CNT_OVERLAY") or None
     req = Request(command=(), images=(image,) if image else (), autoload=image is None)
-    args = a.args[1:] if a.args[:1] == ["--"] else a.args
     return session.mm_op(req, a.op, args, _reporter())
 
 
@@ -857,6 +892,8 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
 _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]]] = {
     "o": ("create an env image (= overlay create)", _add_create_options),
     "overlay": ("create, resize, check, chown, inspect images", _add_overlay),
+    "info": ("size, usage, owner, channels and packages of an image (= overlay info)", _add_info),
+    "export": ("print the env as environment.yml (= overlay export)", _add_export),
     "e": ("enter the env (a shell, or -- CMD), writable by default", _add_e),
     "exec": ("run a command with images, read-only by default", _add_exec),
     "run": ("run a job script in its container (#DEP / #CNT)", _add_run),
@@ -932,6 +969,25 @@ def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv, None
 
 
+# Subcommands whose words before the command may hold Apptainer's own options, passed through.
+_PASSTHROUGH = {"e", "exec"}
+
+
+def _take_apptainer_flags(command: str, head: list[str]) -> tuple[list[str], list[str]]:
+    """`head` without the Apptainer options before the command (`run.apptainer_flags`), and
+    those options.  exec's command starts at its first word that is not an option (as in
+    `run.replay.split`); e's words before `--` are all options and images."""
+    from condatainer.run import apptainer_flags, options
+
+    table = options.EXEC if command == "exec" else (options.WRITABLE, *options.CONTAINER)
+    takes_value = {f: o.kind != "flag" for o in table for f in o.flags}
+    if command == "e":
+        takes_value |= dict.fromkeys(("-r", "--read-only", "-n", "--no-autoload"), False)
+    at = head.index(command) + 1
+    rest, passed = apptainer_flags.take(head[at:], takes_value, stop_at_word=command == "exec")
+    return [*head[:at], *rest], passed
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args_list = list(sys.argv[1:] if argv is None else argv)
@@ -943,10 +999,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         completers.autocomplete(parser)
     head, tail = _split_run(args_list) if only == "run" else _split_dashdash(args_list)
+    passed: list[str] = []
+    if only in _PASSTHROUGH:
+        try:
+            head, passed = _take_apptainer_flags(only, head)
+        except UsageError as exc:
+            return report(exc)
     try:
         ns = parser.parse_args(head)
     except SystemExit as exc:  # argparse: usage error (2) or --help/--version (0)
         return int(exc.code or 0)
+    ns.apptainer = passed
     if only == "exec":  # the words a replay of this call will be keyed by (run.replay)
         ns.words = args_list[1:] if args_list[:1] == ["exec"] else None
     if tail is not None:

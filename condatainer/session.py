@@ -13,7 +13,10 @@ container, so nothing has to be cleaned up after Apptainer replaces us.  The cal
 banner and executes the Plan.
 
 `mm_op` runs one operation of the mm table through a Plan that is writable only when the
-operation writes, so `mm list` works while jobs hold the image read-only.
+operation writes, so `mm list` works while jobs hold the image read-only.  It refuses what
+`mm.problem` refuses (`mm install -n NAME`) before anything starts; `export` (`mm export`,
+`overlay export`, `export`: one implementation) is captured and its channels put in the
+image's .condarc order, as CondaTainer does.
 
 Nothing here prints: notices go to the caller's `Reporter`, the banner comes back as lines.
 """
@@ -28,7 +31,7 @@ from pathlib import Path
 
 from condatainer import atomic, config, shellgen
 from condatainer.display import Notify, Reporter
-from condatainer.errors import ShellError
+from condatainer.errors import ShellError, UsageError
 from condatainer.hook import prompt, shells, shims
 from condatainer.image import envfile
 from condatainer.image.layout import CONTAINER_PREFIX
@@ -139,6 +142,20 @@ def entry(req: Request, cfg: config.Config, notify: Notify) -> Entry:
     return Entry(plan, banner(plan))
 
 
+def _export_in_channel_order(out: bytes, image: str) -> bytes:
+    """An exported environment.yml with its channels in the image's .condarc order (read
+    from the image as data; `mm.order_channels`).  Output that is not UTF-8 stays as it is."""
+    from condatainer.errors import CondatainerError
+    from condatainer.image import info
+
+    try:
+        text = out.decode("utf-8")
+        priority = info.condarc_channels(image)
+    except (UnicodeDecodeError, CondatainerError):
+        return out
+    return mm.order_channels(text, priority).encode("utf-8")
+
+
 def mm_request(
     req: Request, op: mm.Op, args: Sequence[str], channels: Sequence[str] = ()
 ) -> Request:
@@ -156,19 +173,22 @@ def mm_request(
     )
 
 
-def mm_op(
-    req: Request, name: str, args: Sequence[str], report: Reporter, *, capture: bool = False
-) -> int:
+def mm_op(req: Request, name: str, args: Sequence[str], report: Reporter) -> int:
     """Run `mm NAME ARGS` on the request's image; refresh host caches after writes.
 
-    `capture` runs it with the output captured and then shown (`overlay export`), so that a
-    failure of Apptainer itself is translated into our error instead of a raw FATAL line.
+    `export` runs with its output captured and then shown (reordered), so that a failure of
+    Apptainer itself is translated into our error instead of a raw FATAL line.
     """
     op = mm.lookup(name)
+    refused = mm.problem(op, args)
+    if refused is not None:
+        raise UsageError(refused[0], hint=refused[1])
     cfg = config.load(os.environ)
     plan = launch.plan_for(mm_request(req, op, args, cfg.channels), cfg, notify=report.note)
-    if capture:
+    if op.name == "export":
         status, out, err = launch.run_captured(plan, cfg, report.note)
+        if op.name == "export" and status == 0 and plan.overlays:
+            out = _export_in_channel_order(out, plan.overlays[0].path)
         report.output(out, err)
     else:
         status = launch.run(plan, cfg, report.note)

@@ -148,7 +148,15 @@ TABLE: dict[str, Op] = {
             "print the env as environment.yml",
             (*_MM_RC, "env", "export", "-n", "base"),
             writes=_never,
-            options=("--from-history", "-e", "--explicit", "--no-build", "--json"),
+            options=(
+                "--from-history",
+                "-e",
+                "--explicit",
+                "--no-builds",
+                "--channel-subdir",
+                "--no-md5",
+                "--json",
+            ),
         ),
         Op("clean", "empty the package cache", (*_MM, "clean", "-a", "-y")),
         Op(
@@ -228,3 +236,132 @@ def command(op: Op, args: Sequence[str]) -> tuple[str, ...]:
     if op.script is None:
         return (*op.argv, *(args or op.bare_args))
     return ("sh", "-c", script_text(op), f"mm-{op.name}", *args)
+
+
+#: `overlay export`'s flags, CondaTainer's spellings: (flags, dest, help).  The last spelling is
+#: the one micromamba 2's `env export` takes, so `mm export` takes them all as they are.
+EXPORT_FLAGS: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("-e", "--explicit"), "explicit", "an explicit spec (package URLs), not YAML"),
+    (("--from-history",), "from_history", "only the specs you asked for, not every package"),
+    (("--no-builds",), "no_builds", "versions without build strings"),
+    (("--channel-subdir",), "channel_subdir", "name each package's channel and platform"),
+    (("--no-md5",), "no_md5", "with -e: URLs without their #md5"),
+)
+
+# Options that choose another env than the image's one: micromamba would create or use a
+# nested env under /ext3/env/envs that nothing activates.
+_OTHER_ENV = ("-n", "--name", "-p", "--prefix")
+
+
+def problem(op: Op, args: Sequence[str]) -> tuple[str, str] | None:
+    """(why, hint) when `mm OP ARGS` must be refused before it runs; None when it may run."""
+    if op.script is not None:
+        return None
+    for word in args:
+        if word == "--":
+            break
+        name = word.partition("=")[0] if word.startswith("--") else word[:2]
+        if name in _OTHER_ENV:
+            return (
+                f"mm {op.name} works on the image's one env ({CONTAINER_PREFIX});"
+                f" {word} would make micromamba use another env inside it"
+                f" ({CONTAINER_PREFIX}/envs/NAME), which condatainer never activates",
+                f"drop {word}; for a second env, make a second image:"
+                " condatainer o OTHER.img -- PKGS",
+            )
+    return None
+
+
+def take_overlay(args: Sequence[str]) -> tuple[list[str], str | None]:
+    """`mm OP`'s arguments without `-o IMG`/`--overlay IMG` (before any `--`), and that image:
+    `mm install -o env.img numpy` is `mm -o env.img install numpy`.  A leading `--` ends our
+    options and is dropped."""
+    rest: list[str] = []
+    image = None
+    i = 0
+    while i < len(args):
+        word = args[i]
+        i += 1
+        if word == "--":
+            rest += list(args[i:]) if not rest else ["--", *args[i:]]
+            break
+        if word in ("-o", "--overlay") and i < len(args):
+            image = args[i]
+            i += 1
+        elif word.startswith("--overlay="):
+            image = word.partition("=")[2]
+        elif word.startswith("-o") and len(word) > 2:
+            image = word[2:]
+        else:
+            rest.append(word)
+    return rest, image
+
+
+def wants_help(args: Sequence[str]) -> bool:
+    """Whether `mm OP ARGS` asks for help (answered without an image)."""
+    for word in args:
+        if word == "--":
+            return False
+        if word in ("-h", "--help"):
+            return True
+    return False
+
+
+def help_text(op: Op) -> str:
+    """`condatainer mm OP --help`: what OP does and runs, from the table."""
+    runs = (
+        f"runs in the container: {describe(op.argv)} [ARGS...]"
+        if op.script is None
+        else "runs condatainer's own script in the container (no micromamba command)"
+    )
+    lines = [
+        f"usage: condatainer mm [-o IMAGE] {op.name} [ARGS...]"
+        f"   (inside the env: mm-{op.name} ARGS...)",
+        "",
+        op.summary,
+        "",
+        runs,
+    ]
+    if op.bare_args:
+        lines.append(f"without arguments: {' '.join(op.bare_args)}")
+    if op.options:
+        lines.append("options often used: " + " ".join(op.options))
+    if op.script is None:
+        lines.append("other micromamba options are passed on as they are")
+    lines += [
+        "",
+        "-o IMAGE  the image (before or after the operation; default: $CNT_OVERLAY, else the"
+        " env.img found from here upwards)",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _same_channel(listed: str, wanted: str) -> bool:
+    a, b = listed.rstrip("/"), wanted.rstrip("/")
+    return a == b or a.endswith("/" + b) or b.endswith("/" + a)
+
+
+def order_channels(text: str, priority: Sequence[str]) -> str:
+    """An exported environment.yml with its `channels:` list in `priority` order (the image's
+    .condarc): micromamba lists channels in its own order, and a solve from the file takes
+    them in the file's order.  Channels .condarc does not name keep their place after those
+    it does; every other line stays as it is (an explicit spec has no such list)."""
+    if not priority:
+        return text
+    lines = text.splitlines(keepends=True)
+    try:
+        start = next(i for i, line in enumerate(lines) if line.rstrip() == "channels:") + 1
+    except StopIteration:
+        return text
+    end = start
+    while end < len(lines) and lines[end].lstrip().startswith("- "):
+        end += 1
+    items = lines[start:end]
+
+    def rank(item: str) -> int:
+        name = item.strip()[2:].strip()
+        found = (i for i, wanted in enumerate(priority) if _same_channel(name, wanted))
+        return next(found, len(priority))
+
+    lines[start:end] = sorted(items, key=rank)  # stable: the rest keep their order
+    return "".join(lines)

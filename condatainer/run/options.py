@@ -2,7 +2,11 @@
 `run`) and for the `#CNT` lines of job scripts.
 
 `CONTAINER` lists every option that shapes a container run (base image, binds, variables,
-fakeroot, isolation, pass-through Apptainer arguments); `WRITABLE` is `-w`.  The CLI adds them
+fakeroot, isolation, pass-through Apptainer arguments); `WRITABLE` is `-w`.  CondaTainer's
+spellings are aliases here (`-f` for --fakeroot, `-B` for --bind, `--base-image`,
+`--writable-img`), so every reader of the table accepts them; the first long spelling is the
+one written back (`to_words`).  Apptainer's own options before the command are not in this
+table: `run.apptainer_flags` holds their list.  The CLI adds them
 to its parsers from this table.  On `run` and on `#CNT` lines the short forms that mean job
 control there (`-c` cpus, `-e` error log, and `-C`, `-W`, `-A` with them) are dropped: the
 isolation options keep their long forms (`--contain`, `--cleanenv`, ...); `RUN_CONTAINER` is
@@ -37,7 +41,9 @@ class Option(Record):
     metavar: str | None = None
 
 
-WRITABLE = Option(("-w", "--writable"), "writable", "flag", "mount the image writable")
+WRITABLE = Option(
+    ("-w", "--writable", "--writable-img"), "writable", "flag", "mount the image writable"
+)
 OVERLAY = Option(
     ("-o", "--overlay"), "images", "append", "image (repeatable; IMAGE:rw / IMAGE:ro)", "IMAGE"
 )
@@ -45,8 +51,10 @@ OVERLAY = Option(
 IF_ALLOWED = Option(("--if-allowed",), "if_allowed", "flag", None)
 
 CONTAINER: tuple[Option, ...] = (
-    Option(("-b", "--base"), "base", "value", "base image (SIF) to run in"),
-    Option(("--bind",), "bind", "append", "bind a host path (repeatable)", "HOST[:CONTAINER[:ro]]"),
+    Option(("-b", "--base", "--base-image"), "base", "value", "base image (SIF) to run in"),
+    Option(
+        ("-B", "--bind"), "bind", "append", "bind a host path (repeatable)", "HOST[:CONTAINER[:ro]]"
+    ),
     Option(
         ("--env",),
         "env",
@@ -54,7 +62,7 @@ CONTAINER: tuple[Option, ...] = (
         "set a variable in the container (repeatable; never split on commas)",
         "KEY=VALUE",
     ),
-    Option(("--fakeroot",), "fakeroot", "flag", "run as root in the container"),
+    Option(("-f", "--fakeroot"), "fakeroot", "flag", "run as root in the container"),
     Option(("-C", "--containall"), "containall", "flag", "isolate fully (apptainer --containall)"),
     Option(("-c", "--contain"), "contain", "flag", "minimal /dev, own /tmp (apptainer --contain)"),
     Option(("-e", "--cleanenv"), "cleanenv", "flag", "do not pass the host environment"),
@@ -115,7 +123,7 @@ def to_words(values: dict[str, object]) -> list[str]:
     words: list[str] = []
     for option in CNT_OPTIONS:
         value = values.get(option.dest)
-        flag = option.flags[-1]
+        flag = next(f for f in option.flags if f.startswith("--"))  # the first long spelling
         if option.kind == "flag":
             words += [flag] if value else []
         elif option.kind == "append":

@@ -77,7 +77,8 @@ ENVIRON_PREFIXES = ("CNT_", "XDG_")
 
 def split(words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """(option words, command) of `exec`'s arguments, or None for anything this fast reader
-    does not know exactly (help, an abbreviation, combined short flags): argparse decides."""
+    does not know exactly (help, an abbreviation, combined short flags): argparse decides.
+    Apptainer options passed through (`run.apptainer_flags.passes`) are option words."""
     by_flag = {flag: o for o in options.EXEC for flag in o.flags}
     i = 0
     while i < len(words):
@@ -88,8 +89,15 @@ def split(words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | Non
             return tuple(words[:i]), tuple(words[i:])
         name = word.partition("=")[0] if word.startswith("--") else word
         option = by_flag.get(name)
+        if option is None and word.startswith("--"):
+            from condatainer.run import apptainer_flags  # only for a word not ours
+
+            if not apptainer_flags.passes(word):
+                return None
+            i += 1  # an Apptainer option passed through: part of the key, as typed
+            continue
         if option is None:
-            option = None if word.startswith("--") else by_flag.get(word[:2])  # -oIMG
+            option = by_flag.get(word[:2])  # -oIMG
             if option is None or option.kind == "flag":
                 return None
         elif option.kind == "flag":

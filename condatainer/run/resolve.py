@@ -6,7 +6,9 @@ binds (defaults: cwd, $SCRATCH, $TMPDIR, scheduler tmp dirs, the script's direct
 deduplicated, children dropped; plus, read-only, what the command reads on the host: a
 file:// channel's directory, an -f file's directory), the container environment (sidecar
 `<image>.env`, `--env K=V` taken whole — no comma splitting — then the variables condatainer
-owns), GPU flags, fakeroot and isolation, and the base image (`baseimage.choose`: -b, config
+owns), GPU flags and Apptainer options (`-A` words and the options passed through before the
+command, `run.apptainer_flags`; an explicit `--nv` wins over config `gpu`: `apptainer_args`),
+fakeroot and isolation, and the base image (`baseimage.choose`: -b, config
 base_image, else condatainer's default base when the runtime needs one; `Settings.default_base`
 says whether it does).  Unless the request says `check_locks=False` (dry runs), every image has
 passed the lock probe and the clean-superblock check before a Plan is returned, so a runtime
@@ -72,6 +74,9 @@ class Request:
     cleanenv: bool = False
     workdir: str | None = None
     extra_args: tuple[str, ...] = ()
+    # Apptainer's own options typed before the command (`--nv`, `--home=/x`), passed through
+    # (`run.apptainer_flags`); `apptainer_args` decides what they change.
+    apptainer: tuple[str, ...] = ()
     script_dir: str | None = None  # `run`: the script's directory is bound
     reads: tuple[str, ...] = ()  # host files and file:// channels the command reads (`read_binds`)
     reads_condarc: bool = False  # it also reads the channels of the first image's .condarc
@@ -344,6 +349,23 @@ def gpu_flags(mode: str) -> tuple[str, ...]:
     return found
 
 
+# The Apptainer switches that say yes or no to a GPU kind the configuration would decide.
+_GPU_SWITCHES = {"--nv": ("nv", True), "--rocm": ("rocm", True)}
+_GPU_SWITCHES |= {"--no-nv": ("nv", False), "--no-rocm": ("rocm", False)}
+
+
+def apptainer_args(req: Request, gpu: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(GPU kinds, Apptainer options) of the Plan: `-A` arguments, then the options passed
+    through (each self-contained word once).  An explicit `--nv`/`--rocm` (or `--no-nv`,
+    `--no-rocm`) there wins over the configuration's `gpu`: that kind leaves the GPU list, so
+    the Apptainer command line says it once, as the user did (`--nv` with `gpu: off` runs
+    with --nv)."""
+    passed = [w for w in dict.fromkeys(req.apptainer) if w not in req.extra_args]
+    extra = (*req.extra_args, *passed)  # -A words as given (an option and its value may pair)
+    said = {_GPU_SWITCHES[w][0] for w in extra if w in _GPU_SWITCHES}
+    return tuple(kind for kind in gpu if kind not in said), extra
+
+
 def _auto_fakeroot(ovls: Sequence[Overlay]) -> tuple[bool, str | None]:
     """Fakeroot when the writable image's upper/ belongs to root (made with --fakeroot).
 
@@ -418,6 +440,7 @@ def resolve(
     base = baseimage.choose(
         req.base_image, settings.base_image, settings.default_base, settings.base_source, here
     )
+    gpu, extra_args = apptainer_args(req, gpu_flags(req.gpu or settings.gpu))
     return Plan(
         command=req.command,
         overlays=ovls,
@@ -428,12 +451,12 @@ def resolve(
         binds=binds(req, settings, here, environ, ovls),
         base_image=base.path,
         base_pull=base.pull_from,
-        gpu=gpu_flags(req.gpu or settings.gpu),
+        gpu=gpu,
         fakeroot=fakeroot,
         contain=req.contain,
         containall=req.containall,
         cleanenv=req.cleanenv,
         workdir=workdir,
-        extra_args=req.extra_args,
+        extra_args=extra_args,
         notices=tuple(notices),
     )

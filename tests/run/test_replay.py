@@ -378,6 +378,21 @@ def test_the_cache_keeps_the_newest_entries(project: Path, monkeypatch: pytest.M
         (["-wC", "-o", "a.img", "ls"], None),  # grouped flags: argparse decides
         (["-h"], None),
         (["--writable=yes", "ls"], None),
+        # CondaTainer's spellings (aliases in options.EXEC)
+        (["-f", "-B", "/d:/e", "-o", "a", "x"], (["-f", "-B", "/d:/e", "-o", "a"], ["x"])),
+        (
+            ["--base-image", "b.sif", "--writable-img", "-o", "a", "x"],
+            (["--base-image", "b.sif", "--writable-img", "-o", "a"], ["x"]),
+        ),
+        # Apptainer's options passed through: option words (the key), not the command
+        (
+            ["--nv", "-o", "a", "--home=/h", "x", "--nv"],
+            (["--nv", "-o", "a", "--home=/h"], ["x", "--nv"]),
+        ),
+        (["-o", "a", "--no-home", "--", "x"], (["-o", "a", "--no-home"], ["x"])),
+        (["--home", "/h", "-o", "a", "x"], None),  # not a form that passes: the CLI says why
+        (["--nv=1", "-o", "a", "x"], None),
+        (["--no-such-option", "-o", "a", "x"], None),
     ],
 )
 def test_split_agrees_with_the_parser_or_declines(
@@ -388,7 +403,9 @@ def test_split_agrees_with_the_parser_or_declines(
     if found is not None and found[1]:
         from condatainer import cli
 
-        ns = cli.build_parser("exec").parse_args(["exec", *words])
+        head, passed = cli._take_apptainer_flags("exec", ["exec", *words])
+        assert passed == [w for w in found[0] if w.startswith(("--nv", "--home", "--no-home"))]
+        ns = cli.build_parser("exec").parse_args(head)
         cmd = ns.cmd[1:] if ns.cmd[:1] == ["--"] else ns.cmd
         assert tuple(cmd) == found[1]
 

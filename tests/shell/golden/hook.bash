@@ -381,7 +381,7 @@ _cnt_mm_complete() {
             opts=(-c --channel --override-channels --json --pretty --platform)
             kind=channel ;;
         export)
-            opts=(--from-history -e --explicit --no-build --json)
+            opts=(--from-history -e --explicit --no-builds --channel-subdir --no-md5 --json)
             kind=none ;;
         clean)
             opts=()

@@ -382,7 +382,7 @@ function _cnt_mm_complete --description 'TAB candidates for the mm-* functions'
             set opts -c --channel --override-channels --json --pretty --platform
             set kind channel
         case export
-            set opts --from-history -e --explicit --no-build --json
+            set opts --from-history -e --explicit --no-builds --channel-subdir --no-md5 --json
             set kind none
         case clean
             set opts
