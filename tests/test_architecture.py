@@ -5,14 +5,16 @@ Imports are read from the source with `ast` -- module level and inside functions
 `if TYPE_CHECKING:` blocks -- so a function-level import cannot hide a cycle or a wrong-way
 dependency.  The layers, lowest first:
 
-    base        errors, display, atomic, runner, shellgen, bindspec, condatainer (the package)
+    base        errors, display, progress, terminal, atomic, runner, shellgen, bindspec,
+                condatainer (the package)
     image       the env.img file: knows no container, no shell, no job
     config      the configuration (validates sizes and profiles with image/)
     micromamba  condatainer's micromamba: where it is, fetching it (knows no container)
     run         Request -> Plan -> runtime
     jobs, hook  job scripts; host shell integration -- peers that never import each other
-    top         the orchestrators: doctor, provision, session, completion, completers
-    cli         the command line (and __main__)
+    top         the orchestrators: doctor, provision, session, completion, completers, purge
+    cli         the command line: cli, usage (wrong command lines), examples, manpage
+                (and __main__)
 
 A module may import its own layer and the layers below.
 """
@@ -41,9 +43,12 @@ LAYERS = {
     "top": 6,
     "cli": 7,
 }
-BASE = {"condatainer", "errors", "display", "atomic", "runner", "shellgen", "bindspec", "shell"}
-TOP = {"doctor", "provision", "session", "completion", "completers"}
-CLI = {"cli", "__main__"}
+BASE = {
+    "condatainer", "errors", "display", "progress", "terminal", "atomic", "runner", "shellgen",
+    "bindspec", "shell",
+}  # fmt: skip
+TOP = {"doctor", "provision", "session", "completion", "completers", "purge"}
+CLI = {"cli", "usage", "examples", "manpage", "__main__"}
 MAX_LINES = 500
 
 
