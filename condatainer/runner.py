@@ -18,13 +18,14 @@ that must not be cut in two.  `signal_name` names a signal the way users see it 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import Callable, NoReturn
@@ -162,14 +163,18 @@ def stream(
     our stdout goes to).
     """
     _trace(argv)
-    proc = subprocess.Popen(
-        _program(argv),
-        env=dict(env) if env is not None else None,
-        cwd=cwd,
-        stdout=2 if stdout_to_stderr else None,
-    )
-    with _ignoring(signal.SIGINT, signal.SIGQUIT):
-        returncode = proc.wait()
+    # A progress line on the terminal steps aside while the program has it (terminal.paused);
+    # `terminal` is only looked at when something has imported it.
+    shown = sys.modules.get("condatainer.terminal")
+    with shown.paused() if shown is not None else contextlib.nullcontext():
+        proc = subprocess.Popen(
+            _program(argv),
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdout=2 if stdout_to_stderr else None,
+        )
+        with _ignoring(signal.SIGINT, signal.SIGQUIT):
+            returncode = proc.wait()
     return 128 - returncode if returncode < 0 else returncode
 
 
@@ -188,7 +193,7 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-@contextmanager
+@contextlib.contextmanager
 def _ignoring(*signals: signal.Signals) -> Iterator[None]:
     if not _in_main_thread():  # handlers belong to the main thread
         yield
@@ -204,7 +209,7 @@ def _ignoring(*signals: signal.Signals) -> Iterator[None]:
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-@contextmanager
+@contextlib.contextmanager
 def signals_deferred() -> Iterator[list[int]]:
     """Record SIGINT/SIGTERM/SIGHUP instead of acting on them; the caller decides afterwards.
 
@@ -239,7 +244,7 @@ class Terminated(BaseException):
         self.signum = signum
 
 
-@contextmanager
+@contextlib.contextmanager
 def termination_raises() -> Iterator[None]:
     """Make SIGTERM and SIGHUP raise (like SIGINT does) so cleanup code runs.
 
@@ -264,7 +269,7 @@ def termination_raises() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-@contextmanager
+@contextlib.contextmanager
 def signals_blocked() -> Iterator[None]:
     """Hold SIGINT/SIGTERM/SIGHUP back for a few statements that must not be cut in two."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)

@@ -5,7 +5,8 @@
   the stage, bytes or percent where known, and the elapsed time.  A thread redraws it a few
   times a second and writes only when the text changed; `close` erases it, so the result or an
   error that follows starts on a clean line.  Anything else written meanwhile goes through
-  `aside()`, which lifts the line and puts it back.  With `verbose`, each finished stage stays
+  `aside()`, which lifts the line and puts it back; `paused()` takes every line away while a
+  program we start has the terminal (runner.stream).  With `verbose`, each finished stage stays
   as a line of its own with its time; on a pipe (`live=False`) those lines are all there is.
 - `Within` is an operation inside one already shown: its stages go on the outer line.
 - `Palette` colours the prefixes of errors, hints and notes and the progress line: only on a
@@ -21,6 +22,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TextIO
@@ -142,11 +144,13 @@ class Live(Progress):
         self._done: int | None = None
         self._shown = ""  # the text the line shows now; "" when nothing is drawn
         self.closed = False
+        self._paused = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if verbose and not live:
             self._write(f"{title}\n")
         if live:
+            _shown.add(self)
             self._draw()
             if ticking:
                 self._thread = threading.Thread(
@@ -179,6 +183,7 @@ class Live(Progress):
             self._erase()
             self._finish_stage()
             self.closed = True
+            _shown.discard(self)
 
     # --- what the reporter and the ticker call -------------------------------------------
 
@@ -198,6 +203,15 @@ class Live(Progress):
             finally:
                 if not self.closed:
                     self._draw()
+
+    def pause(self, paused: bool) -> None:
+        """Take the line away and draw nothing until unpaused (a program has the terminal)."""
+        with self._lock:
+            if paused:
+                self._erase()
+            self._paused = paused
+            if not paused and not self.closed:
+                self._draw()
 
     def line(self, width: int | None = None) -> str:
         """The text of the live line now (without colour), at most `width` characters: what
@@ -240,7 +254,7 @@ class Live(Progress):
         return self._show_bytes(done)
 
     def _draw(self) -> None:
-        if not self._live:
+        if not self._live or self._paused:
             return
         text = self.line(_columns(self._stream) - 1)
         if text == self._shown:
@@ -288,3 +302,20 @@ class Within(Progress):
 
     def advance(self, done: int) -> None:
         self._outer.advance(done)
+
+
+_shown: weakref.WeakSet[Live] = weakref.WeakSet()  # the live lines on a terminal now
+
+
+@contextmanager
+def paused() -> Iterator[None]:
+    """No live line while a program we start talks to the terminal itself (`runner.stream`:
+    Apptainer's own progress bars); the lines come back when it is done."""
+    lines = list(_shown)
+    for line in lines:
+        line.pause(True)
+    try:
+        yield
+    finally:
+        for line in lines:
+            line.pause(False)

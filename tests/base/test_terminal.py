@@ -230,3 +230,27 @@ def test_control_characters_in_a_title_are_shown_not_sent() -> None:
     with Reporter(err=tty).progress("packing \x1b]0;owned\x07.img") as progress:
         assert isinstance(progress, Live)
         assert progress.title == "packing ?]0;owned?.img"
+
+
+def test_a_program_with_the_terminal_pauses_the_line() -> None:
+    """runner.stream hands the terminal over (Apptainer's own progress bars): no line is drawn
+    meanwhile, and it comes back after."""
+    import sys
+
+    from condatainer import runner
+
+    out, clock = io.StringIO(), Clock()
+    p = live(out, clock)
+    p.stage("pulling the base image")
+    before = out.getvalue()
+    with terminal.paused():
+        assert out.getvalue() == before + ERASE
+        clock.now += 5
+        p.tick()
+        assert out.getvalue() == before + ERASE  # nothing drawn while paused
+    assert out.getvalue().endswith(ERASE + "packing env.img: pulling the base image · 5s")
+    # ... and runner.stream is what pauses it
+    mark = len(out.getvalue())
+    assert runner.stream([sys.executable, "-c", "pass"]) == 0
+    assert out.getvalue()[mark:] == ERASE + ERASE + "packing env.img: pulling the base image · 5s"
+    p.close()
