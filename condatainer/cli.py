@@ -991,10 +991,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text) if help_text else sub.add_parser(name)
         if only is None or only == name:
             add(p)
+    # -q/-v after the command, and the examples of --help: on the commands that can be run
+    # (with `only`, the others are names and help lines, never parsed).
     for spelling, command in examples.commands(parser).items():
-        if spelling:
+        if spelling and (only is None or spelling.split()[0] == only):
             _add_output_options(command, top=False)
-    examples.attach(parser)
+    examples.attach(parser, only)
     return parser
 
 

@@ -163,9 +163,12 @@ def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
     return found
 
 
-def attach(parser: argparse.ArgumentParser) -> None:
-    """Put the examples at the end of each command's --help (layout kept as written)."""
+def attach(parser: argparse.ArgumentParser, only: str | None = None) -> None:
+    """Put the examples at the end of each command's --help (layout kept as written); with
+    `only`, on condatainer itself and that command's parsers."""
     for spelling, sub in commands(parser).items():
+        if only is not None and spelling and spelling.split()[0] != only:
+            continue
         examples = EXAMPLES.get(spelling)
         if examples:
             sub.epilog = text(examples)
