@@ -228,7 +228,7 @@ remove_man_page() {
 offer_shell_init() {
     [ "$NO_RC" -eq 0 ] || return 0
     "$PREFIX/bin/condatainer" init --help >/dev/null 2>&1 || return 0
-    if confirm "Set up shell integration now (condatainer init edits your ~/.bashrc or ~/.zshrc)?"; then
+    if confirm "Set up shell integration now (condatainer init edits your ~/.bashrc, ~/.zshrc or fish's conf.d)?"; then
         "$PREFIX/bin/condatainer" init || say "condatainer init failed; run it later: condatainer init"
     else
         say "skipped; set it up later with: condatainer init"
@@ -239,7 +239,7 @@ remove_shell_init() {
     [ "$NO_RC" -eq 0 ] || return 0
     [ -x "$PREFIX/bin/condatainer" ] || return 0
     "$PREFIX/bin/condatainer" init --help 2>/dev/null | grep -q -- --uninstall || return 0
-    for shell in bash zsh; do
+    for shell in bash zsh fish; do
         "$PREFIX/bin/condatainer" init "$shell" --uninstall ||
             say "could not remove the $shell integration; remove the condatainer block from your rc file"
     done

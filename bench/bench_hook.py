@@ -1,20 +1,23 @@
-"""What the cd hook costs, in real bash and zsh, with an installed condatainer.
+"""What the cd hook costs, in real bash, zsh and fish, with an installed condatainer.
 
 Rows (min/median/max in ms, the median ratio to the yardstick):
 
 - **Prompt with $PWD unchanged**, in an active project: the prompt hook run N times in a loop
-  inside the shell (timed there with $EPOCHREALTIME), beside an empty function call in the same
-  loop.  The forks of 1,000 such prompts are counted with strace.  Goal: 0 forks.
-- **Warm cd into a project**: `cd proj` plus the prompt hook, with condatainer's hook (the one
-  `condatainer init` writes), beside the same cd with direnv's hook and a 3-line .envrc
-  (bench/yardstick_direnv.sh).  Goal: faster than direnv (ratio < 1).
+  inside the shell (timed there with $EPOCHREALTIME; fish: its `time` keyword), beside an
+  empty function call in the same loop.  Each such prompt also reads the hook's stamp (a
+  builtin `read`).  The forks of 1,000 such prompts are counted with strace.  Goal: 0 forks.
+- **Warm cd into a project**: `cd proj` plus the prompt hook (fish: the `fish_prompt` event),
+  with condatainer's hook (the one `condatainer init` writes), beside the same cd with
+  direnv's hook and a 3-line .envrc (bench/yardstick_direnv.sh).  Goal: faster than direnv
+  (ratio < 1).
 - **First cd into an env with 5,000 executables**: the same cd with the shim cache emptied
   before each run (the activation lists the image and writes the shims), beside the warm cd.
   Goal: at most 500 ms.
-- **Shell start with the rc block** (`bash -i -c exit`), beside the same with an empty rc; and
-  whether any Python starts (strace).
+- **Shell start with the rc block** (`bash -i -c exit`; fish reads its conf.d snippet), beside
+  the same with an empty rc; and whether any Python starts (strace): the block and the hook
+  only read files, completion included.
 
-Needs e2fsprogs, bash, zsh, direnv (apt-get install direnv), strace.
+Needs e2fsprogs, bash, zsh, fish, direnv (apt-get install direnv), strace.
 
     python3 bench/bench_hook.py [--runs N] [--installed PREFIX]
 """
@@ -40,10 +43,23 @@ from _common import (
     scratch,
 )
 
-SHELLS = ("bash", "zsh")
-PROMPT_FN = {"bash": "_cnt_hook", "zsh": "_cnt_precmd"}
-ARGV = {"bash": ["bash", "--norc", "--noprofile"], "zsh": ["zsh", "-f"]}
+SHELLS = ("bash", "zsh", "fish")
+PROMPT_FN = {"bash": "_cnt_hook", "zsh": "_cnt_precmd", "fish": "emit fish_prompt"}
+DIRENV_FN = {"bash": "_direnv_hook", "zsh": "_direnv_hook", "fish": "emit fish_prompt"}
+ARGV = {
+    "bash": ["bash", "--norc", "--noprofile"],
+    "zsh": ["zsh", "-f"],
+    "fish": ["fish", "--no-config"],
+}
+SOURCE = {"bash": ".", "zsh": ".", "fish": "source"}
+DIRENV_HOOK = {
+    "bash": 'eval "$(direnv hook bash)"',
+    "zsh": 'eval "$(direnv hook zsh)"',
+    "fish": "direnv hook fish | source",
+}
+NOOP = {"bash": "_noop() { :; }", "zsh": "_noop() { :; }", "fish": "function _noop; end"}
 CDS = 5  # cds timed per shell started
+_UNITS = {"micros": 0.001, "millis": 1.0, "secs": 1000.0, "mins": 60_000.0}
 
 
 def make_image(cnt: str, path: Path, executables: int, env: dict[str, str]) -> None:
@@ -63,24 +79,35 @@ def make_image(cnt: str, path: Path, executables: int, env: dict[str, str]) -> N
 
 
 def shell_loop(
-    shell: str, setup: str, body: str, env: dict[str, str], cwd: Path, between: str = ":"
+    shell: str, setup: str, body: str, env: dict[str, str], cwd: Path, between: str = "true"
 ) -> list[float]:
     """Run `body` CDS times in one shell, timing each with $EPOCHREALTIME; ms per run.
 
     `between` runs before each timed run, untimed (emptying a cache).
     """
-    clock = "zmodload zsh/datetime\n" if shell == "zsh" else ""
-    script = (
-        f"{clock}{setup}\n"
-        f"for _i in 1 2 3 4 5; do\n  {between}\n  _s=$EPOCHREALTIME\n  {body}\n"
-        '  _e=$EPOCHREALTIME\n  printf "T %s %s\\n" "$_s" "$_e"\ndone\n'
-    )
+    if shell == "fish":
+        # fish has no clock variable; its `time` keyword times a block in-process, on stderr.
+        script = f"{setup}\nfor _i in 1 2 3 4 5\n  {between}\n  time begin\n {body}\n  end\nend\n"
+    else:
+        clock = "zmodload zsh/datetime\n" if shell == "zsh" else ""
+        script = (
+            f"{clock}{setup}\n"
+            f"for _i in 1 2 3 4 5; do\n  {between}\n  _s=$EPOCHREALTIME\n  {body}\n"
+            '  _e=$EPOCHREALTIME\n  printf "T %s %s\\n" "$_s" "$_e"\ndone\n'
+        )
     res = subprocess.run([*ARGV[shell], "-c", script], env=env, cwd=cwd, capture_output=True,
                          text=True, check=False)  # fmt: skip
-    samples = [
-        (float(e.replace(",", ".")) - float(s.replace(",", "."))) * 1000
-        for _, s, e in (line.split() for line in res.stdout.splitlines() if line.startswith("T "))
-    ]
+    if shell == "fish":
+        samples = [
+            float(words[2]) * _UNITS[words[3]]
+            for words in (line.split() for line in res.stderr.splitlines())
+            if words[:2] == ["Executed", "in"]
+        ]
+    else:
+        samples = [
+            (float(e.replace(",", ".")) - float(s.replace(",", "."))) * 1000
+            for _, s, e in (ln.split() for ln in res.stdout.splitlines() if ln.startswith("T "))
+        ]
     if res.returncode != 0 or len(samples) != CDS:
         sys.exit(f"bench: {shell} loop failed ({res.returncode}):\n{res.stdout}{res.stderr}")
     return samples
@@ -88,8 +115,12 @@ def shell_loop(
 
 def forks(shell: str, setup: str, body: str, env: dict[str, str], tmp: Path) -> int:
     start, end, log = tmp / "m-start", tmp / "m-end", tmp / "strace.log"
-    script = (f"{setup}\n: > '{start}'\ni=0\nwhile [ $i -lt 1000 ]; do {body}; i=$((i+1)); done\n"
-              f": > '{end}'\n")  # fmt: skip
+    if shell == "fish":
+        script = (f"{setup}\nset -l n (seq 1000)\ntrue > '{start}'\nfor i in $n\n  {body}\nend\n"
+                  f"true > '{end}'\n")  # fmt: skip
+    else:
+        script = (f"{setup}\n: > '{start}'\ni=0\nwhile [ $i -lt 1000 ]; do {body}; i=$((i+1));"
+                  f" done\n: > '{end}'\n")  # fmt: skip
     subprocess.run(["strace", "-f", "-o", str(log), "-e", "trace=clone,clone3,fork,vfork,execve,"
                     "openat", *ARGV[shell], "-c", script], env=env, cwd=tmp, check=True,
                    capture_output=True)  # fmt: skip
@@ -98,6 +129,15 @@ def forks(shell: str, setup: str, body: str, env: dict[str, str], tmp: Path) -> 
     last = next(i for i, line in enumerate(lines) if str(end) in line)
     calls = ("clone(", "clone3(", "fork(", "vfork(", "execve(")
     return sum(1 for line in lines[first:last] if any(c in line for c in calls))
+
+
+def pythons(argv: list[str], env: dict[str, str], tmp: Path) -> int:
+    """How many Python interpreters `argv` starts (execve of a python*), by strace."""
+    log = tmp / "strace-start.log"
+    subprocess.run(["strace", "-f", "-o", str(log), "-e", "trace=execve", *argv], env=env,
+                   cwd=tmp, check=True, capture_output=True, stdin=subprocess.DEVNULL)  # fmt: skip
+    return sum(1 for line in log.read_text().splitlines()
+               if "execve(" in line and "/python" in line.split(",")[0])  # fmt: skip
 
 
 Case = tuple[str, str, str]  # (setup, body, between): see shell_loop
@@ -118,7 +158,7 @@ def paired(
 
 def main() -> None:
     args = parser(__doc__ or "").parse_args()
-    need("mke2fs", "bash", "zsh", "direnv", "strace")
+    need("mke2fs", "bash", "zsh", "fish", "direnv", "strace")
     with scratch("cnt-bench-hook-") as tmp_name:
         tmp = Path(tmp_name)
         inst = install(tmp / "venv", args.installed)
@@ -139,17 +179,19 @@ def main() -> None:
 
         rows: list[Row] = []
         fork_counts: dict[str, int] = {}
+        python_starts: dict[str, int] = {}
         for shell in SHELLS:
             run([cnt, "init", shell], env)
             fn = PROMPT_FN[shell]
-            ours = f". '{home}/.local/share/condatainer/hook.{shell}'"
-            theirs = f'eval "$(direnv hook {shell})"'
+            ours = f"{SOURCE[shell]} '{home}/.local/share/condatainer/hook.{shell}'"
+            theirs = DIRENV_HOOK[shell]
             into = f"cd '{project}'; {fn}; cd ..; {fn}"
-            into_direnv = f"cd '{direnv_project}'; _direnv_hook; cd ..; _direnv_hook"
+            dfn = DIRENV_FN[shell]
+            into_direnv = f"cd '{direnv_project}'; {dfn}; cd ..; {dfn}"
             a, b = paired(
                 shell,
-                (f"{ours}\n{into}", into, ":"),
-                (f"{theirs}\n{into_direnv}", into_direnv, ":"),
+                (f"{ours}\n{into}", into, "true"),
+                (f"{theirs}\n{into_direnv}", into_direnv, "true"),
                 env,
                 tmp,
                 rounds,
@@ -161,7 +203,7 @@ def main() -> None:
             a, b = paired(
                 shell,
                 (ours, into_big, f"rm -rf {caches}"),
-                (f"{ours}\n{into_big}", into_big, ":"),
+                (f"{ours}\n{into_big}", into_big, "true"),
                 env,
                 tmp,
                 rounds,
@@ -171,11 +213,11 @@ def main() -> None:
 
             a, b = paired(
                 shell,
-                (f"{ours}\ncd '{project}'; {fn}", f"{fn}; {fn}; {fn}; {fn}; {fn}", ":"),
+                (f"{ours}\ncd '{project}'; {fn}", f"{fn}; {fn}; {fn}; {fn}; {fn}", "true"),
                 (
-                    f"_noop() {{ :; }}\n{ours}\ncd '{project}'; {fn}",
+                    f"{NOOP[shell]}\n{ours}\ncd '{project}'; {fn}",
                     "_noop; _noop; _noop; _noop; _noop",
-                    ":",
+                    "true",
                 ),
                 env,
                 project,
@@ -187,7 +229,9 @@ def main() -> None:
 
             empty_home = tmp / f"empty-{shell}"
             empty_home.mkdir()
-            empty_env = {**env, "HOME": str(empty_home), "ZDOTDIR": str(empty_home)}
+            empty_env = {**env, "HOME": str(empty_home), "ZDOTDIR": str(empty_home),
+                         "XDG_CONFIG_HOME": str(empty_home / ".config")}  # fmt: skip
+            python_starts[shell] = pythons([shell, "-i", "-c", "exit"], env, tmp)
             times = alternate(args.runs, {
                 "block": process([shell, "-i", "-c", "exit"], env, home),
                 "empty": process([shell, "-i", "-c", "exit"], empty_env, empty_home),
@@ -199,6 +243,8 @@ def main() -> None:
         print()
         for shell, count in fork_counts.items():
             print(f"{shell}: forks in 1,000 prompts with $PWD unchanged: {count}  (goal 0)")
+        for shell, count in python_starts.items():
+            print(f"{shell}: Python processes started by `{shell} -i -c exit`: {count}  (goal 0)")
 
 
 if __name__ == "__main__":

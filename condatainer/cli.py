@@ -23,14 +23,13 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 from condatainer import __version__
-from condatainer.errors import CondatainerError, UsageError
+from condatainer.errors import PROG, UsageError, guarded, report
 from condatainer.shellgen import SHELLS
 from condatainer.usage import Parser
 
-PROG = "condatainer"
 # Subcommands whose arguments after the first `--` are a command line or package list.  (Not
 # exec: its command starts at the first positional word and may hold a `--` of its own.)
 _DASHDASH = {"e", "o"}
@@ -69,6 +68,24 @@ def _complete_shells(prefix: str, **_: Any) -> list[str]:
     from condatainer import completers
 
     return completers.shells(prefix)
+
+
+def _complete_scripts(prefix: str, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.scripts(prefix)
+
+
+def _complete_config_keys(prefix: str, **_: Any) -> dict[str, str]:
+    from condatainer import completers
+
+    return completers.config_keys(prefix)
+
+
+def _complete_config_values(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.config_values(prefix, getattr(parsed_args, "key", None))
 
 
 def _arg(parser: argparse.ArgumentParser, *names: str, completer: Any = None, **kw: Any) -> None:
@@ -117,16 +134,17 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_create)
 
 
-def _add_option(p: Any, option: Any) -> None:
+def _add_option(p: Any, option: Any, completer: Any = None) -> None:
     """Add one `run.options.Option` to a parser, spelled as the table spells it."""
-    kw: dict[str, Any] = {"dest": option.dest, "help": option.help}
+    help_text = argparse.SUPPRESS if option.help is None else option.help
+    kw: dict[str, Any] = {"dest": option.dest, "help": help_text, "completer": completer}
     if option.metavar:
         kw["metavar"] = option.metavar
     if option.kind == "flag":
         kw["action"] = "store_true"
     elif option.kind == "append":
         kw.update(action="append", default=[])
-    p.add_argument(*option.flags, **kw)
+    _arg(p, *option.flags, **kw)
 
 
 def _add_container_options(p: argparse.ArgumentParser) -> None:
@@ -199,20 +217,10 @@ def _add_e(p: argparse.ArgumentParser) -> None:
 
 
 def _add_exec(p: argparse.ArgumentParser) -> None:
-    _arg(
-        p,
-        "-o",
-        "--overlay",
-        action="append",
-        default=[],
-        dest="images",
-        completer=_complete_images,
-        help="image (repeatable; IMAGE:rw / IMAGE:ro)",
-    )
-    p.add_argument("-w", "--writable", action="store_true", help="first image writable")
-    # Shims pass this: an image replaced or denied after activation must not run.
-    p.add_argument("--if-allowed", action="store_true", help=argparse.SUPPRESS)
-    _add_container_options(p)
+    from condatainer.run import options
+
+    for option in options.EXEC:  # the table the exec fast path reads too (run.replay)
+        _add_option(p, option, _complete_images if option is options.OVERLAY else None)
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and its arguments")
     p.set_defaults(handler=_cmd_exec)
 
@@ -266,10 +274,10 @@ def _add_run(p: argparse.ArgumentParser) -> None:
             help=f"start after these jobs ({kind}; colon-separated ids)",
         )
     box = p.add_argument_group("container")
-    _add_option(box, options.WRITABLE._replace(help="mount #DEP images writable"))
+    _add_option(box, options.WRITABLE.replace(help="mount #DEP images writable"))
     for option in options.RUN_CONTAINER:
         _add_option(box, option)
-    p.add_argument("script")
+    _arg(p, "script", completer=_complete_scripts)
     rest = p.add_argument("args", nargs=argparse.REMAINDER)
     rest.required = False  # argparse counts an empty REMAINDER as missing
     p.set_defaults(handler=_cmd_run)
@@ -317,16 +325,20 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     show = cs.add_parser("show", help="every key, its value and where it came from")
     show.add_argument("--json", action="store_true", help="print JSON", default=argparse.SUPPRESS)
     g = cs.add_parser("get", help="print one value")
-    g.add_argument("key")
+    _arg(g, "key", completer=_complete_config_keys)
     s = cs.add_parser("set", help="set a value in the config file")
-    s.add_argument("key")
-    s.add_argument("value")
+    _arg(s, "key", completer=_complete_config_keys)
+    _arg(s, "value", completer=_complete_config_values)
     cs.add_parser("paths", help="where config, data and cache live")
 
 
 def _add_header(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--insert", metavar="SCRIPT", help="insert it into SCRIPT in place (or bring it up to date)"
+    _arg(
+        p,
+        "--insert",
+        metavar="SCRIPT",
+        completer=_complete_scripts,
+        help="insert it into SCRIPT in place (or bring it up to date)",
     )
     p.set_defaults(handler=_cmd_header)
 
@@ -336,7 +348,7 @@ def _add_init(p: argparse.ArgumentParser) -> None:
         "shell",
         nargs="?",
         choices=SHELLS,
-        help="bash or zsh (default: CNT_SHELL, else your shell)",
+        help="bash, zsh or fish (default: CNT_SHELL, else your shell)",
     )
     p.add_argument("--uninstall", action="store_true", help="remove the hook again")
     p.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
@@ -384,8 +396,10 @@ def _add_completion(p: argparse.ArgumentParser) -> None:
         "shell",
         choices=SHELLS,
         completer=_complete_shells,
-        help="bash (eval it, or save it in bash-completion's directory) or zsh (eval it, or"
-        " save it as _condatainer on $fpath)",
+        help="bash (eval it, or save it in bash-completion's directory), zsh (eval it, or"
+        " save it as _condatainer on $fpath) or fish (source it, or save it as"
+        " condatainer.fish and cnt.fish in a completions directory); `condatainer init` sets"
+        " it up with the hook",
     )
     p.set_defaults(handler=_cmd_completion)
 
@@ -677,15 +691,19 @@ def _cmd_exec(a: argparse.Namespace) -> int:
         raise UsageError("exec needs a command", hint="condatainer exec -o IMAGE -- CMD [ARGS]")
     if not a.images:
         raise UsageError("exec needs at least one image", hint="condatainer exec -o IMAGE -- CMD")
-    if a.if_allowed:
-        from condatainer.hook import trust
+    from condatainer.hook import trust
 
+    if a.if_allowed:
         for image in a.images:
             trust.require_allowed(image)
     req = _request(a, command=tuple(cmd), images=tuple(a.images), writable=a.writable)
     cfg = config.load(os.environ)
     report = _reporter()
-    return launch.execute(launch.plan_for(req, cfg, notify=report.note), cfg, report.note)
+    plan = launch.plan_for(req, cfg, notify=report.note)
+    if a.words is not None:  # the command line as typed: the next identical call replays this
+        records = [str(trust.record_path(i)) for i in a.images] if a.if_allowed else []
+        launch.remember(a.words, req, plan, cfg, os.environ, also=records)
+    return launch.execute(plan, cfg, report.note)
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
@@ -956,7 +974,10 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "config": ("show, get and set configuration", _add_config),
     "base": ("fetch, build or describe the base image containers run in", _add_base),
     "header": ("print the self-reexec header for job scripts", _add_header),
-    "init": ("activate env images on cd: add the hook to ~/.bashrc/.zshrc", _add_init),
+    "init": (
+        "activate env images on cd, with TAB completion: add the hook to your shell",
+        _add_init,
+    ),
     "hook": ('print the shell hook, for eval "$(condatainer hook bash)"', _add_hook),
     "allow": ("let the cd hook activate an image", _add_trust_verb(_cmd_allow)),
     "deny": ("stop the cd hook activating an image", _add_trust_verb(_cmd_deny)),
@@ -967,7 +988,7 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     # Hidden: install.sh --uninstall --purge lists (--dry-run) and removes condatainer's own
     # caches, micromamba, base images and allow list (purge.py).
     "_purge": (None, _add_purge),
-    "completion": ("print the TAB completion script for bash or zsh", _add_completion),
+    "completion": ("print the TAB completion script for bash, zsh or fish", _add_completion),
     "doctor": ("check what condatainer needs and say how to fix it", _add_doctor),
 }
 
@@ -1066,7 +1087,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     except UsageError as err:  # usage.Parser: a wrong command line
         return report(err)
-    _set_output(quiet=getattr(ns, "quiet", False), verbose=getattr(ns, "verbose", False))
+    quiet, verbose = getattr(ns, "quiet", False), getattr(ns, "verbose", False)
+    _set_output(quiet=quiet, verbose=verbose)
+    if only == "exec":  # the words a replay of this call will be keyed by (run.replay);
+        # not with -q/-v, which a replay (it prints the Plan's notices itself) would not honour
+        plain = args_list[:1] == ["exec"] and not (quiet or verbose)
+        ns.words = args_list[1:] if plain else None
     if tail is not None:
         if only == "run":
             ns.args = tail
@@ -1078,69 +1104,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    try:
-        return handler(ns)
-    except CondatainerError as err:
-        return report(err)
-    except BrokenPipeError:
-        # The reader went away (`condatainer config show | head`): end quietly, like cat.
-        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 128 + 13  # SIGPIPE
-    except OSError as exc:
-        # Last resort: every expected failure is a CondatainerError raised where it happens;
-        # an OS error that slipped through still gets one line naming the file, no traceback.
-        where = f"{exc.filename}: " if exc.filename else ""
-        return report(
-            CondatainerError(
-                f"{where}{exc.strerror or exc}", hint="CONDATAINER_DEBUG=1 shows where it happened"
-            ),
-            cause=exc,
-        )
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-
-
-def report(err: CondatainerError, cause: BaseException | None = None) -> int:
-    """Print a CondatainerError the one way users see errors; return its exit code.
-
-    Messages quote paths, image contents and tools' output: control characters in them are
-    shown, not sent to the terminal (display.printable).  With CONDATAINER_DEBUG=1 the
-    traceback of `cause` (the exception the error stands for, when it was made from one
-    caught at the last resort), else of `err` itself, shows where it happened.
-    """
-    from condatainer.display import printable
-
-    if os.environ.get("CONDATAINER_DEBUG") == "1":
-        import traceback
-
-        shown = cause if cause is not None else err
-        traceback.print_exception(type(shown), shown, shown.__traceback__)
-    paint = _palette()
-    print(
-        f"{paint(f'{PROG}: error:', 'error')} {printable(err.message, lines=True)}",
-        file=sys.stderr,
-    )
-    if err.hint:
-        print(f"{paint('hint:', 'hint')} {printable(err.hint, lines=True)}", file=sys.stderr)
-    return err.exit_code
-
-
-def _palette() -> Callable[[str, str], str]:
-    """Colours error prefixes on a terminal (terminal.Palette); plain text anywhere else."""
-    try:
-        tty = sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        tty = False
-    if tty:  # only then is `terminal` imported
-        from condatainer import terminal
-
-        if terminal.wants_colour(sys.stderr):
-            return terminal.Palette(True).paint
-    return lambda text, role: text
-
-
-def entry() -> NoReturn:
-    sys.exit(main())
+    return guarded(lambda: handler(ns))

@@ -20,8 +20,8 @@ Decisions, so callers and users can rely on them:
 - An empty `CNT_<KEY>` counts as unset, the way `${VAR:-default}` does in a shell.  A null value
   in the file (`key:` or `key: null`) also counts as unset: the default applies.
 - YAML 1.1 reads `on`/`off`/`yes`/`no` as booleans, so for the keys whose values include on
-  and off (`gpu`, `autoload`) true means "on" and false means "off".  A bare number is
-  accepted for `default_size` (it means MiB, as on the command line).
+  and off (`gpu`, `autoload`, `hook_messages`) true means "on" and false means "off".  A bare
+  number is accepted for `default_size` (it means MiB, as on the command line).
 - Only the `CNT_` variables named after keys are read; others (`CNT_OVERLAY`, `CNT_HOOK`, ...)
   belong to other parts of condatainer and are ignored here.  An unknown key in the file is an
   error (with the closest valid key), because a silently ignored typo is worse.
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 Runtime = Literal["auto", "apptainer", "singularity", "builtin"]
 Gpu = Literal["auto", "on", "off"]
 Autoload = Literal["on", "hint", "off"]
+OnOff = Literal["on", "off"]
 Submit = Literal["auto", "never"]
 Value = Union[str, tuple[str, ...], None]
 
@@ -107,6 +108,7 @@ class Config(NamedTuple):
     default_size: str = "10G"
     default_profile: str = profiles.DEFAULT_PROFILE
     autoload: Autoload = "on"
+    hook_messages: OnOff = "on"  # the cd hook's one line on activating and on leaving an env
     shim_exclude: tuple[str, ...] = DEFAULT_SHIM_EXCLUDE
     submit: Submit = "auto"
     logs_dir: str | None = None  # where submitted jobs write their logs; None: the script's dir
@@ -136,6 +138,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "runtime": ("auto", "apptainer", "singularity", "builtin"),
     "gpu": ("auto", "on", "off"),
     "autoload": ("on", "hint", "off"),
+    "hook_messages": ("on", "off"),
     "submit": ("auto", "never"),
     "default_profile": PROFILES,
 }
@@ -199,6 +202,11 @@ def fetch_dir(cfg: Config, env: Mapping[str, str] | None = None) -> Path:
     return paths(env)["data"]
 
 
+def files(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """Every file `load` reads (present or not): what a cached decision must watch."""
+    return (paths(env)["config"],)
+
+
 # --------------------------------------------------------------------------------------------
 # Loading
 
@@ -260,6 +268,11 @@ def env_channels(cfg: Config, requested: Sequence[str] = ()) -> tuple[str, ...]:
     """An env's channels, the one rule everywhere: the user's first (`-c`, then an environment
     file's), then config `channels` (conda-forge by default, or a site's mirror); each once."""
     return tuple(dict.fromkeys([*requested, *cfg.channels]))
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """The values `key` allows when it has a fixed set (`gpu`: auto, on, off), else ()."""
+    return _CHOICES.get(key, ())
 
 
 def env_var(key: str) -> str:
@@ -370,7 +383,7 @@ def _coerce(key: str, raw: object) -> Value:
     """
     if key in _LIST_KEYS:
         return _coerce_list(key, raw)
-    if key in ("gpu", "autoload") and isinstance(raw, bool):
+    if key in ("gpu", "autoload", "hook_messages") and isinstance(raw, bool):
         raw = "on" if raw else "off"  # YAML 1.1 reads on/off as booleans
     if key == "default_size" and isinstance(raw, (int, float)) and not isinstance(raw, bool):
         raw = str(raw)

@@ -10,18 +10,19 @@ json.dumps escapes control characters itself.
 `Reporter` is the one way the core's notices, progress lines and captured output reach the
 user: the CLI makes one and hands it down (see its docstring).  How much it shows is the
 CLI's choice (`QUIET`, `NORMAL`, `VERBOSE`: `-q`, nothing, `-v`); the live progress line and
-colour are `terminal`'s, imported only when a terminal is there to show them.
+colour are `terminal`'s and `colour`'s, imported only when they are needed.
 """
 
 from __future__ import annotations
 
 import sys
-import unicodedata
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Callable, TextIO
+from collections.abc import Callable
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from contextlib import AbstractContextManager
+    from typing import TextIO
 
     from condatainer.progress import Progress
     from condatainer.terminal import Live
@@ -37,6 +38,8 @@ def printable(text: str, *, lines: bool = False) -> str:
     """
     if text.isprintable():  # the common case, and isprintable() is False for every char we replace
         return text
+    import unicodedata  # only for text that needs it: not on every exec
+
     keep = "\n\t" if lines else ""
     return "".join(
         "?" if (c in _BIDI or unicodedata.category(c) == "Cc") and c not in keep else c
@@ -65,7 +68,8 @@ class Reporter:
     terminal (or with `VERBOSE`), else `terminal.SILENT`; `detail` is shown only with
     `VERBOSE`; `output` writes a container command's captured bytes as they were.  `QUIET`
     drops notices, steps and progress.  Everything goes to stderr except `output`'s stdout
-    part.  Control characters are shown, never sent; colour only where `terminal` allows it.
+    part.  Control characters are shown, never sent; colour only where `colour.wants_colour`
+    allows it.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class Reporter:
     def progress(self, title: str) -> Progress:
         """The progress of one long operation, its first line shown at once (use it in `with`)."""
         from condatainer import terminal
+        from condatainer.colour import wants_colour
 
         if self._live is not None and not self._live.closed:
             return terminal.Within(self._live, printable(title))
@@ -122,7 +127,7 @@ class Reporter:
             self.err,
             live=tty,
             verbose=self.level >= VERBOSE,
-            palette=terminal.Palette(terminal.wants_colour(self.err)),
+            palette=terminal.Palette(wants_colour(self.err)),
             show_bytes=self._show_bytes,
         )
         self._live = live
@@ -154,12 +159,6 @@ class Reporter:
         return live.aside()
 
     def _paint(self, text: str, role: str) -> str:
-        try:
-            tty = bool(self.err.isatty())
-        except (AttributeError, ValueError, OSError):
-            tty = False
-        if not tty:  # a pipe or a file: plain text, and `terminal` is not even imported
-            return text
-        from condatainer import terminal
+        from condatainer.colour import paint, wants_colour
 
-        return terminal.Palette(terminal.wants_colour(self.err)).paint(text, role)
+        return paint(text, role) if wants_colour(self.err) else text

@@ -18,19 +18,20 @@ that must not be cut in two.  `signal_name` names a signal the way users see it 
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import signal
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from types import FrameType
-from typing import Callable, NoReturn
+from contextlib import contextmanager
 
 from condatainer.errors import ToolMissingError
+from condatainer.record import Record
+
+# The exec path replaces itself with Apptainer through `exec_`: what only `run`, `stream` and
+# `which` need (subprocess, shutil, threading) is imported when they are called.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from types import FrameType
+    from typing import NoReturn
 
 # Which Debian package provides each tool we call, for the hint of a ToolMissingError.
 PACKAGES = {
@@ -47,11 +48,10 @@ PACKAGES = {
 }
 
 # e2fsprogs live in /sbin and /usr/sbin, which a plain user's PATH often lacks.
-_SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Record):
     """What a finished program left behind."""
 
     argv: tuple[str, ...]
@@ -66,10 +66,12 @@ class Result:
 
 def which(name: str) -> str | None:
     """Find `name` on PATH, then in the sbin directories e2fsprogs use."""
+    import shutil
+
     found = shutil.which(name)
     if found:
         return found
-    return shutil.which(name, path=os.pathsep.join(_SBIN))
+    return shutil.which(name, path=os.pathsep.join(SBIN))
 
 
 def require(name: str) -> str:
@@ -100,6 +102,8 @@ def _run(
     timeout: float | None = None,
     new_session: bool = False,
 ) -> Result:
+    import subprocess
+
     data = input.encode() if isinstance(input, str) else input
     proc = subprocess.run(
         _program(argv),
@@ -162,6 +166,10 @@ def stream(
     output is progress for the user, not our result (it must not end up in a pipe or a file
     our stdout goes to).
     """
+    import contextlib
+    import subprocess
+    import sys
+
     _trace(argv)
     # A progress line on the terminal steps aside while the program has it (terminal.paused);
     # `terminal` is only looked at when something has imported it.
@@ -190,10 +198,12 @@ def exec_(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
 
 
 def _in_main_thread() -> bool:
+    import threading
+
     return threading.current_thread() is threading.main_thread()
 
 
-@contextlib.contextmanager
+@contextmanager
 def _ignoring(*signals: signal.Signals) -> Iterator[None]:
     if not _in_main_thread():  # handlers belong to the main thread
         yield
@@ -209,7 +219,7 @@ def _ignoring(*signals: signal.Signals) -> Iterator[None]:
 DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-@contextlib.contextmanager
+@contextmanager
 def signals_deferred() -> Iterator[list[int]]:
     """Record SIGINT/SIGTERM/SIGHUP instead of acting on them; the caller decides afterwards.
 
@@ -244,7 +254,7 @@ class Terminated(BaseException):
         self.signum = signum
 
 
-@contextlib.contextmanager
+@contextmanager
 def termination_raises() -> Iterator[None]:
     """Make SIGTERM and SIGHUP raise (like SIGINT does) so cleanup code runs.
 
@@ -269,7 +279,7 @@ def termination_raises() -> Iterator[None]:
             signal.signal(sig, old)
 
 
-@contextlib.contextmanager
+@contextmanager
 def signals_blocked() -> Iterator[None]:
     """Hold SIGINT/SIGTERM/SIGHUP back for a few statements that must not be cut in two."""
     old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)

@@ -9,7 +9,7 @@
   program we start has the terminal (runner.stream).  With `verbose`, each finished stage stays
   as a line of its own with its time; on a pipe (`live=False`) those lines are all there is.
 - `Within` is an operation inside one already shown: its stages go on the outer line.
-- `Palette` colours the prefixes of errors, hints and notes and the progress line: only on a
+- `Palette` colours the progress line where `colour.wants_colour` allows it: only on a
   terminal, never with `NO_COLOR` (https://no-color.org: set and not empty) or `TERM=dumb`.
 
 The CLI decides -- a terminal or not, `-q`, `-v`, colour -- and makes these through
@@ -23,10 +23,11 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TextIO
 
+from condatainer.colour import is_terminal, paint
 from condatainer.progress import SILENT, Measure, Progress
 
 __all__ = [
@@ -37,31 +38,11 @@ __all__ = [
     "Within",
     "duration",
     "is_terminal",
-    "wants_colour",
 ]
 
 ShowBytes = Callable[[int], str]
 
 ERASE = "\r\x1b[K"  # back to column 0, erase to the end of the line
-
-# SGR parameters of each role (https://en.wikipedia.org/wiki/ANSI_escape_code#SGR).
-_STYLES = {"error": "1;31", "hint": "1", "note": "33", "title": "1", "dim": "2"}
-
-
-def is_terminal(stream: object) -> bool:
-    """True when `stream` is a terminal (a StringIO, a closed or missing stream is not)."""
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError, OSError):
-        return False
-
-
-def wants_colour(stream: object, environ: Mapping[str, str] | None = None) -> bool:
-    """Colour for `stream`: a terminal, `NO_COLOR` unset or empty, and `TERM` not `dumb`."""
-    env = os.environ if environ is None else environ
-    if env.get("NO_COLOR") or env.get("TERM") == "dumb":
-        return False
-    return is_terminal(stream)
 
 
 class Palette:
@@ -71,9 +52,7 @@ class Palette:
         self.enabled = enabled
 
     def paint(self, text: str, role: str) -> str:
-        if not self.enabled or not text:
-            return text
-        return f"\x1b[{_STYLES[role]}m{text}\x1b[0m"
+        return paint(text, role) if self.enabled else text
 
 
 def duration(seconds: float) -> str:

@@ -25,9 +25,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from condatainer.errors import UsageError
-
-PROG = "condatainer"
+from condatainer.errors import PROG, UsageError
 
 _DEEPEST = "_cnt_parser"  # namespace attribute: the innermost parser that ran
 _UNIT = re.compile(r"(?i)[kmgt](i?b)?")

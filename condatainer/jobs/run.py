@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from condatainer import config, runner
@@ -192,7 +192,7 @@ class _Run:
         if launcher:
             for line in plan.notices:
                 self.reporter.note(line)
-            task = replace(plan, notices=())
+            task = plan.replace(notices=())
             runner.exec_([*launcher, *_task_argv(task)], os.environ)
         try:
             return Outcome(status=launch.execute(plan, self.cfg, self.reporter.note))

@@ -44,10 +44,13 @@ from __future__ import annotations
 import os
 import stat
 import struct
-from dataclasses import dataclass
-from typing import BinaryIO
 
 from condatainer.errors import BaseImageError
+from condatainer.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from typing import BinaryIO
 
 SIF_MAGIC = b"SIF_MAGIC\0"
 SQUASHFS_MAGIC = b"hsqs"  # 0x73717368, little-endian, at the start of a squashfs filesystem
@@ -92,8 +95,7 @@ MACHINE_ARCH = {
 KINDS = ("sif", "squashfs", "directory")
 
 
-@dataclass(frozen=True)
-class RootFs:
+class RootFs(Record):
     """Where a base image's root filesystem is: a squashfs at `offset` (`size` bytes) of the
     file `path`, or the directory `path` itself (kind "directory", offset and size 0)."""
 

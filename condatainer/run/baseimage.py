@@ -15,10 +15,11 @@ hex digits of the source's sha256), so changing `base_source` never reuses an im
 another source, and two sources never share a file.
 
 `info` describes a base without Apptainer and without mounting: its format and root
-filesystem (`basefs`), size, and whether bash and zsh are in it (the shells `condatainer e`
-starts).  For a SIF or squashfs file the listing comes from `unsquashfs -lls -o OFFSET`
-(squashfs-tools); without it, the shells are reported as unknown.  Links are followed inside
-the image (`/bin` -> `usr/bin` on merged-/usr systems), never on the host.
+filesystem (`basefs`), size, and whether bash, zsh and fish are in it (the shells `condatainer
+e` starts: the user's when the base has it, else bash; the host root for the builtin runtime).
+For a SIF or squashfs file the listing comes from `unsquashfs -lls -o OFFSET` (squashfs-tools);
+without it, the shells are reported as unknown.  Links are followed inside the image (`/bin`
+-> `usr/bin` on merged-/usr systems), never on the host.
 
 Nothing here downloads or prints; `basefetch` fetches.
 """
@@ -37,7 +38,7 @@ from condatainer.errors import BaseImageError
 from condatainer.run import basefs
 
 NEEDS_BASE = ("apptainer", "singularity")  # runtimes without a base of their own
-SHELLS = ("bash", "zsh")
+SHELLS = ("bash", "zsh", "fish")
 SHELL_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
 _MAX_LINKS = 40
 
@@ -176,7 +177,7 @@ class Info:
 def info(choice: Choice) -> Info:
     """Look at the chosen base (never raises for what it finds: see `problem`)."""
     if choice.path is None:
-        return Info(choice, exists=True)
+        return Info(choice, exists=True, shells=_shells(_dir_lookup("/")))
     if "://" in choice.path:
         return Info(choice, True, shells_note="unknown: a URI, which Apptainer fetches each run")
     if not os.path.lexists(choice.path):

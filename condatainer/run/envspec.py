@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from condatainer.errors import EnvFileError
-from condatainer.image.envfile import NAME_RE
+from condatainer.names import is_variable_name
 
 # Where the packages came from: an environment.yml, a spec file, an @EXPLICIT file, a conda-lock
 # file, the words after `o --`, or nothing (an empty env).
@@ -274,7 +274,7 @@ def parse_yaml(text: str, path: Path) -> EnvSpec:
     if not isinstance(variables, dict):
         raise _fail(path, lines.get("variables"), "variables: must be a mapping")
     for key in variables:
-        if not isinstance(key, str) or not NAME_RE.fullmatch(key):
+        if not isinstance(key, str) or not is_variable_name(key):
             raise _fail(path, lines.get("variables"), f"variables: invalid name {key!r}")
     return EnvSpec(
         name=str(name) if name is not None else None,

@@ -19,16 +19,17 @@ notices while fetching micromamba go to the `notify` given to `plan_for`, as the
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from condatainer import config
 from condatainer.display import Notify
 from condatainer.errors import RuntimeUnavailableError
 from condatainer.progress import SILENT, Progress
 from condatainer.run import baseimage
+from condatainer.run import resolve as resolving
 from condatainer.run.plan import Plan
 from condatainer.run.resolve import Request, Settings, Tools, micromamba_need, resolve
-from condatainer.run.runtime import selection
+from condatainer.run.runtime import handoff, selection
 
 
 def settings(cfg: config.Config, tools: Tools | None = None) -> Settings:
@@ -67,6 +68,44 @@ def plan_for(
     environ = os.environ if environ is None else environ
     provided = tools.provide(micromamba_need(req), cfg, notify or _quiet, environ)
     return resolve(req, settings(cfg, provided), environ=environ)
+
+
+def remember(
+    words: Sequence[str],
+    req: Request,
+    plan: Plan,
+    cfg: config.Config,
+    environ: Mapping[str, str],
+    also: Sequence[str] = (),
+) -> None:
+    """Write down the decision `plan` for exec's arguments `words`, so that the next identical
+    call replays it (`run.replay`); `also`: more paths the caller's checks read (allow records).
+
+    Not when the runtime cannot be chosen (the run is about to fail), when condatainer's
+    default base is still to be pulled (a replay would skip the pull), or when the decision
+    read an image's content (the owner of a writable image's upper/, for a user who is not
+    root: `resolve._auto_fakeroot`)."""
+    from condatainer import micromamba
+    from condatainer.run import replay
+
+    try:
+        chosen = selection.select(cfg)
+    except RuntimeUnavailableError:
+        return
+    if chosen.binary and plan.base_pull and plan.base_image and not os.path.exists(plan.base_image):
+        return
+    if plan.writable is not None and os.geteuid() != 0:
+        return
+    paths = [
+        *map(str, config.files(environ)),
+        *resolving.watched(req, plan, cfg.binds, environ),
+        *selection.watched(cfg, environ),
+        str(micromamba.cached_binary(cfg, environ)),
+        *([cfg.micromamba] if cfg.micromamba else []),
+        *([chosen.binary] if chosen.binary else []),
+        *also,
+    ]
+    replay.record(words, plan, chosen.binary, paths, replay.cache_dir(environ), environ)
 
 
 def require_micromamba(cfg: config.Config, notify: Notify, progress: Progress = SILENT) -> None:
@@ -108,14 +147,7 @@ def _fetch_base(plan: Plan, binary: str | None, notify: Notify) -> None:
 
 def execute(plan: Plan, cfg: config.Config, notify: Notify) -> int:
     """Run the Plan's command attached to the terminal; return its exit status."""
-    binary = _binary(plan, cfg, notify)
-    if binary is None:
-        from condatainer.run.runtime import builtin
-
-        return builtin.execute(plan)
-    from condatainer.run.runtime import apptainer
-
-    apptainer.execute(plan, binary)
+    return handoff.execute(plan, _binary(plan, cfg, notify))
 
 
 def run(plan: Plan, cfg: config.Config, notify: Notify) -> int:

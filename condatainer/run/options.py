@@ -7,29 +7,42 @@ to its parsers from this table.  On `run` and on `#CNT` lines the short forms th
 control there (`-c` cpus, `-e` error log, and `-C`, `-W`, `-A` with them) are dropped: the
 isolation options keep their long forms (`--contain`, `--cleanenv`, ...); `RUN_CONTAINER` is
 that spelling.  `parse_cnt` reads a `#CNT` line's words with it; `to_words` writes values back
-as words (a submitted job's `condatainer run` gets them again).  Values are data: nothing here
-evaluates them.
+as words (a submitted job's `condatainer run` gets them again).  `EXEC` is everything `exec`
+takes before its command: the CLI's parser and the exec fast path (`run.replay.split`) both
+read it.  Values are data: nothing here evaluates them.
+
+The exec fast path imports this module: no `typing` at run time, Records, not NamedTuples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from condatainer.record import Record
 
-Kind = Literal["flag", "value", "append"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Literal
+
+    Kind = Literal["flag", "value", "append"]
 
 
-class Option(NamedTuple):
-    """One option: its spellings, where its value goes, and how it takes one."""
+class Option(Record):
+    """One option: its spellings, where its value goes, and how it takes one (help None: not
+    shown in --help)."""
 
     flags: tuple[str, ...]
     dest: str
     kind: Kind
-    help: str
+    help: str | None
     metavar: str | None = None
 
 
 WRITABLE = Option(("-w", "--writable"), "writable", "flag", "mount the image writable")
+OVERLAY = Option(
+    ("-o", "--overlay"), "images", "append", "image (repeatable; IMAGE:rw / IMAGE:ro)", "IMAGE"
+)
+# Shims pass this: an image replaced or denied after activation must not run.
+IF_ALLOWED = Option(("--if-allowed",), "if_allowed", "flag", None)
 
 CONTAINER: tuple[Option, ...] = (
     Option(("-b", "--base"), "base", "value", "base image (SIF) to run in"),
@@ -66,9 +79,15 @@ _RUN_SHORT = frozenset({"-w", "-b"})
 
 def _run_spelling(option: Option) -> Option:
     flags = tuple(f for f in option.flags if f.startswith("--") or f in _RUN_SHORT)
-    return option._replace(flags=flags)
+    return option.replace(flags=flags)
 
 
+EXEC: tuple[Option, ...] = (
+    OVERLAY,
+    WRITABLE.replace(help="first image writable"),
+    IF_ALLOWED,
+    *CONTAINER,
+)
 RUN_CONTAINER: tuple[Option, ...] = tuple(_run_spelling(o) for o in CONTAINER)
 CNT_OPTIONS: tuple[Option, ...] = (WRITABLE, *RUN_CONTAINER)
 CNT_DESTS: tuple[str, ...] = tuple(o.dest for o in CNT_OPTIONS)

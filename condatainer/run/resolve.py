@@ -48,6 +48,9 @@ JOB_TMP_VARS = (
     "_CONDOR_SCRATCH_DIR",
 )
 
+# GPU kinds and the device node that says the host has one.
+_GPU_DEVICES = (("nv", "/dev/nvidiactl"), ("rocm", "/dev/kfd"))
+
 # How much a run needs micromamba (micromamba_need): fetch it or fail / try / only if there.
 NEED, WANT, USE = "need", "want", "use"
 
@@ -332,11 +335,7 @@ def gpu_flags(mode: str) -> tuple[str, ...]:
     """`--nv` when /dev/nvidiactl exists, `--rocm` when /dev/kfd exists; `off` disables."""
     if mode == "off":
         return ()
-    found = tuple(
-        flag
-        for flag, dev in (("nv", "/dev/nvidiactl"), ("rocm", "/dev/kfd"))
-        if os.path.exists(dev)
-    )
+    found = tuple(flag for flag, dev in _GPU_DEVICES if os.path.exists(dev))
     if mode == "on" and not found:
         raise UsageError(
             "gpu is 'on' but neither /dev/nvidiactl nor /dev/kfd exists",
@@ -359,6 +358,37 @@ def _auto_fakeroot(ovls: Sequence[Overlay]) -> tuple[bool, str | None]:
     if entry is None or entry.uid != 0:
         return False, None
     return True, f"upper/ of {writable.path} is owned by root; using --fakeroot"
+
+
+def watched(
+    req: Request, plan: Plan, config_binds: Sequence[str], environ: Mapping[str, str]
+) -> list[str]:
+    """The host paths whose state `resolve` read to make `plan` (for `run.replay`): each image
+    as given and as resolved, their sidecar files, the sources of the binds asked for and the
+    default bind directories (bound only when they exist), the base image, condatainer's tools
+    and micromamba, and the GPU device nodes."""
+    here = plan.cwd
+    found: list[str] = []
+    for text in req.images:
+        found.append(os.path.join(here, os.path.expanduser(_split_mode(text)[0])))
+    for overlay in plan.overlays:
+        found += [overlay.path, str(envfile.sidecar_path(overlay.path))]
+    found += [str(envfile.sidecar_path(p)) for p in found[: len(req.images)]]
+    for text in (*req.binds, *config_binds):
+        with contextlib.suppress(ValueError):
+            found.append(os.path.join(here, os.path.expanduser(bindspec.split(text)[0])))
+    if req.default_binds:
+        defaults = [environ.get(v, "") for v in ("SCRATCH", "TMPDIR", *JOB_TMP_VARS)]
+        found += [
+            os.path.join(here, os.path.expanduser(d)) for d in (*defaults, req.script_dir) if d
+        ]
+        found.append(here)
+    for base in (req.base_image, plan.base_image):
+        if base and "://" not in base:
+            found.append(os.path.join(here, os.path.expanduser(base)))
+    found += [b.host for b in plan.binds if b.container.startswith(CONTAINER_BIN)]
+    found += [dev for _, dev in _GPU_DEVICES]
+    return found
 
 
 def resolve(

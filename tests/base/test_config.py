@@ -38,8 +38,9 @@ def test_defaults_without_file_or_env() -> None:
 def test_keys_are_the_documented_ones() -> None:
     assert config.KEYS == (
         "apptainer_bin", "runtime", "base_image", "base_source", "fetch_dir", "binds", "gpu",
-        "default_size", "default_profile", "autoload", "shim_exclude", "submit", "logs_dir",
-        "channels", "micromamba", "micromamba_channel", "micromamba_version", "ca_bundle",
+        "default_size", "default_profile", "autoload", "hook_messages", "shim_exclude", "submit",
+        "logs_dir", "channels", "micromamba", "micromamba_channel", "micromamba_version",
+        "ca_bundle",
     )  # fmt: skip
 
 

@@ -14,7 +14,7 @@ import re
 
 import pytest
 
-from condatainer import terminal
+from condatainer import colour, terminal
 from condatainer.display import NORMAL, QUIET, VERBOSE, Reporter
 from condatainer.image.sizes import format_size
 from condatainer.progress import SILENT, Progress
@@ -142,11 +142,11 @@ def test_verbose_keeps_each_finished_stage_with_its_time() -> None:
 def test_colour_on_a_terminal_only_and_never_with_no_color(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert terminal.wants_colour(Tty(), {"TERM": "xterm"})
-    assert not terminal.wants_colour(io.StringIO(), {"TERM": "xterm"})
-    assert not terminal.wants_colour(Tty(), {"TERM": "xterm", "NO_COLOR": "1"})
-    assert terminal.wants_colour(Tty(), {"TERM": "xterm", "NO_COLOR": ""})  # empty: unset
-    assert not terminal.wants_colour(Tty(), {"TERM": "dumb"})
+    assert colour.wants_colour(Tty(), {"TERM": "xterm"})
+    assert not colour.wants_colour(io.StringIO(), {"TERM": "xterm"})
+    assert not colour.wants_colour(Tty(), {"TERM": "xterm", "NO_COLOR": "1"})
+    assert colour.wants_colour(Tty(), {"TERM": "xterm", "NO_COLOR": ""})  # empty: unset
+    assert not colour.wants_colour(Tty(), {"TERM": "dumb"})
     assert Palette(False).paint("x", "error") == "x"
     assert Palette(True).paint("x", "error") == "\x1b[1;31mx\x1b[0m"
 

@@ -58,7 +58,7 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tools:
     bindir = tmp_path / "bin"
     bindir.mkdir()
     monkeypatch.setenv("PATH", str(bindir))
-    monkeypatch.setattr(runner, "_SBIN", ())  # no fallback to the real /usr/sbin
+    monkeypatch.setattr(runner, "SBIN", ())  # no fallback to the real /usr/sbin
 
     def make(*names: str, **overrides: str) -> Path:
         for name in names:

@@ -54,6 +54,15 @@ def test_install_reinstall_use_uninstall(tmp_path: Path) -> None:
     with_rc = install(tmp_path, "--yes", "--prefix", str(venv), "--bin-dir", str(bindir))
     assert with_rc.returncode == 0, with_rc.stdout + with_rc.stderr
     assert "# >>> condatainer >>>" in (home / ".bashrc").read_text()
+    # fish too, set up later by hand: the uninstall takes its conf.d snippet away as well
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "PYTHON"))}
+    fish = subprocess.run(
+        [str(bindir / "condatainer"), "init", "fish"],
+        env={**env, "HOME": str(home)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert fish.returncode == 0, fish.stderr
+    snippet = home / ".config" / "fish" / "conf.d" / "condatainer.fish"
+    assert "condatainer" in snippet.read_text()
 
     gone = install(
         tmp_path, "--uninstall", "--yes", "--prefix", str(venv), "--bin-dir", str(bindir)
@@ -62,6 +71,7 @@ def test_install_reinstall_use_uninstall(tmp_path: Path) -> None:
     assert not venv.exists()
     assert list(bindir.iterdir()) == []
     assert (home / ".bashrc").read_text() == "# mine\n", "uninstall restores the rc exactly"
+    assert not snippet.exists() or "condatainer" not in snippet.read_text()
 
 
 def test_without_a_terminal_it_needs_yes(tmp_path: Path) -> None:

@@ -52,8 +52,8 @@ def error(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[str, str]:
          "condatainer overlay resize --help"),
         (["overlay", "resize"], "overlay resize: missing image, -s/--size",
          "condatainer overlay resize --help"),
-        (["init", "bsh"], "init: 'bsh' is not a valid shell (one of bash, zsh); did you mean"
-         " 'bash'?", "condatainer init --help"),
+        (["init", "bsh"], "init: 'bsh' is not a valid shell (one of bash, zsh, fish); did you"
+         " mean 'bash'?", "condatainer init --help"),
         (["overlay", "info", "a.img", "b.img"], "overlay info: unexpected argument 'b.img'",
          "condatainer overlay info --help"),
         (["config", "show", "--jsn"], "config show: unknown option '--jsn'; did you mean"

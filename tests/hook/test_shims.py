@@ -15,15 +15,7 @@ import pytest
 from condatainer import config, runner, shellgen
 from condatainer.hook import launcher, pkgcache, shims
 from condatainer.image import e2fs
-from tests.shell.hooklib import HOSTILE, make_image
-
-
-def listed_shims(directory: object) -> list[str]:
-    """The shims in a shim directory (links to the dispatcher), sorted."""
-    path = Path(str(directory))
-    found = sorted(p.name for p in path.iterdir() if p.name != shims.DISPATCHER)
-    assert all(os.readlink(path / name) == shims.DISPATCHER for name in found)
-    return found
+from tests.shell.hooklib import HOSTILE, listed_shims, make_image
 
 
 def entry(name: str, mode: int) -> e2fs.Entry:
@@ -149,6 +141,42 @@ def test_ensure_rebuilds_when_image_or_config_changes(
     debugfs_calls.clear()
     shims.ensure(image, ())
     assert debugfs_calls
+
+
+def test_shims_are_hard_links_kept_across_rebuilds(
+    tmp_path: Path, need: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One inode for every shim: a new program adds a link and keeps the others; a changed
+    dispatcher (another launcher) replaces every link with it."""
+    need("mke2fs")
+    image = make_image(tmp_path / "env.img", bins=("a", "b"))
+    directory = shims.ensure(image, ())
+    dispatcher = (directory / shims.DISPATCHER).stat()
+    assert not (directory / "a").is_symlink()
+    assert dispatcher.st_nlink == 3  # the dispatcher and two shims
+    kept = (directory / "a").stat().st_ino
+    make_image(tmp_path / "env.img", bins=("a", "b", "c"))
+    assert listed_shims(shims.ensure(image, ())) == ["a", "b", "c"]
+    assert (directory / "a").stat().st_ino == kept == dispatcher.st_ino
+    monkeypatch.setattr(launcher, "argv", lambda: ("/elsewhere/condatainer",))
+    assert listed_shims(shims.refresh(image, ())) == ["a", "b", "c"]
+    assert "/elsewhere/condatainer" in (directory / "c").read_text()
+    assert (directory / "a").stat().st_ino != kept
+
+
+def test_without_hard_links_the_shims_are_symlinks(
+    tmp_path: Path, need: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need("mke2fs")
+
+    def refuse(*_: object, **__: object) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as on a filesystem without them
+
+    monkeypatch.setattr(os, "link", refuse)
+    image = make_image(tmp_path / "env.img", bins=("a", "b"))
+    directory = shims.ensure(image, ())
+    assert listed_shims(directory) == ["a", "b"]
+    assert os.readlink(directory / "a") == shims.DISPATCHER
 
 
 def test_image_without_env_bin_gets_an_empty_shim_dir(

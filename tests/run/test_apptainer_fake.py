@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -112,7 +111,7 @@ def fake_env(log: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, s
 
 
 def plan_json(plan: Plan, probe: bool) -> str:
-    data = asdict(plan)
+    data = plan.as_dict()
     data.pop("notices")
     data["probe"] = probe
     return json.dumps(data)

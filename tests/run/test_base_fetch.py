@@ -115,7 +115,7 @@ def test_base_pull_publishes_a_real_sif_and_info_describes_it(
     assert f"base    {base}\n" in res.stdout
     assert f"source  {env['CNT_BASE_SOURCE']}\n" in res.stdout
     assert "format  SIF, squashfs root filesystem at offset" in res.stdout
-    assert "shells  bash: /usr/bin/bash, zsh: not found" in res.stdout
+    assert "shells  bash: /usr/bin/bash, zsh: not found, fish: not found" in res.stdout
 
     # there already: nothing is fetched again, unless --force
     res = ok(cnt("base", "pull", env=env, cwd=tmp_path))

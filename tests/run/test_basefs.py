@@ -139,3 +139,29 @@ def test_truncated_and_foreign_files_are_refused(squash: Path, tmp_path: Path) -
     with pytest.raises(BaseImageError, match="no such file or directory") as err:
         basefs.locate(str(tmp_path / "missing.sif"))
     assert err.value.hint is not None and "condatainer base info" in err.value.hint
+
+
+def test_base_info_lists_the_shells_e_can_start(
+    tmp_path: Path, tools: None, need: Callable[[str], str]
+) -> None:
+    """bash, zsh and fish, found through the base's own links (`/bin` -> `usr/bin`), in a
+    sandbox directory and in a squashfs file alike; the builtin runtime's base is the host."""
+    from condatainer.run import baseimage
+
+    tree = tmp_path / "tree"
+    (tree / "usr" / "bin").mkdir(parents=True)
+    (tree / "bin").symlink_to("usr/bin")
+    (tree / "usr" / "bin" / "bash").write_text("")
+    (tree / "usr" / "local" / "bin").mkdir(parents=True)
+    (tree / "usr" / "local" / "bin" / "fish").symlink_to("/bin/bash")  # a link inside the base
+    fs = tmp_path / "root.sqfs"
+    subprocess.run(["mksquashfs", str(tree), str(fs), "-noappend", "-quiet"], check=True)
+    want = {"bash": "/usr/bin/bash", "zsh": None, "fish": "/usr/local/bin/fish"}
+    for base in (tree, fs):
+        assert baseimage.info(baseimage.Choice(str(base), "test")).shells == want, base
+    host = baseimage.info(baseimage.Choice(None, "the host")).shells
+    assert host is not None and host["fish"] is not None and host["fish"].endswith("/fish")
+    assert os.path.samefile(host["fish"], need("fish"))
+    assert "shells  bash: /usr/bin/bash, zsh: not found, fish: /usr/local/bin/fish" in (
+        baseimage.render(baseimage.info(baseimage.Choice(str(fs), "test")))
+    )

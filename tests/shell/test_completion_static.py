@@ -1,14 +1,15 @@
 """The completion scripts as shell code: committed files up to date, valid, quiet, correct.
 
-- Drift: `completions/condatainer.bash` and `completions/_condatainer` are exactly what
-  `python -m condatainer.completion --write` produces now, and what `condatainer completion
-  bash|zsh` prints.
-- Syntax and lint: `bash -n`, `zsh -n`, shellcheck (bash) for the condatainer completion and
-  the mm-* completion.
+- Drift: `completions/condatainer.bash`, `completions/_condatainer` and
+  `completions/condatainer.fish` are exactly what `python -m condatainer.completion --write`
+  produces now, and what `condatainer completion bash|zsh|fish` prints.
+- Syntax and lint: `bash -n`, `zsh -n`, `fish -n`, shellcheck (bash) for the condatainer
+  completion and the mm-* completion.
 - Behaviour without a terminal: sourcing prints nothing and registers both command names;
-  the bash function speaks argcomplete's protocol (checked against a stub command) without
-  globbing candidates or changing the user's noglob; the mm-* functions find names in a
-  listing by binary search exactly as a linear filter would.  TAB in a real terminal is
+  the bash and fish functions speak argcomplete's protocol (checked against a stub command)
+  without globbing candidates or changing the user's noglob; the mm-* functions find names in
+  a listing exactly as a linear filter would (fish: asked through `complete -C`, fish's own
+  completion machinery).  TAB in a real terminal is
   test_tab_pty.py.
 """
 
@@ -29,7 +30,11 @@ from condatainer.hook import mmcomplete, pkgcache
 REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "completions"
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
-SHELL_ARGV = {"bash": ["bash", "--norc", "--noprofile"], "zsh": ["zsh", "-f"]}
+SHELL_ARGV = {
+    "bash": ["bash", "--norc", "--noprofile"],
+    "zsh": ["zsh", "-f"],
+    "fish": ["fish", "--no-config"],
+}
 
 
 def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
@@ -44,7 +49,7 @@ def sh(shell: str, script: str, **kw: object) -> subprocess.CompletedProcess[str
 def scripts(tmp_path: Path) -> dict[str, Path]:
     """Every completion script, rendered into files: cnt.<shell> and mm.<shell>."""
     out = {}
-    for shell in ("bash", "zsh"):
+    for shell in ("bash", "zsh", "fish"):
         for kind, text in (("cnt", completion.script(shell)), ("mm", mmcomplete.script(shell))):
             path = tmp_path / f"{kind}.{shell}"
             path.write_text(text)
@@ -63,7 +68,7 @@ def test_committed_files_match_a_fresh_generation(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     generated = sorted(p.name for p in (tmp_path / "c").iterdir())
-    assert generated == ["_condatainer", "condatainer.bash"]
+    assert generated == ["_condatainer", "condatainer.bash", "condatainer.fish"]
     for name in generated:
         assert (STATIC / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), (
             f"completions/{name} is stale: run python -m condatainer.completion --write "
@@ -85,7 +90,7 @@ def test_check_reports_stale_files(tmp_path: Path) -> None:
     assert "_condatainer: stale" in res.stderr
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh"])
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_completion_command_prints_the_static_file(shell: str) -> None:
     res = run(
         [sys.executable, "-m", "condatainer", "completion", shell],
@@ -98,27 +103,34 @@ def test_completion_command_prints_the_static_file(shell: str) -> None:
 
 def test_completion_of_an_unknown_shell_prints_no_code() -> None:
     res = run(
-        [sys.executable, "-m", "condatainer", "completion", "fish"],
+        [sys.executable, "-m", "condatainer", "completion", "tcsh"],
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert res.returncode == 2
     assert res.stdout == ""
-    assert "'fish' is not a valid shell" in res.stderr
+    assert "'tcsh' is not a valid shell" in res.stderr
 
 
 def test_both_command_names_are_covered() -> None:
     bash = (STATIC / "condatainer.bash").read_text()
     zsh = (STATIC / "_condatainer").read_text()
+    fish = (STATIC / "condatainer.fish").read_text()
     assert bash.splitlines()[-1] == (
         "complete -o nospace -o default -o bashdefault -F _condatainer_complete condatainer cnt"
     )
     assert zsh.splitlines()[0] == "#compdef condatainer cnt"
+    assert fish.splitlines()[-2:] == [
+        f"complete --command {name} --no-files --arguments '(__condatainer_complete)'"
+        for name in ("condatainer", "cnt")
+    ]
 
 
 # --- syntax and lint -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["cnt.bash", "mm.bash", "cnt.zsh", "mm.zsh"])
+@pytest.mark.parametrize(
+    "name", ["cnt.bash", "mm.bash", "cnt.zsh", "mm.zsh", "cnt.fish", "mm.fish"]
+)
 def test_syntax(name: str, scripts: dict[str, Path], need: Callable[[str], str]) -> None:
     shell = name.split(".")[1]
     res = run([need(shell), "-n", str(scripts[name])])
@@ -164,6 +176,24 @@ def test_bash_sourcing_is_quiet_and_registers_both_names(
     assert res.stdout.splitlines() == [
         f"complete -F _cnt_mm_complete {name}"
         for name in ("mm-remove", "mm-install", "mm-channels")
+    ]
+
+
+def test_fish_sourcing_is_quiet_and_registers_both_names(
+    scripts: dict[str, Path], need: Callable[[str], str]
+) -> None:
+    need("fish")
+    for name in ("cnt.fish", "mm.fish"):
+        res = sh("fish", f"source {shellgen.quote_fish(str(scripts[name]))}")
+        assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    res = sh(
+        "fish",
+        f"source {shellgen.quote_fish(str(STATIC / 'condatainer.fish'))}\n"
+        "complete --command condatainer; complete --command cnt",
+    )
+    assert res.stdout.splitlines() == [
+        f"complete --no-files {name} -a '(__condatainer_complete)'"
+        for name in ("condatainer", "cnt")
     ]
 
 
@@ -284,6 +314,30 @@ def test_bash_function_gives_up_quietly_when_the_command_fails(
         STUB_EXIT="1",
     )
     assert (res.stdout, res.stderr) == ("status=0 set=\n", "")
+
+
+def test_fish_function_speaks_the_protocol_with_descriptions(
+    stub: Path, tmp_path: Path, need: Callable[[str], str]
+) -> None:
+    """fish asks the command on TAB (`complete -C` runs fish's own completion machinery): the
+    line up to the cursor, its length, one candidate per line with a tab-separated
+    description, nothing globbed or split on spaces."""
+    need("fish")
+    res = sh(
+        "fish",
+        f"source {shellgen.quote_fish(str(STATIC / 'condatainer.fish'))}\n"
+        "complete -C 'condatainer x y'",
+        env={
+            **os.environ,
+            "PATH": f"{stub.parent}:{os.environ['PATH']}",
+            "STUB_SEEN": str(stub.parent / "seen"),
+            "STUB_OUT": r"ya*\tglob chars\nyb c\nyd/",
+        },
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.splitlines()) == ["ya*\tglob chars", "yb c", "yd/"]
+    assert (stub.parent / "seen").read_text() == "condatainer x y|15|fish"
 
 
 # --- the mm-* functions --------------------------------------------------------------------
@@ -445,3 +499,30 @@ def test_mm_zsh_names_match_a_linear_filter(
     got = _answers(res.stdout)
     for i, prefix in enumerate(prefixes):
         assert got[i] == [n for n in names if n.startswith(prefix)], prefix
+
+
+@pytest.mark.parametrize("buckets", [False, True], ids=["one-listing", "prefix-buckets"])
+def test_mm_fish_names_match_a_linear_filter(
+    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str], buckets: bool
+) -> None:
+    """fish's function, asked through fish's own completion (`complete -C 'mm-install P'`)."""
+    need("fish")
+    names = _random_names(13, 3000)
+    pkgs = _listing(tmp_path, names, buckets)
+    # Prefixes fish would pass on as they are (a quote or `$` would be fish syntax in the line).
+    prefixes = [p for p in _prefixes(names, 13) if not set(p) & set("'$~*[")]
+    calls = "".join(
+        f"printf '%s\\n' '#{i}'; complete -C {shellgen.quote_fish(f'mm-install {p}')}\n"
+        for i, p in enumerate(prefixes)
+    )
+    full = (
+        "function mm-install; end\n"
+        f"source {shellgen.quote_fish(str(scripts['mm.fish']))}\n"
+        f"set -g _cnt_pkgs {shellgen.quote_fish(str(pkgs))}\n" + calls
+    )
+    res = sh("fish", full)
+    assert res.returncode == 0, res.stderr
+    got = _answers(res.stdout)
+    for i, prefix in enumerate(prefixes):
+        want = sorted(n for n in names if n.startswith(prefix))
+        assert sorted(got[i]) == want, prefix

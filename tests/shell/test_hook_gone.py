@@ -1,6 +1,6 @@
 """A shell whose condatainer was uninstalled while it ran (`install.sh --uninstall` in another
 terminal): its cd hook says so once and then stays quiet -- no `condatainer: command not
-found` on every cd into a project -- in real bash and zsh."""
+found` on every cd into a project -- in real bash, zsh and fish."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ GONE = (
 )
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh"])
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_a_hook_whose_condatainer_is_gone_says_so_once(
     shell: str, tmp_path: Path, need: Callable[[str], str]
 ) -> None:
@@ -33,15 +33,16 @@ def test_a_hook_whose_condatainer_is_gone_says_so_once(
         trust.allow(image)
         projects.append(tmp_path / name)
     one, two = projects
+    overlay = "$CNT_OVERLAY" if shell == "fish" else "${CNT_OVERLAY-}"
     script = (
         f"cd '{one}'\n_cnt_prompt\n"
-        'printf "ACTIVE:%s\\n" "${CNT_OVERLAY-}"\n'
+        f'printf "ACTIVE:%s\\n" "{overlay}"\n'
         f"cd '{tmp_path}'\n_cnt_prompt\n"
         f"rm -f '{hook.launcher}'\n"  # uninstalled while this shell runs
         f"cd '{two}'\n_cnt_prompt\n"
         f"cd '{tmp_path}'\n_cnt_prompt\n"
         f"cd '{one}'\n_cnt_prompt\n"
-        'printf "AFTER:%s\\n" "${CNT_OVERLAY-}"\n'
+        f'printf "AFTER:%s\\n" "{overlay}"\n'
     )
     # PATH without any condatainer: the one that wrote the hook was the only one.
     env = hook.env(PATH=os.pathsep.join(("/usr/bin", "/bin")))

@@ -130,7 +130,10 @@ PACKAGES: tuple[FakePackage, ...] = (
     FakePackage(
         "cnt-activate",
         "1.0",
-        {"etc/conda/activate.d/cnt-activate.sh": "export CNT_ACTIVATED=yes\n"},
+        {
+            "etc/conda/activate.d/cnt-activate.sh": "export CNT_ACTIVATED=yes\n",
+            "etc/conda/activate.d/cnt-activate.fish": "set -gx CNT_ACTIVATED yes\n",
+        },
     ),
     FakePackage("numpy", "1.21.0", {"share/numpy/VERSION": "1.21.0\n"}),
     FakePackage("numpy", "1.26.0", {"share/numpy/VERSION": "1.26.0\n"}),

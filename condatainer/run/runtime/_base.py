@@ -30,9 +30,9 @@ import contextlib
 import grp
 import os
 import pwd
-from dataclasses import dataclass
 
 from condatainer.errors import BaseImageError
+from condatainer.record import Record
 from condatainer.run import basefs
 from condatainer.run.runtime import _linux as linux
 
@@ -40,8 +40,7 @@ SYSTEM_DIRS = ("/proc", "/sys", "/dev")
 HOST_FILES = ("/etc/resolv.conf", "/etc/hosts", "/etc/localtime")
 
 
-@dataclass(frozen=True)
-class Base:
+class Base(Record):
     """A base image opened by the parent: its root filesystem and, for a file, an open fd."""
 
     shown: str  # as the Plan names it, for messages
@@ -49,8 +48,7 @@ class Base:
     fd: int = -1  # a read-only descriptor of the SIF or squashfs file; -1 for a directory
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(Record):
     """The user the command runs as, as /etc/passwd and /etc/group must show them."""
 
     name: str

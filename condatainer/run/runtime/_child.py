@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
 import signal
 from collections.abc import Iterator
@@ -67,8 +66,20 @@ def child(setup: Setup, errors_w: int) -> None:
 
 def report(errors_w: int, message: str, hint: str | None) -> None:
     with contextlib.suppress(BaseException):
-        os.write(errors_w, json.dumps({"message": message, "hint": hint}).encode())
+        os.write(errors_w, encode_error(message, hint))
     os._exit(1)
+
+
+def encode_error(message: str, hint: str | None) -> bytes:
+    """What the child writes to the error pipe: the message, then NUL and the hint if any."""
+    text = message if hint is None else f"{message}\0{hint}"
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode_error(report: bytes) -> tuple[str, str | None]:
+    """The parent's reading of `encode_error`."""
+    message, _, hint = report.decode("utf-8", "surrogateescape").partition("\0")
+    return message, hint or None
 
 
 def build_root(setup: Setup) -> None:

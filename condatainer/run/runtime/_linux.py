@@ -14,7 +14,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import platform
 import struct
 import time
 
@@ -76,7 +75,7 @@ _SYS_PIVOT_ROOT = {
     "i386": 217,
     "i686": 217,
     "armv7l": 218,
-}.get(platform.machine())
+}.get(os.uname().machine)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -119,7 +118,7 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     if _SYS_PIVOT_ROOT is None:
-        raise OSError(errno.ENOSYS, f"pivot_root: unknown architecture {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown architecture {os.uname().machine}")
     if _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)) != 0:
         raise _fail(new_root)
 

@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from condatainer.errors import ContainerError
-from condatainer.run.plan import Plan
+from condatainer.record import Record
 from condatainer.run.runtime import _base
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from condatainer.run.plan import Plan
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class User:
+class User(Record):
     """The invoking user to drop to (from SUDO_UID/SUDO_GID)."""
 
     uid: int
@@ -31,8 +34,7 @@ class User:
     home: str
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     """One mount on top of the new root: `source` (a host path, or None for a tmpfs)."""
 
     source: str | None
@@ -43,8 +45,7 @@ class Mount:
     is_file: bool = False  # the target is a file, not a directory
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(Record):
     """One image to attach: the overlay, and the fd of its locked open file description."""
 
     path: str
@@ -52,8 +53,7 @@ class Layer:
     fd: int
 
 
-@dataclass
-class Setup:
+class Setup(Record):
     layers: tuple[Layer, ...]
     staging: str
     mounts: tuple[Mount, ...]
@@ -65,7 +65,7 @@ class Setup:
     unshare_flags: int
     parent_pid: int
     stdio: tuple[int, int, int] | None
-    saved_mask: set[int] = field(default_factory=set)
+    saved_mask: frozenset[int] = frozenset()  # the signal mask to restore before exec
     base: _base.Base | None = None  # None: the host's root filesystem is the lower layer
     identity: _base.Identity | None = None  # with a base: the user's passwd/group entries
 

@@ -68,20 +68,21 @@ signals it has no handler for).
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
-import tempfile
-import threading
-from collections.abc import Callable
-from typing import NamedTuple
 
 from condatainer.errors import ContainerError, RuntimeUnavailableError
-from condatainer.image import e2fs, locks
-from condatainer.run.plan import Plan
+from condatainer.image import clean, locks
+from condatainer.record import Record
 from condatainer.run.runtime import INSTALL_APPTAINER, _base, _child, _setup
 from condatainer.run.runtime import _linux as linux
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from condatainer.run.plan import Plan
 
 # Signals the parent passes on to the command.  Terminal-generated ones (Ctrl-C, Ctrl-\) are
 # not passed on: the kernel already sent them to the whole foreground process group, which the
@@ -106,7 +107,7 @@ MODULES_DIR = "/lib/modules"
 # Public API
 
 
-class Probe(NamedTuple):
+class Probe(Record):
     """One thing this runtime needs, and whether this machine has it (doctor reports these)."""
 
     name: str
@@ -185,6 +186,8 @@ class _CapturedIO:
     """Pipes for the command's stdin, stdout and stderr, served by threads while we wait."""
 
     def __init__(self, stdin: bytes):
+        import threading  # only for captured runs: not on the exec path
+
         self._stdin = stdin
         in_r, self._in_w = os.pipe()
         self._out_r, out_w = os.pipe()
@@ -270,11 +273,8 @@ def _run(
         # says "needs_recovery", which must be reported as "in use", not as "not clean".
         for overlay in plan.overlays:
             held.append(locks.acquire(overlay.path, write=overlay.writable))
-            e2fs.require_clean(overlay.path)
-        # The PID in the name says whose it is: a directory left by a dead process is a leak.
-        staging = tempfile.mkdtemp(
-            prefix=f"condatainer-{os.getpid()}-", dir=_setup.staging_parent()
-        )
+            clean.require_clean(overlay.path)
+        staging = _staging_dir(_setup.staging_parent())
         setup = _setup.Setup(
             layers=tuple(
                 _setup.Layer(o.path, o.writable, lk.fd) for o, lk in zip(plan.overlays, held)
@@ -302,6 +302,20 @@ def _run(
         _base.close(base)
 
 
+def _staging_dir(parent: str) -> str:
+    """A new private directory `condatainer-PID-XXXXXXXX` under `parent` (what mkdtemp makes,
+    without importing tempfile on every run).  The PID in the name says whose it is: a
+    directory left by a dead process is a leak."""
+    for _ in range(100):
+        path = os.path.join(parent, f"condatainer-{os.getpid()}-{os.urandom(4).hex()}")
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise FileExistsError(f"no free staging directory name under {parent}")
+
+
 def _identity(user: _setup.User | None) -> _base.Identity:
     """Who the command runs as, for the foreign base's /etc/passwd and /etc/group."""
     if user is None:
@@ -316,7 +330,8 @@ def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> i
     errors_r, errors_w = os.pipe()  # both close-on-exec
     # Block the forwarded signals (and SIGCHLD) before forking: the parent picks them up with
     # sigwaitinfo, and none can slip in between the fork and the wait.
-    setup.saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    setup = setup.replace(saved_mask=frozenset(saved))
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
@@ -344,11 +359,8 @@ def _read_all(fd: int) -> bytes:
 
 
 def _error_from(report: bytes) -> ContainerError:
-    try:
-        fields = json.loads(report)
-        return ContainerError(str(fields["message"]), hint=fields.get("hint"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return ContainerError(f"the container failed to start: {report!r}")
+    message, hint = _child.decode_error(report)
+    return ContainerError(message, hint=hint)
 
 
 def _wait(pid: int) -> int:
