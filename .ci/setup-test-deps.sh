@@ -19,7 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(
     e2fsprogs zstd zsh shellcheck dash tmux util-linux procps slurm-wlm munge python3-venv strace
-    squashfs-tools siftool fish
+    squashfs-tools siftool fish man-db
 )
 PYTHON=${PYTHON:-/usr/bin/python3}
 VENV=.venv
@@ -140,3 +140,4 @@ printf '    %-11s %s\n' shellcheck "$(shellcheck --version | sed -n 's/^version:
 version tmux tmux -V
 version slurm slurmd -V
 version munge munge --version
+version man man --version

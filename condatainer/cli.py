@@ -7,6 +7,12 @@ CondatainerError and turns it into `condatainer: error: ...` / `hint: ...` and a
 `sys.exit` happens only in `entry`.  Heavy modules (jinja2, yaml, e2fsprogs wrappers) are imported
 inside the adapters, after argcomplete has had its chance to answer a TAB press.
 
+The parser is `usage.Parser` (a wrong command line becomes a UsageError with "did you mean"
+and the subcommand's help as the hint); `examples.attach` adds the examples to every --help.
+How much is shown (-q/-v, before or after the command) is decided here, once per run, in the
+one `display.Reporter` the adapters share (`_reporter()`): the core reports notices and the
+progress of long operations to it, and it decides what reaches the terminal.
+
 Long on purpose: each subcommand's parser and its adapter sit side by side, and the whole
 command line is read in one place; neither part decides anything.
 """
@@ -17,24 +23,18 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Callable, NoReturn
+from typing import Any, Callable
 
 from condatainer import __version__
 from condatainer.errors import PROG, UsageError, guarded, report
 from condatainer.shellgen import SHELLS
+from condatainer.usage import Parser
 
 # Subcommands whose arguments after the first `--` are a command line or package list.  (Not
 # exec: its command starts at the first positional word and may hold a `--` of its own.)
 _DASHDASH = {"e", "o"}
 
 Handler = Callable[[argparse.Namespace], int]
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with condatainer's error format: one `error:` line and a `hint:`, exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{PROG}: error: {self.prog}: {message}\nhint: {self.prog} --help\n")
 
 
 # --- completers (argcomplete calls them with prefix=...; kept import-light) ----------------
@@ -294,7 +294,8 @@ def _add_run(p: argparse.ArgumentParser) -> None:
     for option in options.RUN_CONTAINER:
         _add_option(box, option)
     _arg(p, "script", completer=_complete_scripts)
-    p.add_argument("args", nargs=argparse.REMAINDER)
+    rest = p.add_argument("args", nargs=argparse.REMAINDER)
+    rest.required = False  # argparse counts an empty REMAINDER as missing
     p.set_defaults(handler=_cmd_run)
 
 
@@ -336,7 +337,9 @@ def _add_micromamba(p: argparse.ArgumentParser) -> None:
 def _add_config(p: argparse.ArgumentParser) -> None:
     cs = p.add_subparsers(dest="config_command", metavar="ACTION")
     p.set_defaults(handler=_cmd_config, config_command="show")
-    cs.add_parser("show", help="every key, its value and where it came from")
+    p.add_argument("--json", action="store_true", help="config show as JSON")
+    show = cs.add_parser("show", help="every key, its value and where it came from")
+    show.add_argument("--json", action="store_true", help="print JSON", default=argparse.SUPPRESS)
     g = cs.add_parser("get", help="print one value")
     _arg(g, "key", completer=_complete_config_keys)
     s = cs.add_parser("set", help="set a value in the config file")
@@ -398,6 +401,11 @@ def _add_activate(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_activate)
 
 
+def _add_purge(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(handler=_cmd_purge)
+
+
 def _add_completion(p: argparse.ArgumentParser) -> None:
     _arg(
         p,
@@ -441,6 +449,7 @@ def _add_base(p: argparse.ArgumentParser) -> None:
 
 
 def _add_doctor(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_cmd_doctor)
 
 
@@ -452,11 +461,43 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 # --- adapters ----------------------------------------------------------------------------------
 
 
-def _reporter() -> Any:
-    """The one formatter of notices, progress and captured output (display.Reporter)."""
-    from condatainer.display import Reporter
+# How much this run shows (-q/-v): display.QUIET, NORMAL or VERBOSE; set by `main`, which
+# also forgets the Reporter of a previous run in this process (tests call main many times).
+_level = 0
+_report: Any = None
 
-    return Reporter()
+
+def _set_output(*, quiet: bool, verbose: bool) -> None:
+    global _level, _report
+    _level = -1 if quiet else (1 if verbose else 0)
+    _report = None
+    loaded = sys.modules.get("condatainer.runner")  # not imported just to say "no trace"
+    if loaded is not None:
+        loaded.trace = None  # type: ignore[attr-defined]
+    if verbose:  # every external program, as it starts
+        import shlex
+
+        from condatainer import runner
+
+        runner.trace = lambda argv: _reporter().detail("running: " + shlex.join(argv))
+
+
+def _reporter() -> Any:
+    """The run's one formatter of notices, progress and captured output (display.Reporter),
+    showing as much as -q/-v asked for."""
+    global _report
+    if _report is None:
+        from condatainer.display import Reporter
+
+        _report = Reporter(level=_level, show_bytes=_show_bytes)
+    return _report
+
+
+def _show_bytes(n: int) -> str:
+    """Sizes on the progress line, spelled as users type them (imported when first shown)."""
+    from condatainer.image.sizes import format_size
+
+    return format_size(n)
 
 
 def _print_lines(lines: Sequence[str]) -> None:
@@ -531,8 +572,11 @@ def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
 def _cmd_resize(a: argparse.Namespace) -> int:
     from condatainer.image import resize, sizes
 
-    result = resize.resize(a.image, sizes.parse_size(a.size))
-    _reporter().notes(result.notices)
+    size = sizes.parse_size(a.size)
+    report = _reporter()
+    with report.progress(f"resizing {a.image} to {sizes.format_size(size)}") as progress:
+        result = resize.resize(a.image, size, progress=progress)
+    report.notes(result.notices)
     if result.changed:
         print(
             f"{a.image}: resized from {sizes.format_size(result.old_bytes)}"
@@ -546,7 +590,9 @@ def _cmd_resize(a: argparse.Namespace) -> int:
 def _cmd_check(a: argparse.Namespace) -> int:
     from condatainer.image import check
 
-    result = check.check(a.image, force=a.force, repair=a.repair)
+    verb = "repairing" if a.repair else "checking"
+    with _reporter().progress(f"{verb} {a.image}") as progress:
+        result = check.check(a.image, force=a.force, repair=a.repair, progress=progress)
     print(result.explanation)
     return 0 if result.clean else 1
 
@@ -556,7 +602,8 @@ def _cmd_chown(a: argparse.Namespace) -> int:
 
     uid = 0 if a.root else (a.uid if a.uid is not None else os.getuid())
     gid = 0 if a.root else (a.gid if a.gid is not None else os.getgid())
-    result = chown.chown(a.image, uid, gid, a.paths)
+    with _reporter().progress(f"changing the owner of {a.image}'s files") as progress:
+        result = chown.chown(a.image, uid, gid, a.paths, progress=progress)
     print(f"{a.image}: {result.changed} inodes now owned by {uid}:{gid} ({result.seconds:.2f} s)")
     return 0
 
@@ -576,20 +623,42 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 
 def _cmd_pack(a: argparse.Namespace) -> int:
-    from condatainer.image import pack
+    import time
 
-    result = pack.pack(a.image, a.output)
-    print(f"{a.image}: packed into {result.output}")
+    from condatainer.image import pack
+    from condatainer.image.sizes import format_size
+    from condatainer.terminal import duration
+
+    started = time.monotonic()
+    with _reporter().progress(f"packing {a.image}") as progress:
+        result = pack.pack(a.image, a.output, progress=progress)
+    print(
+        f"{a.image}: packed into {result.output}: {format_size(result.original_bytes)}"
+        f" ({format_size(result.used_bytes)} in use) -> {format_size(result.packed_bytes)}"
+        f" in {duration(time.monotonic() - started)}"
+    )
     return 0
 
 
 def _cmd_unpack(a: argparse.Namespace) -> int:
+    import time
+
     from condatainer.image import pack, sizes
+    from condatainer.terminal import duration
 
     size = sizes.parse_size(a.size) if a.size is not None else None
-    result = pack.unpack(a.packed, a.output, size_bytes=size)
-    _reporter().notes(result.notices)
-    print(f"{a.packed}: unpacked into {result.output}")
+    started = time.monotonic()
+    report = _reporter()
+    with report.progress(f"unpacking {a.packed}") as progress:
+        result = pack.unpack(a.packed, a.output, size_bytes=size, progress=progress)
+    report.notes(result.notices)
+    packed_bytes = os.stat(a.packed).st_size
+    alloc = "sparse" if result.sparse else "allocated"
+    print(
+        f"{a.packed}: unpacked into {result.output}: {sizes.format_size(packed_bytes)}"
+        f" -> {sizes.format_size(result.size_bytes)} ({alloc})"
+        f" in {duration(time.monotonic() - started)}"
+    )
     return 0
 
 
@@ -738,15 +807,16 @@ def _cmd_micromamba(a: argparse.Namespace) -> int:
     if a.update or a.action is None:  # fetch (pre-fetch on a login node) or update
         from condatainer.micromamba import bootstrap
 
-        if a.update:
-            fetched = bootstrap.update(cfg, report.note)
-            if not fetched.changed and fetched.origin is not None:
-                report.note(
-                    f"micromamba {fetched.origin.version} is already the newest"
-                    f" {cfg.micromamba_version}.* in {fetched.origin.channel}"
-                )
-        else:
-            bootstrap.ensure(cfg, report.note)
+        with report.progress("condatainer's micromamba") as progress:
+            if a.update:
+                fetched = bootstrap.update(cfg, report.note, progress=progress)
+            else:
+                bootstrap.ensure(cfg, report.note, progress=progress)
+        if a.update and not fetched.changed and fetched.origin is not None:
+            report.note(
+                f"micromamba {fetched.origin.version} is already the newest"
+                f" {cfg.micromamba_version}.* in {fetched.origin.channel}"
+            )
     details = info.info(cfg)
     if a.json:
         _print_json(details.to_json())
@@ -770,6 +840,8 @@ def _cmd_config(a: argparse.Namespace) -> int:
             print(f"{name:8} {path}")
     elif action == "get":
         print(config.get(config.load(os.environ), a.key))
+    elif a.json:
+        _print_json(config.show_json(config.load(os.environ)))
     else:
         print(config.show(config.load(os.environ)))
     return 0
@@ -830,24 +902,57 @@ def _cmd_completion(a: argparse.Namespace) -> int:
     return 0
 
 
-def _fetched(fetched: Any, verb: str) -> None:
+def _cmd_purge(a: argparse.Namespace) -> int:
+    from condatainer import purge
+    from condatainer.image.sizes import format_size
+
+    found = purge.survey()
+    if a.dry_run:
+        if found.items:
+            for item in found.items:
+                where = (
+                    ", ".join(map(str, item.paths)) if len(item.paths) < 3 else item.paths[0].parent
+                )
+                print(f"  {format_size(item.bytes):>7}  {item.what}: {where}")
+        else:
+            print("  nothing: condatainer keeps no caches, micromamba or base images here")
+        for line in found.kept:
+            print(f"  kept: {line}")
+        return 0
+    _print_lines(purge.remove(found))
+    return 0
+
+
+def _fetched(fetched: Any, verb: str, started: float) -> None:
+    import time
+
+    from condatainer.image.sizes import format_size
+    from condatainer.terminal import duration
+
     if fetched.made:
-        print(f"{verb} {fetched.source} into {fetched.path}")
+        size = format_size(os.stat(fetched.path).st_size)
+        took = duration(time.monotonic() - started)
+        print(f"{verb} {fetched.source} into {fetched.path} ({size} in {took})")
     else:
         print(f"{fetched.path} is already there; --force makes it again")
 
 
 def _cmd_base_pull(a: argparse.Namespace) -> int:
+    import time
+
     from condatainer import config
     from condatainer.run import basefetch
 
     cfg = config.load(os.environ)
+    started = time.monotonic()
     fetched = basefetch.pull_for(cfg, a.source, a.output, force=a.force, notify=_reporter().note)
-    _fetched(fetched, "pulled")
+    _fetched(fetched, "pulled", started)
     return 0
 
 
 def _cmd_base_build(a: argparse.Namespace) -> int:
+    import time
+
     from condatainer import config
     from condatainer.run import basefetch
 
@@ -855,6 +960,7 @@ def _cmd_base_build(a: argparse.Namespace) -> int:
     if a.print_def:
         sys.stdout.write(basefetch.definition(a.source or cfg.base_source))
         return 0
+    started = time.monotonic()
     fetched = basefetch.build_for(
         cfg,
         a.source,
@@ -864,7 +970,7 @@ def _cmd_base_build(a: argparse.Namespace) -> int:
         fakeroot=a.fakeroot,
         notify=_reporter().note,
     )
-    _fetched(fetched, "built")
+    _fetched(fetched, "built", started)
     return 0
 
 
@@ -884,7 +990,10 @@ def _cmd_doctor(a: argparse.Namespace) -> int:
     from condatainer import doctor
 
     checks = doctor.check(os.environ)
-    print(doctor.render(checks))
+    if a.json:
+        _print_json(doctor.to_json(checks))
+    else:
+        print(doctor.render(checks))
     return doctor.exit_code(checks)
 
 
@@ -913,6 +1022,9 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "_activate": (None, _add_activate),
     # Hidden: one task of a multi-task job runs the Plan its batch step made (jobs.run).
     "_task": (None, _add_task),
+    # Hidden: install.sh --uninstall --purge lists (--dry-run) and removes condatainer's own
+    # caches, micromamba, base images and allow list (purge.py).
+    "_purge": (None, _add_purge),
     "completion": ("print the TAB completion script for bash, zsh or fish", _add_completion),
     "doctor": ("check what condatainer needs and say how to fix it", _add_doctor),
 }
@@ -922,11 +1034,14 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `only`, just that subcommand gets its arguments (the others keep
     their names and help), which is all `main` needs to parse one command line and saves
     building thirty parsers on every exec and every cd into a project."""
-    parser = _Parser(
+    from condatainer import examples
+
+    parser = Parser(
         prog=PROG,
         description="Keep a conda environment in one ext3 image and use it through Apptainer.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    _add_output_options(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (help_text, add) in _COMMANDS.items():
         if help_text is None and (only != name or "_ARGCOMPLETE" in os.environ):
@@ -934,7 +1049,30 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text) if help_text else sub.add_parser(name)
         if only is None or only == name:
             add(p)
+    # -q/-v after the command, and the examples of --help: on the commands that can be run
+    # (with `only`, the others are names and help lines, never parsed).
+    for spelling, command in examples.commands(parser).items():
+        if spelling and (only is None or spelling.split()[0] == only):
+            _add_output_options(command, top=False)
+    examples.attach(parser, only)
     return parser
+
+
+def _add_output_options(p: argparse.ArgumentParser, *, top: bool) -> None:
+    """-q/-v, before the command or after it.  A subcommand's copy has no default, so that it
+    does not overwrite what was given before the command (argparse copies its namespace up)."""
+    default: dict[str, Any] = {} if top else {"default": argparse.SUPPRESS}
+    group = p.add_argument_group("output") if top else p
+    group.add_argument(
+        "-q", "--quiet", action="store_true", help="only errors and results", **default
+    )
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also each step's time and every program run",
+        **default,
+    )
 
 
 # --- entry points ------------------------------------------------------------------------------
@@ -1007,11 +1145,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report(exc)
     try:
         ns = parser.parse_args(head)
-    except SystemExit as exc:  # argparse: usage error (2) or --help/--version (0)
+    except SystemExit as exc:  # argparse: --help/--version (0)
         return int(exc.code or 0)
+    except UsageError as err:  # usage.Parser: a wrong command line
+        return report(err)
     ns.apptainer = passed
-    if only == "exec":  # the words a replay of this call will be keyed by (run.replay)
-        ns.words = args_list[1:] if args_list[:1] == ["exec"] else None
+    quiet, verbose = getattr(ns, "quiet", False), getattr(ns, "verbose", False)
+    _set_output(quiet=quiet, verbose=verbose)
+    if only == "exec":  # the words a replay of this call will be keyed by (run.replay);
+        # not with -q/-v, which a replay (it prints the Plan's notices itself) would not honour
+        plain = args_list[:1] == ["exec"] and not (quiet or verbose)
+        ns.words = args_list[1:] if plain else None
     if tail is not None:
         if only == "run":
             ns.args = tail

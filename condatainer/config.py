@@ -532,6 +532,17 @@ def show(cfg: Config, width: int = 100) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def show_json(cfg: Config) -> dict[str, dict[str, object]]:
+    """`config show --json`: each key -> {"value": ..., "source": ...}; lists are lists, an
+    unset value is null, the source is "default", "site <path>", "file <path>" or "env CNT_X"."""
+    result: dict[str, dict[str, object]] = {}
+    for key in KEYS:
+        value = cfg.get(key)
+        shown: object = list(value) if isinstance(value, tuple) else value
+        result[key] = {"value": shown, "source": cfg.source(key)}
+    return result
+
+
 def get(cfg: Config, key: str) -> str:
     """The value of `key` as text for scripts (`config get`): list items one per line,
     an unset value (apptainer_bin, base_image, fetch_dir, micromamba, ca_bundle, logs_dir) as

@@ -1,7 +1,8 @@
 """`condatainer doctor`: what this machine has, what is missing, and what to do about it.
 
-`check(env)` returns a list of `Check` results (data), `render(checks)` turns them into text and
-`exit_code(checks)` into the command's status.  The runtime is the one `selection.select`
+`check(env)` returns a list of `Check` results (data), `render(checks)` turns them into text,
+`to_json(checks)` into `doctor --json`'s object and `exit_code(checks)` into the command's
+status.  The runtime is the one `selection.select`
 chooses and the builtin runtime's kernel checks are its own `probes()`, so doctor reports
 exactly what `e`/`exec` will use and find.
 
@@ -379,6 +380,25 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
 def exit_code(checks: list[Check]) -> int:
     """1 if a required piece is missing, else 0 (warnings do not count)."""
     return 1 if any(c.status == "FAIL" for c in checks) else 0
+
+
+def to_json(checks: list[Check]) -> dict[str, object]:
+    """`doctor --json`: `ok` (nothing required is missing) and every check with its status
+    ("ok", "warn", "FAIL"), detail and fix (null when there is none)."""
+    return {
+        "ok": exit_code(checks) == 0,
+        "checks": [
+            {
+                "name": c.name,
+                "status": c.status,
+                "ok": c.ok,
+                "required": c.required,
+                "detail": c.detail,
+                "fix": c.fix if not c.ok else None,
+            }
+            for c in checks
+        ],
+    }
 
 
 def render(checks: list[Check]) -> str:

@@ -140,6 +140,7 @@ def report(err: CondatainerError, cause: BaseException | None = None) -> int:
     traceback of `cause` (the exception the error stands for, when it was made from one
     caught at the last resort), else of `err` itself, shows where it happened.
     """
+    from condatainer.colour import paint, wants_colour
     from condatainer.display import printable
 
     if os.environ.get("CONDATAINER_DEBUG") == "1":
@@ -147,7 +148,10 @@ def report(err: CondatainerError, cause: BaseException | None = None) -> int:
 
         shown = cause if cause is not None else err
         traceback.print_exception(type(shown), shown, shown.__traceback__)
-    print(printable(f"{PROG}: error: {err.message}", lines=True), file=sys.stderr)
+    error, hint = f"{PROG}: error:", "hint:"
+    if wants_colour(sys.stderr):  # the prefixes in colour on a terminal, unless NO_COLOR
+        error, hint = paint(error, "error"), paint(hint, "hint")
+    print(f"{error} {printable(err.message, lines=True)}", file=sys.stderr)
     if err.hint:
-        print(printable(f"hint: {err.hint}", lines=True), file=sys.stderr)
+        print(f"{hint} {printable(err.hint, lines=True)}", file=sys.stderr)
     return err.exit_code

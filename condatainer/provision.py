@@ -231,6 +231,9 @@ def prepare(
     if dry_run:
         return creation
     files.check_target(target)
+    warning = files.sparse_warning(target, size_bytes) if sparse else None
+    if warning is not None:
+        creation = replace(creation, notices=(*creation.notices, warning))
     sidecar = sidecars.sidecar_path(target)
     if sidecar_text is not None and sidecar.exists():
         raise ImageExistsError(
@@ -295,6 +298,7 @@ def create(creation: Creation, report: Reporter) -> Created:
                     micromamba=NEED,
                 )
                 plan = launch.plan_for(req, cfg, notify=report.note)
+                progress.stage(f"installing: {mm.describe(command, 4)}")
                 report.step(f"running: {mm.describe(command)}")
                 # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
                 status, out, err = launch.run_captured(plan, cfg, report.note)
@@ -306,13 +310,16 @@ def create(creation: Creation, report: Reporter) -> Created:
                     hint="check the package names and channels, then run the same command again",
                 )
 
-    if spec is not None:  # before any file exists: a failed fetch leaves nothing behind
-        launch.require_micromamba(cfg, report.note)
-    result = create_image(
-        target, creation.size_bytes, creation.profile, sparse=creation.sparse,
-        fakeroot=creation.fakeroot, files={".condarc": condarc_text(creation.channels)},
-        prepare=install if spec is not None else None,
-    )  # fmt: skip
+    kind = "sparse" if creation.sparse else "allocated"
+    title = f"creating {target} ({sizes.format_size(creation.size_bytes)}, {kind})"
+    with report.progress(title) as progress:
+        if spec is not None:  # before any file exists: a failed fetch leaves nothing behind
+            launch.require_micromamba(cfg, report.note, progress)
+        result = create_image(
+            target, creation.size_bytes, creation.profile, sparse=creation.sparse,
+            fakeroot=creation.fakeroot, files={".condarc": condarc_text(creation.channels)},
+            prepare=install if spec is not None else None, progress=progress,
+        )  # fmt: skip
     notices += result.notices
     if creation.sidecar_text is not None:
         atomic.replace(sidecars.sidecar_path(target), creation.sidecar_text)

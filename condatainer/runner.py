@@ -1,8 +1,9 @@
 """The one door to the outside: every external program condatainer starts goes through here.
 
 `run` captures output and returns a `Result`; `stream` lets the program talk to the terminal;
-`exec_` replaces this process.  A missing program is a `ToolMissingError` naming the package to
-install, never a FileNotFoundError traceback.  Tests may swap `run_hook` to record or fake the
+`exec_` replaces this process; `trace`, when set, is told each program as it starts (`-v`).
+A missing program is a `ToolMissingError` naming the package to install, never a
+FileNotFoundError traceback.  Tests may swap `run_hook` to record or fake the
 calls of `run` (`stream` and `exec_` hand the terminal over and are not hooked).
 
 Interrupts: a program that writes into an image must not be killed halfway (Python's
@@ -124,6 +125,14 @@ def _run(
 
 run_hook: Callable[..., Result] = _run
 
+trace: Callable[[Sequence[str]], None] | None = None
+"""Told every program as it starts (`run`, `stream`, `exec_`): the CLI's `-v` shows them."""
+
+
+def _trace(argv: Sequence[str]) -> None:
+    if trace is not None:
+        trace(argv)
+
 
 def run(
     argv: Sequence[str],
@@ -139,6 +148,7 @@ def run(
     `new_session`: out of reach of the terminal's signals (for programs that write to images;
     combine with `signals_deferred` so this process does not give up on them either).
     """
+    _trace(argv)
     return run_hook(argv, input=input, env=env, cwd=cwd, timeout=timeout, new_session=new_session)
 
 
@@ -156,21 +166,29 @@ def stream(
     output is progress for the user, not our result (it must not end up in a pipe or a file
     our stdout goes to).
     """
+    import contextlib
     import subprocess
+    import sys
 
-    proc = subprocess.Popen(
-        _program(argv),
-        env=dict(env) if env is not None else None,
-        cwd=cwd,
-        stdout=2 if stdout_to_stderr else None,
-    )
-    with _ignoring(signal.SIGINT, signal.SIGQUIT):
-        returncode = proc.wait()
+    _trace(argv)
+    # A progress line on the terminal steps aside while the program has it (terminal.paused);
+    # `terminal` is only looked at when something has imported it.
+    shown = sys.modules.get("condatainer.terminal")
+    with shown.paused() if shown is not None else contextlib.nullcontext():
+        proc = subprocess.Popen(
+            _program(argv),
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            stdout=2 if stdout_to_stderr else None,
+        )
+        with _ignoring(signal.SIGINT, signal.SIGQUIT):
+            returncode = proc.wait()
     return 128 - returncode if returncode < 0 else returncode
 
 
 def exec_(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
     """Replace this process with `argv` (looked up on env's PATH); no Python stays behind."""
+    _trace(argv)
     try:
         os.execvpe(argv[0], list(argv), dict(env))
     except FileNotFoundError:

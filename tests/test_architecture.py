@@ -5,16 +5,16 @@ Imports are read from the source with `ast` -- module level and inside functions
 `if TYPE_CHECKING:` blocks -- so a function-level import cannot hide a cycle or a wrong-way
 dependency.  The layers, lowest first:
 
-    base        errors, display, atomic, runner, shellgen, bindspec, record, names,
-                condatainer (the package)
+    base        errors, display, colour, progress, terminal, atomic, runner, shellgen,
+                bindspec, record, names, condatainer (the package)
     image       the env.img file: knows no container, no shell, no job
     config      the configuration (validates sizes and profiles with image/)
     micromamba  condatainer's micromamba: where it is, fetching it (knows no container)
     run         Request -> Plan -> runtime
     jobs, hook  job scripts; host shell integration -- peers that never import each other
-    top         the orchestrators: doctor, provision, session, completion, completers
-    cli         the command line, entry (where a process starts: the exec fast path) and
-                __main__
+    top         the orchestrators: doctor, provision, session, completion, completers, purge
+    cli         the command line: cli, usage (wrong command lines), examples, manpage, entry
+                (where a process starts: the exec fast path) and __main__
 
 A module may import its own layer and the layers below.
 """
@@ -44,11 +44,11 @@ LAYERS = {
     "cli": 7,
 }
 BASE = {
-    "condatainer", "errors", "display", "atomic", "runner", "shellgen", "bindspec", "shell",
-    "record", "names", "memo",
+    "condatainer", "errors", "display", "colour", "progress", "terminal", "atomic", "runner",
+    "shellgen", "bindspec", "shell", "record", "names", "memo",
 }  # fmt: skip
-TOP = {"doctor", "provision", "session", "completion", "completers"}
-CLI = {"cli", "entry", "__main__"}
+TOP = {"doctor", "provision", "session", "completion", "completers", "purge"}
+CLI = {"cli", "usage", "examples", "manpage", "entry", "__main__"}
 MAX_LINES = 500
 
 

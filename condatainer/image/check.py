@@ -12,6 +12,7 @@ from condatainer import runner
 from condatainer.errors import ImageError
 from condatainer.image import e2fs, failures, locks
 from condatainer.image.layout import PathLike
+from condatainer.progress import SILENT, Progress
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,9 @@ def _superblock_or_none(image: Path) -> e2fs.Superblock | None:
         return None
 
 
-def check(path: PathLike, *, force: bool = False, repair: bool = False) -> CheckResult:
+def check(
+    path: PathLike, *, force: bool = False, repair: bool = False, progress: Progress = SILENT
+) -> CheckResult:
     """Run e2fsck on the image and say in words what it found.
 
     Without `repair`: `e2fsck -n` under a read lock (nothing is written).  With `repair`:
@@ -41,6 +44,7 @@ def check(path: PathLike, *, force: bool = False, repair: bool = False) -> Check
 
     A read-only check cannot replay a journal that needs recovery (e2fsck -n even calls such an
     image "clean"); the superblock is read to say so, and such an image is never `clean` here.
+    `progress` hears which e2fsck pass runs.
     """
     image = Path(path)
     runner.require("e2fsck")
@@ -57,9 +61,11 @@ def check(path: PathLike, *, force: bool = False, repair: bool = False) -> Check
             # A repair cut in two leaves a worse filesystem: its own session, our signals
             # deferred until it is done.
             with runner.signals_deferred() as received:
+                progress.stage("repairing what is safe (e2fsck -p)")
                 res = runner.run(["e2fsck", *flags, "-p", str(image)], new_session=True)
                 outputs.append(res.stdout + res.stderr)
                 if res.returncode & 4:  # preen gave up: UNEXPECTED INCONSISTENCY
+                    progress.stage("repairing the rest (e2fsck -y)")
                     res = runner.run(["e2fsck", *flags, "-y", str(image)], new_session=True)
                     outputs.append(res.stdout + res.stderr)
             failures.raise_if_interrupted(
@@ -69,6 +75,7 @@ def check(path: PathLike, *, force: bool = False, repair: bool = False) -> Check
                 hint=f"condatainer overlay check {image}",
             )
         else:
+            progress.stage("reading the filesystem (e2fsck -n)")
             res = runner.run(["e2fsck", *flags, "-n", str(image)])
             outputs.append(res.stdout + res.stderr)
         after = _superblock_or_none(image)

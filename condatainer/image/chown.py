@@ -32,6 +32,7 @@ from condatainer import runner
 from condatainer.errors import ImageError, UsageError
 from condatainer.image import e2fs, failures, layout, locks
 from condatainer.image.layout import CONTAINER_PREFIX, UPPER, WORK
+from condatainer.progress import SILENT, Progress
 
 _MAX_ID = 2**32 - 2  # 2**32 - 1 is (uid_t)-1, "no change" to chown(2); refuse it
 
@@ -84,6 +85,8 @@ def chown(
     uid: int | None = None,
     gid: int | None = None,
     inner_paths: Sequence[str] = (),
+    *,
+    progress: Progress = SILENT,
 ) -> ChownResult:
     """Make `uid:gid` (default: the caller's) own the env files of image `path`.
 
@@ -91,7 +94,7 @@ def chown(
     `upper/` plus the `upper`/`work`/`work/work` directories change.  Only inodes whose owner
     differs are rewritten, so a second run changes nothing.  Raises UsageError for a bad id or
     path, LockError when the image is in use, ImageError when it is not clean, not an overlay
-    image, or a path is missing from it.
+    image, or a path is missing from it.  `progress` hears the listing and the write pass.
     """
     started = time.monotonic()
     uid = _check_id("uid", os.getuid() if uid is None else uid)
@@ -99,6 +102,7 @@ def chown(
     targets = [image_path(p) for p in inner_paths]
     with locks.hold(path, write=True):
         e2fs.require_clean(path)
+        progress.stage("listing the files (debugfs)")
         found = _targets(path, targets) if targets else _whole(path)
         lines: list[str] = []
         changed = 0
@@ -111,6 +115,7 @@ def chown(
             if entry.gid != gid:
                 lines.append(f"set_inode_field <{entry.inode}> gid {gid}")
         if lines:
+            progress.stage(f"giving {changed} inodes to {uid}:{gid} (debugfs -w)")
             with runner.signals_deferred() as received:
                 e2fs.debugfs_script(path, lines, write=True)
             failures.raise_if_interrupted(

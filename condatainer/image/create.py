@@ -34,6 +34,7 @@ from condatainer.image.files import Temp, allocate, allocated_bytes, check_targe
 from condatainer.image.layout import PathLike
 from condatainer.image.profiles import RESERVED_PERCENT, Profile, resolve_profile
 from condatainer.image.sizes import format_size
+from condatainer.progress import SILENT, Progress
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ def create(
     uid: int | None = None,
     gid: int | None = None,
     prepare: Callable[[Path], None] | None = None,
+    progress: Progress = SILENT,
 ) -> CreateResult:
     """Create an ext3 overlay image at `path` (`.img` appended when it has no image extension).
 
@@ -213,7 +215,7 @@ def create(
     to 0:0 with `fakeroot`.  `prepare(temporary_path)` runs on the finished image before it is
     published (its errors and interruptions remove the image like any other failure).  An
     existing path (even a dangling symlink) is an ImageExistsError; on any failure or
-    interruption nothing is left behind.
+    interruption nothing is left behind.  `progress` hears each stage (allocating, mke2fs).
     """
     final = layout.normalise_image_name(os.fspath(path))
     prof = profile if isinstance(profile, Profile) else resolve_profile(profile)
@@ -236,6 +238,11 @@ def create(
                     os.ftruncate(fd, size)
                     allocated = False
                 else:
+                    progress.stage(
+                        f"allocating {format_size(size)}",
+                        total=size,
+                        measure=lambda: allocated_bytes(temp.path),
+                    )
                     allocated = allocate(fd, 0, size)
                     if not allocated:
                         os.ftruncate(fd, size)
@@ -246,6 +253,7 @@ def create(
                         )
             finally:
                 os.close(fd)
+            progress.stage("making the filesystem (mke2fs)")
             _make_filesystem(temp.path, final, prof, owner, env_files, discard=not allocated)
             if allocated and allocated_bytes(temp.path) < size:
                 # mke2fs zeroes the inode tables with fallocate(ZERO_RANGE); where that is

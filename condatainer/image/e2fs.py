@@ -176,8 +176,9 @@ def _arg(p: Path) -> str:
     return os.path.abspath(p)
 
 
-def superblock(path: str | os.PathLike[str]) -> Superblock:
-    """Read the superblock of `path` with `dumpe2fs -h`; ImageError if it is not an ext image."""
+def header(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Every field `dumpe2fs -h` prints for `path` ("Block size" -> "4096"); ImageError if it
+    is not an ext image."""
     p = Path(path)
     _require_image_file(p)
     res = runner.run(["dumpe2fs", "-h", _arg(p)])
@@ -194,6 +195,13 @@ def superblock(path: str | os.PathLike[str]) -> Superblock:
             # The last line wins: dumpe2fs prints the volume label and last-mounted path (raw,
             # newlines included: data from the image) before the real fields.
             fields[key.strip()] = value.strip()
+    return fields
+
+
+def superblock(path: str | os.PathLike[str]) -> Superblock:
+    """Read the superblock of `path` with `dumpe2fs -h`; ImageError if it is not an ext image."""
+    p = Path(path)
+    fields = header(p)
     try:
         return Superblock(
             block_size=int(fields["Block size"]),

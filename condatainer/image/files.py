@@ -85,6 +85,22 @@ def free_bytes(directory: PathLike) -> int | None:
     return vfs.f_bavail * vfs.f_frsize
 
 
+def sparse_warning(image: Path, size: int, on_disk: int = 0) -> str | None:
+    """A warning when a sparse `image` of `size` bytes (`on_disk` of them already allocated)
+    could grow past the free space of its filesystem; None when it fits."""
+    from condatainer.image.sizes import format_size
+
+    directory = image.parent
+    free = free_bytes(directory)
+    if free is None or size - on_disk <= free:
+        return None
+    return (
+        f"{image} is sparse and may grow to {format_size(size)}, but only {format_size(free)}"
+        f" are free on the filesystem of {os.path.abspath(directory)}; once that is full,"
+        " writes into the env fail"
+    )
+
+
 def umask_mode(mode: int) -> int:
     """`mode` minus the process umask, read without changing it where /proc allows."""
     try:

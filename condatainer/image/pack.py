@@ -22,6 +22,7 @@ from condatainer.errors import ImageError
 from condatainer.image import e2fs, failures, files, layout, locks, resize, sizes
 from condatainer.image.layout import PathLike
 from condatainer.image.sizes import format_size
+from condatainer.progress import SILENT, Progress
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class PackResult:
     original_bytes: int
     packed_bytes: int
     notices: list[str] = field(default_factory=list)
+    used_bytes: int = 0  # in use in the original filesystem (dumpe2fs: data and metadata)
 
 
 @dataclass(frozen=True)
@@ -89,11 +91,12 @@ def read_pack_record(packed: PathLike) -> dict[str, object] | None:
     return data
 
 
-def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
+def pack(path: PathLike, out: PathLike | None = None, *, progress: Progress = SILENT) -> PackResult:
     """Shrink a copy of the image to its minimum and compress it to `out` (default IMAGE.zst).
 
     The original is only read, under a read lock, while its blocks in use are copied; it must be
-    clean.  `out` is never overwritten.
+    clean.  `out` is never overwritten.  `progress` hears each stage, with the bytes copied
+    and the bytes written by zstd.
     """
     image = Path(path)
     output = Path(out) if out is not None else image.with_name(image.name + layout.PACK_SUFFIX)
@@ -112,19 +115,30 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
                 needed = sb.used_bytes
                 allocated = files.is_allocated(os.stat(image))
                 os.close(copy.create())
+                progress.stage(
+                    "copying the blocks in use (e2image)",
+                    total=needed,
+                    measure=lambda: files.allocated_bytes(copy.path),
+                )
                 res = runner.run(["e2image", "-ra", str(image), str(copy.path)])
                 if not res.ok:
                     raise _pack_failure(action, "e2image", res)
+            progress.stage("checking the copy (e2fsck)")
             res = runner.run(["e2fsck", "-f", "-p", str(copy.path)])
             if res.returncode & ~3:
                 raise ImageError(
                     f"{action}: the copy failed its check: {failures.tool_detail(res)}",
                     hint=f"condatainer overlay check {image} -f",
                 )
+            progress.stage("shrinking the copy to its minimum (resize2fs -M)")
             res = resize.run_resize2fs(copy.path, None, "-M")
             if not res.ok:
                 raise _pack_failure(action, "resize2fs", res)
             os.close(temp.create())
+            progress.stage(
+                f"compressing {format_size(os.stat(copy.path).st_size)} (zstd)",
+                measure=lambda: os.stat(temp.path).st_size,
+            )
             res = runner.run(["zstd", "-T0", "-q", "-f", str(copy.path), "-o", str(temp.path)])
             if not res.ok:
                 raise _pack_failure(action, "zstd", res)
@@ -147,6 +161,7 @@ def pack(path: PathLike, out: PathLike | None = None) -> PackResult:
         output=output,
         original_bytes=sb.size_bytes,
         packed_bytes=os.stat(output).st_size,
+        used_bytes=needed,
     )
 
 
@@ -168,14 +183,39 @@ def _unpacked_name(packed: Path) -> Path:
     return layout.normalise_image_name(str(packed)[: -len(suffix)])
 
 
+def content_size(packed: PathLike) -> int | None:
+    """The decompressed size a zstd file's first frame header declares (zstd writes it when it
+    compresses a file), or None when it does not say.  For the progress of `unpack`."""
+    try:
+        with open(packed, "rb") as f:
+            head = f.read(18)
+    except OSError:
+        return None
+    if len(head) < 6 or head[:4] != b"\x28\xb5\x2f\xfd":
+        return None
+    descriptor = head[4]
+    single_segment = descriptor >> 5 & 1
+    start = 5 + (0 if single_segment else 1) + (0, 1, 2, 4)[descriptor & 3]
+    length = (single_segment, 2, 4, 8)[descriptor >> 6]
+    if length == 0 or len(head) < start + length:
+        return None
+    value = int.from_bytes(head[start : start + length], "little")
+    return value + 256 if length == 2 else value
+
+
 def unpack(
-    packed: PathLike, out: PathLike | None = None, *, size_bytes: int | None = None
+    packed: PathLike,
+    out: PathLike | None = None,
+    *,
+    size_bytes: int | None = None,
+    progress: Progress = SILENT,
 ) -> UnpackResult:
     """Restore an image from `pack`'s output: `out` defaults to the packed name minus `.zst`.
 
     The image grows back to `size_bytes`, else to the size recorded at pack time (allocated again
     if the original was).  A plain `.zst` of an image (no record) needs `size_bytes`.  `out` is
-    never overwritten; on any failure nothing is left behind.
+    never overwritten; on any failure nothing is left behind.  `progress` hears each stage,
+    with how far the decompression is.
     """
     src = Path(packed)
     if not src.is_file():
@@ -204,6 +244,11 @@ def unpack(
     try:
         with runner.termination_raises():
             os.close(temp.create())
+            progress.stage(
+                "decompressing (zstd)",
+                total=content_size(src),
+                measure=lambda: os.stat(temp.path).st_size,
+            )
             res = runner.run(["zstd", "-d", "-q", "-f", "--sparse", str(src), "-o", str(temp.path)])
             if not res.ok:
                 raise _pack_failure(action, "zstd", res)
@@ -215,6 +260,11 @@ def unpack(
                     hint=f"give at least -s {sizes.size_argument(sb.size_bytes)}",
                 )
             if allocated:
+                progress.stage(
+                    f"allocating {format_size(target_size)}",
+                    total=target_size,
+                    measure=lambda: files.allocated_bytes(temp.path),
+                )
                 fd = os.open(temp.path, os.O_RDWR | os.O_CLOEXEC)
                 try:
                     if not files.allocate(fd, 0, target_size):
@@ -226,6 +276,7 @@ def unpack(
                 finally:
                     os.close(fd)
             if target_size > sb.size_bytes:
+                progress.stage(f"growing it to {format_size(target_size)} (e2fsck, resize2fs)")
                 res = runner.run(["e2fsck", "-f", "-p", str(temp.path)])
                 if res.returncode & ~3:
                     raise ImageError(
@@ -235,6 +286,7 @@ def unpack(
                 res = resize.run_resize2fs(temp.path, target_size)
                 if not res.ok:
                     raise _pack_failure(action, "resize2fs", res)
+            progress.stage("checking the result (e2fsck)")
             res = runner.run(["e2fsck", "-f", "-n", str(temp.path)])
             if not res.ok:
                 raise ImageError(

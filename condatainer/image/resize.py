@@ -23,6 +23,7 @@ from condatainer.errors import ImageError
 from condatainer.image import check, e2fs, failures, files, locks, sizes
 from condatainer.image.layout import PathLike
 from condatainer.image.sizes import MIB, format_size
+from condatainer.progress import SILENT, Progress
 
 
 @dataclass(frozen=True)
@@ -74,18 +75,19 @@ def _set_length(image: Path, length: int, allocated: bool) -> None:
         os.close(fd)
 
 
-def resize(path: PathLike, size_bytes: int) -> ResizeResult:
+def resize(path: PathLike, size_bytes: int, *, progress: Progress = SILENT) -> ResizeResult:
     """Grow or shrink the image at `path` to `size_bytes` (rounded up to whole blocks).
 
     Holds the exclusive lock throughout.  Grow: extend the file (preallocating the new part when
     the image was allocated; a sparse image stays sparse), then resize2fs.  Shrink: refuse below
-    what the filesystem can shrink to (`resize2fs -P`, never less than the space in use), else
+    what the filesystem can shrink to (`resize2fs -P`: files, journal, metadata), else
     resize2fs, then truncate.  Same size: nothing happens (changed=False).
 
     The filesystem is checked before (see `check.check_before`) and after (`e2fsck -f -n`).  Having
     checked it ourselves, we run `resize2fs -f`: without it resize2fs insists on a fresh
     `e2fsck -f` stamp, which a read-only check does not leave.  `-f` also lifts resize2fs's own
-    minimum-size guard, which is why the floor is enforced here first.
+    minimum-size guard, which is why the floor is enforced here first.  `progress` hears
+    each stage (checks, allocating, resize2fs).
     """
     image = Path(path)
     sizes.image_size(size_bytes)
@@ -101,6 +103,7 @@ def resize(path: PathLike, size_bytes: int) -> ResizeResult:
             return ResizeResult(old, new, False, [])
         if new < old:
             _refuse_below_floor(image, sb, new)  # before anything is written
+        progress.stage("checking the filesystem (e2fsck)")
         notices += check.check_before(image, sb, "resized")
         if notices and new < old:
             _refuse_below_floor(image, e2fs.superblock(image), new)  # e2fsck changed counts
@@ -109,8 +112,9 @@ def resize(path: PathLike, size_bytes: int) -> ResizeResult:
         allocated = files.is_allocated(st)
         with runner.signals_deferred() as received:
             if new > old:
-                _grow(image, old, old_length, new, allocated, notices)
+                _grow(image, old, old_length, new, allocated, notices, progress)
             else:
+                progress.stage("moving blocks and shrinking the filesystem (resize2fs)")
                 _shrink(image, old, old_length, new, allocated, notices)
         failures.raise_if_interrupted(
             received,
@@ -118,26 +122,65 @@ def resize(path: PathLike, size_bytes: int) -> ResizeResult:
             f"the resize to {format_size(new)} was finished first so the image stays consistent",
             hint=f"condatainer overlay check {image}",
         )
+        progress.stage("checking the result (e2fsck)")
         check.verify_after(image, f"resized to {format_size(new)}")
     return ResizeResult(old, new, True, notices)
 
 
 def _refuse_below_floor(image: Path, sb: e2fs.Superblock, new: int) -> None:
-    """Refuse to shrink below what is in use or below what resize2fs can shrink to."""
+    """Refuse to shrink below what resize2fs can shrink the filesystem to (`resize2fs -P`),
+    saying what that minimum is made of."""
     minimum = _minimum_size(image, sb.block_size)
-    floor = max(minimum, sb.used_bytes)
-    if new < floor:
+    if new < minimum:
         raise ImageError(
-            f"cannot shrink {image} to {format_size(new)}: {format_size(sb.used_bytes)}"
-            f" of it is in use, and its filesystem cannot be made smaller than"
-            f" {format_size(floor)}",
-            hint=f"condatainer overlay resize {image} -s {sizes.size_argument(floor)}"
+            f"cannot shrink {image} to {format_size(new)}: the smallest its filesystem can be"
+            f" is {format_size(minimum)} (resize2fs -P): {_minimum_parts(image, sb, minimum)}",
+            hint=f"condatainer overlay resize {image} -s {sizes.size_argument(minimum)}"
             " (or free space first, e.g. condatainer mm clean)",
         )
 
 
+def _minimum_parts(image: Path, sb: e2fs.Superblock, minimum: int) -> str:
+    """What resize2fs's minimum is made of, in words: the files, the journal, the metadata of
+    the block groups it keeps (mostly inode tables: their size is fixed per group by the inode
+    profile), and what resize2fs adds to be safe.
+
+    The files are what is in use minus today's metadata and journal; the groups kept are those
+    the minimum spans; what remains is resize2fs's margin.
+    """
+    bs, per_group = sb.block_size, sb.blocks_per_group
+    try:
+        fields = e2fs.header(image)
+        journal = int(fields.get("Total journal blocks", "0")) * bs
+    except (ImageError, ValueError):
+        journal = 0
+    if not per_group:
+        return f"{format_size(sb.used_bytes)} of it is in use, metadata included"
+    groups_now = -(-sb.block_count // per_group)
+    groups_kept = max(1, -(-(minimum // bs) // per_group))
+    files = max(0, sb.used_bytes - _metadata_blocks(sb, 0, groups_now) * bs - journal)
+    metadata = _metadata_blocks(sb, 0, groups_kept) * bs
+    spare = minimum - files - journal - metadata
+    parts = [
+        f"{format_size(files)} of files and directories",
+        f"{format_size(journal)} of journal",
+        f"{format_size(metadata)} of inode tables, bitmaps and superblock copies"
+        f" ({groups_kept} block group{'s' if groups_kept != 1 else ''} of"
+        f" {format_size(per_group * bs)})",
+    ]
+    if spare > 0:
+        parts.append(f"{format_size(spare)} resize2fs keeps spare")
+    return ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def _grow(
-    image: Path, old: int, old_length: int, new: int, allocated: bool, notices: list[str]
+    image: Path,
+    old: int,
+    old_length: int,
+    new: int,
+    allocated: bool,
+    notices: list[str],
+    progress: Progress,
 ) -> None:
     action = f"cannot grow {image} to {format_size(new)}"
     metadata = _grow_metadata_bytes(image, old, new)
@@ -148,7 +191,17 @@ def _grow(
     if free is not None and free < needed:
         full = failures.space_error("resize", action, image.parent, needed, False)
         raise failures.left_at(full, old)
+    if not allocated:
+        warning = files.sparse_warning(image, new, files.allocated_bytes(image))
+        if warning is not None:
+            notices.append(warning)
     if new > old_length:
+        if allocated:
+            progress.stage(
+                f"allocating {format_size(new - old_length)} more",
+                total=new,
+                measure=lambda: files.allocated_bytes(image),
+            )
         fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
         try:
             try:
@@ -164,6 +217,7 @@ def _grow(
                 raise failures.left_at(err, old) from exc
         finally:
             os.close(fd)
+    progress.stage("growing the filesystem (resize2fs)")
     notices += _resize_or_undo(image, action, old, old_length, new, allocated, needed=new - old)
 
 
@@ -177,23 +231,33 @@ def _shrink(
 
 
 def _grow_metadata_bytes(image: Path, old: int, new: int) -> int:
-    """About how many bytes resize2fs writes when growing from `old` to `new` bytes.
-
-    Each new block group gets a block bitmap, an inode bitmap and its inode table; groups that
-    carry a superblock backup (0, 1 and powers of 3, 5, 7) also get the descriptor table and
-    the reserved GDT blocks.  Used to refuse a grow the disk cannot take before writing anything.
-    """
+    """About how many bytes resize2fs writes when growing from `old` to `new` bytes: the
+    metadata of the new block groups.  Used to refuse a grow the disk cannot take before
+    writing anything."""
     try:
         sb = e2fs.superblock(image)
     except ImageError:
         return 0  # unknown layout: skip the estimate, the undo record still protects us
-    bs, per_group, itable = sb.block_size, sb.blocks_per_group, sb.inode_blocks_per_group
-    reserved_gdt = sb.reserved_gdt_blocks
-    if not per_group:
+    if not sb.blocks_per_group:
         return 0
+    bs, per_group = sb.block_size, sb.blocks_per_group
     old_groups = -(-(old // bs) // per_group)
     new_groups = -(-(new // bs) // per_group)
-    gdt = -(-(new_groups * 32) // bs)
+    return _metadata_blocks(sb, old_groups, new_groups, total_groups=new_groups) * bs
+
+
+def _metadata_blocks(
+    sb: e2fs.Superblock, first: int, end: int, *, total_groups: int | None = None
+) -> int:
+    """The metadata blocks of block groups `first` to `end - 1` of an ext3 filesystem with
+    `total_groups` groups (default `end`).
+
+    Each group has a block bitmap, an inode bitmap and its inode table; groups that carry a
+    superblock backup (0, 1 and powers of 3, 5, 7) also have the descriptor table and the
+    reserved GDT blocks.
+    """
+    total = end if total_groups is None else total_groups
+    gdt = -(-(total * 32) // sb.block_size)
 
     def has_backup(g: int) -> bool:
         if g <= 1:
@@ -206,9 +270,9 @@ def _grow_metadata_bytes(image: Path, old: int, new: int) -> int:
                 return True
         return False
 
-    backups = sum(1 for g in range(old_groups, new_groups) if has_backup(g))
-    blocks = (new_groups - old_groups) * (2 + itable) + backups * (1 + gdt + reserved_gdt)
-    return blocks * bs
+    backups = sum(1 for g in range(first, end) if has_backup(g))
+    per_group = 2 + sb.inode_blocks_per_group
+    return (end - first) * per_group + backups * (1 + gdt + sb.reserved_gdt_blocks)
 
 
 def _undo_path(image: Path) -> Path:

@@ -50,6 +50,7 @@ from condatainer.micromamba import (
 from condatainer.micromamba import channel as channels
 from condatainer.micromamba.fetch import Damaged, Fetcher, FetchError
 from condatainer.micromamba.info import Origin, read_origin
+from condatainer.progress import SILENT, Progress
 
 LOCK = ".lock"
 WORK_PREFIX = ".work-"
@@ -65,15 +66,28 @@ class Fetched:
     changed: bool = False
 
 
-def ensure(cfg: config.Config, notify: Notify, env: Mapping[str, str] | None = None) -> Located:
-    """The micromamba to use; fetched into the cache first when there is none."""
+def ensure(
+    cfg: config.Config,
+    notify: Notify,
+    env: Mapping[str, str] | None = None,
+    *,
+    progress: Progress = SILENT,
+) -> Located:
+    """The micromamba to use; fetched into the cache first when there is none (`progress`
+    hears the download, with its bytes)."""
     found = locate(cfg, env)
     if found is not None:
         return found
-    return _fetch(cfg, notify, env, update=False).located
+    return _fetch(cfg, notify, env, update=False, progress=progress).located
 
 
-def update(cfg: config.Config, notify: Notify, env: Mapping[str, str] | None = None) -> Fetched:
+def update(
+    cfg: config.Config,
+    notify: Notify,
+    env: Mapping[str, str] | None = None,
+    *,
+    progress: Progress = SILENT,
+) -> Fetched:
     """Fetch the newest micromamba of the series if the cache holds another one (or none)."""
     if cfg.micromamba:
         raise MicromambaError(
@@ -82,11 +96,16 @@ def update(cfg: config.Config, notify: Notify, env: Mapping[str, str] | None = N
             hint="update that binary yourself, or unset it to let condatainer fetch one:"
             " condatainer config set micromamba ''",
         )
-    return _fetch(cfg, notify, env, update=True)
+    return _fetch(cfg, notify, env, update=True, progress=progress)
 
 
 def _fetch(
-    cfg: config.Config, notify: Notify, env: Mapping[str, str] | None, *, update: bool
+    cfg: config.Config,
+    notify: Notify,
+    env: Mapping[str, str] | None,
+    *,
+    update: bool,
+    progress: Progress = SILENT,
 ) -> Fetched:
     env = os.environ if env is None else env
     url = channel_url(cfg.micromamba_channel)
@@ -107,6 +126,7 @@ def _fetch(
         try:
             work.mkdir()
             fetcher = Fetcher(cfg.ca_bundle)
+            progress.stage(f"reading the index of {url}")
             choice = channels.find(url, platform, cfg.micromamba_version, fetcher, work)
             record = choice.record
             unchanged = previous is not None and previous.sha256 == record.sha256
@@ -114,6 +134,11 @@ def _fetch(
                 return Fetched(Located(str(binary), "cache"), previous, previous)
             index = "sharded index" if choice.sharded else "repodata.json"
             notify(f"fetching micromamba {record.version} ({record.filename}) from {url}")
+            progress.stage(
+                f"downloading micromamba {record.version}",
+                total=record.size,
+                measure=lambda: (work / record.filename).stat().st_size,
+            )
             _download(record, work, fetcher)
             fresh = work / BINARY
             package.extract(work / record.filename, record.filename, fresh, work)

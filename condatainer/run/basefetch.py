@@ -163,12 +163,17 @@ def ensure(path: str, source: str, binary: str, environ: Mapping[str, str], noti
     pull(binary, source, Path(path), force=False, notify=notify)
 
 
-def pull(binary: str, source: str, dest: Path, *, force: bool, notify: Notify) -> Fetched:
-    """`apptainer pull` `source` into `dest`, published atomically."""
+def pull(
+    binary: str, source: str, dest: Path, *, force: bool, notify: Notify, announce: bool = False
+) -> Fetched:
+    """`apptainer pull` `source` into `dest`, published atomically.  `announce`: say so as
+    it starts (Apptainer's own progress follows on stderr)."""
     with _one_at_a_time(dest, notify):
         if dest.exists() and not force:
             return Fetched(dest, False, source)
         check_reachable(source)
+        if announce:
+            notify(f"pulling {source} into {dest} (apptainer pull)")
         return _make(
             dest,
             lambda temp: [binary, "pull", "--force", str(temp), source],
@@ -308,7 +313,7 @@ def pull_for(
     OUTPUT to where the default base for SOURCE is kept."""
     chosen = _source(cfg, source, "condatainer base pull SOURCE")
     dest = _output(output) or baseimage.images_dir(cfg) / baseimage.file_name(chosen)
-    return pull(apptainer_for(cfg, "pull"), chosen, dest, force=force, notify=notify)
+    return pull(apptainer_for(cfg, "pull"), chosen, dest, force=force, notify=notify, announce=True)
 
 
 def build_for(

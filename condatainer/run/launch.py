@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from condatainer import config, memo
 from condatainer.display import Notify
 from condatainer.errors import RuntimeUnavailableError
+from condatainer.progress import SILENT, Progress
 from condatainer.run import baseimage
 from condatainer.run import resolve as resolving
 from condatainer.run.plan import Plan
@@ -107,11 +108,11 @@ def remember(
     replay.record(words, plan, chosen.binary, paths, memo.cache_dir(environ), environ)
 
 
-def require_micromamba(cfg: config.Config, notify: Notify) -> None:
+def require_micromamba(cfg: config.Config, notify: Notify, progress: Progress = SILENT) -> None:
     """Fetch micromamba now if it is not there (before anything is written that needs it)."""
     from condatainer.micromamba import bootstrap
 
-    bootstrap.ensure(cfg, notify, os.environ)
+    bootstrap.ensure(cfg, notify, os.environ, progress=progress)
 
 
 def _binary(plan: Plan, cfg: config.Config, notify: Notify) -> str | None:

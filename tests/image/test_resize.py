@@ -4,6 +4,7 @@ a held lock is respected, and every failure leaves the image's size and content 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -132,14 +133,28 @@ def test_shrink_below_usage_is_refused(wd: Path, tmp_path: Path, files: dict[str
     put(img, extra, "extra.bin")
     used = e2fs.superblock(img).used_bytes
     assert used > 100 * MIB
+    estimate = subprocess.run(
+        [runner.require("resize2fs"), "-P", str(img)], capture_output=True, text=True, check=True
+    ).stdout
+    minimum = int(re.search(r"minimum size of the filesystem: (\d+)", estimate)[1]) * 4096
     before = state(img)
     with pytest.raises(ImageError) as info:
         resize(img, 64 * MIB)
     msg = info.value.message
     assert str(img) in msg
-    assert format_size(used) in msg  # what is in use
     assert "64M" in msg  # what was asked for
-    assert "cannot be made smaller than" in msg  # and the minimum
+    assert f"the smallest its filesystem can be is {format_size(minimum)}" in msg
+    # ... and what that minimum is made of, adding up to it
+    parts = re.findall(
+        r"([\d.]+)([KMG]) (of files and directories|of journal|of inode tables|resize2fs keeps)",
+        msg,
+    )
+    whats = [what for _, _, what in parts]
+    assert whats[:3] == ["of files and directories", "of journal", "of inode tables"]
+    scale = {"K": 1024, "M": MIB, "G": 1024 * MIB}
+    amounts = [float(n) * scale[unit] for n, unit, _ in parts]
+    assert amounts[0] >= 60 * MIB  # the 60M file is among the files
+    assert abs(sum(amounts) - minimum) < 2 * MIB  # they add up (to the shown precision)
     assert info.value.hint is not None and "overlay resize" in info.value.hint
     assert state(img) == before
     assert fsck_clean(img)

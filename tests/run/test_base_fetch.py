@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -92,8 +93,17 @@ def test_base_pull_publishes_a_real_sif_and_info_describes_it(
     env = registry["env"]
     base = default_base(env)
     res = ok(cnt("base", "pull", env=env, cwd=tmp_path))
-    assert res.stdout == f"pulled {env['CNT_BASE_SOURCE']} into {base}\n"
-    assert "INFO:    Creating SIF file..." in res.stderr  # Apptainer's progress, on stderr
+    # the result ends with the size and the time it took
+    assert re.fullmatch(
+        re.escape(f"pulled {env['CNT_BASE_SOURCE']} into {base} (")
+        + r"[\d.]+[KMG] in [\d.]+ s\)\n",
+        res.stdout,
+    ), res.stdout
+    # first our line, at once, then Apptainer's progress, on stderr
+    assert res.stderr.startswith(
+        f"condatainer: note: pulling {env['CNT_BASE_SOURCE']} into {base} (apptainer pull)\n"
+    ), res.stderr
+    assert "INFO:    Creating SIF file..." in res.stderr
     [argv] = calls(env, "pull")
     assert argv[2] == "--force" and argv[4] == env["CNT_BASE_SOURCE"]
     temp = Path(argv[3])  # Apptainer wrote a hidden file beside it, then it was published
@@ -239,7 +249,7 @@ def test_base_build_renders_the_definition_and_builds(
     assert calls(env) == []
     base = default_base(env)
     res = ok(cnt("base", "build", "--fakeroot", env=env, cwd=tmp_path))
-    assert res.stdout == f"built {source} into {base}\n"
+    assert res.stdout.startswith(f"built {source} into {base} (") and " s)" in res.stdout
     [argv] = calls(env, "build")
     assert argv[2:4] == ["--force", "--fakeroot"] and argv[-1] == str(base.with_suffix(".def"))
     assert base.with_suffix(".def").read_text() == printed  # kept beside it, for the record
@@ -252,7 +262,7 @@ def test_base_build_renders_the_definition_and_builds(
     site.write_text(printed.replace("mkdir -p /ext3", "mkdir -p /ext3 /site"))
     res = ok(cnt("base", "build", "--def", str(site), env=env, cwd=tmp_path))
     built = base.parent / "site.sif"
-    assert res.stdout == f"built {site} into {built}\n" and built.exists()
+    assert res.stdout.startswith(f"built {site} into {built} (") and built.exists()
     res = cnt("base", "build", "--def", str(site), "--from", source, env=env, cwd=tmp_path)
     assert res.returncode == 1 and "not both" in res.stderr
 

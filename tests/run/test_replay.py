@@ -210,6 +210,17 @@ def test_a_shim_call_is_replayed_and_trust_still_holds(run_exec, project: Path) 
     assert run_exec(*args, cwd=project, env=BUILTIN).out == "one\n"
 
 
+def test_quiet_or_verbose_exec_is_decided_in_full(run_exec, project: Path) -> None:
+    """-q/-v change what exec shows (its notices), which a replay would not honour: such a
+    call is decided in full every time, and its output is the command's."""
+    for flag in ("-q", "-v"):
+        args = (flag, "-o", "env.img", "--", "cat", "/ext3/env/marker")
+        first = run_exec(*args, cwd=project, env=BUILTIN)
+        assert (first.status, first.out) == (0, "one\n") and not first.replayed, first.err
+        again = run_exec(*args, cwd=project, env=BUILTIN)
+        assert again.out == "one\n" and not again.replayed
+
+
 # --------------------------------------------------------------------------------------------
 # Checks made on every call, replayed or not
 

@@ -108,7 +108,7 @@ def test_completion_of_an_unknown_shell_prints_no_code() -> None:
     )
     assert res.returncode == 2
     assert res.stdout == ""
-    assert "invalid choice: 'tcsh'" in res.stderr
+    assert "'tcsh' is not a valid shell" in res.stderr
 
 
 def test_both_command_names_are_covered() -> None:

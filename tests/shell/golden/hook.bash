@@ -27,6 +27,11 @@ _cnt_run() {
     fi
 }
 
+# Is condatainer still there: its interpreter, its launcher, or one on PATH?  (Builtins only.)
+_cnt_present() {
+    [ -x "${_cnt_act[0]}" ] || [ -x "${_cnt_cmd[0]}" ] || command -v condatainer >/dev/null
+}
+
 # Runs the activation: this installation's interpreter directly, else `condatainer _activate`.
 _cnt_activate() {
     if [ -x "${_cnt_act[0]}" ]; then
@@ -130,9 +135,17 @@ _cnt_recheck() {
 }
 
 # The one call into Python; its stdout is shell code made from templates (activate.bash.j2).
+# If condatainer was uninstalled while this shell ran, one line says so, once; then nothing.
 _cnt_call() {
     local code
     local -a told=()
+    if ! _cnt_present; then
+        if [ -z "${_cnt_gone-}" ]; then
+            _cnt_gone=1
+            printf '%s\n' 'condatainer: not installed any more; the hook in this shell does nothing (new shells do not load it)' >&2
+        fi
+        return 0
+    fi
     if _cnt_in "$_cnt_found" ${_cnt_noticed[@]+"${_cnt_noticed[@]}"}; then told+=(--noticed); fi
     if _cnt_in "$_cnt_found" ${_cnt_noted[@]+"${_cnt_noted[@]}"}; then told+=(--noted); fi
     if code=$(builtin cd / && _cnt_activate bash --hook-version "$_cnt_version" ${told[@]+"${told[@]}"} \

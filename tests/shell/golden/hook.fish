@@ -28,6 +28,11 @@ function _cnt_run
     end
 end
 
+# Is condatainer still there: its interpreter, its launcher, or one on PATH?  (Builtins only.)
+function _cnt_present
+    test -x "$_cnt_act[1]"; or test -x "$_cnt_cmd[1]"; or command -q condatainer
+end
+
 # Runs the activation from / (sh changes the directory of its own process, not ours): this
 # installation's interpreter directly, else `condatainer _activate`.
 function _cnt_activate
@@ -146,8 +151,16 @@ function _cnt_recheck
 end
 
 # The one call into Python; its output is fish code made from templates (activate.fish.j2),
-# one command per line.
+# one command per line.  If condatainer was uninstalled while this shell ran, one line says
+# so, once; then nothing.
 function _cnt_call
+    if not _cnt_present
+        if not set -q _cnt_gone
+            set -g _cnt_gone 1
+            printf '%s\n' 'condatainer: not installed any more; the hook in this shell does nothing (new shells do not load it)' >&2
+        end
+        return 0
+    end
     set -l told
     contains -- $_cnt_found $_cnt_noticed; and set -a told --noticed
     contains -- $_cnt_found $_cnt_noted; and set -a told --noted

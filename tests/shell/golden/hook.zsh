@@ -34,6 +34,12 @@ _cnt_run() {
     fi
 }
 
+# Is condatainer still there: its interpreter, its launcher, or one on PATH?  (Builtins only.)
+_cnt_present() {
+    emulate -L zsh
+    [[ -x $_cnt_act[1] || -x $_cnt_cmd[1] ]] || whence -p condatainer >/dev/null
+}
+
 # Runs the activation: this installation's interpreter directly, else `condatainer _activate`.
 _cnt_activate() {
     emulate -L zsh
@@ -172,10 +178,18 @@ _cnt_recheck() {
 }
 
 # The one call into Python; its stdout is shell code made from templates (activate.zsh.j2).
+# If condatainer was uninstalled while this shell ran, one line says so, once; then nothing.
 _cnt_call() {
     emulate -L zsh
     local code
     local -a told
+    if ! _cnt_present; then
+        if [[ -z ${_cnt_gone-} ]]; then
+            typeset -g _cnt_gone=1
+            print -ru2 -- 'condatainer: not installed any more; the hook in this shell does nothing (new shells do not load it)'
+        fi
+        return 0
+    fi
     if (( ${_cnt_noticed[(Ie)$_cnt_found]} )); then told+=(--noticed); fi
     if (( ${_cnt_noted[(Ie)$_cnt_found]} )); then told+=(--noted); fi
     if code=$(builtin cd / && _cnt_activate zsh --hook-version "$_cnt_version" "${told[@]}" \
