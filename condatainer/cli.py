@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import Any, Callable, NoReturn
 
 from condatainer import __version__
-from condatainer.errors import PROG, UsageError, guarded
+from condatainer.errors import PROG, CondatainerError, UsageError, guarded, report
 from condatainer.shellgen import SHELLS
 
 # Subcommands whose arguments after the first `--` are a command line or package list.  (Not
@@ -327,6 +327,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     _arg(s, "key", completer=_complete_config_keys)
     _arg(s, "value", completer=_complete_config_values)
     cs.add_parser("paths", help="where config, data and cache live")
+    cs.add_parser("validate", help="check the site file, your file and CNT_* variables")
 
 
 def _add_header(p: argparse.ArgumentParser) -> None:
@@ -727,7 +728,10 @@ def _cmd_config(a: argparse.Namespace) -> int:
     if action == "set":  # must work when the file is broken: it is how users fix it
         path = config.set_value(a.key, a.value)
         print(f"{a.key} = {a.value}  (written to {path})")
-        source = config.load(os.environ).source(a.key)
+        try:
+            source = config.load(os.environ).source(a.key)
+        except CondatainerError:
+            source = ""  # another layer is broken: `config validate` says which
         if source.startswith("env "):
             _reporter().note(f"{source[4:]} is set and overrides the file")
     elif action == "paths":
@@ -735,6 +739,16 @@ def _cmd_config(a: argparse.Namespace) -> int:
             print(f"{name:8} {path}")
     elif action == "get":
         print(config.get(config.load(os.environ), a.key))
+    elif action == "validate":
+        bad = 0
+        for layer, problem in config.validate(os.environ):
+            if problem is None:
+                print(f"ok      {layer}")
+            else:
+                bad += 1
+                print(f"invalid {layer}", flush=True)
+                report(problem)
+        return 1 if bad else 0
     else:
         print(config.show(config.load(os.environ)))
     return 0
