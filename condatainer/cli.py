@@ -123,7 +123,12 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         "--channel",
         action="append",
         default=[],
-        help="channel for the packages after -- (repeatable)",
+        help="channel for the packages after -- (repeatable), before config channels",
+    )
+    p.add_argument(
+        "--override-channels",
+        action="store_true",
+        help="use only the channels given (-c, the environment file's), not config channels",
     )
     p.add_argument("--fakeroot", action="store_true", help="owner 0:0, for --fakeroot use")
     p.add_argument("-b", "--base", help="base image the packages are installed in")
@@ -461,7 +466,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
     from condatainer import provision
     from condatainer.image.sizes import format_size
 
-    pkgs, channels = _split_pkg_channels(a.pkgs)
+    pkgs, channels, override = _split_pkg_channels(a.pkgs)
     report = _reporter()
     creation = provision.prepare(
         image=a.image,
@@ -471,6 +476,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
         envfile=a.file,
         pkgs=pkgs,
         channels=[*a.channel, *channels],
+        override_channels=a.override_channels or override,
         fakeroot=a.fakeroot,
         sparse=a.sparse,
         dry_run=a.dry_run,
@@ -495,13 +501,17 @@ def _cmd_create(a: argparse.Namespace) -> int:
     return 0
 
 
-def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
-    """`-- numpy scipy -c conda-forge`: package specs, with `-c/--channel CH` taken out."""
+def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str], bool]:
+    """`-- numpy scipy -c conda-forge`: package specs, with `-c/--channel CH` (and
+    `--override-channels`, as micromamba spells it there too) taken out."""
     pkgs: list[str] = []
     channels: list[str] = []
+    override = False
     it = iter(words)
     for word in it:
-        if word in ("-c", "--channel"):
+        if word == "--override-channels":
+            override = True
+        elif word in ("-c", "--channel"):
             value = next(it, None)
             if value is None:
                 raise UsageError(f"{word} needs a channel name", hint="-- PKG... -c CHANNEL")
@@ -510,7 +520,7 @@ def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
             channels.append(word.split("=", 1)[1])
         else:
             pkgs.append(word)
-    return pkgs, channels
+    return pkgs, channels, override
 
 
 def _cmd_resize(a: argparse.Namespace) -> int:

@@ -333,10 +333,13 @@ def check(key: str, value: str, where: str) -> Value:
         raise _value_error(key, value, bad, where, f"fix {where}") from None
 
 
-def env_channels(cfg: Config, requested: Sequence[str] = ()) -> tuple[str, ...]:
+def env_channels(
+    cfg: Config, requested: Sequence[str] = (), *, override: bool = False
+) -> tuple[str, ...]:
     """An env's channels, the one rule everywhere: the user's first (`-c`, then an environment
-    file's), then config `channels` (conda-forge by default, or a site's mirror); each once."""
-    return tuple(dict.fromkeys([*requested, *cfg.channels]))
+    file's), then config `channels` (conda-forge by default, or a site's mirror); each once.
+    `override` (`--override-channels`): the user's only."""
+    return tuple(dict.fromkeys([*requested, *(() if override else cfg.channels)]))
 
 
 def choices(key: str) -> tuple[str, ...]:
