@@ -144,6 +144,31 @@ def literal_forms(value: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(m.group(0) for m in _OTHER_FORM.finditer(rest)))
 
 
+def expansion_notes(side: EnvFile) -> tuple[list[str], list[str]]:
+    """What a reader of `side` should know about `$` in its values: (expanding, literal).
+
+    Expanding: the values that reference variables, which are expanded inside the container
+    (CondaTainer's sidecars rely on it; older condatainer versions passed them as text), with
+    the `$$` escape.  Literal: the other `$` forms and backticks, kept as text, each once.
+    """
+    expanding: list[str] = []
+    literal: list[str] = []
+    for key, value in side.vars:
+        names = references(value)
+        if names:
+            refs = ", ".join("$" + name for name in names)
+            expanding.append(
+                f"{key}: {refs} is expanded inside the container; write $$ for a literal $"
+            )
+        forms = literal_forms(value)
+        if forms:
+            literal.append(
+                f"{key}: {' '.join(forms)} stays literal text"
+                " (only $NAME, ${NAME} and $$ are expanded)"
+            )
+    return expanding, literal
+
+
 def _name_hint(name: str) -> str:
     if name.startswith("export ") or name.startswith("export\t"):
         return "drop 'export': each line is KEY=VALUE, not shell code"

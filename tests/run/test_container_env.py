@@ -107,3 +107,22 @@ def test_sidecar_values_expand_inside_for_exec_e_run_and_mm(image: str, wd: Path
     # the mm-* commands run with it too: PATH still leads to condatainer's tools
     res = ok(cnt("e", image, "--", "sh", "-c", "command -v mm-list; echo $GOPATH", cwd=wd))
     assert res.stdout == f"/opt/condatainer/bin/mm-list\n{os.environ['HOME']}/go\n"
+
+
+def test_overlay_info_and_the_first_e_say_what_changed(image: str, wd: Path) -> None:
+    (wd / "x.img.env").write_text(SIDECAR)
+    shown = ok(cnt("overlay", "info", image, cwd=wd)).stdout
+    assert "note: GOPATH: $HOME is expanded inside the container; write $$ for a literal $" in (
+        shown
+    )
+    assert "note: LIT: ${X:-$(touch ran)} `touch ran` $1 stays literal text" in shown
+    assert "COST" not in shown.split("note:", 1)[1]  # $$ alone: nothing to say
+    data = json.loads(ok(cnt("overlay", "info", image, "--json", cwd=wd)).stdout)
+    assert len(data["sidecar"]["notes"]) == 5  # GOPATH PATH GOBIN NOTHING expand; LIT literal
+    first = ok(cnt("e", image, "--", "true", cwd=wd)).stderr
+    assert "x.img.env: values with $NAME are expanded inside the container" in first
+    assert "GOBIN: $GOPATH is expanded" in first
+    again = ok(cnt("e", image, "--", "true", cwd=wd)).stderr
+    assert "expanded" not in again
+    (wd / "x.img.env").write_text(SIDECAR + "MORE=$USER\n")  # edited: said again
+    assert "MORE: $USER is expanded" in ok(cnt("e", image, "--", "true", cwd=wd)).stderr
