@@ -7,12 +7,13 @@ Format (one item per line; the same files CondaTainer writes and reads):
     #ENVNOTE:GOROOT=Go installation path
 
 - `KEY=VALUE`: KEY matches `[A-Za-z_][A-Za-z0-9_]*`, with no space before `=`.  VALUE is
-  everything after the first `=`, byte for byte: quotes, `$(...)`, backticks, `$VAR` and
-  spaces are kept as written and never evaluated (the value reaches the container byte-exact:
+  everything after the first `=`, byte for byte: quotes, `$(...)`, backticks and spaces are
+  kept as written and never evaluated (the value reaches the container byte-exact:
   `APPTAINERENV_KEY` with `--no-eval` under Apptainer, the environment itself in the builtin
-  runtime).  So `KEY="a b"` sets a value that starts and ends with `"`; write
-  `KEY=a b` for the two words.  This is also what CondaTainer does, so files move between the
-  two tools unchanged.  A later line for the same KEY replaces the earlier value.
+  runtime); only `$NAME`, `${NAME}` and `$$` are replaced, inside the container (below).
+  So `KEY="a b"` sets a value that starts and ends with `"`; write `KEY=a b` for the two
+  words.  This is also what CondaTainer does, so files move between the two tools unchanged.
+  A later line for the same KEY replaces the earlier value.
 - `#ENVNOTE:KEY=text`: text shown instead of the value on interactive entry.
 - `#WHATIS:text`: one line describing the image (the last one wins).
 - Blank lines and other `#` comments are ignored; leading spaces and tabs before an item are
