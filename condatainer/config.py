@@ -97,6 +97,7 @@ DEFAULT_BASE_SOURCE = "docker://docker.io/library/buildpack-deps:bookworm-curl"
 BASE_SCHEMES = ("docker", "oras", "library", "shub", "http", "https")
 SITE_CONFIG = "/etc/condatainer/config.yaml"  # the site layer, unless CNT_SITE_CONFIG names one
 SITE_VAR = "CNT_SITE_CONFIG"
+NO_DEFAULTS = "nodefaults"  # in an environment file's channels: no config channels after them
 _BASE_SOURCE = re.compile("(?:" + "|".join(BASE_SCHEMES) + r")://[A-Za-z0-9._/:@+-]+")
 
 
@@ -338,8 +339,11 @@ def env_channels(
 ) -> tuple[str, ...]:
     """An env's channels, the one rule everywhere: the user's first (`-c`, then an environment
     file's), then config `channels` (conda-forge by default, or a site's mirror); each once.
-    `override` (`--override-channels`): the user's only."""
-    return tuple(dict.fromkeys([*requested, *(() if override else cfg.channels)]))
+    `override` (`--override-channels`), or `nodefaults` among them (conda's word in an
+    environment file for "not the default channels"): the user's only."""
+    override = override or NO_DEFAULTS in requested
+    given = [c for c in requested if c != NO_DEFAULTS]
+    return tuple(dict.fromkeys([*given, *(() if override else cfg.channels)]))
 
 
 def choices(key: str) -> tuple[str, ...]:

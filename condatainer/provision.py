@@ -217,9 +217,12 @@ def prepare(
         spec = envspec.EnvSpec(name=None, channels=(), conda=tuple(checked), kind="packages")
     if spec is not None:  # the one rule: -c first, then the file's, then config channels
         requested = [*channels, *spec.channels]
-        if override_channels and not requested:
+        if (override_channels or config.NO_DEFAULTS in requested) and not (
+            set(requested) - {config.NO_DEFAULTS}
+        ):
             raise UsageError(
-                "--override-channels leaves no channel: name one with -c CHANNEL"
+                f"{'--override-channels' if override_channels else config.NO_DEFAULTS}"
+                " leaves no channel: name one with -c CHANNEL"
                 + (f" or in {envfile}" if envfile else ""),
                 hint="condatainer o -- PKG... -c CHANNEL --override-channels",
             )

@@ -203,7 +203,8 @@ def mm_op(
     """
     op = mm.lookup(name)
     cfg = config.load(os.environ)
-    plan = launch.plan_for(mm_request(req, op, args, cfg.channels), cfg, notify=report.note)
+    channels = config.env_channels(cfg)
+    plan = launch.plan_for(mm_request(req, op, args, channels), cfg, notify=report.note)
     if capture:
         status, out, err = launch.run_captured(plan, cfg, report.note)
         report.output(out, err)

@@ -564,3 +564,15 @@ def test_validate_reports_every_layer(cfg_file: Path, monkeypatch: pytest.Monkey
     assert site_error is not None and "gpu" in site_error.message
     assert user_error is None
     assert env_error is not None and "CNT_SUBMIT" in env_error.message
+
+
+def test_env_channels_the_one_rule() -> None:
+    cfg = config.Config(channels=("https://mirror/conda-forge", "bioconda"))
+    assert config.env_channels(cfg) == ("https://mirror/conda-forge", "bioconda")
+    assert config.env_channels(cfg, ["pytorch", "bioconda"]) == (
+        "pytorch",
+        "bioconda",
+        "https://mirror/conda-forge",
+    )
+    assert config.env_channels(cfg, ["pytorch"], override=True) == ("pytorch",)
+    assert config.env_channels(cfg, ["pytorch", "nodefaults"]) == ("pytorch",)
