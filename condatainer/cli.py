@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any, Callable
 
 from condatainer import __version__
-from condatainer.errors import PROG, UsageError, guarded, report
+from condatainer.errors import PROG, CondatainerError, UsageError, guarded, report
 from condatainer.shellgen import SHELLS
 from condatainer.usage import Parser
 
@@ -123,7 +123,12 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         "--channel",
         action="append",
         default=[],
-        help="channel for the packages after -- (repeatable)",
+        help="channel for the packages after -- (repeatable), before config channels",
+    )
+    p.add_argument(
+        "--override-channels",
+        action="store_true",
+        help="use only the channels given (-c, the environment file's), not config channels",
     )
     p.add_argument("--fakeroot", action="store_true", help="owner 0:0, for --fakeroot use")
     p.add_argument(
@@ -346,6 +351,7 @@ def _add_config(p: argparse.ArgumentParser) -> None:
     _arg(s, "key", completer=_complete_config_keys)
     _arg(s, "value", completer=_complete_config_values)
     cs.add_parser("paths", help="where config, data and cache live")
+    cs.add_parser("validate", help="check the site file, your file and CNT_* variables")
 
 
 def _add_header(p: argparse.ArgumentParser) -> None:
@@ -517,7 +523,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
     from condatainer import provision
     from condatainer.image.sizes import format_size
 
-    pkgs, channels = _split_pkg_channels(a.pkgs)
+    pkgs, channels, override = _split_pkg_channels(a.pkgs)
     report = _reporter()
     creation = provision.prepare(
         image=a.image,
@@ -527,6 +533,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
         envfile=a.file,
         pkgs=pkgs,
         channels=[*a.channel, *channels],
+        override_channels=a.override_channels or override,
         fakeroot=a.fakeroot,
         sparse=a.sparse,
         dry_run=a.dry_run,
@@ -551,13 +558,17 @@ def _cmd_create(a: argparse.Namespace) -> int:
     return 0
 
 
-def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
-    """`-- numpy scipy -c conda-forge`: package specs, with `-c/--channel CH` taken out."""
+def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str], bool]:
+    """`-- numpy scipy -c conda-forge`: package specs, with `-c/--channel CH` (and
+    `--override-channels`, as micromamba spells it there too) taken out."""
     pkgs: list[str] = []
     channels: list[str] = []
+    override = False
     it = iter(words)
     for word in it:
-        if word in ("-c", "--channel"):
+        if word == "--override-channels":
+            override = True
+        elif word in ("-c", "--channel"):
             value = next(it, None)
             if value is None:
                 raise UsageError(f"{word} needs a channel name", hint="-- PKG... -c CHANNEL")
@@ -566,7 +577,7 @@ def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
             channels.append(word.split("=", 1)[1])
         else:
             pkgs.append(word)
-    return pkgs, channels
+    return pkgs, channels, override
 
 
 def _cmd_resize(a: argparse.Namespace) -> int:
@@ -832,7 +843,10 @@ def _cmd_config(a: argparse.Namespace) -> int:
     if action == "set":  # must work when the file is broken: it is how users fix it
         path = config.set_value(a.key, a.value)
         print(f"{a.key} = {a.value}  (written to {path})")
-        source = config.load(os.environ).source(a.key)
+        try:
+            source = config.load(os.environ).source(a.key)
+        except CondatainerError:
+            source = ""  # another layer is broken: `config validate` says which
         if source.startswith("env "):
             _reporter().note(f"{source[4:]} is set and overrides the file")
     elif action == "paths":
@@ -840,6 +854,16 @@ def _cmd_config(a: argparse.Namespace) -> int:
             print(f"{name:8} {path}")
     elif action == "get":
         print(config.get(config.load(os.environ), a.key))
+    elif action == "validate":
+        bad = 0
+        for layer, problem in config.validate(os.environ):
+            if problem is None:
+                print(f"ok      {layer}")
+            else:
+                bad += 1
+                print(f"invalid {layer}", flush=True)
+                report(problem)
+        return 1 if bad else 0
     elif a.json:
         _print_json(config.show_json(config.load(os.environ)))
     else:

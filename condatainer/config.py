@@ -7,8 +7,13 @@ on top of the `Config` this module returns.
 Where values come from, lowest to highest:
 
 1. defaults (the `Config` dataclass below);
-2. `${XDG_CONFIG_HOME:-~/.config}/condatainer/config.yaml`, a mapping of key: value;
-3. environment variables `CNT_<KEY>`, the key upper-cased (`CNT_RUNTIME=builtin`).
+2. the site layer: `/etc/condatainer/config.yaml`, or the file `CNT_SITE_CONFIG` names (cluster
+   admins set the base image, binds, channels for everyone there); same format and keys;
+3. `${XDG_CONFIG_HOME:-~/.config}/condatainer/config.yaml`, a mapping of key: value;
+4. environment variables `CNT_<KEY>`, the key upper-cased (`CNT_RUNTIME=builtin`).
+
+A higher layer replaces a key's value whole (a user's `binds` replaces the site's list, as a
+`CNT_BINDS` replaces both): one rule for every key, and `config show` names the layer.
 
 Decisions, so callers and users can rely on them:
 
@@ -32,9 +37,10 @@ Decisions, so callers and users can rely on them:
   bad value elsewhere in the file can still be fixed one key at a time.
 - `yaml` is imported inside functions only: importing the CLI (TAB completion) must not pay
   for it.  Only the safe loader is used; the file is data.
-- The parsed file is cached as JSON in `<cache>/config.json`, keyed by the sha256 of the file's
-  text: the shell hook loads the config on every cd into a project, and importing yaml would
-  cost it more than everything else it does.  The key is the content, so an edited file is
+- The parsed files are cached as JSON in `<cache>/config.json` (the site's in
+  `site-config.json`), keyed by the sha256 of the file's text: the shell hook loads the config
+  on every cd into a project, and importing yaml would cost it more than everything else it
+  does.  The key is the content, so an edited file is
   always parsed again; a file whose data JSON cannot carry exactly (dates, non-string keys)
   is never cached, nor is one that is not valid YAML, so YAML errors come from the parser.
 
@@ -48,7 +54,7 @@ from __future__ import annotations
 import os
 import re
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
@@ -65,6 +71,7 @@ Gpu = Literal["auto", "on", "off"]
 Autoload = Literal["on", "hint", "off"]
 OnOff = Literal["on", "off"]
 Submit = Literal["auto", "never"]
+CaEnv = Literal["clear", "keep"]
 Value = Union[str, tuple[str, ...], None]
 
 PROFILES: tuple[str, ...] = tuple(profiles.names())  # names and aliases, checked here early
@@ -88,6 +95,9 @@ DEFAULT_SHIM_EXCLUDE: tuple[str, ...] = (
 # Why this one and not debian:12-slim (no CA certificates): README, "Base images".
 DEFAULT_BASE_SOURCE = "docker://docker.io/library/buildpack-deps:bookworm-curl"
 BASE_SCHEMES = ("docker", "oras", "library", "shub", "http", "https")
+SITE_CONFIG = "/etc/condatainer/config.yaml"  # the site layer, unless CNT_SITE_CONFIG names one
+SITE_VAR = "CNT_SITE_CONFIG"
+NO_DEFAULTS = "nodefaults"  # in an environment file's channels: no config channels after them
 _BASE_SOURCE = re.compile("(?:" + "|".join(BASE_SCHEMES) + r")://[A-Za-z0-9._/:@+-]+")
 
 
@@ -95,7 +105,7 @@ class Config(NamedTuple):
     """The effective configuration.  Field defaults are the defaults; `sources` says who set what.
 
     Read values as attributes (`cfg.runtime`) or by name (`cfg.get("runtime")`); lists are
-    tuples.  `source(key)` is "default", "file <path>" or "env CNT_<KEY>".
+    tuples.  `source(key)` is "default", "site <path>", "file <path>" or "env CNT_<KEY>".
     """
 
     apptainer_bin: str | None = None  # None: find apptainer, then singularity, on PATH
@@ -117,6 +127,9 @@ class Config(NamedTuple):
     micromamba_channel: str = "conda-forge"  # where condatainer fetches its own micromamba
     micromamba_version: str = "2"  # the series fetched: "2" = newest 2.*, "2.3" = newest 2.3.*
     ca_bundle: str | None = None  # CA certificates for host downloads (else SSL_CERT_FILE)
+    # The host's CA path variables (SSL_CERT_FILE, ...) in containers: cleared, or kept where a
+    # site binds its CA bundle at the same path (run.resolve.hygiene_env).
+    host_ca_env: CaEnv = "clear"
     sources: Mapping[str, str] = MappingProxyType({})
 
     def get(self, key: str) -> Value:
@@ -125,7 +138,8 @@ class Config(NamedTuple):
         return value
 
     def source(self, key: str) -> str:
-        """Where the value of `key` came from: "default", "file <path>" or "env CNT_<KEY>"."""
+        """Where the value of `key` came from: "default", "site <path>" (the site layer),
+        "file <path>" (the user's file) or "env CNT_<KEY>"."""
         return self.sources.get(_known(key), "default")
 
 
@@ -140,6 +154,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "autoload": ("on", "hint", "off"),
     "hook_messages": ("on", "off"),
     "submit": ("auto", "never"),
+    "host_ca_env": ("clear", "keep"),
     "default_profile": PROFILES,
 }
 # How a string (a CNT_ variable, or a string in the file) splits into a list.
@@ -167,9 +182,9 @@ class _Invalid(Exception):
 def paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
     """The files and directories condatainer uses, following the XDG base directory spec.
 
-    `config` is the config file; `data` (hook files, trust store, and by default what
-    condatainer fetches: see `fetch_dir`), `cache` (shims, listings)
-    and `state` are directories.  None of them is created here.
+    `config` is the user's config file, `site` the site layer's (`site_path`); `data` (hook
+    files, trust store, and by default what condatainer fetches: see `fetch_dir`), `cache`
+    (shims, listings) and `state` are directories.  None of them is created here.
     """
     env = os.environ if env is None else env
     home = Path(env.get("HOME") or Path.home())
@@ -182,6 +197,7 @@ def paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
 
     return {
         "config": xdg("XDG_CONFIG_HOME", ".config") / "config.yaml",
+        "site": site_path(env),
         "data": xdg("XDG_DATA_HOME", ".local/share"),
         "cache": xdg("XDG_CACHE_HOME", ".cache"),
         "state": xdg("XDG_STATE_HOME", ".local/state"),
@@ -202,9 +218,16 @@ def fetch_dir(cfg: Config, env: Mapping[str, str] | None = None) -> Path:
     return paths(env)["data"]
 
 
+def site_path(env: Mapping[str, str] | None = None) -> Path:
+    """The site layer's file: `CNT_SITE_CONFIG` when set (and not empty), else SITE_CONFIG."""
+    env = os.environ if env is None else env
+    return Path(env.get(SITE_VAR) or SITE_CONFIG)
+
+
 def files(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
     """Every file `load` reads (present or not): what a cached decision must watch."""
-    return (paths(env)["config"],)
+    found = paths(env)
+    return (found["site"], found["config"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,25 +235,50 @@ def files(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
 
 
 def load(env: Mapping[str, str] | None = None) -> Config:
-    """Read the config file and the `CNT_<KEY>` variables of `env` (default: os.environ).
+    """Read the site file, the user's config file and the `CNT_<KEY>` variables of `env`
+    (default: os.environ), each layer over the one before.
 
     Raises ConfigError naming the file and line (or the variable) for malformed YAML, unknown
     keys and bad values.
     """
     env = os.environ if env is None else env
-    path = paths(env)["config"]
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    for layer in _layers(env):
+        found = layer()
+        values.update(found.values)
+        for key in found.values:
+            sources[key] = f"env {env_var(key)}" if found.label == "env" else found.label
+    return Config()._replace(**values, sources=sources)
 
+
+class _Layer(NamedTuple):
+    label: str  # what `Config.source` says: "site <path>", "file <path>", "env"
+    values: dict[str, Value]
+
+
+def _layers(env: Mapping[str, str]) -> list[Callable[[], _Layer]]:
+    """The layers above the defaults, lowest first, each read only when called."""
+    where = paths(env)
+    return [
+        lambda: _file_layer(where["site"], "site", "site-config.json", env),
+        lambda: _file_layer(where["config"], "file", "config.json", env),
+        lambda: _env_layer(env),
+    ]
+
+
+def _file_layer(path: Path, kind: str, cache_name: str, env: Mapping[str, str]) -> _Layer:
+    values: dict[str, Value] = {}
     text = _read(path)
     if text is not None:
-        data = _parse_cached(text, path, env)
+        data = _parse_cached(text, path, env, cache_name)
+        fix = f"edit {path}" if kind == "file" else f"ask your site's admins to fix {path}"
         for key, raw in data.items():
             if key not in KEYS:
                 line = _line_of(text, key)
                 raise ConfigError(
                     f"{path} line {line}: unknown key {key!r}{_did_you_mean(str(key))}",
-                    hint=f"valid keys: {', '.join(KEYS)}; edit {path} to fix it",
+                    hint=f"valid keys: {', '.join(KEYS)}; {fix}",
                 )
             if raw is None:
                 continue  # `key:` with no value: unset, the default applies
@@ -238,9 +286,12 @@ def load(env: Mapping[str, str] | None = None) -> Config:
                 values[key] = _coerce(key, raw)
             except _Invalid as bad:
                 line = _line_of(text, key, value=True)
-                raise _value_error(key, raw, bad, f"{path} line {line}", f"edit {path}") from None
-            sources[key] = f"file {path}"
+                raise _value_error(key, raw, bad, f"{path} line {line}", fix) from None
+    return _Layer(f"{kind} {path}", values)
 
+
+def _env_layer(env: Mapping[str, str]) -> _Layer:
+    values: dict[str, Value] = {}
     for key in KEYS:
         var = env_var(key)
         raw_env = env.get(var, "")
@@ -250,9 +301,28 @@ def load(env: Mapping[str, str] | None = None) -> Config:
             values[key] = _coerce(key, raw_env)
         except _Invalid as bad:
             raise _value_error(key, raw_env, bad, var, f"unset {var} or fix its value") from None
-        sources[key] = f"env {var}"
+    return _Layer("env", values)  # `load` names each variable
 
-    return Config()._replace(**values, sources=sources)
+
+def validate(env: Mapping[str, str] | None = None) -> list[tuple[str, ConfigError | None]]:
+    """Check every layer on its own (`config validate`): (what, None) for a good one, (what,
+    the error) for a bad one -- all of them, not only the first."""
+    env = os.environ if env is None else env
+    where = paths(env)
+    names = [
+        f"site {where['site']}" + ("" if where["site"].exists() else " (absent)"),
+        f"file {where['config']}" + ("" if where["config"].exists() else " (absent)"),
+        "environment (CNT_<KEY> variables)",
+    ]
+    results: list[tuple[str, ConfigError | None]] = []
+    for name, layer in zip(names, _layers(env)):
+        try:
+            layer()
+        except ConfigError as bad:
+            results.append((name, bad))
+        else:
+            results.append((name, None))
+    return results
 
 
 def check(key: str, value: str, where: str) -> Value:
@@ -264,10 +334,16 @@ def check(key: str, value: str, where: str) -> Value:
         raise _value_error(key, value, bad, where, f"fix {where}") from None
 
 
-def env_channels(cfg: Config, requested: Sequence[str] = ()) -> tuple[str, ...]:
+def env_channels(
+    cfg: Config, requested: Sequence[str] = (), *, override: bool = False
+) -> tuple[str, ...]:
     """An env's channels, the one rule everywhere: the user's first (`-c`, then an environment
-    file's), then config `channels` (conda-forge by default, or a site's mirror); each once."""
-    return tuple(dict.fromkeys([*requested, *cfg.channels]))
+    file's), then config `channels` (conda-forge by default, or a site's mirror); each once.
+    `override` (`--override-channels`), or `nodefaults` among them (conda's word in an
+    environment file for "not the default channels"): the user's only."""
+    override = override or NO_DEFAULTS in requested
+    given = [c for c in requested if c != NO_DEFAULTS]
+    return tuple(dict.fromkeys([*given, *(() if override else cfg.channels)]))
 
 
 def choices(key: str) -> tuple[str, ...]:
@@ -299,13 +375,13 @@ def _read(path: Path) -> str | None:
         raise ConfigError(f"{path}: cannot read the config file: {exc.strerror}") from None
 
 
-def _parse_cached(text: str, path: Path, env: Mapping[str, str]) -> dict[Any, Any]:
+def _parse_cached(text: str, path: Path, env: Mapping[str, str], cache_name: str) -> dict[Any, Any]:
     """`_parse_mapping(text)`, from the JSON cache when it holds this very text."""
     import hashlib
     import json
 
     digest = hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-    cache = paths(env)["cache"] / "config.json"
+    cache = paths(env)["cache"] / cache_name  # one per layer: they would evict each other
     try:
         cached = json.loads(cache.read_text(encoding="utf-8"))
         if cached["sha256"] == digest and isinstance(cached["data"], dict):

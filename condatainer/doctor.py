@@ -101,6 +101,9 @@ def _check_config(env: Mapping[str, str]) -> tuple[Check, config.Config]:
         return Check("config", False, exc.message, exc.hint), config.Config()
     overridden = sorted({s for s in cfg.sources.values() if s.startswith("env ")})
     detail = str(path) if path.exists() else f"no file at {path}; defaults"
+    site = config.paths(env)["site"]
+    if site.exists():
+        detail = f"site {site}; {detail}"
     if overridden:
         detail += "; overridden by " + ", ".join(s[4:] for s in overridden)
     return Check("config", True, detail), cfg

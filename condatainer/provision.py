@@ -7,11 +7,11 @@ it).  `create` carries it out: the image is built by `image.create`, and with pa
 installed into it through the container *before* it is published (`create(prepare=...)`), so a
 failed or interrupted install leaves nothing behind and never clobbers a file that appeared
 meanwhile.  The env's channels follow one rule (`config.env_channels`): the user's `-c` first,
-then an environment file's, then config `channels` (conda-forge by default, or a site's mirror);
-they are saved to `/ext3/env/.condarc` at creation, so the first `mm install` of an empty image
-uses them too.  micromamba is fetched (if it is not there yet) before the image is created.
-`variables:` of an environment.yml are saved to the sidecar `<image>.env`.  New images are
-allowed for shell activation (trust).
+then an environment file's, then config `channels` (conda-forge by default, or a site's mirror;
+not with `--override-channels`); they are saved to `/ext3/env/.condarc` at creation, so the
+first `mm install` of an empty image uses them too.  micromamba is fetched (if it is not there
+yet) before the image is created.  `variables:` of an environment.yml are saved to the sidecar
+`<image>.env`.  New images are allowed for shell activation (trust).
 
 Nothing here prints: notices and progress go to the caller's `Reporter`.
 """
@@ -191,6 +191,7 @@ def prepare(
     pkgs: Sequence[str],
     channels: Sequence[str],
     fakeroot: bool,
+    override_channels: bool = False,
     sparse: bool,
     dry_run: bool,
     base: str | None = None,
@@ -199,8 +200,9 @@ def prepare(
     cfg = config.load(os.environ)
     if envfile and pkgs:
         raise UsageError("give an environment file (-f) or packages (-- PKG...), not both")
-    if channels and not (pkgs or envfile):
-        raise UsageError("-c/--channel goes with packages", hint="condatainer o -- PKG... -c CH")
+    if (channels or override_channels) and not (pkgs or envfile):
+        what = "-c/--channel" if channels else "--override-channels"
+        raise UsageError(f"{what} goes with packages", hint="condatainer o -- PKG... -c CH")
     size_bytes = sizes.parse_size(cfg.default_size if size is None else size)
     prof = profiles.resolve_profile(cfg.default_profile if profile is None else profile)
     notices: list[str] = []
@@ -214,7 +216,18 @@ def prepare(
         checked = [check_spec(p) for p in pkgs]
         spec = envspec.EnvSpec(name=None, channels=(), conda=tuple(checked), kind="packages")
     if spec is not None:  # the one rule: -c first, then the file's, then config channels
-        spec = replace(spec, channels=config.env_channels(cfg, [*channels, *spec.channels]))
+        requested = [*channels, *spec.channels]
+        if (override_channels or config.NO_DEFAULTS in requested) and not (
+            set(requested) - {config.NO_DEFAULTS}
+        ):
+            raise UsageError(
+                f"{'--override-channels' if override_channels else config.NO_DEFAULTS}"
+                " leaves no channel: name one with -c CHANNEL"
+                + (f" or in {envfile}" if envfile else ""),
+                hint="condatainer o -- PKG... -c CHANNEL --override-channels",
+            )
+        chosen = config.env_channels(cfg, requested, override=override_channels)
+        spec = replace(spec, channels=chosen)
     for path in spec.editable() if spec else ():
         notices.append(
             f"pip installs {path} in editable mode: the env imports it from that host"

@@ -12,6 +12,9 @@ once per content into the cache directory and that directory is bound read-only 
 container, so nothing has to be cleaned up after Apptainer replaces us.  The caller shows the
 banner and executes the Plan.
 
+The first `e` with a sidecar whose values reference variables says once that they are now
+expanded inside the container (`expansion_news`), with the `$$` escape.
+
 `mm_op` runs one operation of the mm table through a Plan that is writable only when the
 operation writes, so `mm list` works while jobs hold the image read-only.  It refuses what
 `mm.problem` refuses (`mm install -n NAME`) before anything starts; `export` (`mm export`,
@@ -77,6 +80,38 @@ def _write_rc(shell: str, text: str) -> Path:
     return path
 
 
+def expansion_news(plan: Plan) -> list[str]:
+    """The notes saying that a sidecar's `$NAME` values are now expanded (they were text to
+    condatainer before), once per sidecar content: a file under the state directory, named
+    after the sidecar's path and text, remembers that it was said."""
+    found: list[str] = []
+    for overlay in plan.overlays:
+        path = envfile.sidecar_path(overlay.path)
+        try:
+            text = path.read_bytes()
+        except OSError:
+            continue  # none (or unreadable: resolve has said so already)
+        side = envfile.load(overlay.path)
+        expanding = envfile.expansion_notes(side)[0] if side is not None else []
+        if not expanding:
+            continue
+        key = hashlib.sha256(os.fsencode(os.path.realpath(path)) + b"\0" + text).hexdigest()
+        seen = config.paths()["state"] / "expansion-noted" / key[:32]
+        if seen.exists():
+            continue
+        found.append(
+            f"{path}: values with $NAME are expanded inside the container (condatainer took"
+            " them as text before):"
+        )
+        found += [f"  {line}" for line in expanding]
+        try:
+            seen.parent.mkdir(parents=True, exist_ok=True)
+            seen.touch()
+        except OSError:
+            pass  # a read-only state directory: said again next time, no harm
+    return found
+
+
 def banner(plan: Plan) -> tuple[str, ...]:
     """The "Overlay envs:" lines for interactive entry (note if present, else value)."""
     lines: list[str] = []
@@ -117,6 +152,8 @@ def entry(req: Request, cfg: config.Config, notify: Notify) -> Entry:
     it for the mm-* commands)."""
     # Checks images and locks before any file is written.
     plan = launch.plan_for(req, cfg, notify=notify)
+    for note in expansion_news(plan):
+        notify(note)
     if req.command:
         return Entry(plan)
     shell = _shell(plan, cfg, notify)
@@ -184,7 +221,8 @@ def mm_op(req: Request, name: str, args: Sequence[str], report: Reporter) -> int
     if refused is not None:
         raise UsageError(refused[0], hint=refused[1])
     cfg = config.load(os.environ)
-    plan = launch.plan_for(mm_request(req, op, args, cfg.channels), cfg, notify=report.note)
+    channels = config.env_channels(cfg)
+    plan = launch.plan_for(mm_request(req, op, args, channels), cfg, notify=report.note)
     if op.name == "export":
         status, out, err = launch.run_captured(plan, cfg, report.note)
         if op.name == "export" and status == 0 and plan.overlays:

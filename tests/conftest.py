@@ -1,6 +1,7 @@
 """Test isolation and the rules for tests that need root or a tool.
 
-- Every test gets its own HOME and XDG directories under `tmp_path`, and none of the variables
+- Every test gets its own HOME and XDG directories under `tmp_path` (and its own site config
+  file, CNT_SITE_CONFIG, absent unless the test writes it), and none of the variables
   that would make condatainer behave differently (CNT_*, IN_CONDATAINER, APPTAINER*,
   SINGULARITY*, SLURM_*, PBS_*, LSB_*, _CONDOR_*, SCRATCH): tests never touch the real HOME and
   never depend on the developer's environment.  A test that needs one of them sets it itself.
@@ -90,6 +91,8 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     monkeypatch.setenv("ZDOTDIR", str(home))
     for name, path in xdg.items():
         monkeypatch.setenv(name, str(path))
+    # The site layer of the configuration: the test's own (absent) file, never /etc's.
+    monkeypatch.setenv("CNT_SITE_CONFIG", str(tmp_path / "site" / "config.yaml"))
 
     base = "/tmp" if os.access("/tmp", os.W_OK) else None
     short_tmp = tempfile.mkdtemp(prefix="cnt-", dir=base)

@@ -54,6 +54,7 @@ from condatainer.run import tools
 scripts = tools.scripts()
 out["mm-command.sh"] = "".join(scripts[f"mm-{op}"] for op in mm.TABLE)
 out["micromamba-missing.sh"] = scripts["micromamba"]
+out["cnt-env.sh"] = scripts["cnt-env"]
 print(json.dumps(out))
 """
 

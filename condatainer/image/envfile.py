@@ -7,12 +7,13 @@ Format (one item per line; the same files CondaTainer writes and reads):
     #ENVNOTE:GOROOT=Go installation path
 
 - `KEY=VALUE`: KEY matches `[A-Za-z_][A-Za-z0-9_]*`, with no space before `=`.  VALUE is
-  everything after the first `=`, byte for byte: quotes, `$(...)`, backticks, `$VAR` and
-  spaces are kept as written and never evaluated (the value reaches the container byte-exact:
+  everything after the first `=`, byte for byte: quotes, `$(...)`, backticks and spaces are
+  kept as written and never evaluated (the value reaches the container byte-exact:
   `APPTAINERENV_KEY` with `--no-eval` under Apptainer, the environment itself in the builtin
-  runtime).  So `KEY="a b"` sets a value that starts and ends with `"`; write
-  `KEY=a b` for the two words.  This is also what CondaTainer does, so files move between the
-  two tools unchanged.  A later line for the same KEY replaces the earlier value.
+  runtime); only `$NAME`, `${NAME}` and `$$` are replaced, inside the container (below).
+  So `KEY="a b"` sets a value that starts and ends with `"`; write `KEY=a b` for the two
+  words.  This is also what CondaTainer does, so files move between the two tools unchanged.
+  A later line for the same KEY replaces the earlier value.
 - `#ENVNOTE:KEY=text`: text shown instead of the value on interactive entry.
 - `#WHATIS:text`: one line describing the image (the last one wins).
 - Blank lines and other `#` comments are ignored; leading spaces and tabs before an item are
@@ -22,14 +23,22 @@ Format (one item per line; the same files CondaTainer writes and reads):
 
 Refused, as `FILE:LINE: cause` with a hint: a line without `=`, an invalid name, `export KEY=`
 (shell syntax), a NUL byte or invalid UTF-8, and the names the container runtime owns
-(`CONDA_PREFIX`, `MAMBA_ROOT_PREFIX`, `IN_CONDATAINER`, `CNT_OVERLAY`, `CNT_CONDA_PREFIX`,
-`PATH` — the container's PATH is built by resolve, /ext3/env/bin first — and every
-`APPTAINER_*` / `SINGULARITY_*`).  A CondaTainer sidecar that sets PATH must drop that line.
+(`CONDA_PREFIX`, `MAMBA_ROOT_PREFIX`, `IN_CONDATAINER`, `CNT_LEVEL`, `CNT_OVERLAY`,
+`CNT_CONDA_PREFIX` and every `APPTAINER_*` / `SINGULARITY_*`).  `PATH` only in the form that
+keeps the container's PATH: a value that references `$PATH` (`PATH=/ext3/env/go/bin:$PATH`,
+as CondaTainer's sidecars write it); a plain `PATH=/x` would drop /ext3/env/bin.
+
+Variable references (`segments`): in a value, `$NAME` and `${NAME}` (NAME: letters, digits,
+`_`, not starting with a digit) stand for the variable's value *inside the container*, and `$$`
+for one `$`; any other `$` (`${X:-y}`, `$(...)`, `$1`, a `$` at the end) and backticks are
+literal text (`literal_forms` lists them, for `overlay info`).  Expanding is not done here:
+`run.resolve` hands the parts to a wrapper that runs in the container (shell/cnt-env.sh.j2).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -50,11 +59,18 @@ OWNED_NAMES = frozenset(
         "CONDA_PREFIX",
         "MAMBA_ROOT_PREFIX",
         "IN_CONDATAINER",
+        "CNT_LEVEL",
         "CNT_OVERLAY",
         "CNT_CONDA_PREFIX",
         "PATH",
     }
 )
+# Owned, but a sidecar may extend it by referencing it (`PATH=/x:$PATH`).
+EXTENSIBLE_NAMES = frozenset({"PATH"})
+
+_REFERENCE = re.compile(r"\$(?:(\$)|([A-Za-z_][A-Za-z0-9_]*)|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+_OTHER_FORM = re.compile(r"\$(?:\{[^}]*\}?|\([^)]*\)?|[^A-Za-z_{$(]|$)|`[^`]*`?")
+TEXT, NAME = "text", "name"
 OWNED_PREFIXES = ("APPTAINER_", "SINGULARITY_")
 
 _FORMAT_HINT = (
@@ -85,6 +101,73 @@ def check_name(name: str) -> str | None:
     if name in OWNED_NAMES or name.startswith(OWNED_PREFIXES):
         return f"{name} is set by condatainer or the container runtime and cannot be overridden"
     return None
+
+
+def segments(value: str) -> tuple[tuple[str, str], ...]:
+    """`value` as its parts: (TEXT, literal text) and (NAME, a referenced variable), in order.
+
+    `$$` becomes the text `$`; other `$` forms are text as written.  A value without
+    references or `$$` is one TEXT part (or none, when empty): it needs no expanding.
+    """
+    parts: list[tuple[str, str]] = []
+    text = ""
+    at = 0
+    for match in _REFERENCE.finditer(value):
+        text += value[at : match.start()]
+        at = match.end()
+        if match.group(1):
+            text += "$"
+            continue
+        if text:
+            parts.append((TEXT, text))
+            text = ""
+        parts.append((NAME, match.group(2) or match.group(3)))
+    text += value[at:]
+    if text:
+        parts.append((TEXT, text))
+    return tuple(parts)
+
+
+def expands(value: str) -> bool:
+    """Whether `value` changes when expanded: it references a variable or holds `$$`."""
+    return _REFERENCE.search(value) is not None
+
+
+def references(value: str) -> tuple[str, ...]:
+    """The names `value` references, each once, in order."""
+    return tuple(dict.fromkeys(name for kind, name in segments(value) if kind == NAME))
+
+
+def literal_forms(value: str) -> tuple[str, ...]:
+    """The `$` forms and backtick spans in `value` that stay literal text (not `$NAME`,
+    `${NAME}` or `$$`): what a reader might expect a shell to run or expand."""
+    rest = _REFERENCE.sub(lambda m: "\0" if m.group(1) else "", value)
+    return tuple(dict.fromkeys(m.group(0) for m in _OTHER_FORM.finditer(rest)))
+
+
+def expansion_notes(side: EnvFile) -> tuple[list[str], list[str]]:
+    """What a reader of `side` should know about `$` in its values: (expanding, literal).
+
+    Expanding: the values that reference variables, which are expanded inside the container
+    (CondaTainer's sidecars rely on it; older condatainer versions passed them as text), with
+    the `$$` escape.  Literal: the other `$` forms and backticks, kept as text, each once.
+    """
+    expanding: list[str] = []
+    literal: list[str] = []
+    for key, value in side.vars:
+        names = references(value)
+        if names:
+            refs = ", ".join("$" + name for name in names)
+            expanding.append(
+                f"{key}: {refs} is expanded inside the container; write $$ for a literal $"
+            )
+        forms = literal_forms(value)
+        if forms:
+            literal.append(
+                f"{key}: {' '.join(forms)} stays literal text"
+                " (only $NAME, ${NAME} and $$ are expanded)"
+            )
+    return expanding, literal
 
 
 def _name_hint(name: str) -> str:
@@ -142,8 +225,11 @@ def parse(text: str, source: str) -> EnvFile:
         if not sep:
             raise fail(lineno, f"not a KEY=VALUE line: {_shorten(item)!r}")
         problem = check_name(key)
-        if problem is not None:
-            raise fail(lineno, problem, _name_hint(key))
+        if problem is not None and not (key in EXTENSIBLE_NAMES and key in references(value)):
+            hint = _name_hint(key)
+            if key in EXTENSIBLE_NAMES:
+                hint = f"extend it instead: {key}={value}:${key}"
+            raise fail(lineno, problem, hint)
         values[key] = value
     return EnvFile(tuple(values.items()), notes, whatis)
 

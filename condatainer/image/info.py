@@ -12,7 +12,8 @@ What is read, and from where:
   `# remove specs:` and `# neutered specs:` lines request by request, the way conda computes
   the user's requested set (removes, then updates, then neutered, per request);
 - package count: the `conda-meta/*.json` records;
-- sidecar envs: `<image>.env` (see envfile.py).
+- sidecar envs: `<image>.env` (see envfile.py), with a note for each value that references
+  variables (expanded inside the container) or holds other `$` forms (kept as text).
 
 Everything read from the image is data: parsed, size-capped, never evaluated.  A bad
 `.condarc`, history or sidecar does not stop `info`; it becomes a line under `warnings`.  A bad
@@ -84,6 +85,7 @@ class ImageInfo:
     sidecar: str | None = None
     whatis: str | None = None
     envs: tuple[EnvVar, ...] = ()
+    env_notes: tuple[str, ...] = ()  # `$` in sidecar values: expanded, or literal text
     in_use: tuple[str, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
@@ -146,6 +148,7 @@ class ImageInfo:
                 "path": self.sidecar,
                 "whatis": self.whatis,
                 "vars": [{"name": v.name, "value": v.value, "note": v.note} for v in self.envs],
+                "notes": list(self.env_notes),
             },
             "in_use": list(self.in_use),
             "warnings": list(self.warnings),
@@ -212,6 +215,7 @@ class ImageInfo:
         if self.sidecar is not None:
             lines.append(f"{'envs:':<{width + 1}} from {self.sidecar}")
             lines.extend(f"  {v.name}: {v.shown}" for v in self.envs)
+            lines.extend(f"  note: {n}" for n in self.env_notes)
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(printable(line) for line in lines)
 
@@ -245,7 +249,7 @@ def info(path: str | os.PathLike[str]) -> ImageInfo:
         if text is not None:
             specs = requested_specs(text)
 
-    sidecar, whatis, envs = _sidecar(p, warnings)
+    sidecar, whatis, envs, env_notes = _sidecar(p, warnings)
     uid = upper.uid if upper is not None else None
     gid = upper.gid if upper is not None else None
     return ImageInfo(
@@ -274,6 +278,7 @@ def info(path: str | os.PathLike[str]) -> ImageInfo:
         sidecar=sidecar,
         whatis=whatis,
         envs=envs,
+        env_notes=env_notes,
         in_use=tuple(_holders(p)),
         warnings=tuple(warnings),
     )
@@ -415,16 +420,19 @@ def _spec_name(spec: str) -> str:
     return m.group(0).lower() if m else ""
 
 
-def _sidecar(p: Path, warnings: list[str]) -> tuple[str | None, str | None, tuple[EnvVar, ...]]:
+def _sidecar(
+    p: Path, warnings: list[str]
+) -> tuple[str | None, str | None, tuple[EnvVar, ...], tuple[str, ...]]:
     try:
         side = envfile.load(p)
     except EnvFileError as exc:
         warnings.append(f"sidecar env file: {exc.message}")
-        return str(envfile.sidecar_path(p)), None, ()
+        return str(envfile.sidecar_path(p)), None, (), ()
     if side is None:
-        return None, None, ()
+        return None, None, (), ()
     envs = tuple(EnvVar(k, v, side.notes.get(k)) for k, v in side.vars)
-    return str(envfile.sidecar_path(p)), side.whatis, envs
+    expanding, literal = envfile.expansion_notes(side)
+    return str(envfile.sidecar_path(p)), side.whatis, envs, (*expanding, *literal)
 
 
 def guess_profile(bytes_per_inode: int) -> str:

@@ -40,6 +40,7 @@ def settings(cfg: config.Config, tools: Tools | None = None) -> Settings:
         default_base=baseimage.default_for(cfg, _runtime_name(cfg)),
         base_source=cfg.base_source,
         tools=tools,
+        host_ca_env=cfg.host_ca_env,
     )
 
 

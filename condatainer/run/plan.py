@@ -53,6 +53,10 @@ class Plan(Record):
     overlays: tuple[Overlay, ...] = ()
     cwd: str = "/"
     env: tuple[tuple[str, str], ...] = ()
+    unset: tuple[str, ...] = ()  # host variables the container must not inherit (removed)
+    # Run before the command, inside the container: condatainer's expansion wrapper and its
+    # arguments (sidecar values that reference variables), ending in "--"; () for none.
+    wrapper: tuple[str, ...] = ()
     binds: tuple[Bind, ...] = ()
     base_image: str | None = None  # None: the runtime's own (the builtin runtime: the host root)
     base_pull: str | None = None  # base_image is condatainer's default: pull it from here
@@ -64,6 +68,11 @@ class Plan(Record):
     workdir: str | None = None  # -W: where -c/-C keep /tmp and /var/tmp
     extra_args: tuple[str, ...] = ()  # explicit apptainer options, passed through unchanged
     notices: tuple[str, ...] = ()  # printed before running (not compared)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        """What the runtime executes in the container: the wrapper (if any), then the command."""
+        return (*self.wrapper, *self.command)
 
     @property
     def writable(self) -> Overlay | None:
@@ -90,7 +99,7 @@ class Plan(Record):
                 for b in data["binds"]
             )
             values["env"] = tuple((str(k), str(v)) for k, v in data["env"].items())
-            for name in ("gpu", "extra_args", "notices"):
+            for name in ("gpu", "extra_args", "notices", "unset", "wrapper"):
                 values[name] = tuple(str(w) for w in data.get(name, ()))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a Plan: {exc}") from None

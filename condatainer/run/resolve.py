@@ -6,11 +6,13 @@ binds (defaults: cwd, $SCRATCH, $TMPDIR, scheduler tmp dirs, the script's direct
 deduplicated, children dropped; plus, read-only, what the command reads on the host: a
 file:// channel's directory, an -f file's directory), the container environment (sidecar
 `<image>.env`, `--env K=V` taken whole — no comma splitting — then the variables condatainer
-owns), GPU flags and Apptainer options (`-A` words and the options passed through before the
-command, `run.apptainer_flags`; an explicit `--nv` wins over config `gpu`: `apptainer_args`),
-fakeroot and isolation, and the base image (`baseimage.choose`: -b, config
-base_image, else condatainer's default base when the runtime needs one; `Settings.default_base`
-says whether it does).  Unless the request says `check_locks=False` (dry runs), every image has
+owns; over the hygiene defaults, without the host's CA variables: `hygiene`; sidecar values
+that reference variables become the expansion wrapper's words: `expansion`), GPU flags and
+Apptainer options (`-A` words and the options passed through before the command,
+`run.apptainer_flags`; an explicit `--nv` wins over config `gpu`: `apptainer_args`), fakeroot
+and isolation, and the base image (`baseimage.choose`: -b, config base_image, else
+condatainer's default base when the runtime needs one; `Settings.default_base` says whether
+it does).  Unless the request says `check_locks=False` (dry runs), every image has
 passed the lock probe and the clean-superblock check before a Plan is returned, so a runtime
 does not start on an image it cannot use (the runtimes check again when they take the lock).
 
@@ -36,9 +38,10 @@ from pathlib import Path
 from condatainer import bindspec
 from condatainer.errors import CondatainerError, UsageError
 from condatainer.image import e2fs, envfile, info, locks
-from condatainer.image.layout import CONTAINER_PREFIX, UPPER, find_image, logical_cwd
+from condatainer.image.layout import UPPER, find_image, logical_cwd
 from condatainer.micromamba import CONTAINER_BIN, CONTAINER_MICROMAMBA
 from condatainer.run import baseimage
+from condatainer.run.containerenv import container_env
 from condatainer.run.plan import Bind, Overlay, Plan
 
 # Scheduler/job tmp directories bound by default when set: SLURM, PBS, LSF, HTCondor.
@@ -112,6 +115,7 @@ class Settings:
     default_base: str | None = None  # condatainer's default base, when the runtime needs one
     base_source: str | None = None  # where the default base is pulled from
     tools: Tools | None = None  # None: no tools (a Plan for inspection only)
+    host_ca_env: str = "clear"  # config host_ca_env: clear the host's CA variables, or keep
 
 
 def micromamba_need(req: Request) -> str:
@@ -280,62 +284,6 @@ def read_binds(reads: Sequence[str], binds: Sequence[Bind], cwd: Path) -> list[B
     return found
 
 
-def _user_env(items: Sequence[str]) -> list[tuple[str, str]]:
-    """`--env KEY=VALUE` items, each taken whole; the names follow the sidecar file's rules."""
-    pairs = []
-    for item in items:
-        key, sep, value = item.partition("=")
-        problem = envfile.check_name(key) if sep else "it has no '='"
-        if problem:
-            raise UsageError(
-                f"invalid --env {item!r}: {problem}",
-                hint="use --env KEY=VALUE (one variable each)",
-            )
-        pairs.append((key, value))
-    return pairs
-
-
-def container_env(
-    ovls: Sequence[Overlay],
-    user_env: Sequence[str],
-    environ: Mapping[str, str],
-    path_tail: Sequence[str] = (),
-    *,
-    tools: bool = False,
-) -> tuple[tuple[str, str], ...]:
-    """The variables set in the container, in order: sidecar files, --env, then ours.
-
-    PATH: /ext3/env/bin first, then (with `tools`) condatainer's tools, then the host's PATH,
-    then `path_tail`.
-    """
-    pairs: list[tuple[str, str]] = []
-    for overlay in ovls:
-        side = envfile.load(overlay.path)
-        if side is not None:
-            pairs += list(side.vars)
-    pairs += _user_env(user_env)
-    host_path = environ.get("PATH", "/usr/local/bin:/usr/bin:/bin")
-    ours_first = [f"{CONTAINER_PREFIX}/bin", *([CONTAINER_BIN] if tools else [])]
-    rest = [p for p in host_path.split(":") if p and p not in ours_first]
-    try:
-        level = int(environ.get("IN_CONDATAINER", "0") or 0) + 1
-    except ValueError:
-        level = 1
-    ours = [
-        ("CONDA_PREFIX", CONTAINER_PREFIX),
-        ("MAMBA_ROOT_PREFIX", CONTAINER_PREFIX),
-        ("PATH", ":".join([*ours_first, *rest, *path_tail])),
-        ("IN_CONDATAINER", str(level)),
-    ]
-    if ovls:
-        ours.append(("CNT_OVERLAY", ovls[0].path))
-    if any(o.writable for o in ovls):
-        ours.append(("CNT_CONDA_PREFIX", CONTAINER_PREFIX))
-    merged = dict(pairs)
-    merged.update(ours)
-    return tuple(merged.items())
-
-
 def gpu_flags(mode: str) -> tuple[str, ...]:
     """`--nv` when /dev/nvidiactl exists, `--rocm` when /dev/kfd exists; `off` disables."""
     if mode == "off":
@@ -441,13 +389,21 @@ def resolve(
         req.base_image, settings.base_image, settings.default_base, settings.base_source, here
     )
     gpu, extra_args = apptainer_args(req, gpu_flags(req.gpu or settings.gpu))
+    env, unset, wrapper = container_env(
+        ovls,
+        req.env,
+        environ,
+        req.helper_dirs,
+        tools=settings.tools is not None,
+        host_ca_env=settings.host_ca_env,
+    )
     return Plan(
         command=req.command,
         overlays=ovls,
         cwd=str(here),
-        env=container_env(
-            ovls, req.env, environ, req.helper_dirs, tools=settings.tools is not None
-        ),
+        env=env,
+        unset=unset,
+        wrapper=wrapper,
         binds=binds(req, settings, here, environ, ovls),
         base_image=base.path,
         base_pull=base.pull_from,

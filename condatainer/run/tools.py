@@ -6,6 +6,8 @@ Every Plan binds one host directory read-only at `micromamba.CONTAINER_BIN`
 - `mm-install`, `mm-list`, ...: one POSIX sh script per operation of the mm table
   (shell/mm-command.sh.j2), so `condatainer e -- mm-install pkg` and `mm-list` in a job script
   work without an interactive rc;
+- `cnt-env`: the wrapper that expands sidecar values referencing variables inside the
+  container, just before the command (shell/cnt-env.sh.j2; `run.resolve.expansion`);
 - `micromamba`: a placeholder (shell/micromamba-missing.sh.j2) that explains, exit 1, why there
   is no micromamba -- the real binary (condatainer's cached one, or config `micromamba`) is bound
   read-only over it whenever there is one.
@@ -32,13 +34,15 @@ from pathlib import Path
 
 from condatainer import __version__, config, shellgen
 from condatainer.display import Notify
-from condatainer.errors import MicromambaError
+from condatainer.errors import PROG, MicromambaError
 from condatainer.micromamba import BINARY, locate
 from condatainer.run import mm
+from condatainer.run.containerenv import EXPANDER
 from condatainer.run.resolve import NEED, USE, WANT, Tools
 
 _TEMPLATES = (
     "mm-command.sh.j2",
+    "cnt-env.sh.j2",
     "micromamba-missing.sh.j2",
     *(shellgen.template_name(op.script, "sh") for op in mm.TABLE.values() if op.script),
 )
@@ -55,7 +59,10 @@ def _key() -> str:
 
 def scripts() -> dict[str, str]:
     """{file name: text} of everything in the directory."""
-    files = {BINARY: shellgen.render("micromamba-missing", "sh")}
+    files = {
+        BINARY: shellgen.render("micromamba-missing", "sh"),
+        os.path.basename(EXPANDER): shellgen.render("cnt-env", "sh", prog=PROG),
+    }
     for op in mm.TABLE.values():
         body = shellgen.Raw(mm.script_text(op)) if op.script else None
         files[f"mm-{op.name}"] = shellgen.render(

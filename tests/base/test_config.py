@@ -40,7 +40,7 @@ def test_keys_are_the_documented_ones() -> None:
         "apptainer_bin", "runtime", "base_image", "base_source", "fetch_dir", "binds", "gpu",
         "default_size", "default_profile", "autoload", "hook_messages", "shim_exclude", "submit",
         "logs_dir", "channels", "micromamba", "micromamba_channel", "micromamba_version",
-        "ca_bundle",
+        "ca_bundle", "host_ca_env",
     )  # fmt: skip
 
 
@@ -54,6 +54,7 @@ def test_paths_follow_xdg(tmp_path: Path) -> None:
     }
     assert config.paths(env) == {
         "config": tmp_path / "c" / "condatainer" / "config.yaml",
+        "site": Path(config.SITE_CONFIG),
         "data": tmp_path / "d" / "condatainer",
         "cache": tmp_path / "k" / "condatainer",
         "state": tmp_path / "s" / "condatainer",
@@ -509,3 +510,69 @@ def test_fetch_dir_defaults_to_the_data_dir_and_expands_home(
     monkeypatch.setenv("CNT_FETCH_DIR", "~/project/cnt")
     assert config.fetch_dir(config.load()) == isolated_env / "project" / "cnt"
     assert config.show(cfg).splitlines()[5].split()[:2] == ["fetch_dir", "(the"]
+
+
+# --- the site layer ---------------------------------------------------------------------------
+
+
+def test_site_layer_lies_below_the_users_file(cfg_file: Path, tmp_path: Path) -> None:
+    site = Path(os.environ["CNT_SITE_CONFIG"])
+    assert site.parent.parent == tmp_path  # conftest: the test's own, never /etc's
+    site.parent.mkdir(parents=True)
+    site.write_text(
+        "channels: [https://mirror.example/conda-forge]\nbase_image: /shared/site.sif\n"
+        "binds: [/shared]\n"
+    )
+    cfg_file.write_text("binds: [/mine]\n")
+    cfg = config.load()
+    assert cfg.channels == ("https://mirror.example/conda-forge",)
+    assert cfg.source("channels") == f"site {site}"
+    assert cfg.base_image == "/shared/site.sif"
+    assert cfg.binds == ("/mine",) and cfg.source("binds") == f"file {cfg_file}"
+    assert cfg.source("gpu") == "default"
+    shown = config.show(cfg)
+    assert f"site {site}" in shown and f"file {cfg_file}" in shown
+    assert site in config.files() and cfg_file in config.files()
+
+
+def test_site_layer_from_etc_unless_cnt_site_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CNT_SITE_CONFIG")
+    assert config.paths()["site"] == Path("/etc/condatainer/config.yaml")
+    monkeypatch.setenv("CNT_SITE_CONFIG", "")
+    assert config.site_path() == Path("/etc/condatainer/config.yaml")
+
+
+def test_bad_site_file_names_the_site_file(tmp_path: Path) -> None:
+    site = Path(os.environ["CNT_SITE_CONFIG"])
+    site.parent.mkdir(parents=True)
+    site.write_text("gpu: on\nchanels: [x]\n")
+    with pytest.raises(ConfigError) as bad:
+        config.load()
+    assert f"{site} line 2: unknown key 'chanels'" in bad.value.message
+    assert "did you mean 'channels'" in bad.value.message
+
+
+def test_validate_reports_every_layer(cfg_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    site = Path(os.environ["CNT_SITE_CONFIG"])
+    site.parent.mkdir(parents=True)
+    site.write_text("gpu: maybe\n")
+    cfg_file.write_text("runtime: builtin\n")
+    monkeypatch.setenv("CNT_SUBMIT", "sometimes")
+    results = config.validate()
+    assert [name.split()[0] for name, _ in results] == ["site", "file", "environment"]
+    site_error, user_error, env_error = (problem for _, problem in results)
+    assert site_error is not None and "gpu" in site_error.message
+    assert user_error is None
+    assert env_error is not None and "CNT_SUBMIT" in env_error.message
+
+
+def test_env_channels_the_one_rule() -> None:
+    cfg = config.Config(channels=("https://mirror/conda-forge", "bioconda"))
+    assert config.env_channels(cfg) == ("https://mirror/conda-forge", "bioconda")
+    assert config.env_channels(cfg, ["pytorch", "bioconda"]) == (
+        "pytorch",
+        "bioconda",
+        "https://mirror/conda-forge",
+    )
+    assert config.env_channels(cfg, ["pytorch"], override=True) == ("pytorch",)
+    assert config.env_channels(cfg, ["pytorch", "nodefaults"]) == ("pytorch",)

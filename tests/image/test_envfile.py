@@ -274,3 +274,49 @@ def test_render_then_parse_round_trips(
     notes.update({k: v for k, v in extra.items() if k not in notes})
     text = envfile.render(list(values.items()), notes, whatis)
     assert envfile.parse(text, "r") == EnvFile(tuple(values.items()), notes, whatis)
+
+
+# --- variable references ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "parts"),
+    [
+        ("plain", (("text", "plain"),)),
+        ("", ()),
+        ("$HOME/go", (("name", "HOME"), ("text", "/go"))),
+        ("/x:${PATH}", (("text", "/x:"), ("name", "PATH"))),
+        ("$A$B_1", (("name", "A"), ("name", "B_1"))),
+        ("a$$b", (("text", "a$b"),)),
+        ("$$(id)", (("text", "$(id)"),)),
+        ("${X:-$(id)}", (("text", "${X:-$(id)}"),)),
+        ("`id` $1 $ $(id)", (("text", "`id` $1 $ $(id)"),)),
+        ("${A}x${B", (("name", "A"), ("text", "x${B"))),
+        ("${1A}", (("text", "${1A}"),)),
+    ],
+)
+def test_segments(value: str, parts: tuple[tuple[str, str], ...]) -> None:
+    assert envfile.segments(value) == parts
+    assert envfile.expands(value) == (parts != ((("text", value),) if value else ()))
+
+
+def test_literal_forms_are_the_other_dollar_forms_and_backticks() -> None:
+    assert envfile.literal_forms("${X:-$(id)} `id` $1 $(date) $") == (
+        "${X:-$(id)}",
+        "`id`",
+        "$1",
+        "$(date)",
+        "$",
+    )
+    assert envfile.literal_forms("$HOME ${HOME} $$ $$(id)") == ()
+    assert envfile.references("$A ${B} $A $$C") == ("A", "B")
+
+
+def test_path_only_extended() -> None:
+    env = envfile.parse("PATH=/ext3/env/go/bin:$PATH\nP2=${PATH}\n", "f")
+    assert env.vars == (("PATH", "/ext3/env/go/bin:$PATH"), ("P2", "${PATH}"))
+    with pytest.raises(EnvFileError) as bad:
+        envfile.parse("PATH=/ext3/env/go/bin\n", "f")
+    assert bad.value.hint == "extend it instead: PATH=/ext3/env/go/bin:$PATH"
+    with pytest.raises(EnvFileError, match="f:1: CNT_LEVEL is set by condatainer"):
+        envfile.parse("CNT_LEVEL=$CNT_LEVEL\n", "f")

@@ -8,6 +8,7 @@ replace a `micromamba: command not found` (exit 127).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -151,3 +152,44 @@ def test_no_exit_127_without_micromamba(world: World, tmp_path: Path) -> None:
     assert "condatainer micromamba" in typed.stderr
     pinned = ok(cnt("mm", "-o", str(image), "pin", "-l", env=env, cwd=tmp_path))
     assert pinned.stdout == ""  # mm pin edits a file: it needs no micromamba
+
+
+def _empty_channel(dest: Path) -> str:
+    """A channel that serves nothing (like `-c pytorch` for a package pytorch does not have)."""
+    for subdir in ("noarch", "linux-64"):
+        (dest / subdir).mkdir(parents=True)
+        repodata = {"info": {"subdir": subdir}, "packages": {}, "packages.conda": {}}
+        (dest / subdir / "repodata.json").write_text(json.dumps(repodata))
+    return f"file://{dest}"
+
+
+def test_o_puts_the_users_channel_first_then_the_sites(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CondaTainer's `o IMG -- numpy -c pytorch`: config channels (here the site's mirror)
+    come after the user's, so what the user's channel lacks is solved from them;
+    `--override-channels` keeps only the user's."""
+    monkeypatch.delenv("CNT_CHANNELS")
+    site = Path(os.environ["CNT_SITE_CONFIG"])
+    site.parent.mkdir(parents=True)
+    site.write_text(f"channels: [{world.url}]\n")
+    mine = _empty_channel(tmp_path / "mine")
+    image = tmp_path / "env.img"
+    ok(cnt("o", str(image), "-s", "256M", "--sparse", "--", "cnt-hello", "-c", mine,
+           cwd=tmp_path))  # fmt: skip
+    assert debugfs_cat(image, "upper/ext3/env/.condarc") == (
+        f'channels:\n  - "{mine}"\n  - "{world.url}"\n'
+    )
+    ran = ok(cnt("exec", "-o", str(image), "--", "cnt-hello", cwd=tmp_path))
+    assert ran.stdout.startswith("hello from cnt-hello")
+
+    only = tmp_path / "only.img"
+    dry = ok(cnt("o", str(only), "--dry-run", "--override-channels", "-c", mine, "--",
+                 "cnt-hello", cwd=tmp_path))  # fmt: skip
+    assert f"channels: {mine}\n" in dry.stdout
+    refused = ok(cnt("o", str(only), "-s", "256M", "--sparse", "--", "cnt-hello", "-c", mine,
+                     "--override-channels", cwd=tmp_path), code=1)  # fmt: skip
+    assert "installing the env failed" in refused.stderr
+    assert not only.exists()
+    bare = ok(cnt("o", str(only), "--override-channels", "--", "cnt-hello", cwd=tmp_path), code=2)
+    assert "--override-channels leaves no channel" in bare.stderr

@@ -89,6 +89,23 @@ CASES: dict[str, Plan] = {
         base_image=BASE,
     ),
     "tricky_env": Plan(command=("env",), overlays=(RW,), env=TRICKY, base_image=BASE),
+    "expanding_sidecar": Plan(
+        command=("go", "build"),
+        overlays=(RW,),
+        env=ENV,
+        base_image=BASE,
+        unset=("SSL_CERT_FILE", "CURL_CA_BUNDLE"),
+        wrapper=(
+            "/opt/condatainer/bin/cnt-env",
+            "=GOPATH",
+            "$HOME",
+            "+/go",
+            "=PATH",
+            "+/ext3/env/go/bin:",
+            "$PATH",
+            "--",
+        ),
+    ),
     "extra_args": Plan(
         command=("--looks-like-an-option", "x y"),
         overlays=(RW,),
@@ -355,3 +372,26 @@ def test_too_old_for_no_eval() -> None:
     stderr = 'Error for command "exec": unknown flag: --no-eval\n'
     err = apptainer.translate_failure(255, stderr, PLAN)
     assert isinstance(err, RuntimeUnavailableError)
+
+
+def test_the_wrapper_runs_before_the_command_and_unset_leaves_the_environment() -> None:
+    plan = CASES["expanding_sidecar"]
+    args = apptainer.argv(plan, BIN)
+    assert args[args.index(BASE) + 1 :] == [*plan.wrapper, "go", "build"]
+    host = {
+        "SSL_CERT_FILE": "/etc/ssl/cert.pem",
+        "APPTAINERENV_CURL_CA_BUNDLE": "/x",
+        "SINGULARITYENV_SSL_CERT_FILE": "/y",
+        "SSL_CERT_DIR": "/etc/ssl/certs",  # not in this Plan's unset: kept
+    }
+    env = apptainer.environ(plan, BIN, host)
+    assert not {
+        "SSL_CERT_FILE",
+        "APPTAINERENV_CURL_CA_BUNDLE",
+        "SINGULARITYENV_SSL_CERT_FILE",
+    } & set(env)
+    assert env["SSL_CERT_DIR"] == "/etc/ssl/certs"
+    kept = plan.replace(env=(*ENV, ("SSL_CERT_FILE", "/ext3/env/ssl/cacert.pem")))
+    assert apptainer.environ(kept, BIN, host)["APPTAINERENV_SSL_CERT_FILE"] == (
+        "/ext3/env/ssl/cacert.pem"
+    )  # a value the Plan sets (sidecar, --env) still arrives

@@ -274,6 +274,15 @@ def edit_config(project: Path) -> None:
     config.set_value("binds", str(extra))
 
 
+def edit_site_config(project: Path) -> None:
+    extra = project.parent / "extra"
+    extra.mkdir(exist_ok=True)
+    (extra / "file").write_text("bound\n")
+    site = Path(os.environ["CNT_SITE_CONFIG"])
+    site.parent.mkdir(parents=True, exist_ok=True)
+    site.write_text(f"binds: [{extra}]\n")
+
+
 def replace_image(project: Path) -> None:
     fresh = make_image(project.parent / "fresh.img", marker="two")
     os.replace(fresh, project / "env.img")
@@ -283,6 +292,7 @@ CHANGES = {
     "sidecar": (edit_sidecar, "printf '%s' \"$GREETING\"", "one", "two"),
     "config": (edit_config, "cat ../extra/file || echo unbound", "unbound\n", "bound\n"),
     "image": (replace_image, "cat /ext3/env/marker", "one\n", "two\n"),
+    "site": (edit_site_config, "cat ../extra/file || echo unbound", "unbound\n", "bound\n"),
 }
 
 
@@ -456,3 +466,12 @@ def test_the_decision_reads_only_the_environment_the_key_holds(
     names, prefixes = replay.ENVIRON_NAMES, replay.ENVIRON_PREFIXES
     outside = {k for k in read if k not in names and not k.startswith(prefixes)}
     assert outside == set()
+
+
+def test_a_replayed_exec_still_expands_the_sidecar(run_exec, project: Path) -> None:
+    (project / "env.img.env").write_text("WHERE=$HOME/x\nKEPT=$(id)\n")
+    args = ("-o", "env.img", "--", "sh", "-c", 'printf "%s|%s" "$WHERE" "$KEPT"')
+    first = run_exec(*args, cwd=project, env=BUILTIN)
+    again = run_exec(*args, cwd=project, env=BUILTIN)
+    assert again.replayed, again.err
+    assert first.out == again.out == f"{os.environ['HOME']}/x|$(id)"

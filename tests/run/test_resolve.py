@@ -3,6 +3,7 @@ check_locks=False)."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -127,3 +128,36 @@ def test_the_base_image_decision(tmp_path: Path) -> None:
     # a runtime with a base of its own (builtin): the host root
     plan = resolve(req(), Settings(), environ={}, cwd=str(tmp_path))
     assert (plan.base_image, plan.base_pull) == (None, None)
+
+
+def test_the_container_environment_layers_and_the_wrapper(tmp_path: Path) -> None:
+    """Hygiene defaults < sidecar < --env < ours; values with references go to the wrapper
+    (unless --env sets the name); the host's CA variables are unset unless kept."""
+    image = tmp_path / "env.img"
+    image.write_bytes(b"")
+    (tmp_path / "env.img.env").write_text(
+        "PYTHONNOUSERSITE=\nGOPATH=$HOME/go\nPATH=/go/bin:$PATH\nPLAIN=$(id)\nMINE=${X}\n"
+    )
+    request = req(images=(str(image),), env=("MINE=$HOME", "R_LIBS_USER=/r"))
+    plan = resolve(request, Settings(), environ={"PATH": "/bin"}, cwd=str(tmp_path))
+    env = dict(plan.env)
+    assert env["PYTHONNOUSERSITE"] == ""  # the sidecar turned it off
+    assert env["R_LIBS_USER"] == "/r" and env["MINE"] == "$HOME"  # --env, byte-exact
+    assert env["RETICULATE_PYTHON"] == "/ext3/env/bin/python"
+    assert env["PLAIN"] == "$(id)" and "GOPATH" not in env
+    assert env["PATH"] == "/ext3/env/bin:/bin"
+    assert (env["IN_CONDATAINER"], env["CNT_LEVEL"]) == ("1", "1")
+    assert plan.wrapper == (
+        "/opt/condatainer/bin/cnt-env",
+        "=GOPATH", "$HOME", "+/go",
+        "=PATH", "+/go/bin:", "$PATH",
+        "--",
+    )  # fmt: skip
+    assert plan.argv == (*plan.wrapper, "true")
+    assert plan.unset == ("SSL_CERT_FILE", "SSL_CERT_DIR", "CURL_CA_BUNDLE", "REQUESTS_CA_BUNDLE")
+    kept = resolve(request, Settings(host_ca_env="keep"), environ={}, cwd=str(tmp_path))
+    assert kept.unset == ()
+    nested = resolve(req(), Settings(), environ={"IN_CONDATAINER": "2"}, cwd=str(tmp_path))
+    assert dict(nested.env)["CNT_LEVEL"] == "3" and nested.wrapper == ()
+    # the Plan travels whole (multi-task jobs, dry runs)
+    assert type(plan).from_json(json.loads(json.dumps(plan.to_json()))) == plan

@@ -30,7 +30,7 @@ from condatainer.run.resolve import (
 
 def test_one_script_per_operation_and_the_placeholder() -> None:
     files = tools.scripts()
-    assert sorted(files) == sorted(["micromamba", *(f"mm-{name}" for name in mm.TABLE)])
+    assert sorted(files) == sorted(["micromamba", "cnt-env", *(f"mm-{name}" for name in mm.TABLE)])
     assert files["mm-install"].splitlines()[-1] == (
         f"exec {CONTAINER_MICROMAMBA} -r /ext3/env --rc-file /ext3/env/.condarc install -n base"
         ' -y "$@"'
@@ -43,7 +43,7 @@ def test_one_script_per_operation_and_the_placeholder() -> None:
     assert all(text.startswith("#!/bin/sh\n") for text in files.values())
 
 
-@pytest.mark.parametrize("name", sorted(["micromamba", *(f"mm-{n}" for n in mm.TABLE)]))
+@pytest.mark.parametrize("name", sorted(["micromamba", "cnt-env", *(f"mm-{n}" for n in mm.TABLE)]))
 def test_each_script_is_posix_sh(name: str, need: Callable[[str], str], tmp_path: Path) -> None:
     script = tmp_path / name
     script.write_text(tools.scripts()[name])

@@ -36,7 +36,7 @@ MARKER = "/cnt-test-base"
 OS_RELEASE = 'PRETTY_NAME="condatainer test base"\nNAME="cnt-testbase"\nID=cnt-testbase\n'
 PROGRAMS = (
     "sh", "bash", "cat", "id", "ls", "pwd", "env", "touch", "stat", "mkdir", "rm", "head",
-    "readlink", "whoami", "grep", "true",
+    "readlink", "whoami", "grep", "true", "printenv",
 )  # fmt: skip
 PYTHON_MODULES = ("rattler", "yaml", "_yaml")
 # Parts of the standard library nothing here imports (tests, GUI, installers): a smaller base.

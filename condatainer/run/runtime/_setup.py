@@ -93,7 +93,8 @@ def sudo_user(environ: dict[str, str]) -> User | None:
 
 
 def environment(plan: Plan, user: User | None, environ: dict[str, str]) -> dict[str, str]:
-    """The command's environment: the host's (or a minimal one), the user's identity, plan.env."""
+    """The command's environment: the host's (or a minimal one) without `plan.unset`, the
+    user's identity, plan.env."""
     if plan.cleanenv or plan.containall:
         env = {"PATH": DEFAULT_PATH}
         if "TERM" in environ:
@@ -104,6 +105,8 @@ def environment(plan: Plan, user: User | None, environ: dict[str, str]) -> dict[
         env = dict(environ)
         if user is not None:
             env.update(HOME=user.home, USER=user.name, LOGNAME=user.name)
+    for key in plan.unset:
+        env.pop(key, None)
     env.update(plan.env)
     return env
 

@@ -27,6 +27,8 @@ re-exec guard (`IN_CONDATAINER`) relies on.  `--no-eval` needs Apptainer >= 1.1 
 SingularityCE >= 3.10; older binaries stop with "unknown flag: --no-eval", which
 `run_captured` reports as such.  Apptainer refuses `APPTAINERENV_HOME`, so HOME cannot be passed
 this way; `PATH` is passed literally (Apptainer's `PREPEND_PATH`/`APPEND_PATH` keys also work).
+The variables of `plan.unset` are removed from the environment Apptainer starts with (and their
+`APPTAINERENV_`/`SINGULARITYENV_` forms), since Apptainer passes its own environment on.
 
 Paths Apptainer cannot take
 ---------------------------
@@ -128,7 +130,7 @@ def argv(plan: Plan, binary: str) -> list[str]:
     args += ["--pwd", plan.cwd]
     args += plan.extra_args
     args.append(plan.base_image)
-    args += plan.command
+    args += plan.argv
     return args
 
 
@@ -140,6 +142,9 @@ def environ(plan: Plan, binary: str, base: Mapping[str, str]) -> dict[str, str]:
     """
     prefix = env_prefix(binary)
     env = dict(base)
+    for key in plan.unset:  # Apptainer passes its own environment on: not these
+        for other in ("", *ENV_PREFIXES):
+            env.pop(other + key, None)
     for key, value in plan.env:
         if not is_variable_name(key):
             raise ContainerError(f"cannot pass '{key}' into the container: not a variable name")

@@ -287,7 +287,7 @@ def _run(
             env=_setup.environment(plan, user, environ),
             user=user,
             cwd=plan.cwd,
-            command=plan.command,
+            command=plan.argv,
             unshare_flags=linux.CLONE_NEWNS | (linux.CLONE_NEWIPC if plan.containall else 0),
             parent_pid=os.getpid(),
             stdio=stdio,
