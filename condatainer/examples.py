@@ -54,6 +54,15 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
     ),
     "overlay export": (
         ("condatainer overlay export env.img > environment.yml", "the env as a file"),
+        ("condatainer overlay export -e env.img > spec.txt", "an @EXPLICIT list of URLs"),
+        ("condatainer overlay export --from-history env.img", "only what was asked for"),
+    ),
+    "info": (("condatainer info env.img", "overlay info, as CondaTainer spells it"),),
+    "export": (
+        (
+            "condatainer export env.img > environment.yml",
+            "overlay export, as CondaTainer spells it",
+        ),
     ),
     "overlay pack": (
         ("condatainer overlay pack env.img", "writes env.img.zst"),
