@@ -107,6 +107,9 @@ EXAMPLES: dict[str, tuple[Example, ...]] = {
         ("condatainer config show --json", "the same as JSON"),
     ),
     "config get": (("condatainer config get channels", "one value, for scripts"),),
+    "config validate": (
+        ("condatainer config validate", "check the site file, your file and CNT_* variables"),
+    ),
     "config set": (
         ("condatainer config set channels conda-forge,bioconda", "lists: comma-separated"),
         ("condatainer config set gpu off", "no --nv/--rocm"),
