@@ -79,7 +79,9 @@ def resolve_dep(dep: str, bases: Sequence[Path]) -> str:
     path = Path(os.path.expanduser(dep))
     tries = [path] if path.is_absolute() else [b / path for b in bases]
     for candidate in tries:
-        for c in (candidate, candidate.with_name(candidate.name + ".img")):
+        # `#DEP: /` or `#DEP: ..` names a directory, with no file name to add `.img` to.
+        named = [candidate.with_name(candidate.name + ".img")] if candidate.name else []
+        for c in (candidate, *named):
             if c.is_file():
                 return os.path.realpath(c)
     raise DirectiveError(

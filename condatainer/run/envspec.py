@@ -115,6 +115,8 @@ def parse_yaml(text: str, path: Path) -> EnvSpec:
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise _fail(path, line, f"not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise _fail(path, None, "nested too deeply to be an environment file") from None
     if not isinstance(data, dict):
         raise _fail(path, None, "not an environment file (expected a mapping with dependencies:)")
     lines = _key_lines(text)
