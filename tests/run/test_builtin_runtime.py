@@ -14,11 +14,9 @@ import glob
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -509,7 +507,8 @@ def test_sixteen_readers_at_once(image: Path, tmp_path: Path) -> None:
     command = [
         "sh",
         "-c",
-        f"hello && touch {started}/$$ && while [ ! -e {release} ]; do sleep 0.05; done",
+        # Not $$: every container has a PID namespace of its own, where the shell is PID 2.
+        f"hello && mktemp -p {started} >/dev/null && while [ ! -e {release} ]; do sleep 0.05; done",
     ]
     procs = [driver(command, image, writable=False) for _ in range(16)]
     try:
@@ -535,24 +534,39 @@ def test_writer_refused_while_a_reader_runs(image: Path, tmp_path: Path) -> None
     assert out == f"rc={128 + signal.SIGTERM}\n"  # SIGTERM to the parent reached the command
 
 
+def host_pids(marker: str) -> list[int]:
+    """Host PIDs of the `sleep` processes whose command line holds `marker` (a container's own
+    PIDs, as `$$` shows them, are those of its PID namespace)."""
+    found = []
+    for entry in glob.glob("/proc/[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            proc = Path(entry).parent
+            mine = marker.encode() in Path(entry).read_bytes()
+            if mine and (proc / "comm").read_text().strip() == "sleep":
+                found.append(int(proc.name))
+    return found
+
+
+def sleeper(seconds: int = 60) -> str:
+    """`sleep` for about `seconds`, with an argument no other process has (GNU sleep takes
+    fractions), to find it by."""
+    return f"{seconds}.{os.getpid()}{int.from_bytes(os.urandom(3), 'big')}"
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("as_user", [False, True], ids=["root", "sudo-user"])
 def test_killed_parent_takes_the_command_along(image: Path, tmp_path: Path, as_user: bool) -> None:
-    pids = Path(tempfile.mkdtemp(dir="/tmp"))  # reachable by uid 65534, unlike tmp_path
-    pids.chmod(0o777)
-    pidfile = pids / "pid"
     env = {"SUDO_UID": "65534", "SUDO_GID": "65534"} if as_user else {}
-    parent = driver(
-        ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], image, writable=not as_user, env=env
-    )
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-    child = int(pidfile.read_text())
+    marker = sleeper()
+    parent = driver(["sleep", marker], image, writable=not as_user, env=env)
+    wait_for(lambda: host_pids(marker))
+    (child,) = host_pids(marker)
     assert pid_alive(child)
     parent.kill()
     parent.communicate(timeout=10)
     wait_for(lambda: not pid_alive(child))
+    wait_for(lambda: not attached_loops_for(image))
     locks.acquire(image, write=True).release()
-    shutil.rmtree(pids)
 
 
 @pytest.mark.root
@@ -599,18 +613,42 @@ def test_ctrl_c_reaches_the_command_once(image: Path) -> None:
 
 
 @pytest.mark.root
-def test_background_process_keeps_the_image_locked(image: Path, tmp_path: Path) -> None:
-    """A process the command leaves behind keeps the mount, and so the lock (via the loop)."""
-    release = tmp_path / "release"
-    behind = f"while [ ! -e {release} ]; do sleep 0.05; done"
-    try:
-        assert sh(f"sh -c '{behind}' >/dev/null 2>&1 &", image, writable=True)[0] == 0
-        with pytest.raises(LockError, match="in use for writing"):
-            locks.acquire(image, write=True)
-    finally:
-        release.touch()
+def test_background_process_dies_with_the_container(image: Path, tmp_path: Path) -> None:
+    """A process the command leaves behind is killed when the command ends (the container has
+    a PID namespace of its own), so it can keep neither the mount nor the lock."""
+    marker = sleeper()
+    assert sh(f"sleep {marker} >/dev/null 2>&1 &", image, writable=True)[0] == 0
+    assert not [pid for pid in host_pids(marker) if pid_alive(pid)]
     wait_for(lambda: not attached_loops_for(image))
     locks.acquire(image, write=True).release()
+
+
+@pytest.mark.root
+def test_killed_parent_takes_background_processes_along(image: Path) -> None:
+    """SIGKILL of condatainer while the command and a process it left in the background run:
+    both die, the image is unmounted, and only then is its lock free."""
+    marker = sleeper()
+    script = f"sleep {marker} & sleep {marker}"
+    parent = driver(["sh", "-c", script], image, writable=True)
+    wait_for(lambda: len(host_pids(marker)) == 2)
+    with pytest.raises(LockError, match=r"in use for writing by PID \d+"):
+        locks.acquire(image, write=True)
+    parent.kill()
+    parent.communicate(timeout=10)
+    wait_for(lambda: not [pid for pid in host_pids(marker) if pid_alive(pid)])
+    wait_for(lambda: not attached_loops_for(image))
+    locks.acquire(image, write=True).release()
+
+
+@pytest.mark.root
+def test_the_container_has_its_own_pids_and_proc(image: Path) -> None:
+    """The command is PID 2 under the container's init; its /proc shows the container only."""
+    rc, out, err = sh("echo $$; ls /proc | grep -c '^[0-9]'; cat /proc/1/comm", image)
+    assert rc == 0, err
+    pid, count, init = out.split()
+    assert pid == "2"
+    assert int(count) <= 4  # init, sh, ls, grep
+    assert init != Path("/proc/1/comm").read_text().strip() or init.startswith("python")
 
 
 def attached_loops_for(image: Path) -> list[str]:

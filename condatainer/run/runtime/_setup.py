@@ -32,7 +32,8 @@ class User:
 
 @dataclass(frozen=True)
 class Mount:
-    """One mount on top of the new root: `source` (a host path, or None for a tmpfs)."""
+    """One mount on top of the new root: `source` (a host path, or None for a new filesystem
+    of type `fstype`: a tmpfs, or the container's own /proc)."""
 
     source: str | None
     target: str  # path inside the container
@@ -40,6 +41,7 @@ class Mount:
     recursive: bool = True
     tmpfs_options: str = ""  # for a tmpfs
     is_file: bool = False  # the target is a file, not a directory
+    fstype: str = "tmpfs"  # when source is None
 
 
 @dataclass(frozen=True)
@@ -163,7 +165,10 @@ def mounts(plan: Plan, user: User | None, environ: dict[str, str]) -> tuple[Moun
             top, points = host_mounts(f.read())
     except OSError:
         top, points = [], []
-    mounts = [Mount(point, point) for point in top]
+    # The container has a PID namespace of its own, so a /proc of its own: the host's would
+    # show (and let it signal) every host process.
+    mounts = [Mount(None, "/proc", fstype="proc")]
+    mounts += [Mount(point, point) for point in top if point != "/proc"]
     contained = plan.contain or plan.containall
     home = os.path.realpath(user.home if user else environ.get("HOME", "/root"))
     wanted = {bind.container for bind in plan.binds}

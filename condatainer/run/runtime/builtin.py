@@ -8,8 +8,9 @@ stdout and stderr captured; `available()` says why this runtime cannot work here
 How a run goes.  The parent process (this one) takes the lock Apptainer takes on every image
 (an OFD write lock for the writable overlay, read locks for read-only ones), then checks its
 superblock (a clean filesystem, no journal to recover), and holds the locks until the command
-has ended.  It forks one child, which sets PR_SET_PDEATHSIG so it
-cannot outlive a killed parent, and then, in a mount namespace of its own, builds this layout:
+has ended.  It forks a relay, which dies with it (PR_SET_PDEATHSIG) and unshares a mount and a
+PID namespace; the relay forks the container's init (PID 1, `_child`), which dies with the
+relay and, in the new namespaces, builds this layout:
 
     /run/condatainer-PID-XXXX/      staging: a private, unbindable tmpfs (S)
         0/, 1/, ...                 each image's ext3, on a loop device (ro: read-only device
@@ -19,7 +20,8 @@ cannot outlive a killed parent, and then, in a mount namespace of its own, build
                                     on top) : the host's /
                                     upperdir/workdir = the writable image's upper/ and work/,
                                     else t/upper, t/work (writes outside /ext3/env discarded)
-            <every host mount directly below />   rbind (/proc, /sys, /dev, /run, ...)
+            /proc                                 a new proc: the container's PID namespace
+            <every other host mount below />      rbind (/sys, /dev, /run, ...)
             $HOME /tmp /var/tmp cwd               bind, when they live on the host's root fs
                                                   (Apptainer's default binds); with contain:
                                                   private tmpfs (or the workdir) instead
@@ -27,8 +29,9 @@ cannot outlive a killed parent, and then, in a mount namespace of its own, build
             /ext3                                 read-only, when no overlay is writable
 
 then `pivot_root`s into root/, detaches the old root (the staging tmpfs goes with it, and its
-empty directory is removed from the host at once), drops to SUDO_UID/SUDO_GID when set, and
-execs the command with the Plan's environment.  The host's `/` is a lower layer, so the
+empty directory is removed from the host at once) and forks the command, which drops to
+SUDO_UID/SUDO_GID when set and execs with the Plan's environment; the init stays behind to
+pass signals on and reap.  The host's `/` is a lower layer, so the
 container sees the host system as it is (like Apptainer's default binds, but for everything),
 copy-on-write: writes outside the binds and outside `/ext3/env` land in the writable image's
 `upper/` (or in the discarded tmpfs), never on the host.  overlayfs does not cross mounts, which
@@ -36,10 +39,13 @@ is why every host mount is bound in again on top.  Host mounts are followed as M
 Apptainer's `mount slave = yes`): automounts on the host show up inside, nothing we mount leaks
 out.
 
-When the command ends, its namespace goes away with every mount in it; the loop devices are
-configured with LO_FLAGS_AUTOCLEAR and detach themselves.  A loop device holds the image's
-open file description -- the one carrying the OFD lock -- so an image stays locked for as long
-as it is mounted anywhere, even by a background process the command left running.
+When the command ends, the init ends with its status, the kernel kills whatever the command
+left running in the PID namespace, and the mount namespace goes away with every mount in it;
+the loop devices are configured with LO_FLAGS_AUTOCLEAR and detach themselves.  A loop device
+holds the image's open file description -- the one carrying the OFD lock -- so an image stays
+locked for as long as it is mounted, and it is mounted only while the container runs: a killed
+condatainer takes the relay, the init and every container process along, and the lock goes
+with the last mount.  Nothing outlives the lock, and the lock outlives nothing.
 
 Errors the child meets before exec travel to the parent through a close-on-exec pipe and become
 a ContainerError; a pipe closed empty means the exec happened.  A command that cannot be
@@ -49,8 +55,9 @@ Notes on Plan fields: `base_image` is refused (the base is the host's root files
 `fakeroot` means "stay root": we are root already, so it only skips the SUDO_UID drop.  GPUs
 need nothing: the host's /dev (with /dev/nvidia*, /dev/kfd, /dev/dri) and its driver libraries
 are visible as they are.  `extra_args` are Apptainer options and are ignored.  `contain` keeps
-the host's /dev (not Apptainer's minimal one); `containall` adds a private IPC namespace but no
-PID namespace (the command would become PID 1, which ignores signals it has no handler for).
+the host's /dev (not Apptainer's minimal one); `containall` adds a private IPC namespace.  The
+PID namespace is always there (Apptainer's `--pid`): the command is not PID 1 (the init is),
+so it keeps the default signal handling a command expects.
 """
 
 from __future__ import annotations
@@ -70,19 +77,6 @@ from condatainer.image import e2fs, locks
 from condatainer.run.plan import Plan
 from condatainer.run.runtime import INSTALL_APPTAINER, _child, _setup
 from condatainer.run.runtime import _linux as linux
-
-# Signals the parent passes on to the command.  Terminal-generated ones (Ctrl-C, Ctrl-\) are
-# not passed on: the kernel already sent them to the whole foreground process group, which the
-# command belongs to, and a second SIGINT would interrupt its cleanup.
-FORWARDED = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
-_SI_KERNEL = 0x80  # siginfo.si_code of a signal sent by the kernel (the tty driver)
 
 # Kernel interfaces this runtime needs; module-level so tests can point them elsewhere.
 LOOP_CONTROL = "/dev/loop-control"
@@ -298,7 +292,7 @@ def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> i
     errors_r, errors_w = os.pipe()  # both close-on-exec
     # Block the forwarded signals (and SIGCHLD) before forking: the parent picks them up with
     # sigwaitinfo, and none can slip in between the fork and the wait.
-    setup.saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    setup.saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*_child.FORWARDED, signal.SIGCHLD})
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
@@ -312,7 +306,7 @@ def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> i
         if report:
             os.waitpid(pid, 0)
             raise _error_from(report)
-        return _wait(pid)
+        return _child.relay(pid)
     finally:
         _drain_pending()
         signal.pthread_sigmask(signal.SIG_SETMASK, setup.saved_mask)
@@ -333,24 +327,9 @@ def _error_from(report: bytes) -> ContainerError:
         return ContainerError(f"the container failed to start: {report!r}")
 
 
-def _wait(pid: int) -> int:
-    """Wait for the child, forwarding signals to it; its status as a shell reports it."""
-    wanted = {*FORWARDED, signal.SIGCHLD}
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)
-        info = signal.sigwaitinfo(wanted)
-        if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, info.si_signo)
-
-
 def _drain_pending() -> None:
     """Discard forwarded signals still pending: they were meant for the command, now gone."""
-    wanted = {*FORWARDED, signal.SIGCHLD}
+    wanted = {*_child.FORWARDED, signal.SIGCHLD}
     while wanted & signal.sigpending():
         if signal.sigtimedwait(wanted, 0) is None:
             break
