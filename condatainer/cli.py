@@ -146,7 +146,17 @@ def _add_overlay(ov: argparse.ArgumentParser) -> None:
     p = ovs.add_parser("check", help="check the filesystem (e2fsck) and explain the result")
     _arg(p, "image", completer=_complete_images)
     p.add_argument("-f", "--force", action="store_true", help="check even if marked clean")
-    p.add_argument("--repair", action="store_true", help="repair what e2fsck can")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="repair what e2fsck can, and what an interrupted resize, chown or create left",
+    )
+    p.add_argument(
+        "--from-host",
+        metavar="HOST",
+        help="with --repair: also repair what an interrupted command on HOST left (only once"
+        " you know it is no longer running there)",
+    )
     p.set_defaults(handler=_cmd_check)
     p = ovs.add_parser("chown", help="change the owner of the env files in an image")
     _arg(p, "image", completer=_complete_images)
@@ -407,8 +417,9 @@ def _split_pkg_channels(words: Sequence[str]) -> tuple[list[str], list[str]]:
 def _cmd_resize(a: argparse.Namespace) -> int:
     from condatainer.image import resize, sizes
 
-    result = resize.resize(a.image, sizes.parse_size(a.size))
-    _reporter().notes(result.notices)
+    report = _reporter()
+    result = resize.resize(a.image, sizes.parse_size(a.size), notify=report.note)
+    report.notes(result.notices)
     if result.changed:
         print(
             f"{a.image}: resized from {sizes.format_size(result.old_bytes)}"
@@ -422,7 +433,9 @@ def _cmd_resize(a: argparse.Namespace) -> int:
 def _cmd_check(a: argparse.Namespace) -> int:
     from condatainer.image import check
 
-    result = check.check(a.image, force=a.force, repair=a.repair)
+    if a.from_host and not a.repair:
+        raise UsageError("--from-host goes with --repair", hint=f"add --repair: {a.image}")
+    result = check.check(a.image, force=a.force, repair=a.repair, from_host=a.from_host)
     print(result.explanation)
     return 0 if result.clean else 1
 
@@ -432,7 +445,7 @@ def _cmd_chown(a: argparse.Namespace) -> int:
 
     uid = 0 if a.root else (a.uid if a.uid is not None else os.getuid())
     gid = 0 if a.root else (a.gid if a.gid is not None else os.getgid())
-    result = chown.chown(a.image, uid, gid, a.paths)
+    result = chown.chown(a.image, uid, gid, a.paths, notify=_reporter().note)
     print(f"{a.image}: {result.changed} inodes now owned by {uid}:{gid} ({result.seconds:.2f} s)")
     return 0
 
@@ -454,7 +467,7 @@ def _cmd_info(a: argparse.Namespace) -> int:
 def _cmd_pack(a: argparse.Namespace) -> int:
     from condatainer.image import pack
 
-    result = pack.pack(a.image, a.output)
+    result = pack.pack(a.image, a.output, notify=_reporter().note)
     print(f"{a.image}: packed into {result.output}")
     return 0
 
@@ -463,8 +476,9 @@ def _cmd_unpack(a: argparse.Namespace) -> int:
     from condatainer.image import pack, sizes
 
     size = sizes.parse_size(a.size) if a.size is not None else None
-    result = pack.unpack(a.packed, a.output, size_bytes=size)
-    _reporter().notes(result.notices)
+    report = _reporter()
+    result = pack.unpack(a.packed, a.output, size_bytes=size, notify=report.note)
+    report.notes(result.notices)
     print(f"{a.packed}: unpacked into {result.output}")
     return 0
 

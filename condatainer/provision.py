@@ -216,7 +216,7 @@ def create(creation: Creation, report: Reporter) -> Created:
     result = create_image(
         target, creation.size_bytes, creation.profile, sparse=creation.sparse,
         fakeroot=creation.fakeroot, files={".condarc": condarc_text(creation.channels)},
-        prepare=install if spec is not None else None,
+        prepare=install if spec is not None else None, notify=report.note,
     )  # fmt: skip
     notices = list(result.notices)
     if creation.sidecar_text is not None:

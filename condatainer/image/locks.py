@@ -8,14 +8,23 @@ kind, so condatainer and Apptainer see each other; `flock(2)` would be blind to 
 right now, without taking it.  Both raise `LockError` with one precise cause: the file is missing,
 not writable, in use for writing (with the holder's PID and command when /proc shows it), or in
 use for reading.  A missing or unwritable file is never reported as "in use".
+
+A held lock always names what holds it.  The holder scan races with holders that are exiting,
+so a conflict with no holder in sight is looked at again (a lock that is gone by then is simply
+taken); a lock held by no process is held by a loop device whose mount is being torn down (the
+device keeps the locked open file until it is detached), which is named too; only what /proc
+cannot show (another user's process under hidepid, another container, another node) is "another
+process".  `in_use` gives `overlay info` the same answer the probe would.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import glob
 import os
 import struct
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,8 +102,11 @@ def _not_accessible(path: Path, write: bool) -> LockError:
     )
 
 
-def _conflict(path: Path, fd: int, write: bool) -> LockError | None:
-    """Return the LockError describing a lock that would block ours, or None if there is none."""
+_LOOKS = 6  # how often a conflict with no visible holder is looked at again
+
+
+def _lock_kind(path: Path, fd: int, write: bool) -> int:
+    """The kind of lock (F_WRLCK, F_RDLCK, F_UNLCK) that would block a `write`/read lock."""
     want = fcntl.F_WRLCK if write else fcntl.F_RDLCK
     try:
         got = fcntl.fcntl(fd, _OFD_GETLK, _flock(want))
@@ -104,25 +116,82 @@ def _conflict(path: Path, fd: int, write: bool) -> LockError | None:
             hint="this filesystem does not support the locks Apptainer uses; copy the image to"
             " a local or scratch filesystem",
         ) from exc
-    kind = _FLOCK.unpack(got)[0]
-    if kind == fcntl.F_UNLCK:
-        return None
-    holders = find_holders(path)
+    kind: int = _FLOCK.unpack(got)[0]
+    return kind
+
+
+def _conflict(path: Path, fd: int, write: bool) -> LockError | None:
+    """The LockError describing a lock that would block ours, or None if there is none (any
+    more: a holder that left while we looked is no conflict)."""
+    for attempt in range(_LOOKS):
+        kind = _lock_kind(path, fd, write)
+        if kind == fcntl.F_UNLCK:
+            return None
+        holders = [h for h in find_holders(path) if h.write == (kind == fcntl.F_WRLCK)]
+        if holders:
+            break
+        time.sleep(0.005 * (attempt + 1))  # an exiting holder: its lock goes with its files
+    who = [h.describe() for h in holders] or [unseen_holder(path)]
     if kind == fcntl.F_WRLCK:
-        writers = [h for h in holders if h.write]
-        who = f" by {writers[0].describe()}" if writers else " by another process"
         return LockError(
-            f"{path}: in use for writing{who}",
+            f"{path}: in use for writing by {who[0]}",
             hint="wait until that process (a shell, job or mm command) finishes; a writable"
             " image can be used by one process at a time",
         )
-    readers = [h for h in holders if not h.write]
-    who = ", ".join(h.describe() for h in readers[:3]) if readers else "other processes"
     return LockError(
-        f"{path}: in use for reading by {who}; writing needs it to be unused",
+        f"{path}: in use for reading by {', '.join(who[:3])}; writing needs it to be unused",
         hint="wait for the read-only jobs to finish, or use the image read-only"
         " (condatainer exec without -w, or condatainer e -r)",
     )
+
+
+def unseen_holder(path: str | os.PathLike[str]) -> str:
+    """Who holds a lock that no process visible in /proc holds: a loop device, or someone
+    /proc does not show."""
+    devices = loop_devices(path)
+    if devices:
+        return (
+            f"loop device {', '.join(devices)} (a mount of the image, still attached; it is"
+            " released when that mount goes)"
+        )
+    return "another process (one /proc does not show: another user's, container's or node's)"
+
+
+def loop_devices(path: str | os.PathLike[str]) -> list[str]:
+    """Loop devices attached to `path` (they keep its open file, and with it any OFD lock)."""
+    found = []
+    for backing in sorted(glob.glob("/sys/block/loop*/loop/backing_file")):
+        try:
+            with open(backing) as f:
+                name = f.read().strip()
+            if os.path.samefile(name, path):
+                found.append("/dev/" + backing.split("/")[3])
+        except OSError:
+            continue
+    return found
+
+
+def in_use(path: str | os.PathLike[str]) -> list[str]:
+    """Who holds a lock on `path`, one line each (what `overlay info` shows; agrees with
+    `probe`: a lock no visible process holds is named by `unseen_holder`)."""
+    held = [
+        f"for {'writing' if h.write else 'reading'} by {h.describe()}" for h in find_holders(path)
+    ]
+    if held:
+        return held
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return []
+    try:
+        for want, kind in ((False, "writing"), (True, "reading")):
+            if _lock_kind(Path(path), fd, want) != fcntl.F_UNLCK:
+                return [f"for {kind} by {unseen_holder(path)}"]
+    except LockError:
+        return []
+    finally:
+        os.close(fd)
+    return []
 
 
 def probe(path: str | os.PathLike[str], *, write: bool) -> None:
@@ -142,16 +211,26 @@ def acquire(path: str | os.PathLike[str], *, write: bool, inheritable: bool = Fa
     p = Path(path)
     fd = _open(p, write)
     try:
-        fcntl.fcntl(fd, _OFD_SETLK, _flock(fcntl.F_WRLCK if write else fcntl.F_RDLCK))
-    except OSError as exc:
-        if exc.errno not in (errno.EAGAIN, errno.EACCES):
-            os.close(fd)
-            raise LockError(f"{p}: cannot lock: {exc.strerror}") from exc
-        err = _conflict(p, fd, write)
+        for _ in range(_LOOKS):
+            try:
+                fcntl.fcntl(fd, _OFD_SETLK, _flock(fcntl.F_WRLCK if write else fcntl.F_RDLCK))
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise LockError(f"{p}: cannot lock: {exc.strerror}") from exc
+                err = _conflict(p, fd, write)
+                if err is not None:
+                    raise err from exc
+                continue  # its holder just left: try again
+            os.set_inheritable(fd, inheritable)
+            return ImageLock(p, fd, write)
+    except BaseException:
         os.close(fd)
-        raise err or LockError(f"{p}: in use by another process") from exc
-    os.set_inheritable(fd, inheritable)
-    return ImageLock(p, fd, write)
+        raise
+    os.close(fd)
+    raise LockError(
+        f"{p}: in use: every time we looked, its holder had just left and another had taken it",
+        hint="try again in a moment",
+    )
 
 
 @contextmanager

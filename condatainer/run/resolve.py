@@ -7,7 +7,11 @@ deduplicated, children dropped), the container environment (sidecar `<image>.env
 taken whole — no comma splitting — then the variables condatainer owns), GPU flags, fakeroot and
 isolation.  Unless the request says `check_locks=False` (dry runs), every image has passed the
 lock probe and the clean-superblock check before a Plan is returned, so a runtime does not
-start on an image it cannot use (the runtimes check again when they take the lock).
+start on an image it cannot use (the runtimes check again when they take the lock).  Before
+those checks, what an interrupted resize, chown or create left is dealt with
+(`image.recovery`): a writable image is repaired (it is about to be written anyway; the repair
+becomes one of the Plan's notices), a read-only one is refused with the repair command (a reader
+must not write).
 
 Autoload follows `image.layout.find_image`.
 """
@@ -21,7 +25,7 @@ from pathlib import Path
 
 from condatainer import bindspec
 from condatainer.errors import UsageError
-from condatainer.image import e2fs, envfile, locks
+from condatainer.image import e2fs, envfile, locks, recovery
 from condatainer.image.layout import CONTAINER_PREFIX, UPPER, find_image, logical_cwd
 from condatainer.run.plan import Bind, Overlay, Plan
 
@@ -94,8 +98,8 @@ def overlays(req: Request, cwd: Path, environ: Mapping[str, str]) -> tuple[Overl
         writable = default_rw if mode is None else mode
         if mode is None:
             default_rw = False  # only the first image takes the default writable mode
-        path = Path(path_text).expanduser()
-        absolute = os.path.realpath(cwd / path)
+        # os.path.expanduser leaves `~nosuchuser/...` as it is (Path.expanduser raises).
+        absolute = os.path.realpath(cwd / os.path.expanduser(path_text))
         result.append(Overlay(absolute, writable))
     writers = [o.path for o in result if o.writable]
     if len(writers) > 1:
@@ -245,11 +249,15 @@ def resolve(
     """Decide everything about one container run and check its images can be used now."""
     here = Path(cwd) if cwd else logical_cwd(environ)
     ovls = overlays(req, here, environ)
+    notices = list(req.notices)
     if req.check_locks:
         for overlay in ovls:
+            if overlay.writable:
+                recovery.repair_before_writing(Path(overlay.path), notices.append)
+            else:
+                recovery.refuse_if_interrupted(Path(overlay.path))
             locks.probe(overlay.path, write=overlay.writable)
             e2fs.require_clean(overlay.path)
-    notices = list(req.notices)
     fakeroot = req.fakeroot
     if not fakeroot:
         fakeroot, note = _auto_fakeroot(ovls)

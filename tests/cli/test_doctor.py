@@ -113,7 +113,7 @@ def test_everything_present(tools: Tools, kernel: Kernel, as_user: AsUser) -> No
     checks = by_name(doctor.check())
     assert [c.status for c in checks.values()] == ["ok"] * len(checks)
     assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "sbatch",
-                            "shell hook"]  # fmt: skip
+                            "shell hook", "leftovers"]  # fmt: skip
     assert checks["e2fsprogs"].detail.startswith("1.47.0 (mke2fs, debugfs")
     assert "1.5.4" in checks["zstd"].detail
     assert checks["apptainer"].detail.startswith("apptainer 1.3.4 (")

@@ -140,6 +140,7 @@ def test_json_shape(full: Path) -> None:
         "env",
         "sidecar",
         "in_use",
+        "leftovers",
         "warnings",
     }
     assert set(data["size"]) == {"file", "filesystem", "allocated"}
