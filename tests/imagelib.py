@@ -64,10 +64,10 @@ def fsck_clean(img: Path) -> bool:
     return runner.run(["e2fsck", "-f", "-n", str(img)]).ok
 
 
-def tree_digest(img: Path) -> str:
-    """What the image holds under upper/, as one digest: every path with its type, mode, owner
-    and (for files) content.  Not where the blocks lie, not timestamps: a resize, or an undo,
-    keeps it; a half-done chown or a lost file changes it."""
+def tree_digest(img: Path, *, content: bool = True) -> str:
+    """What the image holds under upper/, as one digest: every path with its type, mode, owner,
+    size and (unless `content` is False) the bytes of its files.  Not where the blocks lie, not
+    timestamps: a resize, or an undo, keeps it; a half-done chown or a lost file changes it."""
     import tempfile
 
     from condatainer.image import e2fs
@@ -76,10 +76,12 @@ def tree_digest(img: Path) -> str:
     entries = sorted(e2fs.walk_entries(img, [upper]), key=lambda e: e.path)
     digest = hashlib.sha256()
     with tempfile.TemporaryDirectory() as out:
-        res = runner.run(["debugfs", "-R", f"rdump /upper {out}", str(img)])
-        assert res.ok, res.stderr
+        if content:
+            res = runner.run(["debugfs", "-R", f"rdump /upper {out}", str(img)])
+            assert res.ok, res.stderr
         for e in [upper, *entries]:
-            digest.update(f"{e.path}\0{e.mode:o}\0{e.uid}\0{e.gid}\0".encode("utf-8", "replace"))
-            if e.is_file:
+            meta = f"{e.path}\0{e.mode:o}\0{e.uid}\0{e.gid}\0{e.size}\0"
+            digest.update(meta.encode("utf-8", "replace"))
+            if e.is_file and content:
                 digest.update(Path(out, e.path.lstrip("/")).read_bytes())
     return digest.hexdigest()

@@ -53,8 +53,13 @@ class UndoFailed(ImageError):
     """A dead resize or chown could not be finished or rolled back; its record was kept."""
 
 
+HALFWAY = "replaying the undo record stopped halfway"
+
+
 def undo_failed(err: ImageError) -> bool:
-    return isinstance(err, UndoFailed)
+    """Whether `err` says the record could not be settled *and* its undo file is no longer of
+    use (so e2fsck may take over); a replay that stopped halfway is resumed instead."""
+    return isinstance(err, UndoFailed) and HALFWAY not in err.message
 
 
 def repair_command(target: Path, host: str | None = None) -> str:
@@ -369,8 +374,10 @@ def roll_back(image: Path, facts: records.Facts, holding: Sequence[int]) -> tupl
     why = "no undo record"
     if undo_file is not None and os.path.exists(undo_file):
         done, why = undo.replay(image, undo_file, holding)
-        if done == undo.CUT:  # partly written back: only another replay can finish it
-            return None, f"replaying the undo record stopped halfway ({why})"
+        if done == undo.CUT:  # partly written back: another replay finishes it (undo.py)
+            done, why = undo.replay(image, undo_file, holding)
+        if done == undo.CUT:
+            return None, f"{HALFWAY} ({why}); the next repair resumes it"
         if done == undo.REPLAYED:
             if sizes is not None:
                 set_length(image, sizes.old_length, sizes.allocated)
@@ -414,10 +421,11 @@ def settle_in_place(image: Path, claim: records.Claim, lock: locks.ImageLock) ->
         received, image, "the repair of an interrupted operation was finished first"
     )
     if outcome is None:
+        hint = f"condatainer overlay check {image} --repair"
         raise UndoFailed(
             f"{image}: an interrupted {facts.op} could not be undone automatically ({why});"
             " its record and undo file were kept",
-            hint=f"condatainer overlay check {image} --repair (e2fsck then repairs what it can)",
+            hint=hint if HALFWAY in why else f"{hint} (e2fsck then repairs what it can)",
         )
     sizes = facts.sizes
     if facts.op == "resize" and sizes is not None:

@@ -134,6 +134,17 @@ def image(wd: Path, tmp_path: Path) -> Path:
     return img
 
 
+def with_tail_data(img: Path, tmp_path: Path) -> Path:
+    """Put 30M of data in the image's upper half (a shrink must move it)."""
+    filler, data = tmp_path / "filler.bin", tmp_path / "data.bin"
+    filler.write_bytes(os.urandom(100 * MIB))
+    data.write_bytes(os.urandom(30 * MIB))
+    put(img, filler, "filler.bin")
+    put(img, data, "data.bin")
+    assert runner.run(["debugfs", "-w", "-R", "rm upper/filler.bin", str(img)]).ok
+    return img
+
+
 # --------------------------------------------------------------------------- resize
 
 
@@ -176,13 +187,14 @@ def test_grow_killed_before_resize2fs_wrote_is_rolled_back(
 
 
 @pytest.mark.parametrize(
-    ("size", "limit"), [("1G", "20M"), ("100M", "20M")], ids=["grow", "shrink"]
+    ("size", "limit"), [("1G", 300 * MIB), ("100M", 20 * MIB)], ids=["grow", "shrink"]
 )
 def test_resize2fs_cut_midway_then_killed_is_undone_by_the_next_writer(
-    image: Path, wd: Path, tmp_path: Path, fakes: Path, size: str, limit: str
+    image: Path, wd: Path, tmp_path: Path, fakes: Path, size: str, limit: int
 ) -> None:
     """resize2fs stops midway (a file size limit, as on a full disk) and condatainer is killed
     before it could undo: the undo file is replayed by the next writable run."""
+    with_tail_data(image, tmp_path)
     before = tree_digest(image)
     stand_in(
         fakes,
@@ -192,7 +204,8 @@ def test_resize2fs_cut_midway_then_killed_is_undone_by_the_next_writer(
     )
     stopped = start(tmp_path, "overlay", "resize", "env.img", "-s", size, cwd=wd)
     stopped.kill()
-    assert any(n.startswith(".env.img.undo-") for n in hidden(wd))
+    (undo,) = (n for n in hidden(wd) if n.startswith(".env.img.undo-"))
+    assert (wd / undo).stat().st_size > 64 * 1024  # resize2fs saved (and overwrote) blocks
 
     res = cnt("exec", "-w", "-o", "env.img", "--", "true", cwd=wd)
     assert res.returncode == 0, res.stderr
@@ -203,6 +216,34 @@ def test_resize2fs_cut_midway_then_killed_is_undone_by_the_next_writer(
     # And the same resize works afterwards.
     assert cnt("overlay", "resize", "env.img", "-s", size, cwd=wd).returncode == 0
     assert tree_digest(image) == before
+
+
+def test_a_repair_cut_halfway_is_resumed_by_the_next(
+    image: Path, wd: Path, tmp_path: Path, fakes: Path
+) -> None:
+    """e2undo itself is cut off (here: a file size limit) after it put the old superblock
+    back: e2undo would now refuse the image (its superblock is no longer the one the undo file
+    expects).  The record is kept, and the next repair resumes the replay."""
+    before = tree_digest(image)
+    stand_in(fakes, "resize2fs", when=NOT_PROBE, run=f'prlimit --fsize={300 * MIB} -- "$REAL" "$@"')
+    start(tmp_path, "overlay", "resize", "env.img", "-s", "1G", cwd=wd).kill()
+    real = runner.which("e2undo")
+    cut = fakes / "e2undo"
+    cut.write_text(f'#!/bin/sh\nexec prlimit --fsize=65536 -- {real} "$@"\n')
+    cut.chmod(0o755)
+
+    res = cnt("overlay", "check", "env.img", "--repair", cwd=wd)
+    assert res.returncode == 1
+    assert "replaying the undo record stopped halfway" in res.stderr, res.stderr
+    assert any(n.startswith(".env.img.undo-") for n in hidden(wd))  # kept for the next one
+
+    cut.unlink()
+    res = cnt("overlay", "check", "env.img", "--repair", cwd=wd)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "rolled back an interrupted resize" in res.stdout
+    assert os.stat(image).st_size == 256 * MIB
+    assert tree_digest(image) == before and fsck_clean(image)
+    assert hidden(wd) == []
 
 
 def test_shrink_killed_after_resize2fs_cut_the_file_is_finished(

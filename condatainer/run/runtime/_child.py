@@ -2,13 +2,14 @@
 
 Three processes below the parent (`builtin`), each with one job:
 
-- the **relay**: sets PR_SET_PDEATHSIG (it dies with the parent), unshares the mount (and IPC)
-  namespace and a new PID namespace, forks the init, then waits for it, passing on the signals
-  the parent forwards.  A new PID namespace only takes effect for the children of the process
-  that unshared it, hence this extra process.
-- the **init** (PID 1 of the container): dies with the relay, carries out a `_setup.Setup`
-  decided by the parent -- the images on loop devices, the overlay root, the binds, the
-  container's own /proc, `pivot_root` -- then forks the command and stays behind as its init:
+- the **relay**: sets PR_SET_PDEATHSIG (it dies with the parent), unshares a new PID
+  namespace, forks the init, then waits for it, passing on the signals the parent forwards.  A
+  new PID namespace only takes effect for the children of the process that unshared it, hence
+  this extra process.
+- the **init** (PID 1 of the container): dies with the relay, unshares the mount (and IPC)
+  namespace, carries out a `_setup.Setup` decided by the parent -- the images on loop devices,
+  the overlay root, the binds, the container's own /proc, `pivot_root` -- then forks the
+  command and stays behind as its init:
   it passes signals on to the command and reaps every process the command leaves, and ends with
   the command's status.  When it ends, the kernel kills whatever is left in its namespace, so
   nothing the command started outlives it, and with the last process the mount namespace, the
@@ -115,8 +116,8 @@ def child(setup: Setup, errors_w: int) -> None:
         # (the write end of the command's stdin, for one, would never reach EOF).
         keep = {0, 1, 2, errors_w, *(setup.stdio or ()), *(layer.fd for layer in setup.layers)}
         close_all_but(keep)
-        with step("cannot create the container's namespaces"):
-            linux.unshare(setup.unshare_flags | linux.CLONE_NEWPID)
+        with step("cannot create the container's PID namespace"):
+            linux.unshare(linux.CLONE_NEWPID)  # the init makes the other namespaces
         # The init cannot see the relay from its PID namespace (getppid() is 0 there), so it
         # learns whether the relay is alive from this pipe: the relay never writes to it, and
         # it reads as closed once the relay is gone.
@@ -209,6 +210,9 @@ def build_root(setup: Setup) -> None:
         linux.unshare(setup.unshare_flags)
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     with step(f"cannot mount a tmpfs on {staging}"):
+        # The staging tmpfs is mounted in this namespace only, on one fixed empty directory of
+        # the host: nothing is made on the host per run, so a killed run leaves nothing there.
+        os.makedirs(staging, 0o700, exist_ok=True)
         linux.mount("condatainer", staging, "tmpfs", linux.MS_NODEV | linux.MS_NOSUID, "mode=0700")
         # Unbindable: the recursive binds of host mounts below must not copy the staging area
         # (and with it the new root) into the new root.
@@ -357,27 +361,18 @@ def resolve_in(root: str, path: str) -> str:
 
 
 def enter_root(root: str, staging: str) -> None:
-    """Make `root` the root: pivot_root, detach the host's tree, remove the staging directory."""
-    parent_dir = os.open(os.path.dirname(staging), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    """Make `root` the root: pivot_root, and detach the host's tree (the staging tmpfs with it)."""
+    os.chdir(root)
     try:
-        os.chdir(root)
-        try:
-            # pivot_root(".", "."): the old root ends up stacked on the new one, no put_old
-            # directory needed (which would be created in the writable image).
-            linux.pivot_root(".", ".")
-            linux.umount2(".", linux.MNT_DETACH)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: the host root is a rootfs (initramfs)
-                raise SetupError(f"cannot switch to the container's root: {exc.strerror}") from exc
-            os.chroot(".")  # the parent removes the staging directory afterwards
-        else:
-            # Nothing of the staging area is mounted in this namespace any more; its empty
-            # directory can go now, so not even a killed parent leaves it behind.
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.basename(staging), dir_fd=parent_dir)
-        os.chdir("/")
-    finally:
-        os.close(parent_dir)
+        # pivot_root(".", "."): the old root ends up stacked on the new one, no put_old
+        # directory needed (which would be created in the writable image).
+        linux.pivot_root(".", ".")
+        linux.umount2(".", linux.MNT_DETACH)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: the host root is a rootfs (initramfs)
+            raise SetupError(f"cannot switch to the container's root: {exc.strerror}") from exc
+        os.chroot(".")
+    os.chdir("/")
 
 
 def become_user(setup: Setup) -> None:

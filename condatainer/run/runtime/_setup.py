@@ -222,6 +222,7 @@ def workdir(workdir: str, sub: str, user: User | None) -> str:
     return path
 
 
-def staging_parent() -> str:
-    """Where the per-run staging directory is created: /run (a tmpfs almost everywhere)."""
-    return "/run" if os.path.isdir("/run") else "/tmp"
+def staging_dir() -> str:
+    """The host directory the container's staging tmpfs is mounted on, in its own mount
+    namespace only: one fixed, empty directory under /run (a tmpfs almost everywhere)."""
+    return "/run/condatainer" if os.path.isdir("/run") else "/tmp/condatainer"

@@ -12,7 +12,9 @@ has ended.  It forks a relay, which dies with it (PR_SET_PDEATHSIG) and unshares
 PID namespace; the relay forks the container's init (PID 1, `_child`), which dies with the
 relay and, in the new namespaces, builds this layout:
 
-    /run/condatainer-PID-XXXX/      staging: a private, unbindable tmpfs (S)
+    /run/condatainer/               staging: a private, unbindable tmpfs (S), mounted in the
+                                    container's namespace only (on the host this one fixed
+                                    directory stays empty: a killed run leaves nothing)
         0/, 1/, ...                 each image's ext3, on a loop device (ro: read-only device
                                     and MS_RDONLY mount), nodev,nosuid
         t/                          a tmpfs holding upper/ and work/ when no overlay is writable
@@ -28,8 +30,8 @@ relay and, in the new namespaces, builds this layout:
             plan.binds                            rbind, read-only when asked
             /ext3                                 read-only, when no overlay is writable
 
-then `pivot_root`s into root/, detaches the old root (the staging tmpfs goes with it, and its
-empty directory is removed from the host at once) and forks the command, which drops to
+then `pivot_root`s into root/, detaches the old root (the staging tmpfs goes with it) and
+forks the command, which drops to
 SUDO_UID/SUDO_GID when set and execs with the Plan's environment; the init stays behind to
 pass signals on and reap.  The host's `/` is a lower layer, so the
 container sees the host system as it is (like Apptainer's default binds, but for everything),
@@ -67,7 +69,6 @@ import json
 import os
 import signal
 import sys
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import NamedTuple
@@ -250,22 +251,17 @@ def _run(
     environ = dict(os.environ)
     user = None if plan.fakeroot else _setup.sudo_user(environ)
     held: list[locks.ImageLock] = []
-    staging = None
     try:
         # Lock first, then read the superblock: an image another process has mounted writable
         # says "needs_recovery", which must be reported as "in use", not as "not clean".
         for overlay in plan.overlays:
             held.append(locks.acquire(overlay.path, write=overlay.writable))
             e2fs.require_clean(overlay.path)
-        # The PID in the name says whose it is: a directory left by a dead process is a leak.
-        staging = tempfile.mkdtemp(
-            prefix=f"condatainer-{os.getpid()}-", dir=_setup.staging_parent()
-        )
         setup = _setup.Setup(
             layers=tuple(
                 _setup.Layer(o.path, o.writable, lk.fd) for o, lk in zip(plan.overlays, held)
             ),
-            staging=staging,
+            staging=_setup.staging_dir(),
             mounts=_setup.mounts(plan, user, environ),
             protect_ext3=not writable and bool(plan.overlays),
             env=_setup.environment(plan, user, environ),
@@ -278,9 +274,6 @@ def _run(
         )
         return _fork_and_wait(setup, started)
     finally:
-        if staging is not None:
-            with contextlib.suppress(OSError):
-                os.rmdir(staging)  # normally the child removed it already
         for lock in held:
             lock.release()
 
