@@ -24,7 +24,8 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -33,8 +34,15 @@ from typing import Callable
 from condatainer import runner
 from condatainer.display import Notify
 from condatainer.errors import ImageError, UsageError
-from condatainer.image import e2fs, failures, layout, recovery, sizes
-from condatainer.image.files import Temp, allocate, allocated_bytes, check_target, umask_mode
+from condatainer.image import e2fs, failures, layout, records, recovery, sizes
+from condatainer.image.files import (
+    Temp,
+    allocate,
+    allocated_bytes,
+    check_target,
+    free_bytes,
+    umask_mode,
+)
 from condatainer.image.layout import PathLike
 from condatainer.image.profiles import RESERVED_PERCENT, Profile, resolve_profile
 from condatainer.image.sizes import format_size
@@ -158,10 +166,13 @@ def _make_filesystem(
     *,
     discard: bool,
     holding: tuple[int, ...],
+    tree: Path,
 ) -> None:
+    """mke2fs the image file `tmp` from a tree populated at `tree` (a recorded temporary
+    directory beside the image: a SIGKILL leaves it to the next command, not to /tmp)."""
     uid, gid = owner
-    with tempfile.TemporaryDirectory(prefix="condatainer-create-") as scratch:
-        root = Path(scratch) / "root"
+    try:
+        root = tree
         paths = _populate(root, files)
         by_debugfs = not _chown_tree(root, paths, uid, gid)
         ext_opts = f"{'discard' if discard else 'nodiscard'},root_owner={uid}:{gid}"
@@ -193,6 +204,9 @@ def _make_filesystem(
             raise ImageError(f"cannot create {final}: mke2fs failed: {failures.tool_detail(res)}")
         if by_debugfs:
             _set_owner_debugfs(tmp, final, paths, uid, gid, holding)
+    finally:
+        with runner.signals_blocked():
+            shutil.rmtree(tree, ignore_errors=True)
     res = runner.run(["e2fsck", "-f", "-n", str(tmp)], holding=holding)
     if not res.ok:
         raise ImageError(
@@ -237,8 +251,14 @@ def create(
         runner.require(tool)
 
     action = f"cannot create {final}"
+    free = free_bytes(parent)
+    if not sparse and free is not None and free < size:
+        # Refused before anything is allocated: fallocate would fill the disk to the last
+        # block (for every other user of it too) before it gave up.
+        raise failures.space_error("create", action, parent, size, False)
     temp = Temp(final)
-    record = recovery.begin(final, "create", files=[temp.path.name])
+    tree = final.with_name(records.temp_name(final, "tree", secrets.token_hex(4)))
+    record = recovery.begin(final, "create", files=[temp.path.name, tree.name])
     holding = (record.fd,)
     allocated = False
     try:
@@ -260,7 +280,14 @@ def create(
             finally:
                 os.close(fd)
             _make_filesystem(
-                temp.path, final, prof, owner, env_files, discard=not allocated, holding=holding
+                temp.path,
+                final,
+                prof,
+                owner,
+                env_files,
+                discard=not allocated,
+                holding=holding,
+                tree=tree,
             )
             if allocated and allocated_bytes(temp.path) < size:
                 # mke2fs zeroes the inode tables with fallocate(ZERO_RANGE); where that is

@@ -58,7 +58,7 @@ VERSION = 1
 SUFFIX = ".record"
 MAX_BYTES = 64 * 1024  # a record is a few hundred bytes; anything larger is not ours
 
-TEMP_TAGS = ("tmp", "copy", "undo")
+TEMP_TAGS = ("tmp", "copy", "undo", "tree")  # tree: a directory (create's mke2fs -d)
 _HEX8 = re.compile(r"[0-9a-f]{8}")
 
 # struct flock on Linux (x86_64, aarch64): short type, short whence, off_t start, off_t len,

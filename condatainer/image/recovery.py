@@ -32,6 +32,7 @@ repaired automatically: the error names it and the command to run once its owner
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -109,10 +110,14 @@ def _live_error(found: records.Found) -> LockError:
 
 
 def _remove(paths: Sequence[Path]) -> None:
+    """Remove recorded leftovers (files; a `.tree-` one is a directory we populated)."""
     with runner.signals_blocked():
         for p in paths:
-            with suppress(FileNotFoundError):
-                os.unlink(p)
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                with suppress(FileNotFoundError):
+                    os.unlink(p)
 
 
 def _settle_temp_files(claim: records.Claim) -> str:

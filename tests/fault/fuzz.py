@@ -284,12 +284,14 @@ def _named(rel: str, argv: list[str]) -> bool:
 
 @contextlib.contextmanager
 def _in(workdir: Path) -> Iterator[tuple[io.StringIO, io.StringIO]]:
-    """Run in `workdir` with stdin from /dev/null and stdout/stderr captured."""
+    """Run in `workdir` with stdin from /dev/null, condatainer's stdout/stderr captured, and
+    what the commands it starts print (descriptors 1 and 2) thrown away."""
     cwd = os.getcwd()
     out, err = io.StringIO(), io.StringIO()
-    saved = os.dup(0)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
+    saved = [os.dup(fd) for fd in (0, 1, 2)]
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
     os.close(null)
     os.chdir(workdir)
     try:
@@ -297,8 +299,9 @@ def _in(workdir: Path) -> Iterator[tuple[io.StringIO, io.StringIO]]:
             yield out, err
     finally:
         os.chdir(cwd)
-        os.dup2(saved, 0)
-        os.close(saved)
+        for fd, copy in enumerate(saved):
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def command_family(name: str, strategy: st.SearchStrategy[list[str]]) -> Family:
@@ -335,13 +338,29 @@ COMMANDS_FAMILIES = [command_family(n, s) for n, s in FAMILIES.items()]
 ALL = PARSERS + COMMANDS_FAMILIES
 
 
+@contextlib.contextmanager
+def small_filesystem(mount_point: Path, size: str = "1G") -> Iterator[Path]:
+    """A tmpfs of `size` at `mount_point` for the command families: a fuzzed `-s 9T` fails in
+    it instead of filling the machine's disk for everyone on it."""
+    import subprocess
+
+    mount_point.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+                   check=True)  # fmt: skip
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
 def workdir_for_commands(base: Path) -> Path:
-    """The directory the command families run in: an image, a packed one, a script, env files."""
+    """The directory the command families run in: an image, a packed one, a script, env files.
+    `base` should be a `small_filesystem`."""
     from condatainer.image.create import create
     from condatainer.image.pack import pack
 
     d = base / "work"
-    d.mkdir()
+    d.mkdir(parents=True)
     create(d / "env.img", 64 * 1024 * 1024, "balanced", sparse=True)
     pack(d / "env.img", d / "packed.img.zst")
     (d / "job.sh").write_text("#!/bin/sh\n#DEP: env.img\necho hi\n")

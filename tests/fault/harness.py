@@ -170,6 +170,7 @@ class Harness:
 
     def _run(self, op: Op, t: Trial, trial: Path, rng: random.Random) -> None:
         staging = set(procs.staging_left())
+        tmp_before = set(os.listdir(tempfile.gettempdir()))
         proc = self._start(op, trial)
         self._kill_at_random(op, t, trial, proc, rng)
         _, err = proc.communicate()
@@ -192,6 +193,8 @@ class Harness:
         if dead_records and not t.repaired:
             t.problems.append(f"{t.next_command} repaired without saying so: {said.strip()[-300:]}")
         self._leftovers(op, t, trial, staging)
+        new_tmp = set(os.listdir(tempfile.gettempdir())) - tmp_before
+        t.leftovers += [f"$TMPDIR/{n}" for n in sorted(new_tmp) if "condatainer" in n]
         if op.kind != "publish" or t.state == "old":
             # In place: after the repair.  Published: a retry may have made it since.
             state = op.state(trial, self.old.get(op.name, {}))

@@ -34,7 +34,8 @@ def test_command_lines_fail_cleanly_and_touch_only_what_they_name(
 ) -> None:
     monkeypatch.setenv("CNT_RUNTIME", "builtin")
     monkeypatch.setenv("CNT_DEFAULT_SIZE", "64M")  # `o` with no -s must not make 10G images
-    work = fuzz.workdir_for_commands(tmp_path)
-    counts = fuzz.run_family(family, max(EXAMPLES // 2, 1), SEED, work)
+    with fuzz.small_filesystem(tmp_path / "small") as small:
+        work = fuzz.workdir_for_commands(small)
+        counts = fuzz.run_family(family, max(EXAMPLES // 2, 1), SEED, work)
     assert counts.ok, counts.examples
     assert counts.inputs > 0
