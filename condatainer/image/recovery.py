@@ -26,7 +26,8 @@ What a repair does, by operation:
 
 Each repair is reported in one line through `notify`.  A record of another host is never
 repaired automatically: the error names it and the command to run once its owner is gone
-(`condatainer overlay check IMAGE --repair --from-host HOST`).
+(`condatainer overlay check IMAGE --repair --from-host HOST`).  Every run imports this
+module, so what only a repair needs (ctypes, e2undo's format) is imported where it is used.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 from condatainer import runner
 from condatainer.display import Notify
 from condatainer.errors import ImageError, LockError
-from condatainer.image import e2fs, failures, files, locks, records, undo
+from condatainer.image import e2fs, locks, records
 from condatainer.image.sizes import format_size
 
 
@@ -350,6 +351,8 @@ def _sound(image: Path, holding: Sequence[int]) -> bool:
 
 def set_length(image: Path, length: int, allocated: bool) -> None:
     """Give the image file `length` bytes, allocating regrown space when it was allocated."""
+    from condatainer.image import files  # ctypes: not on the exec path, which only reports
+
     current = os.stat(image).st_size
     if current == length:
         return
@@ -369,6 +372,8 @@ def roll_back(image: Path, facts: records.Facts, holding: Sequence[int]) -> tupl
     Used for dead records and by resize/chown themselves when their tool fails.  The caller
     holds the image's write lock and the record, and defers our signals.
     """
+    from condatainer.image import undo  # only when there is something to roll back
+
     undo_file = image.with_name(facts.undo) if facts.undo else None
     sizes = facts.sizes
     shrinking = sizes is not None and sizes.new_bytes < sizes.old_bytes
@@ -411,6 +416,8 @@ def roll_back(image: Path, facts: records.Facts, holding: Sequence[int]) -> tupl
 
 def settle_in_place(image: Path, claim: records.Claim, lock: locks.ImageLock) -> str:
     """Repair a dead resize or chown of `image` (see the module docstring); one line."""
+    from condatainer.image import failures
+
     facts = claim.found.facts
     assert facts is not None
     with runner.signals_deferred() as received:

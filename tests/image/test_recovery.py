@@ -437,3 +437,19 @@ def test_without_locks_the_pid_decides(wd: Path, monkeypatch: pytest.MonkeyPatch
         sleeper.send_signal(signal.SIGKILL)
         sleeper.wait()
     assert records.inspect(records.path_for(wd / "env.img")).state == records.DEAD  # type: ignore[union-attr]
+
+
+def test_doctor_lists_leftovers_with_size_and_repair(
+    wd: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from condatainer import doctor
+
+    write_record(wd / "env.img")
+    (wd / ".env.img.tmp-0123abcd").write_bytes(b"\1" * 65536)
+    monkeypatch.chdir(wd)
+    monkeypatch.setenv("PWD", str(wd))
+    (check,) = (c for c in doctor.check() if c.name == "leftovers")
+    assert check.status == "warn"
+    assert f"create of {wd / 'env.img'} by PID 999999" in check.detail
+    assert "(64K)" in check.detail
+    assert check.fix == f"condatainer overlay check {wd / 'env.img'} --repair"
