@@ -10,7 +10,7 @@ unlocked writers, tracebacks, orphaned child tools or container processes -- and
 family the inputs and the same zeros.  Goal: >= 200 kill trials and >= 10,000 fuzzed inputs,
 every count zero.  Needs root (loop devices, chown).
 
-    python3 bench/bench_crash.py [--trials 26] [--fuzz 10000] [--seed 1]
+    python3 bench/bench_crash.py [--trials 30] [--fuzz 10000] [--seed 1]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def fuzz(total: int, seed: int, scratch: Path) -> list[object]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--trials", type=int, default=26, help="kill trials per operation")
+    ap.add_argument("--trials", type=int, default=30, help="kill trials per operation")
     ap.add_argument("--fuzz", type=int, default=10_000, help="fuzzed inputs in all")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
@@ -97,6 +97,8 @@ def main() -> int:
 
     print(f"SIGKILL trials ({args.trials} per operation, seed {args.seed}, {kill_seconds:.0f} s)")
     head = ["operation", "kills", "mid-write", *ZEROS, "other"]
+    print("(mid-write: a writing tool or container process ran at the kill; other: a next")
+    print(" command that exited wrongly or repaired without saying so)")
     print(f"{head[0]:<14}" + "".join(f"{h:>17}" for h in head[1:]))
     totals = dict.fromkeys([*head[1:]], 0)
     tools: dict[str, int] = {}

@@ -277,6 +277,15 @@ def process_start(pid: int) -> int:
         return 0
 
 
+def _content(fd: int, target_name: str) -> tuple[Facts | None, str | None]:
+    """(facts, None), or (None, why not): "empty" when its process died before writing it."""
+    try:
+        raw = _read(fd)
+        return (parse(raw, target_name), None) if raw else (None, "empty")
+    except (BadRecord, OSError) as exc:
+        return None, str(exc)
+
+
 def _pid_alive(facts: Facts) -> bool:
     """Without locks: is the process that wrote the record still running?"""
     start = process_start(facts.pid)
@@ -420,12 +429,7 @@ def inspect(path: Path) -> Found | None:
         return Found(path, FOREIGN, None, why)
     try:
         held = _locked_by_someone(fd)
-        try:
-            raw = _read(fd)
-            facts = parse(raw, target_name) if raw else None
-            problem = None if raw else "empty"
-        except (BadRecord, OSError) as exc:
-            facts, problem = None, str(exc)
+        facts, problem = _content(fd, target_name)
     finally:
         os.close(fd)
     return Found(path, _state(held, facts, problem), facts, problem, _leftovers(path, facts))
@@ -481,13 +485,7 @@ def claim(path: Path, *, foreign_host: str | None = None) -> Claim | None:
         if locked is False or not _same_file(fd, path):
             os.close(fd)
             return None
-        target_name = path.name[1 : -len(SUFFIX)]
-        try:
-            raw = _read(fd)
-            facts = parse(raw, target_name) if raw else None
-            problem = None if raw else "empty"
-        except (BadRecord, OSError) as exc:
-            facts, problem = None, str(exc)
+        facts, problem = _content(fd, path.name[1 : -len(SUFFIX)])
         state = _state(None if locked is None else False, facts, problem)
         if state == FOREIGN and facts is not None and foreign_host == facts.host:
             state = DEAD

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 from condatainer.image import e2fs, records
 from condatainer.image.create import create
 from condatainer.image.pack import read_pack_record
+from tests import support
 from tests.fault.procs import Proc
 from tests.imagelib import fsck_clean, put, tree_digest
 
@@ -35,18 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 
 
-def cnt(
-    argv: list[str], cwd: Path, env: dict[str, str], timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "condatainer", *argv],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+def cnt(argv: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return support.cnt(*argv, cwd=cwd, env=env, timeout=300)
 
 
 def copy(src: Path, dest: Path) -> None:

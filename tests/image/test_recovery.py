@@ -27,18 +27,11 @@ from condatainer.errors import ImageError, LockError
 from condatainer.image import locks, records, recovery
 from condatainer.image.create import create
 from tests.imagelib import fsck_clean, put, tree_digest
-from tests.waiting import wait_until
+from tests.support import cnt as run_cnt
+from tests.waiting import pid_alive, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 class Stopped:
@@ -108,16 +101,7 @@ def start(tmp_path: Path, *args: str, cwd: Path) -> Stopped:
 
 
 def cnt(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, "-m", "condatainer", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_cnt(*args, cwd=cwd)
 
 
 def hidden(directory: Path) -> list[str]:

@@ -28,7 +28,7 @@ from condatainer.image import locks
 from condatainer.run.plan import Bind, Overlay, Plan
 from condatainer.run.runtime import _child, _setup, builtin
 from tests.imagelib import mkfs
-from tests.waiting import wait_until
+from tests.waiting import pid_alive, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = "#!/bin/sh\necho hello from the image\n"
@@ -146,14 +146,6 @@ def attached_loops() -> dict[str, str]:
 
 def wait_for(predicate: Callable[[], object]) -> None:
     wait_until(predicate, str(predicate))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def staging_owner_gone(directory: str) -> bool:

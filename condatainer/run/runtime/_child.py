@@ -88,15 +88,20 @@ def shell_status(status: int) -> int:
     return os.WEXITSTATUS(status)
 
 
-def relay(pid: int) -> int:
+def relay(pid: int, *, orphans: bool = False) -> int:
     """Wait for child `pid`, passing on forwarded signals; its status as a shell reports it.
 
-    The forwarded signals and SIGCHLD must be blocked (the caller blocked them before forking).
+    `orphans` (the container's init): reap every other child too -- the processes the command
+    left, re-parented to us -- while waiting.  The forwarded signals and SIGCHLD must be
+    blocked (the caller blocked them before forking).
     """
     while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return shell_status(status)
+        while True:
+            done, status = os.waitpid(-1 if orphans else pid, os.WNOHANG)
+            if done == pid:
+                return shell_status(status)
+            if not done:
+                break
         _pass_on(signal.sigwaitinfo(_WANTED), pid)
 
 
@@ -167,23 +172,7 @@ def container_init(setup: Setup, errors_w: int, relay_alive: int) -> None:
     if command == 0:
         run_command(setup, errors_w)
     os.close(errors_w)
-    os._exit(reap(command))
-
-
-def reap(command: int) -> int:
-    """The init's loop: pass signals on to the command, reap every child (the command's
-    orphans are ours), and end with the command's status."""
-    while True:
-        while True:
-            try:
-                done, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return 1  # pragma: no cover - the command is our child until we reap it
-            if not done:
-                break
-            if done == command:
-                return shell_status(status)
-        _pass_on(signal.sigwaitinfo(_WANTED), command)
+    os._exit(relay(command, orphans=True))
 
 
 def run_command(setup: Setup, errors_w: int) -> None:
