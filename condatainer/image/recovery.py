@@ -176,6 +176,13 @@ def begin(
     becomes the error that names its owner."""
     try:
         return records.begin(target, op, files=files, undo=undo, sizes=sizes)
+    except OSError as exc:
+        where = os.path.abspath(target.parent)
+        raise ImageError(
+            f"cannot {op} {target}: the record that lets a later command undo an interrupted"
+            f" {op} cannot be written in {where}: {exc.strerror}",
+            hint="work on the image in a directory you can write",
+        ) from None
     except records.Busy as busy:
         found = busy.found
         if found.state == records.LIVE:

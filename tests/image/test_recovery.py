@@ -437,3 +437,15 @@ def test_doctor_lists_leftovers_with_size_and_repair(
     assert f"create of {wd / 'env.img'} by PID 999999" in check.detail
     assert "(64K)" in check.detail
     assert check.fix == f"condatainer overlay check {wd / 'env.img'} --repair"
+
+
+@pytest.mark.root
+def test_a_directory_that_cannot_take_the_record_is_a_clear_error(wd: Path) -> None:
+    """chown (as root) of an image in a read-only directory: refused before writing, named."""
+    subprocess.run(["mount", "--bind", str(wd), str(wd)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(wd)], check=True)
+        with pytest.raises(ImageError, match="the record that lets a later command undo"):
+            recovery.begin(wd / "env.img", "chown", undo=".env.img.undo-00000000")
+    finally:
+        subprocess.run(["umount", str(wd)], check=True)
