@@ -42,7 +42,7 @@ from pathlib import Path
 
 from condatainer import runner
 from condatainer.display import Notify
-from condatainer.errors import ImageError, LockError
+from condatainer.errors import CondatainerError, ImageError, LockError
 from condatainer.image import e2fs, locks, records
 from condatainer.image.sizes import format_size
 
@@ -156,12 +156,23 @@ def repair_target(
     claim = records.claim(path, foreign_host=foreign_host)
     if claim is None:
         again = records.inspect(path)
-        if again is None:
-            return
-        if again.state == records.LIVE:
-            raise _live_error(again)
-        raise _foreign_error(again)
+        if again is not None:
+            raise _not_claimed(again)
+        return
     notify(_settle_temp_files(claim))
+
+
+def _not_claimed(found: records.Found) -> CondatainerError:
+    """Why a record could not be claimed for repair, as the error to show."""
+    if found.state == records.LIVE:
+        return _live_error(found)
+    if found.state == records.FOREIGN:
+        return _foreign_error(found)
+    return ImageError(  # dead, but its record is not ours to change (another user's)
+        f"{found.target}: an interrupted {describe(found, named=False)}; its record"
+        f" {found.path.name} is not writable by you",
+        hint=f"ask its owner (or root) to run: {repair_command(found.target)}",
+    )
 
 
 def begin(
@@ -227,10 +238,9 @@ def repair_image(
         claim = records.claim(path, foreign_host=foreign_host)
         if claim is None:
             found = records.inspect(path)
-            if found is not None and found.state == records.FOREIGN:
-                raise _foreign_error(found)
-            # LIVE: a create finishing up after publishing (its image lock is ours); it
-            # removes its own record.
+            # LIVE: a create finishing up after publishing; it removes its own record.
+            if found is not None and found.state != records.LIVE:
+                raise _not_claimed(found)
         elif claim.found.facts is not None and claim.found.facts.undo is not None:
             notify(settle_in_place(image, claim, lock))
         else:

@@ -27,6 +27,7 @@ from condatainer.errors import ImageError, LockError
 from condatainer.image import locks, records, recovery
 from condatainer.image.create import create
 from tests.imagelib import fsck_clean, put, tree_digest
+from tests.programs import unprivileged_python
 from tests.support import cnt as run_cnt
 from tests.waiting import pid_alive, wait_until
 
@@ -449,3 +450,52 @@ def test_a_directory_that_cannot_take_the_record_is_a_clear_error(wd: Path) -> N
             recovery.begin(wd / "env.img", "chown", undo=".env.img.undo-00000000")
     finally:
         subprocess.run(["umount", str(wd)], check=True)
+
+
+@pytest.mark.root
+def test_a_dead_record_of_another_user_is_named_not_called_foreign() -> None:
+    """A dead record the caller cannot lock (root's, 0644) in a directory the caller owns: the
+    error says whose it is and who can repair it, and nothing is changed."""
+    import shutil
+    import tempfile
+
+    shared = Path(tempfile.mkdtemp(prefix="cnt-recovery-", dir="/tmp"))
+    try:
+        shared.chmod(0o755)
+        os.chown(shared, 65534, 65534)
+        target = shared / "env.img"
+        record = write_record(target)
+        record.chmod(0o644)
+        temp = shared / ".env.img.tmp-0123abcd"
+        temp.write_bytes(b"x" * 4096)
+        python, path = unprivileged_python()
+        code = (
+            "import sys\n"
+            "from pathlib import Path\n"
+            "from condatainer.errors import CondatainerError\n"
+            "from condatainer.image import recovery\n"
+            "try:\n"
+            "    recovery.repair_target(Path(sys.argv[1]))\n"
+            "except CondatainerError as e:\n"
+            "    print(e.message)\n"
+            "    print(e.hint)\n"
+        )
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+        res = subprocess.run(
+            [*nobody, python, "-c", code, str(target)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": path},
+            check=False,
+        )
+        assert res.returncode == 0, res.stderr
+        message, hint = res.stdout.splitlines()
+        assert "an interrupted create by PID 999999" in message
+        assert f"its record {record.name} is not writable by you" in message
+        assert "may still be running" not in message
+        assert (
+            hint == f"ask its owner (or root) to run: condatainer overlay check {target} --repair"
+        )
+        assert record.exists() and temp.exists()
+    finally:
+        shutil.rmtree(shared)
