@@ -19,6 +19,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 APT_PACKAGES=(
     e2fsprogs zstd zsh shellcheck dash tmux util-linux procps slurm-wlm munge python3-venv strace
+    squashfs-tools siftool fish
 )
 PYTHON=${PYTHON:-/usr/bin/python3}
 VENV=.venv
@@ -134,6 +135,7 @@ version mke2fs /sbin/mke2fs -V
 version zstd zstd --version
 version bash bash --version
 version zsh zsh --version
+version fish fish --version
 printf '    %-11s %s\n' shellcheck "$(shellcheck --version | sed -n 's/^version: //p')"
 version tmux tmux -V
 version slurm slurmd -V

@@ -1,282 +1,159 @@
-#!/usr/bin/env python3
-"""Benchmark TAB: `condatainer` completion (a Python process per press) and mm-* (pure shell).
+"""TAB latency: `condatainer` completion (a process per press) and the mm-* functions (pure shell).
 
-- condatainer: the command the completion script starts on every TAB, end to end as a
-  process, with argcomplete's protocol (`_ARGCOMPLETE=1`, `COMP_LINE`, `COMP_POINT`, answers
-  on fd 8): `python -m condatainer` and the console script the shell actually runs, for a
-  subcommand, images in the working directory, profiles, and package names from listings.
-  A bare `python -c pass` is shown for scale: it is the floor no completer can go under.
-  Goal: median <= 100 ms.
-- bash function: `_condatainer_complete` itself (the committed completions/condatainer.bash)
-  called in a running bash, timed there with $EPOCHREALTIME: the whole cost of a TAB.
-- mm-*: the host completion functions (hook.mmcomplete.script) in a running bash, reading a
-  listing of 300 installed names (mm-remove) and of 30,000 channel names (mm-install), timed
-  with $EPOCHREALTIME; zsh: the same read-and-filter its function does.  No process is
-  started.  Goal: median <= 20 ms.
+Rows (min/median/max in ms):
 
-Median, 90th percentile and maximum of N rounds (default 10) after one warm-up.
+- `condatainer` TAB: the installed console script answering argcomplete's protocol
+  (`_ARGCOMPLETE=1`, `COMP_LINE`, `COMP_POINT`, candidates on fd 8) for a subcommand, image
+  files, profiles and package names, beside `python -c pass` of the same interpreter (the floor
+  no Python completer goes under).  Goal: at most 100 ms.
+- `mm-install <prefix><TAB>` at 300,000 channel names and `mm-remove <TAB>` at 300 installed
+  names: the completion function the hook includes, called in a running bash and zsh the way
+  the shell calls it (zsh's compadd recorded by a stub), timed there with $EPOCHREALTIME, with
+  the listings and prefix buckets condatainer writes (pkgcache).  Beside an empty function call.
+  Goal: at most 20 ms.
 
-    python3 bench/bench_completion.py [--rounds N]
+Needs bash and zsh.
+
+    python3 bench/bench_completion.py [--runs N] [--installed PREFIX]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import random
-import shutil
-import statistics
 import string
 import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _common import Row, alternate, clean_env, install, need, parser, print_rows, scratch
 
-from condatainer import shellgen  # noqa: E402
-from condatainer.hook import mmcomplete, pkgcache  # noqa: E402
-
-GOAL_CONDATAINER_MS = 100.0
-GOAL_MM_MS = 20.0
-
-
-def stats(samples: list[float]) -> tuple[float, float, float]:
-    ordered = sorted(samples)
-    p90 = ordered[min(len(ordered) - 1, round(0.9 * (len(ordered) - 1)))]
-    return statistics.median(ordered), p90, ordered[-1]
-
-
-def tab_process(argv: list[str], line: str, env: dict[str, str], cwd: Path) -> tuple[float, str]:
-    """One TAB answered by a new process: (milliseconds, the candidates)."""
-    read_fd, write_fd = os.pipe()
-    full = {
-        **env,
-        "_ARGCOMPLETE": "1",
-        "_ARGCOMPLETE_SHELL": "bash",
-        "COMP_LINE": line,
-        "COMP_POINT": str(len(line)),
-        "_ARGCOMPLETE_SUPPRESS_SPACE": "1",
-    }
-    os.dup2(write_fd, 8)  # the shell hands the child its fd 8 the same way
-    os.close(write_fd)
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        argv,
-        env=full,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        pass_fds=(8,),
-    )
-    os.close(8)
-    with os.fdopen(read_fd, "rb") as reader:
-        out = reader.read().decode()
-    proc.wait()
-    elapsed = (time.perf_counter() - start) * 1000
-    return elapsed, out
-
-
-def rounds_of(fn: Callable[[], float], rounds: int) -> list[float]:
-    fn()  # warm up (page cache, .pyc files)
-    return [fn() for _ in range(rounds)]
-
-
-def shell_times(
-    shell: str, setup: str, body: str, rounds: int, env: dict[str, str], cwd: Path
-) -> list[float]:
-    """Run `body` rounds+1 times in one shell, timing each with $EPOCHREALTIME (ms)."""
-    loop = (
-        f"{setup}\n"
-        f"for _i in {{0..{rounds}}}; do\n"
-        "  _s=$EPOCHREALTIME\n"
-        f"  {body}\n"
-        "  _e=$EPOCHREALTIME\n"
-        '  printf \'T %s %s\\n\' "$_s" "$_e"\n'
-        "done\n"
-    )
-    argv = (
-        ["bash", "--norc", "--noprofile", "-c", loop]
-        if shell == "bash"
-        else ["zsh", "-f", "-c", "zmodload zsh/datetime\n" + loop]
-    )
-    res = subprocess.run(
-        argv, env=env, cwd=cwd, capture_output=True, text=True, check=True, timeout=600
-    )
-    samples = []
-    for line in res.stdout.splitlines():
-        if line.startswith("T "):
-            _, s, e = line.split()
-            samples.append((float(e) - float(s)) * 1000)
-    assert len(samples) == rounds + 1, res.stdout + res.stderr
-    return samples[1:]  # the first one warmed up
+CHANNEL_NAMES = 300_000
+INSTALLED_NAMES = 300
 
 
 def fake_names(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     names = {"numpy", "numba", "python", "cnt-hello"}
+    alphabet = string.ascii_lowercase + string.digits + "-_"
     while len(names) < n:
-        names.add(
-            "".join(rng.choices(string.ascii_lowercase + "-", k=rng.randint(3, 18))).strip("-")
-            or "x"
-        )
+        names.add(rng.choice(string.ascii_lowercase) + "".join(
+            rng.choices(alphabet, k=rng.randint(2, 17))))  # fmt: skip
     return sorted(names)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=10)
-    rounds = parser.parse_args().rounds
-    python = os.path.realpath(sys.executable)  # not a pyenv shim: the shell runs the real one
-    rows: list[tuple[str, list[float], float, str]] = []
+def tab_process(argv: list[str], line: str, env: dict[str, str], cwd: Path) -> str:
+    """One TAB answered by a new process, as bash's completion script runs it: candidates."""
+    read_fd, write_fd = os.pipe()
+    full = {**env, "_ARGCOMPLETE": "1", "_ARGCOMPLETE_SHELL": "bash", "COMP_LINE": line,
+            "COMP_POINT": str(len(line)), "_ARGCOMPLETE_SUPPRESS_SPACE": "1"}  # fmt: skip
+    os.dup2(write_fd, 8)  # the shell hands the child its fd 8 the same way
+    os.close(write_fd)
+    proc = subprocess.Popen(argv, env=full, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            pass_fds=(8,))  # fmt: skip
+    os.close(8)
+    with os.fdopen(read_fd, "rb") as reader:
+        out = reader.read().decode()
+    proc.wait()
+    return out
 
-    with tempfile.TemporaryDirectory(prefix="cnt-bench-tab-") as tmp:
-        root = Path(tmp)
-        home = root / "home"
+
+def shell_times(shell: str, setup: str, body: str, runs: int, env: dict[str, str],
+                cwd: Path) -> list[float]:  # fmt: skip
+    """`body` timed `runs` times inside one shell (after one untimed run), in ms."""
+    clock = "zmodload zsh/datetime\n" if shell == "zsh" else ""
+    loop = (f"{clock}{setup}\n{body}\ni=0\nwhile [ $i -lt {runs} ]; do\n  _s=$EPOCHREALTIME\n"
+            f"  {body}\n  _e=$EPOCHREALTIME\n  printf 'T %s %s\\n' \"$_s\" \"$_e\"\n"
+            "  i=$((i+1))\ndone\n")  # fmt: skip
+    argv = ["bash", "--norc", "--noprofile", "-c", loop] if shell == "bash" else [
+        "zsh", "-f", "-c", loop]  # fmt: skip
+    res = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
+    samples = [
+        (float(e.replace(",", ".")) - float(s.replace(",", "."))) * 1000
+        for _, s, e in (line.split() for line in res.stdout.splitlines() if line.startswith("T "))
+    ]
+    if res.returncode != 0 or len(samples) != runs:
+        sys.exit(f"bench: {shell} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+    return samples
+
+
+def main() -> None:
+    args = parser(__doc__ or "").parse_args()
+    need("bash", "zsh")
+    with scratch("cnt-bench-tab-") as tmp_name:
+        tmp = Path(tmp_name)
+        inst = install(tmp / "venv", args.installed)
+        home = tmp / "home"
         home.mkdir()
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(("CNT_", "XDG_", "_ARGCOMPLETE", "COMP_"))
-        }
-        env.update(HOME=str(home), PYTHONPATH=str(REPO), LANG="C.UTF-8")
-        work = root / "work"
+        env = clean_env(home, {"LANG": "C.UTF-8"})
+        work = tmp / "work"
         (work / "sub").mkdir(parents=True)
         for name in ("env.img", "data.ext3", "notes.txt"):
             (work / name).write_text("")
-        bindir = root / "bin"
-        bindir.mkdir()
-        script = bindir / "condatainer"
-        script.write_text(
-            f"#!{python}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-            "from condatainer.cli import entry\nentry()\n"
-        )
-        script.chmod(0o755)
-        env["PATH"] = f"{bindir}:{env['PATH']}"
-
-        # Listings for the image, where the hook and the completers find them.
         image = work / "env.img"
-        os.environ["HOME"] = str(home)  # this process only computes paths under it
-        for var in [v for v in os.environ if v.startswith("XDG_")]:
-            del os.environ[var]
-        installed_file = pkgcache.installed_file(image)
-        channel_file = pkgcache.channel_file(image)
-        installed_file.parent.mkdir(parents=True, exist_ok=True)
-        installed = fake_names(300, 1)
-        installed_file.write_text("".join(f"{n}\n" for n in installed))
-        channel = fake_names(30000, 2)
-        channel_file.write_text("".join(f"{n}\n" for n in channel))
-        env_active = {**env, "CNT_OVERLAY": str(image)}
 
-        def floor() -> float:
-            start = time.perf_counter()
-            subprocess.run([python, "-c", "pass"], env=env, check=True)
-            return (time.perf_counter() - start) * 1000
+        # The listings and buckets as condatainer writes them, and the mm-* completion it
+        # renders, both by the installed package.
+        names = tmp / "names.txt"
+        names.write_text("".join(f"{n}\n" for n in fake_names(CHANNEL_NAMES, 2)))
+        listing = subprocess.run([inst.python, "-c", (
+            "import sys; from condatainer.hook import pkgcache\n"
+            "img = sys.argv[1]\n"
+            "names = open(sys.argv[2]).read().split()\n"
+            "installed = pkgcache.installed_file(img)\n"
+            "installed.parent.mkdir(parents=True, exist_ok=True)\n"
+            "installed.write_text(''.join(n + '\\n' for n in names[::1000]))\n"
+            "pkgcache.channel_file(img).write_text(''.join(n + '\\n' for n in names))\n"
+            "pkgcache.write_buckets(pkgcache.installed_file(img).with_name(\n"
+            "    installed.name[:-4] + pkgcache.BUCKETS_SUFFIX), names)\n"
+            "print(installed)\n"), str(image), str(names)],
+            env=env, cwd=tmp, capture_output=True, text=True,
+            check=True).stdout.strip()  # fmt: skip
+        scripts = {}
+        for shell in ("bash", "zsh"):
+            scripts[shell] = tmp / f"mm.{shell}"
+            scripts[shell].write_text(subprocess.run(
+                [inst.python, "-c", "import sys; from condatainer.hook import mmcomplete;"
+                 " sys.stdout.write(mmcomplete.script(sys.argv[1]))", shell],
+                env=env, cwd=tmp, capture_output=True, text=True, check=True).stdout)  # fmt: skip
 
-        rows.append(("python -c pass (floor, for scale)", rounds_of(floor, rounds), 0, ""))
+        rows: list[Row] = []
+        active = {**env, "CNT_OVERLAY": str(image)}
+        floor = [inst.python, "-c", "pass"]
+        for line, expect in (("condatainer ov", "overlay"),
+                             ("condatainer overlay resize ", "env.img"),
+                             ("condatainer o -p ", "balanced"),
+                             ("condatainer mm install nump", "numpy")):  # fmt: skip
 
-        cases = [
-            ("condatainer ov", "overlay"),
-            ("condatainer overlay resize ", "env.img"),
-            ("condatainer o -p ", "balanced"),
-            ("condatainer mm remove nu", "numpy"),
-            ("condatainer mm install nu", "numba"),
-        ]
-        for label, argv in (
-            ("python -m condatainer", [python, "-m", "condatainer"]),
-            ("console script", [str(script)]),
-        ):
-            for line, expect in cases:
+            def one(line: str = line, expect: str = expect) -> None:
+                got = tab_process([inst.condatainer], line, active, work)
+                if expect not in got.split("\v"):
+                    sys.exit(f"bench: TAB on {line!r} gave {got!r}")
 
-                def one(argv: list[str] = argv, line: str = line, expect: str = expect) -> float:
-                    ms, out = tab_process(argv, line, env_active, work)
-                    assert expect in out.split("\v"), (line, out)
-                    return ms
+            def pass_() -> None:
+                subprocess.run(floor, env=env, check=True)
 
-                rows.append(
-                    (
-                        f"{label}: '{line}'",
-                        rounds_of(one, rounds),
-                        GOAL_CONDATAINER_MS,
-                        "condatainer",
-                    )
-                )
+            times = alternate(args.runs, {"tab": one, "floor": pass_})
+            rows.append(Row(f"TAB '{line}'", times["tab"], "python -c pass", times["floor"],
+                            goal_ms=100.0))  # fmt: skip
 
-        static = shellgen.quote(str(REPO / "completions" / "condatainer.bash"))
-        for line in ("condatainer ov", "condatainer overlay resize "):
-            words = line.split(" ")
-            body = (
-                f"COMP_LINE={shellgen.quote(line)}; COMP_POINT={len(line)}; "
-                f"_condatainer_complete condatainer {shellgen.quote(words[-1])} "
-                f"{shellgen.quote(words[-2])}"
-            )
-            rows.append(
-                (
-                    f"bash _condatainer_complete: '{line}'",
-                    shell_times("bash", f". {static}", body, rounds, env_active, work),
-                    GOAL_CONDATAINER_MS,
-                    "condatainer",
-                )
-            )
-
-        mm_file = root / "mm.bash"
-        mm_file.write_text(mmcomplete.script("bash"))
-        setup = f". {shellgen.quote(str(mm_file))}\n_cnt_pkgs={shellgen.quote(str(installed_file))}"
-        for op, cur in (
-            ("remove", ""),
-            ("remove", "nu"),
-            ("install", "nu"),
-            ("install", "p"),
-            ("install", ""),
-        ):
-            body = (
-                f"COMP_WORDS=(mm-{op} {shellgen.quote(cur)}); COMP_CWORD=1; "
-                f"_cnt_mm_complete mm-{op} {shellgen.quote(cur)} mm-{op}"
-            )
-            size = "300" if op == "remove" else "30k"
-            # All 30k names on an empty word: bash asks "Display all 30000 possibilities?"
-            # anyway; shown for scale, no goal.
-            goal = 0.0 if (op, cur) == ("install", "") else GOAL_MM_MS
-            rows.append(
-                (
-                    f"bash mm-{op} '{cur}<TAB>' ({size} names)",
-                    shell_times("bash", setup, body, rounds, env, work),
-                    goal,
-                    "mm",
-                )
-            )
-        if shutil.which("zsh"):
-            for file, cur, size in ((installed_file, "", "300"), (channel_file, "nu", "30k")):
-                body = (
-                    f'names=( ${{(M)${{(f)"$(<{shellgen.quote(str(file))})"}}:#${{(b)PREFIX}}*}} )'
-                )
-                rows.append(
-                    (
-                        f"zsh read+filter '{cur}' ({size} names)",
-                        shell_times(
-                            "zsh", f"PREFIX={shellgen.quote(cur)}", body, rounds, env, work
-                        ),
-                        GOAL_MM_MS,
-                        "mm",
-                    )
-                )
-
-    width = max(len(r[0]) for r in rows)
-    print(f"TAB latency, {rounds} rounds (ms)")
-    print(f"{'case':<{width}}  {'median':>7}  {'p90':>7}  {'max':>7}  {'goal':>5}  ok")
-    missed = 0
-    for name, samples, goal, _ in rows:
-        med, p90, mx = stats(samples)
-        verdict = "" if not goal else ("yes" if med <= goal else "NO")
-        missed += verdict == "NO"
-        goal_text = f"{goal:.0f}" if goal else "-"
-        print(f"{name:<{width}}  {med:7.1f}  {p90:7.1f}  {mx:7.1f}  {goal_text:>5}  {verdict}")
-    return 1 if missed else 0
+        bash_setup = f". '{scripts['bash']}'\n_cnt_pkgs='{listing}'\n_noop() {{ :; }}"
+        zsh_setup = (f"compdef() {{ :; }}\ncompadd() {{ :; }}\n. '{scripts['zsh']}'\n"
+                     f"_cnt_pkgs='{listing}'\n_noop() {{ :; }}")  # fmt: skip
+        for op, cur, size in (("install", "nu", "300k"), ("install", "n", "300k"),
+                              ("install", "cnt-h", "300k"), ("remove", "", "300")):  # fmt: skip
+            bash_body = (f"COMP_WORDS=(mm-{op} '{cur}'); COMP_CWORD=1;"
+                         f" _cnt_mm_complete mm-{op} '{cur}' mm-{op}")  # fmt: skip
+            zsh_body = f"words=(mm-{op} '{cur}'); CURRENT=2; PREFIX='{cur}'; _cnt_mm_complete"
+            for shell, setup, body in (("bash", bash_setup, bash_body),
+                                       ("zsh", zsh_setup, zsh_body)):  # fmt: skip
+                ours = shell_times(shell, setup, body, args.runs, env, work)
+                empty = shell_times(shell, setup, "_noop", args.runs, env, work)
+                rows.append(Row(f"{shell}: mm-{op} '{cur}<TAB>' ({size} names)", ours,
+                                "an empty function call", empty, goal_ms=20.0))  # fmt: skip
+        print_rows(f"TAB, {args.runs} runs each, installed at {inst.prefix}", rows)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

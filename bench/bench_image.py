@@ -1,102 +1,109 @@
-#!/usr/bin/env python3
-"""Time the image operations users wait for: create, resize, check.
+"""Image operations users wait for, as whole processes of an installed condatainer.
 
-Rows without "(small)" use the default profile (balanced).  Resizes run with resize2fs's undo
-record (see image.py), whose cost grows with the inode tables of the added space.
+Rows (alternating with the yardstick, min/median/max in ms, the median ratio):
 
-    python bench/bench_image.py [DIR]
+- `condatainer o FILE -s SIZE --sparse` at 1G, 10G and 100G, against bench/yardstick_create.sh
+  (truncate + mke2fs with the same options and nothing else).  Goal: at most 1.3x.
+- `condatainer o FILE -s 10G` (allocated), against `fallocate -l 10G` + the same mke2fs; the
+  file must end up truly allocated (st_blocks), which the bench checks.
+- `overlay resize` 1G -> 4G and back, and `overlay check`, for the record (no yardstick).
 
-DIR (default: $TMPDIR or /tmp) must have about 11G free: one allocated 10G image is made at a
-time.  Each step runs 3 times on fresh images; the table shows the median and the spread.
-Goals (design): create 10G sparse <= 1 s, create 10G allocated <= 3 s.
-Standard library and condatainer only.
+DIR (default /tmp) needs about 11G free for the allocated row.  Needs e2fsprogs.
+
+    python3 bench/bench_image.py [--runs N] [--installed PREFIX] [--dir DIR]
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import statistics
+import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _common import BENCH, Row, alternate, clean_env, install, need, parser, print_rows, scratch
 
-from condatainer import runner
-from condatainer.image.create import create
-from condatainer.image.resize import resize
-from condatainer.image.sizes import GIB, format_size
-
-RUNS = 3
-PROFILE = "balanced"  # the default of `condatainer o`
+SIZES = ("1G", "10G", "100G")
 
 
-def timed(fn: Callable[..., object], *args: Any, **kwargs: Any) -> float:
-    start = time.perf_counter()
-    fn(*args, **kwargs)
-    return time.perf_counter() - start
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--dir", default="/tmp", help="where the images are made (default /tmp)")
+    args = p.parse_args()
+    need("mke2fs", "truncate", "fallocate")
+    with scratch("cnt-bench-image-") as tmp_name:
+        tmp = Path(tmp_name)
+        inst = install(tmp / "venv", args.installed)
+        home = tmp / "home"
+        home.mkdir()
+        env = clean_env(home)
+        work = Path(args.dir) / f"cnt-bench-image-{os.getpid()}"
+        work.mkdir()
+        try:
+            rows = []
+            for size in SIZES:
+                ours, theirs = work / "ours.img", work / "theirs.img"
+
+                def create(size: str = size, ours: Path = ours) -> None:
+                    ours.unlink(missing_ok=True)
+                    _run([inst.condatainer, "o", str(ours), "-s", size, "--sparse"], env)
+
+                def yardstick(size: str = size, theirs: Path = theirs) -> None:
+                    theirs.unlink(missing_ok=True)
+                    _run([str(BENCH / "yardstick_create.sh"), size, str(theirs)], env)
+
+                times = alternate(args.runs, {"ours": create, "theirs": yardstick})
+                rows.append(Row(f"o -s {size} --sparse", times["ours"], "truncate + mke2fs",
+                                times["theirs"], 1.3))  # fmt: skip
+                ours.unlink()
+                theirs.unlink()
+
+            allocated = work / "alloc.img"
+            plain = work / "plain.img"
+
+            def create_allocated() -> None:
+                allocated.unlink(missing_ok=True)
+                _run([inst.condatainer, "o", str(allocated), "-s", "10G"], env)
+                st = allocated.stat()
+                if st.st_blocks * 512 < st.st_size:
+                    sys.exit(f"bench: {allocated} is not fully allocated")
+
+            def fallocate_mke2fs() -> None:
+                plain.unlink(missing_ok=True)
+                _run(["fallocate", "-l", "10G", str(plain)], env)
+                _run(["mke2fs", "-q", "-F", "-t", "ext3", "-E", "nodiscard", str(plain)], env)
+
+            runs = max(3, args.runs // 3)
+            times = alternate(runs, {"ours": create_allocated, "theirs": fallocate_mke2fs})
+            rows.append(Row("o -s 10G (allocated)", times["ours"], "fallocate + mke2fs",
+                            times["theirs"]))  # fmt: skip
+            allocated.unlink()
+            plain.unlink()
+
+            image = work / "resize.img"
+            _run([inst.condatainer, "o", str(image), "-s", "1G", "--sparse"], env)
+
+            def grow_shrink() -> None:
+                _run([inst.condatainer, "overlay", "resize", str(image), "-s", "4G"], env)
+                _run([inst.condatainer, "overlay", "resize", str(image), "-s", "1G"], env)
+
+            def check() -> None:
+                _run([inst.condatainer, "overlay", "check", str(image), "-f"], env)
+
+            times = alternate(runs, {"resize": grow_shrink, "check": check})
+            rows.append(Row("resize 1G -> 4G -> 1G", times["resize"], "overlay check -f",
+                            times["check"]))  # fmt: skip
+            print_rows(f"image operations in {work}, installed at {inst.prefix}", rows)
+        finally:
+            for leftover in work.iterdir():
+                leftover.unlink()
+            work.rmdir()
 
 
-def bench(work: Path) -> list[tuple[str, list[float], str]]:
-    rows: list[tuple[str, list[float], str]] = []
-    img = work / "bench.img"
-
-    for label, profile, sparse, goal in (
-        ("create 10G sparse (small)", "small", True, ""),
-        ("create 10G allocated (small)", "small", False, ""),
-        ("create 10G sparse", PROFILE, True, "<= 1 s"),
-        ("create 10G allocated", PROFILE, False, "<= 3 s"),  # leaves bench.img for e2fsck
-    ):
-        times = []
-        for _ in range(RUNS):
-            img.unlink(missing_ok=True)
-            times.append(timed(create, img, 10 * GIB, profile, sparse=sparse))
-        rows.append((label, times, goal))
-
-    fsck = [timed(runner.run, ["e2fsck", "-f", "-n", str(img)]) for _ in range(RUNS)]
-    rows.append(("e2fsck -fn 10G allocated", fsck, ""))
-    img.unlink()
-
-    for kind, sparse in (("allocated", False), ("sparse", True)):
-        grow: list[float] = []
-        shrink: list[float] = []
-        for _ in range(RUNS):
-            create(img, 1 * GIB, PROFILE, sparse=sparse)
-            grow.append(timed(resize, img, 4 * GIB))
-            shrink.append(timed(resize, img, 1 * GIB))
-            img.unlink()
-        rows.append((f"resize 1G -> 4G ({kind})", grow, ""))
-        rows.append((f"resize 4G -> 1G ({kind})", shrink, ""))
-    return rows
-
-
-def main(argv: list[str]) -> int:
-    base = Path(argv[1]) if len(argv) > 1 else Path(tempfile.gettempdir())
-    free = shutil.disk_usage(base).free
-    if free < 11 * GIB:
-        print(f"bench_image: {base} has {format_size(free)} free; 11G are needed", file=sys.stderr)
-        return 1
-    work = Path(tempfile.mkdtemp(prefix="cnt-bench-", dir=base))
-    try:
-        rows = bench(work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    print(
-        f"condatainer image bench: {base} ({os.uname().sysname} {os.uname().release},"
-        f" {os.cpu_count()} CPUs), profile {PROFILE}, median of {RUNS}"
-    )
-    print(f"{'step':<30} {'median':>9} {'min':>9} {'max':>9}  goal")
-    for label, times, goal in rows:
-        print(
-            f"{label:<30} {statistics.median(times):>8.3f}s {min(times):>8.3f}s"
-            f" {max(times):>8.3f}s  {goal}"
-        )
-    return 0
+def _run(argv: list[str], env: dict[str, str]) -> None:
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        sys.exit(f"bench: {' '.join(argv)} failed:\n{res.stdout}{res.stderr}")
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    main()

@@ -1,5 +1,5 @@
 """`python -m condatainer` runs the command line."""
 
-from condatainer.cli import entry
+from condatainer.entry import entry
 
 entry()

@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from typing import Any, Callable, NoReturn
 
 from condatainer import __version__
-from condatainer.errors import CondatainerError, UsageError
+from condatainer.errors import PROG, UsageError, guarded
 from condatainer.shellgen import SHELLS
 
-PROG = "condatainer"
 # Subcommands whose arguments after the first `--` are a command line or package list.  (Not
 # exec: its command starts at the first positional word and may hold a `--` of its own.)
 _DASHDASH = {"e", "o"}
@@ -71,6 +70,24 @@ def _complete_shells(prefix: str, **_: Any) -> list[str]:
     return completers.shells(prefix)
 
 
+def _complete_scripts(prefix: str, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.scripts(prefix)
+
+
+def _complete_config_keys(prefix: str, **_: Any) -> dict[str, str]:
+    from condatainer import completers
+
+    return completers.config_keys(prefix)
+
+
+def _complete_config_values(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    from condatainer import completers
+
+    return completers.config_values(prefix, getattr(parsed_args, "key", None))
+
+
 def _arg(parser: argparse.ArgumentParser, *names: str, completer: Any = None, **kw: Any) -> None:
     action = parser.add_argument(*names, **kw)
     if completer is not None:
@@ -109,6 +126,7 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         help="channel for the packages after -- (repeatable)",
     )
     p.add_argument("--fakeroot", action="store_true", help="owner 0:0, for --fakeroot use")
+    p.add_argument("-b", "--base", help="base image the packages are installed in")
     p.add_argument("--sparse", action="store_true", help="do not allocate the space up front")
     p.add_argument("--dry-run", action="store_true", help="show what would be installed")
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
@@ -116,16 +134,17 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_create)
 
 
-def _add_option(p: argparse.ArgumentParser, option: Any) -> None:
+def _add_option(p: Any, option: Any, completer: Any = None) -> None:
     """Add one `run.options.Option` to a parser, spelled as the table spells it."""
-    kw: dict[str, Any] = {"dest": option.dest, "help": option.help}
+    help_text = argparse.SUPPRESS if option.help is None else option.help
+    kw: dict[str, Any] = {"dest": option.dest, "help": help_text, "completer": completer}
     if option.metavar:
         kw["metavar"] = option.metavar
     if option.kind == "flag":
         kw["action"] = "store_true"
     elif option.kind == "append":
         kw.update(action="append", default=[])
-    p.add_argument(*option.flags, **kw)
+    _arg(p, *option.flags, **kw)
 
 
 def _add_container_options(p: argparse.ArgumentParser) -> None:
@@ -208,34 +227,74 @@ def _add_e(p: argparse.ArgumentParser) -> None:
 
 
 def _add_exec(p: argparse.ArgumentParser) -> None:
-    _arg(
-        p,
-        "-o",
-        "--overlay",
-        action="append",
-        default=[],
-        dest="images",
-        completer=_complete_images,
-        help="image (repeatable; IMAGE:rw / IMAGE:ro)",
-    )
-    p.add_argument("-w", "--writable", action="store_true", help="first image writable")
-    # Shims pass this: an image replaced or denied after activation must not run.
-    p.add_argument("--if-allowed", action="store_true", help=argparse.SUPPRESS)
-    _add_container_options(p)
+    from condatainer.run import options
+
+    for option in options.EXEC:  # the table the exec fast path reads too (run.replay)
+        _add_option(p, option, _complete_images if option is options.OVERLAY else None)
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="command and its arguments")
     p.set_defaults(handler=_cmd_exec)
 
 
+# `run`'s job flags (CondaTainer's names): (flags, dest, metavar, help).  Each takes a value.
+_RUN_JOB_FLAGS: tuple[tuple[tuple[str, ...], str, str, str], ...] = (
+    (("-c", "--cpu"), "cpu", "N", "CPUs per task (sbatch --cpus-per-task)"),
+    (("-m", "--mem"), "mem", "SIZE", "memory per node, e.g. 4G, 8192M (sbatch --mem)"),
+    (("-t", "--time"), "time", "TIME", "time limit, e.g. 2h30m, 4d12h, 01:30:00 (sbatch --time)"),
+    (("-g", "--gpu"), "gpu", "GPU", "GPUs per node: N, TYPE:N or TYPE (sbatch --gpus-per-node)"),
+    (("-n", "--name"), "name", "NAME", "job name (sbatch --job-name)"),
+    (("-o", "--output"), "output", "FILE", "job output log (sbatch --output)"),
+    (("-e", "--error"), "error", "FILE", "job error log (sbatch --error)"),
+    (("-p", "--partition"), "partition", "NAME", "partition (sbatch --partition)"),
+    (("-A", "--account"), "account", "NAME", "account to charge (sbatch --account)"),
+    (("--array",), "array", "FILE", "one array task per line of FILE; its words are appended"),
+    (("--array-limit",), "array_limit", "N", "with --array: at most N tasks at once"),
+)
+_RUN_DEPENDENCIES = ("afterok", "afternotok", "afterany")
+
+
+def _run_value_flags() -> frozenset[str]:
+    """Every `run` option that takes a value (for `_split_run`, which runs before argparse)."""
+    from condatainer.run import options
+
+    flags = {f for spec in _RUN_JOB_FLAGS for f in spec[0]}
+    flags |= {f"--{d}" for d in _RUN_DEPENDENCIES}
+    flags |= {f for o in options.RUN_CONTAINER if o.kind != "flag" for f in o.flags}
+    return frozenset(flags)
+
+
 def _add_run(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-w", "--writable", action="store_true", help="mount #DEP images writable")
+    from condatainer.run import options
+
     p.add_argument("--submit", action="store_true", help="submit with sbatch")
-    p.add_argument("--local", action="store_true", help="run here even if #SBATCH is present")
-    p.add_argument("--dry-run", action="store_true", help="print directives and the Plan")
+    p.add_argument("--local", action="store_true", help="run here, even with #SBATCH lines")
+    p.add_argument(
+        "--dry-run", action="store_true", help="say what would happen (exit 1: it would not start)"
+    )
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
     p.add_argument("--reexec", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("script")
+    jobs = p.add_argument_group("job control (submitted jobs; -c and -m also set NCPUS, MEM here)")
+    for flags, dest, metavar, help_text in _RUN_JOB_FLAGS:
+        jobs.add_argument(*flags, dest=dest, metavar=metavar, help=help_text)
+    for kind in _RUN_DEPENDENCIES:
+        jobs.add_argument(
+            f"--{kind}",
+            action="append",
+            default=[],
+            metavar="IDS",
+            help=f"start after these jobs ({kind}; colon-separated ids)",
+        )
+    box = p.add_argument_group("container")
+    _add_option(box, options.WRITABLE.replace(help="mount #DEP images writable"))
+    for option in options.RUN_CONTAINER:
+        _add_option(box, option)
+    _arg(p, "script", completer=_complete_scripts)
     p.add_argument("args", nargs=argparse.REMAINDER)
     p.set_defaults(handler=_cmd_run)
+
+
+def _add_task(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan")
+    p.set_defaults(handler=_cmd_task)
 
 
 def _add_mm(p: argparse.ArgumentParser) -> None:
@@ -254,21 +313,39 @@ def _add_mm(p: argparse.ArgumentParser) -> None:
     p.set_defaults(handler=_cmd_mm)
 
 
+def _add_micromamba(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["info"],
+        help="info: only show which micromamba is used (never fetches)",
+    )
+    p.add_argument(
+        "--update", action="store_true", help="fetch the newest micromamba of the series"
+    )
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_micromamba)
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     cs = p.add_subparsers(dest="config_command", metavar="ACTION")
     p.set_defaults(handler=_cmd_config, config_command="show")
     cs.add_parser("show", help="every key, its value and where it came from")
     g = cs.add_parser("get", help="print one value")
-    g.add_argument("key")
+    _arg(g, "key", completer=_complete_config_keys)
     s = cs.add_parser("set", help="set a value in the config file")
-    s.add_argument("key")
-    s.add_argument("value")
+    _arg(s, "key", completer=_complete_config_keys)
+    _arg(s, "value", completer=_complete_config_values)
     cs.add_parser("paths", help="where config, data and cache live")
 
 
 def _add_header(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--insert", metavar="SCRIPT", help="insert it into SCRIPT in place (or bring it up to date)"
+    _arg(
+        p,
+        "--insert",
+        metavar="SCRIPT",
+        completer=_complete_scripts,
+        help="insert it into SCRIPT in place (or bring it up to date)",
     )
     p.set_defaults(handler=_cmd_header)
 
@@ -278,7 +355,7 @@ def _add_init(p: argparse.ArgumentParser) -> None:
         "shell",
         nargs="?",
         choices=SHELLS,
-        help="bash or zsh (default: CNT_SHELL, else your shell)",
+        help="bash, zsh or fish (default: CNT_SHELL, else your shell)",
     )
     p.add_argument("--uninstall", action="store_true", help="remove the hook again")
     p.add_argument("--dry-run", action="store_true", help="show the change, write nothing")
@@ -321,10 +398,40 @@ def _add_completion(p: argparse.ArgumentParser) -> None:
         "shell",
         choices=SHELLS,
         completer=_complete_shells,
-        help="bash (eval it, or save it in bash-completion's directory) or zsh (eval it, or"
-        " save it as _condatainer on $fpath)",
+        help="bash (eval it, or save it in bash-completion's directory), zsh (eval it, or"
+        " save it as _condatainer on $fpath) or fish (source it, or save it as"
+        " condatainer.fish and cnt.fish in a completions directory); `condatainer init` sets"
+        " it up with the hook",
     )
     p.set_defaults(handler=_cmd_completion)
+
+
+def _add_base(p: argparse.ArgumentParser) -> None:
+    bs = p.add_subparsers(dest="base_command", metavar="ACTION")
+    p.set_defaults(handler=lambda a: _usage(p))
+    q = bs.add_parser(
+        "pull", help="fetch the base image with apptainer pull (do it on a login node)"
+    )
+    q.add_argument("source", nargs="?", help="image reference (default: config base_source)")
+    q.add_argument("-o", "--output", help="image file to write (default: condatainer's images dir)")
+    q.add_argument("--force", action="store_true", help="fetch it again even if it is there")
+    q.set_defaults(handler=_cmd_base_pull)
+    q = bs.add_parser("build", help="build a base image from a definition file (apptainer build)")
+    q.add_argument("--from", dest="source", help="image to start from (default: base_source)")
+    q.add_argument("--def", dest="def_file", metavar="FILE", help="your own definition file")
+    q.add_argument("-o", "--output", help="image file to write (default: condatainer's images dir)")
+    q.add_argument("--force", action="store_true", help="build it again even if it is there")
+    q.add_argument(
+        "--fakeroot", action="store_true", help="build with --fakeroot (default when not root)"
+    )
+    q.add_argument(
+        "--print-def", action="store_true", help="print the definition file, build nothing"
+    )
+    q.set_defaults(handler=_cmd_base_build)
+    q = bs.add_parser("info", help="which base image runs, where it is, and what is in it")
+    q.add_argument("-b", "--base", help="describe this image instead")
+    q.add_argument("--json", action="store_true", help="print JSON")
+    q.set_defaults(handler=_cmd_base_info)
 
 
 def _add_doctor(p: argparse.ArgumentParser) -> None:
@@ -376,6 +483,7 @@ def _cmd_create(a: argparse.Namespace) -> int:
         fakeroot=a.fakeroot,
         sparse=a.sparse,
         dry_run=a.dry_run,
+        base=a.base,
     )
     report.notes(creation.notices)
     if a.dry_run:
@@ -512,8 +620,8 @@ def _cmd_e(a: argparse.Namespace) -> int:
         autoload=not a.no_autoload,
     )
     cfg = config.load(os.environ)
-    entry = session.entry(req, cfg)
     report = _reporter()
+    entry = session.entry(req, cfg, report.note)
     for line in entry.banner:
         report.step(line)
     return launch.execute(entry.plan, cfg, report.note)
@@ -528,14 +636,19 @@ def _cmd_exec(a: argparse.Namespace) -> int:
         raise UsageError("exec needs a command", hint="condatainer exec -o IMAGE -- CMD [ARGS]")
     if not a.images:
         raise UsageError("exec needs at least one image", hint="condatainer exec -o IMAGE -- CMD")
-    if a.if_allowed:
-        from condatainer.hook import trust
+    from condatainer.hook import trust
 
+    if a.if_allowed:
         for image in a.images:
             trust.require_allowed(image)
     req = _request(a, command=tuple(cmd), images=tuple(a.images), writable=a.writable)
     cfg = config.load(os.environ)
-    return launch.execute(launch.plan_for(req, cfg), cfg, _reporter().note)
+    report = _reporter()
+    plan = launch.plan_for(req, cfg, notify=report.note)
+    if a.words is not None:  # the command line as typed: the next identical call replays this
+        records = [str(trust.record_path(i)) for i in a.images] if a.if_allowed else []
+        launch.remember(a.words, req, plan, cfg, os.environ, also=records)
+    return launch.execute(plan, cfg, report.note)
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
@@ -546,18 +659,28 @@ def _cmd_export(a: argparse.Namespace) -> int:
 
 
 def _cmd_run(a: argparse.Namespace) -> int:
-    from condatainer.jobs import run
+    from condatainer.jobs import control, run
+    from condatainer.run import options
 
-    outcome = run.run_command(
-        a.script,
-        list(a.args),
-        _reporter(),
+    ctl = control.from_flags(
+        **{dest: getattr(a, dest) for _, dest, _, _ in _RUN_JOB_FLAGS},
+        **{kind: getattr(a, kind) for kind in _RUN_DEPENDENCIES},
+    )
+    container = {
+        o.dest: getattr(a, o.dest)
+        for o in options.RUN_CONTAINER
+        if getattr(a, o.dest) not in (None, False, [])
+    }
+    flags = run.RunFlags(
         writable=a.writable,
-        submit_flag=a.submit,
+        submit=a.submit,
         local=a.local,
         dry_run=a.dry_run,
         reexec=a.reexec,
+        control=ctl,
+        container=container,
     )
+    outcome = run.run_command(a.script, list(a.args), flags, _reporter())
     if outcome.job_id is not None:
         print(outcome.job_id)
     elif a.json and outcome.report is not None:
@@ -565,6 +688,12 @@ def _cmd_run(a: argparse.Namespace) -> int:
     else:
         _print_lines(outcome.lines)
     return outcome.status
+
+
+def _cmd_task(a: argparse.Namespace) -> int:
+    from condatainer.jobs import run
+
+    return run.run_task(a.plan, _reporter())
 
 
 def _cmd_mm(a: argparse.Namespace) -> int:
@@ -575,6 +704,34 @@ def _cmd_mm(a: argparse.Namespace) -> int:
     req = Request(command=(), images=(image,) if image else (), autoload=image is None)
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
     return session.mm_op(req, a.op, args, _reporter())
+
+
+def _cmd_micromamba(a: argparse.Namespace) -> int:
+    from condatainer import config
+    from condatainer.micromamba import info
+
+    if a.update and a.action:
+        raise UsageError("--update does not go with info", hint="condatainer micromamba --update")
+    cfg = config.load(os.environ)
+    report = _reporter()
+    if a.update or a.action is None:  # fetch (pre-fetch on a login node) or update
+        from condatainer.micromamba import bootstrap
+
+        if a.update:
+            fetched = bootstrap.update(cfg, report.note)
+            if not fetched.changed and fetched.origin is not None:
+                report.note(
+                    f"micromamba {fetched.origin.version} is already the newest"
+                    f" {cfg.micromamba_version}.* in {fetched.origin.channel}"
+                )
+        else:
+            bootstrap.ensure(cfg, report.note)
+    details = info.info(cfg)
+    if a.json:
+        _print_json(details.to_json())
+    else:
+        _print_lines(details.lines())
+    return 0 if details.problem is None else 1
 
 
 def _cmd_config(a: argparse.Namespace) -> int:
@@ -652,6 +809,56 @@ def _cmd_completion(a: argparse.Namespace) -> int:
     return 0
 
 
+def _fetched(fetched: Any, verb: str) -> None:
+    if fetched.made:
+        print(f"{verb} {fetched.source} into {fetched.path}")
+    else:
+        print(f"{fetched.path} is already there; --force makes it again")
+
+
+def _cmd_base_pull(a: argparse.Namespace) -> int:
+    from condatainer import config
+    from condatainer.run import basefetch
+
+    cfg = config.load(os.environ)
+    fetched = basefetch.pull_for(cfg, a.source, a.output, force=a.force, notify=_reporter().note)
+    _fetched(fetched, "pulled")
+    return 0
+
+
+def _cmd_base_build(a: argparse.Namespace) -> int:
+    from condatainer import config
+    from condatainer.run import basefetch
+
+    cfg = config.load(os.environ)
+    if a.print_def:
+        sys.stdout.write(basefetch.definition(a.source or cfg.base_source))
+        return 0
+    fetched = basefetch.build_for(
+        cfg,
+        a.source,
+        a.def_file,
+        a.output,
+        force=a.force,
+        fakeroot=a.fakeroot,
+        notify=_reporter().note,
+    )
+    _fetched(fetched, "built")
+    return 0
+
+
+def _cmd_base_info(a: argparse.Namespace) -> int:
+    from condatainer import config
+    from condatainer.run import baseimage
+
+    details = baseimage.describe(a.base, config.load(os.environ))
+    if a.json:
+        _print_json(details.to_json())
+    else:
+        _print_lines(baseimage.render(details).splitlines())
+    return 0 if details.usable else 1
+
+
 def _cmd_doctor(a: argparse.Namespace) -> int:
     from condatainer import doctor
 
@@ -668,15 +875,22 @@ _COMMANDS: dict[str, tuple[str | None, Callable[[argparse.ArgumentParser], None]
     "exec": ("run a command with images, read-only by default", _add_exec),
     "run": ("run a job script in its container (#DEP / #CNT)", _add_run),
     "mm": ("micromamba operations on the env image", _add_mm),
+    "micromamba": ("show (and fetch) the micromamba condatainer uses; --update", _add_micromamba),
     "config": ("show, get and set configuration", _add_config),
+    "base": ("fetch, build or describe the base image containers run in", _add_base),
     "header": ("print the self-reexec header for job scripts", _add_header),
-    "init": ("activate env images on cd: add the hook to ~/.bashrc/.zshrc", _add_init),
+    "init": (
+        "activate env images on cd, with TAB completion: add the hook to your shell",
+        _add_init,
+    ),
     "hook": ('print the shell hook, for eval "$(condatainer hook bash)"', _add_hook),
     "allow": ("let the cd hook activate an image", _add_trust_verb(_cmd_allow)),
     "deny": ("stop the cd hook activating an image", _add_trust_verb(_cmd_deny)),
     # Hidden: called by the hook when the image it found changes (stdout is eval'd).
     "_activate": (None, _add_activate),
-    "completion": ("print the TAB completion script for bash or zsh", _add_completion),
+    # Hidden: one task of a multi-task job runs the Plan its batch step made (jobs.run).
+    "_task": (None, _add_task),
+    "completion": ("print the TAB completion script for bash, zsh or fish", _add_completion),
     "doctor": ("check what condatainer needs and say how to fix it", _add_doctor),
 }
 
@@ -715,15 +929,20 @@ def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str] | None]:
 
 
 def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
-    """`run [FLAGS] SCRIPT ARGS...`: everything after the script word is the script's, as is
-    (argparse would drop a leading `--` of the script's own arguments).  run's flags take no
-    values, so the script is the first word after `run` that is not a flag."""
+    """`run [OPTIONS] SCRIPT ARGS...`: everything after the script word is the script's, as is
+    (argparse would take a script argument that looks like one of run's options, and drop a
+    leading `--`).  The script is the first word after `run` that is neither an option nor the
+    value of one (`-c 4`; `-c4` and `--cpu=4` carry theirs)."""
+    takes_value = _run_value_flags()
     start = argv.index("run") + 1
-    for i in range(start, len(argv)):
-        if argv[i] == "--" and i + 1 < len(argv):
+    i = start
+    while i < len(argv):
+        word = argv[i]
+        if word == "--" and i + 1 < len(argv):
             return [*argv[:i], argv[i + 1]], argv[i + 2 :]
-        if not argv[i].startswith("-"):
+        if not word.startswith("-") or word == "-":
             return argv[: i + 1], argv[i + 1 :]
+        i += 2 if word in takes_value else 1
     return argv, None
 
 
@@ -742,6 +961,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ns = parser.parse_args(head)
     except SystemExit as exc:  # argparse: usage error (2) or --help/--version (0)
         return int(exc.code or 0)
+    if only == "exec":  # the words a replay of this call will be keyed by (run.replay)
+        ns.words = args_list[1:] if args_list[:1] == ["exec"] else None
     if tail is not None:
         if only == "run":
             ns.args = tail
@@ -753,51 +974,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help(sys.stderr)
         return 2
-    try:
-        return handler(ns)
-    except CondatainerError as err:
-        return report(err)
-    except BrokenPipeError:
-        # The reader went away (`condatainer config show | head`): end quietly, like cat.
-        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 128 + 13  # SIGPIPE
-    except OSError as exc:
-        # Last resort: every expected failure is a CondatainerError raised where it happens;
-        # an OS error that slipped through still gets one line naming the file, no traceback.
-        where = f"{exc.filename}: " if exc.filename else ""
-        return report(
-            CondatainerError(
-                f"{where}{exc.strerror or exc}", hint="CONDATAINER_DEBUG=1 shows where it happened"
-            ),
-            cause=exc,
-        )
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-
-
-def report(err: CondatainerError, cause: BaseException | None = None) -> int:
-    """Print a CondatainerError the one way users see errors; return its exit code.
-
-    Messages quote paths, image contents and tools' output: control characters in them are
-    shown, not sent to the terminal (display.printable).  With CONDATAINER_DEBUG=1 the
-    traceback of `cause` (the exception the error stands for, when it was made from one
-    caught at the last resort), else of `err` itself, shows where it happened.
-    """
-    from condatainer.display import printable
-
-    if os.environ.get("CONDATAINER_DEBUG") == "1":
-        import traceback
-
-        shown = cause if cause is not None else err
-        traceback.print_exception(type(shown), shown, shown.__traceback__)
-    print(printable(f"{PROG}: error: {err.message}", lines=True), file=sys.stderr)
-    if err.hint:
-        print(printable(f"hint: {err.hint}", lines=True), file=sys.stderr)
-    return err.exit_code
-
-
-def entry() -> NoReturn:
-    sys.exit(main())
+    return guarded(lambda: handler(ns))

@@ -8,8 +8,16 @@ raises: a completer that fails offers nothing rather than a traceback in the use
 - `images`: `*.img` / `*.ext3` files, and directories (with a trailing `/`) to descend into;
   hidden entries only when the prefix's last component starts with a dot; `~` is expanded for
   listing but kept in what is offered.
+- `scripts`: for `run SCRIPT` (and `header --insert`): job scripts -- files with a script
+  suffix (`.sh`, `.slurm`, `.sbatch`, `.py`, ...), executable files, or files starting with
+  `#!` -- and directories; never images, packed images or sidecars.
 - `profiles`, `shells`, `mm_ops`: fixed words from `profiles.names()`, `shellgen.SHELLS` and
   the mm table (with each operation's summary as its description).
+- `config_keys`, `config_values`: `config get|set KEY` completes the keys (each with its
+  current value, cut to 40 characters, as description); `config set KEY VALUE` the key's
+  allowed values where it has a fixed set (`gpu`: auto on off), files or directories for the
+  path keys, else the value it has now (`default_size` -> `10G`), so TAB never falls back
+  to unrelated file names.
 - `mm_args`: for `condatainer mm OP ...`: the operation's options (`mm.Op.options`), the actions
   of `channels`, installed package names for operations marked `completes_installed`
   (remove/update/pin) and channel package names for `completes_channel` (install/search).
@@ -28,7 +36,8 @@ argcomplete's finder, with two decisions of ours:
   after OP to it), so OP's options are offered there instead of `mm`'s own `-o/--overlay`;
   argcomplete alone only asks the completer once the remainder has a first word.
 
-Nothing here imports jinja2 or yaml.
+Nothing here imports jinja2; yaml only when a config completer reads a config file that has
+no parsed copy in the cache yet.
 """
 
 from __future__ import annotations
@@ -50,29 +59,147 @@ def images(prefix: str, cwd: str | os.PathLike[str] | None = None) -> list[str]:
     """Image files and directories below the directory part of `prefix`, sorted."""
     from condatainer.image import layout
 
+    typed_dir, _, entries = _entries(prefix, cwd)
+    dirs: list[str] = []
+    files: list[str] = []
+    for entry in entries:
+        try:
+            if entry.is_dir():
+                dirs.append(f"{typed_dir}{entry.name}/")
+            elif entry.name.endswith(layout.IMAGE_SUFFIXES) and entry.is_file():
+                files.append(typed_dir + entry.name)
+        except OSError:
+            continue
+    return sorted(files) + sorted(dirs)
+
+
+#: File name endings of job scripts (`run`'s script argument).
+SCRIPT_SUFFIXES = (
+    ".sh", ".bash", ".zsh", ".ksh", ".csh", ".tcsh", ".fish", ".slurm", ".sbatch", ".job",
+    ".pbs", ".qsub", ".lsf", ".bsub", ".py", ".R", ".r", ".jl", ".pl", ".rb", ".nf", ".smk",
+)  # fmt: skip
+#: Never a script: images, packed images, sidecars, base images.
+_NOT_SCRIPTS = (".img", ".ext3", ".zst", ".env", ".sif", ".sqsh", ".squashfs")
+_SNIFF_LIMIT = 200  # files read for a `#!` line per TAB, at most
+_DESCRIPTION = 40  # characters of a value shown beside its key (zsh, fish)
+
+
+def _entries(
+    prefix: str, cwd: str | os.PathLike[str] | None
+) -> tuple[str, str, list[os.DirEntry[str]]]:
+    """(typed directory part, name part, directory entries matching it) for a path prefix;
+    hidden entries only when the name part starts with a dot."""
     head, slash, tail = prefix.rpartition("/")
     typed_dir = head + slash  # "" | "/" | "sub/" | "~/x/"
     listed = os.path.expanduser(typed_dir) if typed_dir else "."
     if cwd is not None and not os.path.isabs(listed):
         listed = os.path.join(os.fspath(cwd), listed)
-    dirs: list[str] = []
-    files: list[str] = []
+    found: list[os.DirEntry[str]] = []
     try:
         with os.scandir(listed) as it:
             for entry in it:
                 name = entry.name
-                if not name.startswith(tail) or (name.startswith(".") and not tail.startswith(".")):
-                    continue
-                try:
-                    if entry.is_dir():
-                        dirs.append(f"{typed_dir}{name}/")
-                    elif name.endswith(layout.IMAGE_SUFFIXES) and entry.is_file():
-                        files.append(typed_dir + name)
-                except OSError:
-                    continue
+                if name.startswith(tail) and (tail.startswith(".") or not name.startswith(".")):
+                    found.append(entry)
     except OSError:
-        return []
+        return typed_dir, tail, []
+    return typed_dir, tail, found
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _shebang(path: str) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"#!"
+    except OSError:
+        return False
+
+
+def scripts(prefix: str, cwd: str | os.PathLike[str] | None = None) -> list[str]:
+    """Job scripts and directories below the directory part of `prefix`, sorted."""
+    typed_dir, _, entries = _entries(prefix, cwd)
+    dirs: list[str] = []
+    files: list[str] = []
+    sniffed = 0
+    for entry in entries:
+        name = entry.name
+        if _is_dir(entry):
+            dirs.append(f"{typed_dir}{name}/")
+            continue
+        try:
+            if not entry.is_file() or name.endswith(_NOT_SCRIPTS):
+                continue
+            script = name.endswith(SCRIPT_SUFFIXES) or bool(entry.stat().st_mode & 0o111)
+        except OSError:
+            continue
+        if not script and sniffed < _SNIFF_LIMIT:
+            sniffed += 1
+            script = _shebang(entry.path)
+        if script:
+            files.append(typed_dir + name)
     return sorted(files) + sorted(dirs)
+
+
+def paths(
+    prefix: str, *, dirs_only: bool = False, cwd: str | os.PathLike[str] | None = None
+) -> list[str]:
+    """Files (unless `dirs_only`) and directories below the directory part of `prefix`."""
+    typed_dir, _, entries = _entries(prefix, cwd)
+    dirs = [f"{typed_dir}{e.name}/" for e in entries if _is_dir(e)]
+    files = [] if dirs_only else [typed_dir + e.name for e in entries if not _is_dir(e)]
+    return sorted(files) + sorted(dirs)
+
+
+#: Config keys whose value is a file or a directory (True: a directory).
+_PATH_KEYS = {
+    "base_image": False,
+    "ca_bundle": False,
+    "micromamba": False,
+    "apptainer_bin": False,
+    "fetch_dir": True,
+    "logs_dir": True,
+}
+
+
+def config_keys(prefix: str) -> dict[str, str]:
+    """The config keys starting with `prefix`, each with its current value as description."""
+    from condatainer import config
+
+    try:
+        cfg: Any = config.load(os.environ)
+    except Exception:  # a broken config file: still offer the keys (`config set` fixes it)
+        cfg = None
+    found: dict[str, str] = {}
+    for key in sorted(config.KEYS):
+        if key.startswith(prefix):
+            now = ", ".join(config.get(cfg, key).splitlines()) if cfg is not None else ""
+            found[key] = now if len(now) <= _DESCRIPTION else now[: _DESCRIPTION - 3] + "..."
+    return found
+
+
+def config_values(prefix: str, key: str | None) -> list[str]:
+    """What `config set KEY <TAB>` offers (see the module docstring)."""
+    from condatainer import config
+
+    if key not in config.KEYS:
+        return []
+    allowed = config.choices(key)
+    if allowed:
+        return _matching(allowed, prefix)
+    if key in _PATH_KEYS:
+        return paths(prefix, dirs_only=_PATH_KEYS[key])
+    try:
+        now = config.get(config.load(os.environ), key)
+    except Exception:  # a broken config file: nothing to show
+        return []
+    value = ",".join(now.splitlines())  # a list key, as `config set` takes it
+    return [value] if value and value.startswith(prefix) else []
 
 
 def profiles(prefix: str) -> list[str]:
@@ -133,7 +260,7 @@ def channel(image: Path | None, prefix: str) -> list[str]:
         return []
     from condatainer.hook import pkgcache
 
-    return _matching(pkgcache.read(pkgcache.channel_file(image)), prefix)
+    return pkgcache.channel_names(image, prefix)
 
 
 def mm_args(

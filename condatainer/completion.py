@@ -1,19 +1,23 @@
-"""Completion of condatainer itself: `condatainer completion bash|zsh` and the static files.
+"""Completion of condatainer itself: `condatainer completion bash|zsh|fish` and the static files.
 
 What each piece is, and the decisions behind it:
 
 - `script(shell)` is the completion of `condatainer` and its alias `cnt`, rendered from
-  `shell/completion.<shell>.j2`.  Those templates are ours, not `argcomplete.shellcode()`:
+  `shell/completion.<shell>.j2` (hook.cntcomplete, which the hook file includes too: `init`
+  sets it up).  Those templates are ours, not `argcomplete.shellcode()`:
   they speak argcomplete's stable protocol (`_ARGCOMPLETE=1`, `COMP_LINE`, `COMP_POINT`,
   `_ARGCOMPLETE_SHELL`; candidates on fd 8 separated by `\\013`) but their text does not change
   when argcomplete is upgraded, so the committed files stay drift-free on every machine; zsh
   gets a native compsys function (`#compdef`, `_describe` with argcomplete's descriptions)
-  instead of bash code run through `bashcompinit`; and the bash code does not glob the
-  candidates it receives.  The command answers its own TAB (`cli.main` →
-  `completers.autocomplete`) before anything heavy is imported (argcomplete#455).
-- The static files for packagers are exactly what `completion bash|zsh` prints:
-  `completions/condatainer.bash` (bash-completion's directory; also link it as `cnt`) and
-  `completions/_condatainer` (zsh's `$fpath`; the `#compdef` line names both commands).
+  instead of bash code run through `bashcompinit`; fish gets `complete -c` with argcomplete's
+  descriptions after a tab; and the bash code does not glob the candidates it receives.
+  The command answers its own TAB (`cli.main` → `completers.autocomplete`) before anything
+  heavy is imported (argcomplete#455).
+- The static files for packagers are exactly what `completion SHELL` prints:
+  `completions/condatainer.bash` (bash-completion's directory; also link it as `cnt`),
+  `completions/_condatainer` (zsh's `$fpath`; the `#compdef` line names both commands) and
+  `completions/condatainer.fish` (fish's vendor_completions.d; also link it as `cnt.fish`:
+  fish loads a completion file by the command's name).
   `python -m condatainer.completion --write completions/` regenerates them; a test checks
   that the committed ones match (`--check`).
 - The completion of the host `mm-*` functions belongs to the hook (`hook.mmcomplete`).
@@ -28,18 +32,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-#: The command names completed: the program and its alias.
-COMMANDS = ("condatainer", "cnt")
+from condatainer.hook.cntcomplete import COMMANDS, script
+
+__all__ = ["COMMANDS", "STATIC_FILES", "check", "main", "script", "static_files", "write"]
 
 #: Static file name per shell, inside completions/.
-STATIC_FILES = {"bash": "condatainer.bash", "zsh": "_condatainer"}
-
-
-def script(shell: str) -> str:
-    """The completion script of condatainer and cnt for `shell` (bash or zsh)."""
-    from condatainer import shellgen
-
-    return shellgen.render("completion", shell, commands=list(COMMANDS))
+STATIC_FILES = {"bash": "condatainer.bash", "zsh": "_condatainer", "fish": "condatainer.fish"}
 
 
 def static_files() -> dict[str, str]:

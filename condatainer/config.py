@@ -20,8 +20,8 @@ Decisions, so callers and users can rely on them:
 - An empty `CNT_<KEY>` counts as unset, the way `${VAR:-default}` does in a shell.  A null value
   in the file (`key:` or `key: null`) also counts as unset: the default applies.
 - YAML 1.1 reads `on`/`off`/`yes`/`no` as booleans, so for the keys whose values include on
-  and off (`gpu`, `autoload`) true means "on" and false means "off".  A bare number is
-  accepted for `default_size` (it means MiB, as on the command line).
+  and off (`gpu`, `autoload`, `hook_messages`) true means "on" and false means "off".  A bare
+  number is accepted for `default_size` (it means MiB, as on the command line).
 - Only the `CNT_` variables named after keys are read; others (`CNT_OVERLAY`, `CNT_HOOK`, ...)
   belong to other parts of condatainer and are ignored here.  An unknown key in the file is an
   error (with the closest valid key), because a silently ignored typo is worse.
@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 Runtime = Literal["auto", "apptainer", "singularity", "builtin"]
 Gpu = Literal["auto", "on", "off"]
 Autoload = Literal["on", "hint", "off"]
+OnOff = Literal["on", "off"]
 Submit = Literal["auto", "never"]
 Value = Union[str, tuple[str, ...], None]
 
@@ -81,6 +82,15 @@ DEFAULT_SHIM_EXCLUDE: tuple[str, ...] = (
 )  # fmt: skip
 
 
+# The base image condatainer pulls on first need (Apptainer runtime, no base_image set): Docker's
+# official buildpack-deps image for Debian 12, its "curl" variant -- Debian with bash, glibc 2.36
+# and the CA certificates micromamba's HTTPS downloads need -- pinned to the release by tag.
+# Why this one and not debian:12-slim (no CA certificates): README, "Base images".
+DEFAULT_BASE_SOURCE = "docker://docker.io/library/buildpack-deps:bookworm-curl"
+BASE_SCHEMES = ("docker", "oras", "library", "shub", "http", "https")
+_BASE_SOURCE = re.compile("(?:" + "|".join(BASE_SCHEMES) + r")://[A-Za-z0-9._/:@+-]+")
+
+
 class Config(NamedTuple):
     """The effective configuration.  Field defaults are the defaults; `sources` says who set what.
 
@@ -91,14 +101,22 @@ class Config(NamedTuple):
     apptainer_bin: str | None = None  # None: find apptainer, then singularity, on PATH
     runtime: Runtime = "auto"
     base_image: str | None = None
+    base_source: str = DEFAULT_BASE_SOURCE
+    fetch_dir: str | None = None  # None: the XDG data directory (see `fetch_dir`)
     binds: tuple[str, ...] = ()
     gpu: Gpu = "auto"
     default_size: str = "10G"
     default_profile: str = profiles.DEFAULT_PROFILE
     autoload: Autoload = "on"
+    hook_messages: OnOff = "on"  # the cd hook's one line on activating and on leaving an env
     shim_exclude: tuple[str, ...] = DEFAULT_SHIM_EXCLUDE
     submit: Submit = "auto"
+    logs_dir: str | None = None  # where submitted jobs write their logs; None: the script's dir
     channels: tuple[str, ...] = ("conda-forge",)
+    micromamba: str | None = None  # a micromamba binary of the site's; None: condatainer's own
+    micromamba_channel: str = "conda-forge"  # where condatainer fetches its own micromamba
+    micromamba_version: str = "2"  # the series fetched: "2" = newest 2.*, "2.3" = newest 2.3.*
+    ca_bundle: str | None = None  # CA certificates for host downloads (else SSL_CERT_FILE)
     sources: Mapping[str, str] = MappingProxyType({})
 
     def get(self, key: str) -> Value:
@@ -113,11 +131,14 @@ class Config(NamedTuple):
 
 KEYS: tuple[str, ...] = tuple(f for f in Config._fields if f != "sources")
 _LIST_KEYS = frozenset(k for k in KEYS if isinstance(getattr(Config(), k), tuple))
-_NULLABLE_KEYS = frozenset({"apptainer_bin", "base_image"})
+_NULLABLE_KEYS = frozenset(
+    {"apptainer_bin", "base_image", "fetch_dir", "micromamba", "ca_bundle", "logs_dir"}
+)
 _CHOICES: dict[str, tuple[str, ...]] = {
     "runtime": ("auto", "apptainer", "singularity", "builtin"),
     "gpu": ("auto", "on", "off"),
     "autoload": ("on", "hint", "off"),
+    "hook_messages": ("on", "off"),
     "submit": ("auto", "never"),
     "default_profile": PROFILES,
 }
@@ -146,7 +167,8 @@ class _Invalid(Exception):
 def paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
     """The files and directories condatainer uses, following the XDG base directory spec.
 
-    `config` is the config file; `data` (hook files, trust store), `cache` (shims, listings)
+    `config` is the config file; `data` (hook files, trust store, and by default what
+    condatainer fetches: see `fetch_dir`), `cache` (shims, listings)
     and `state` are directories.  None of them is created here.
     """
     env = os.environ if env is None else env
@@ -164,6 +186,25 @@ def paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
         "cache": xdg("XDG_CACHE_HOME", ".cache"),
         "state": xdg("XDG_STATE_HOME", ".local/state"),
     }
+
+
+def fetch_dir(cfg: Config, env: Mapping[str, str] | None = None) -> Path:
+    """Where condatainer keeps what it fetches on first use (base images under images/):
+    config `fetch_dir`, else the XDG data directory -- under $HOME, which compute nodes share,
+    unlike $XDG_CACHE_HOME, which sites may put on local disk or purge."""
+    if cfg.fetch_dir:
+        env = os.environ if env is None else env
+        text = cfg.fetch_dir
+        if text.startswith("~"):
+            home = env.get("HOME") or str(Path.home())
+            text = home + text[1:] if text == "~" or text.startswith("~/") else text
+        return Path(os.path.expanduser(text))
+    return paths(env)["data"]
+
+
+def files(env: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """Every file `load` reads (present or not): what a cached decision must watch."""
+    return (paths(env)["config"],)
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,6 +253,26 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         sources[key] = f"env {var}"
 
     return Config()._replace(**values, sources=sources)
+
+
+def check(key: str, value: str, where: str) -> Value:
+    """`value` for `key` as `load` would take it; ConfigError naming `where` (a command line
+    argument, say) when it does not fit."""
+    try:
+        return _coerce(_known(key), value)
+    except _Invalid as bad:
+        raise _value_error(key, value, bad, where, f"fix {where}") from None
+
+
+def env_channels(cfg: Config, requested: Sequence[str] = ()) -> tuple[str, ...]:
+    """An env's channels, the one rule everywhere: the user's first (`-c`, then an environment
+    file's), then config `channels` (conda-forge by default, or a site's mirror); each once."""
+    return tuple(dict.fromkeys([*requested, *cfg.channels]))
+
+
+def choices(key: str) -> tuple[str, ...]:
+    """The values `key` allows when it has a fixed set (`gpu`: auto, on, off), else ()."""
+    return _CHOICES.get(key, ())
 
 
 def env_var(key: str) -> str:
@@ -327,10 +388,14 @@ def _coerce(key: str, raw: object) -> Value:
     """
     if key in _LIST_KEYS:
         return _coerce_list(key, raw)
-    if key in ("gpu", "autoload") and isinstance(raw, bool):
+    if key in ("gpu", "autoload", "hook_messages") and isinstance(raw, bool):
         raw = "on" if raw else "off"  # YAML 1.1 reads on/off as booleans
     if key == "default_size" and isinstance(raw, (int, float)) and not isinstance(raw, bool):
         raw = str(raw)
+    if key == "micromamba_version" and isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)  # `micromamba_version: 2`
+    if key == "micromamba_version" and isinstance(raw, float):
+        raise _Invalid("a number: quote it (YAML reads 2.10 as the number 2.1)", _allowed(key))
     if not isinstance(raw, str):
         raise _Invalid(f"expected a string, got a {_yaml_type(raw)}", _allowed(key))
     value = raw.strip()
@@ -346,6 +411,14 @@ def _coerce(key: str, raw: object) -> Value:
             raise _Invalid(exc.message, _allowed(key)) from None
     elif not value:
         raise _Invalid("empty", _allowed(key))
+    elif key == "base_source" and not _BASE_SOURCE.fullmatch(value):
+        raise _Invalid("not an image reference Apptainer can pull", _allowed(key))
+    elif key == "fetch_dir" and not (value.startswith(("/", "~"))):
+        raise _Invalid("not an absolute path", _allowed(key))
+    elif key == "micromamba_version" and not re.fullmatch(r"\d+(\.\d+){0,2}", value):
+        raise _Invalid("not a version series", _allowed(key))
+    elif key == "micromamba_channel" and any(c.isspace() for c in value):
+        raise _Invalid("a channel contains no whitespace", _allowed(key))
     return value
 
 
@@ -386,8 +459,17 @@ def _allowed(key: str) -> str:
         return "a size like 10G, 500M, 1.5G or 20GiB (a bare number means MiB), at least 64M"
     if key == "binds":
         return f"a list of {bindspec.FORM} (in a string: separated by commas)"
+    if key == "base_source":
+        schemes = ", ".join(f"{s}://" for s in BASE_SCHEMES)
+        return f"{schemes} and a reference like {DEFAULT_BASE_SOURCE}"
+    if key == "fetch_dir":
+        return "an absolute path (or ~/...), on a filesystem compute nodes share"
     if key in _LIST_KEYS:
         return f"a list of names (in a string: separated by {_SEPARATOR_DOC[key]})"
+    if key == "micromamba_version":
+        return "a major series like 2, or 2.3 (newest 2.3.*), or an exact 2.3.1"
+    if key == "micromamba_channel":
+        return "a channel name (conda-forge), a URL (https://..., file://...) or a path"
     return "a non-empty string"
 
 
@@ -426,7 +508,11 @@ def _did_you_mean(key: str) -> str:
 
 def _render(key: str, value: Value) -> str:
     if value is None:
-        return "(auto)" if key == "apptainer_bin" else "(none)"
+        return {
+            "apptainer_bin": "(auto)",
+            "micromamba": "(auto)",
+            "fetch_dir": "(the data directory)",
+        }.get(key, "(none)")
     if isinstance(value, tuple):
         return ", ".join(value) if value else "(empty)"
     return value
@@ -453,7 +539,8 @@ def show(cfg: Config, width: int = 100) -> str:
 
 def get(cfg: Config, key: str) -> str:
     """The value of `key` as text for scripts (`config get`): list items one per line,
-    an unset value (apptainer_bin, base_image) as the empty string."""
+    an unset value (apptainer_bin, base_image, fetch_dir, micromamba, ca_bundle, logs_dir) as
+    the empty string."""
     value = cfg.get(key)
     if value is None:
         return ""
@@ -472,7 +559,8 @@ def set_value(
     """Validate `value` for `key` and write it into the config file; return the file's path.
 
     A string for a list key is split like its CNT_ variable.  None (or an empty string for
-    apptainer_bin/base_image) removes the key from the file, so the default applies again.
+    apptainer_bin/base_image/fetch_dir/micromamba/ca_bundle/logs_dir) removes the key from the
+    file, so the default applies again.
     The environment is only used to find the file; a CNT_ variable still overrides the file.
     """
     import yaml

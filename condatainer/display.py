@@ -14,9 +14,12 @@ user: the CLI makes one and hands it down (see its docstring).
 from __future__ import annotations
 
 import sys
-import unicodedata
-from collections.abc import Iterable
-from typing import Callable, TextIO
+from collections.abc import Callable
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import TextIO
 
 # Unicode's explicit bidirectional embeddings, overrides and isolates (category Cf).
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
@@ -29,6 +32,8 @@ def printable(text: str, *, lines: bool = False) -> str:
     """
     if text.isprintable():  # the common case, and isprintable() is False for every char we replace
         return text
+    import unicodedata  # only for text that needs it: not on every exec
+
     keep = "\n\t" if lines else ""
     return "".join(
         "?" if (c in _BIDI or unicodedata.category(c) == "Cc") and c not in keep else c

@@ -7,10 +7,19 @@ exactly what `e`/`exec` will use and find.
 
 Decisions:
 
-- Required (a failure makes `doctor` exit 1): a readable config, e2fsprogs (>= 1.43, for
-  `mke2fs -d`), and a usable container runtime, including loop devices and overlayfs when that
-  runtime is builtin.  Everything else is a warning: zstd (only `overlay pack/unpack` need it),
-  sbatch (only `run --submit` needs it), the shell hook (a choice, not a fault), and an
+- Required (a failure makes `doctor` exit 1): a readable config, e2fsprogs (>= 1.43, for `mke2fs
+  -d`), a usable container runtime, including loop devices and overlayfs when that runtime is
+  builtin, the base image that runtime will use, and micromamba.  The base: a configured one
+  (-b aside) must exist and be a SIF, squashfs or directory; condatainer's default base
+  (Apptainer) is fine when cached, a warning when missing but its registry answers (it is
+  pulled on first use), and a failure when missing where it cannot be fetched (no network, a
+  batch job).  micromamba: found (config `micromamba`), cached, or able to be fetched (a
+  supported platform, a writable cache, zstd, a `file://` channel that exists, a readable
+  `ca_bundle`); whether an https channel answers is not tried (doctor stays fast and offline):
+  `condatainer micromamba` fetches it now and says why when it cannot.  Everything else is a
+  warning: zstd when micromamba is already there (then only `overlay pack/unpack` need it),
+  SLURM (only submitting needs it; `jobs.scheduler.probe`, the very probe `run` decides by),
+  the shell hook (a choice, not a fault), and an
   Apptainer binary while another runtime is in use.
 - Tools are found with `runner.which` on this process's PATH (plus the sbin directories), the
   same way condatainer will start them; `env` supplies HOME, ZDOTDIR, XDG_* and CNT_* only.
@@ -30,15 +39,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from condatainer import config, runner, shellgen
-from condatainer.errors import ConfigError, RuntimeUnavailableError
+from condatainer.errors import (
+    BaseImageError,
+    CondatainerError,
+    ConfigError,
+    RuntimeUnavailableError,
+)
 from condatainer.hook import rcfile
 from condatainer.image import layout, recovery
 from condatainer.image.sizes import format_size
+from condatainer.jobs import scheduler
+from condatainer.run import basefetch, baseimage
 from condatainer.run.runtime import INSTALL_APPTAINER, selection
 from condatainer.run.runtime.selection import binary_flavour, container_binary
 
 E2FSPROGS = ("mke2fs", "debugfs", "e2fsck", "resize2fs", "dumpe2fs")
 MIN_E2FSPROGS = (1, 43)  # mke2fs -d (populate the filesystem from a directory)
+DOCTOR_CONNECT_TIMEOUT = 5.0  # seconds: is the registry of a missing default base reachable
 
 
 @dataclass(frozen=True)
@@ -116,15 +133,18 @@ def _check_e2fsprogs() -> Check:
     return Check("e2fsprogs", True, f"{version} ({', '.join(E2FSPROGS)} in {where})")
 
 
-def _check_zstd() -> Check:
+def _check_zstd(needed: bool) -> Check:
     path = runner.which("zstd")
     if path is None:
+        detail = "not found: overlay pack/unpack unavailable"
+        if needed:
+            detail += ", and micromamba cannot be fetched (its channel index is zstd)"
         return Check(
             "zstd",
             False,
-            "not found: overlay pack/unpack unavailable",
+            detail,
             "apt-get install zstd (on a cluster: module load zstd)",
-            required=False,
+            required=needed,
         )
     version = _version([path, "--version"]) or "unknown version"
     return Check("zstd", True, f"{version} ({path})")
@@ -172,33 +192,132 @@ def _check_builtin(required: bool) -> list[Check]:
     return [Check(f"builtin: {p.name}", p.ok, p.detail, p.fix, required) for p in builtin.probes()]
 
 
-def _check_sbatch() -> Check:
-    path = runner.which("sbatch")
-    if path is None:
+def _check_base(cfg: config.Config, runtime: str | None, env: Mapping[str, str]) -> Check:
+    """The base image the active runtime uses: configured, cached, or missing (and whether it
+    can be fetched on first use from here)."""
+    details = baseimage.info(baseimage.decide(None, cfg, runtime, Path.cwd(), env))
+    choice = details.choice
+    if choice.path is None:
+        return Check("base image", True, "the host's root filesystem (builtin runtime)")
+    if details.problem:
+        return Check("base image", False, details.problem, _base_fix(cfg, choice))
+    if details.exists:
+        what = "cached" if choice.pull_from else choice.origin
+        return Check("base image", True, f"{choice.path} ({what})")
+    if choice.pull_from is None:  # configured, and not there
+        return Check(
+            "base image", False, f"{choice.path} ({choice.origin}): no such file",
+            _base_fix(cfg, choice),
+        )  # fmt: skip
+    missing = f"{choice.path} missing"
+    job = basefetch.job_of(env)
+    if job is not None:
+        return Check(
+            "base image",
+            False,
+            f"{missing}; this is a batch job ({job}), where it is not fetched",
+            "on a login node, run: condatainer base pull",
+        )
+    try:
+        basefetch.check_reachable(choice.pull_from, timeout=DOCTOR_CONNECT_TIMEOUT)
+    except BaseImageError as exc:
+        return Check("base image", False, f"{missing}; {exc.message}", exc.hint)
+    return Check(
+        "base image",
+        False,
+        f"{missing}; it will be pulled from {choice.pull_from} on first use",
+        "fetch it now: condatainer base pull",
+        required=False,
+    )
+
+
+def _base_fix(cfg: config.Config, choice: baseimage.Choice) -> str:
+    if choice.pull_from:
+        return "fetch it again: condatainer base pull --force"
+    if choice.origin.startswith("base_image"):
+        return "fix it: condatainer config set base_image /path/to/base.sif (or '' for the default)"
+    return "check the -b/--base image"
+
+
+def _check_micromamba(cfg: config.Config, env: Mapping[str, str]) -> tuple[Check, bool]:
+    """(the check, whether micromamba still has to be fetched)."""
+    from condatainer import micromamba
+    from condatainer.micromamba import info
+
+    details = info.info(cfg, env)
+    if details.problem is not None:
+        return Check("micromamba", False, details.problem, "condatainer micromamba info"), False
+    if details.path is not None:
+        version = details.version or "unknown version"
+        if details.source == "config":
+            where = f"config micromamba, {details.path}"
+        else:
+            origin = details.origin
+            frm = f", from {origin.channel}" if origin is not None else ""
+            where = f"cached in {details.path}{frm}"
+        if details.version is None:
+            return (
+                Check(
+                    "micromamba",
+                    False,
+                    f"{details.path} does not run (`--version` failed)",
+                    "condatainer micromamba --update (or check config micromamba)",
+                ),
+                False,
+            )
+        return Check("micromamba", True, f"{version} ({where})"), False
+    fix = "condatainer micromamba (fetches it now and says why when it cannot)"
+    try:
+        platform = micromamba.subdir()
+    except CondatainerError as exc:
+        return Check("micromamba", False, exc.message, exc.hint), True
+    problems = []
+    channel = details.channel
+    if channel.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        if not os.path.isdir(unquote(urlsplit(channel).path)):
+            problems.append(f"its channel {channel} does not exist")
+    if cfg.ca_bundle and not os.access(os.path.expanduser(cfg.ca_bundle), os.R_OK):
+        problems.append(f"config ca_bundle {cfg.ca_bundle} is not a readable file")
+    cache = micromamba.cache_dir(cfg, env)
+    existing = next((p for p in (cache, *cache.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK | os.X_OK):
+        problems.append(f"its cache {cache} cannot be created ({existing} is not writable)")
+    if problems:
+        return Check("micromamba", False, "cannot be fetched: " + "; ".join(problems), fix), True
+    return (
+        Check(
+            "micromamba",
+            True,
+            f"not fetched yet: will be fetched from {channel} ({details.series}.*, {platform})"
+            f" on first use into {cache}",
+        ),
+        True,
+    )
+
+
+def _check_sbatch(env: Mapping[str, str]) -> Check:
+    """SLURM, by the probe `condatainer run` uses to decide whether `submit: auto` submits."""
+    found = scheduler.probe(env)
+    if found.state == "ready":
+        return Check("sbatch", True, found.detail)
+    if found.state == "absent":
         return Check(
             "sbatch",
             False,
-            "not found: SLURM submission unavailable (scripts run locally)",
+            f"{found.detail}: SLURM submission unavailable (condatainer run runs scripts here)",
             "on a cluster: module load slurm; on Debian/Ubuntu: apt-get install slurm-client",
             required=False,
         )
-    try:
-        res = runner.run([path, "--version"], timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        res = runner.Result((path, "--version"), 127, "", str(exc))
-    if not res.ok:
-        # Installed but unusable, e.g. no slurm.conf: `sbatch --version` already fails then.
-        lines = res.stderr.strip().splitlines()
-        why = lines[-1] if lines else f"exit status {res.returncode}"
-        return Check(
-            "sbatch",
-            False,
-            f"{path} does not work ({why}): SLURM submission unavailable",
-            "check the SLURM configuration (slurm.conf), or module load slurm",
-            required=False,
-        )
-    m = re.search(r"\d+\.\d+(?:\.\d+)?", res.stdout + "\n" + res.stderr)
-    return Check("sbatch", True, f"slurm {m.group(0) if m else 'unknown version'} ({path})")
+    return Check(
+        "sbatch",
+        False,
+        f"{found.detail}: condatainer run refuses to submit (and refuses to run #SBATCH"
+        " scripts here unless told --local)",
+        "check the SLURM configuration (SLURM_CONF, slurm.conf), or module load slurm",
+        required=False,
+    )
 
 
 def _check_hook(env: Mapping[str, str]) -> Check:
@@ -271,10 +390,11 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
     config_check, cfg = _check_config(env)
     runtime_check, chosen = _check_runtime(cfg)
     apptainer_needed = cfg.runtime in ("apptainer", "singularity") or chosen is None
+    micromamba_check, to_fetch = _check_micromamba(cfg, env)
     checks = [
         config_check,
         _check_e2fsprogs(),
-        _check_zstd(),
+        _check_zstd(needed=to_fetch),
         _check_apptainer(cfg, needed=apptainer_needed),
         runtime_check,
     ]
@@ -282,7 +402,9 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
         checks += _check_builtin(required=True)
     elif chosen is None and cfg.runtime == "auto":
         checks += _check_builtin(required=False)  # why the fallback could not be used
-    checks += [_check_sbatch(), _check_hook(env), _check_leftovers(env)]
+    if chosen is not None:
+        checks.append(_check_base(cfg, chosen, env))
+    checks += [micromamba_check, _check_sbatch(env), _check_hook(env), _check_leftovers(env)]
     return checks
 
 

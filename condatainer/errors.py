@@ -1,11 +1,21 @@
-"""The one error family users see.
+"""The one error family users see, and the one way they are shown.
 
 Every failure a user can cause or fix is a `CondatainerError`: a message that names the file and
-the cause, an optional `hint` (the next command to run) and an exit code.  `cli.main` is the only
-place that turns them into text and exit status; nothing else prints errors or calls `sys.exit`.
+the cause, an optional `hint` (the next command to run) and an exit code.  `guarded` (which the
+command line and the exec fast path run every command in) is the only place that turns them
+into text and exit status (`report`); nothing else prints errors or calls `sys.exit`.
 """
 
 from __future__ import annotations
+
+import os
+import sys
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+PROG = "condatainer"
 
 
 class CondatainerError(Exception):
@@ -62,8 +72,16 @@ class ToolMissingError(CondatainerError):
     """An external program we need (mke2fs, zstd, apptainer, ...) is not installed."""
 
 
+class MicromambaError(CondatainerError):
+    """condatainer's micromamba cannot be found, fetched or used (names the channel and cause)."""
+
+
 class RuntimeUnavailableError(CondatainerError):
     """No container runtime can run this Plan here."""
+
+
+class BaseImageError(CondatainerError):
+    """A base image is missing, cannot be fetched, or is not one the runtime can use."""
 
 
 class ContainerError(CondatainerError):
@@ -80,3 +98,56 @@ class ShellError(CondatainerError):
 
 class TrustError(CondatainerError):
     """An image is not allowed to be activated or run."""
+
+
+def guarded(call: Callable[[], int]) -> int:
+    """Run a command; its exit status, with every expected failure shown as `report` shows it.
+
+    A CondatainerError is reported; a reader that went away ends quietly (128+SIGPIPE); any
+    other OSError that slipped through still gets one line naming the file, no traceback;
+    Ctrl-C is `condatainer: interrupted`, 130.
+    """
+    try:
+        return call()
+    except CondatainerError as err:
+        return report(err)
+    except BrokenPipeError:
+        # The reader went away (`condatainer config show | head`): end quietly, like cat.
+        # Point stdout at /dev/null so the interpreter's final flush does not complain again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13  # SIGPIPE
+    except OSError as exc:
+        # Last resort: every expected failure is a CondatainerError raised where it happens;
+        # an OS error that slipped through still gets one line naming the file, no traceback.
+        where = f"{exc.filename}: " if exc.filename else ""
+        return report(
+            CondatainerError(
+                f"{where}{exc.strerror or exc}", hint="CONDATAINER_DEBUG=1 shows where it happened"
+            ),
+            cause=exc,
+        )
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+def report(err: CondatainerError, cause: BaseException | None = None) -> int:
+    """Print a CondatainerError the one way users see errors; return its exit code.
+
+    Messages quote paths, image contents and tools' output: control characters in them are
+    shown, not sent to the terminal (display.printable).  With CONDATAINER_DEBUG=1 the
+    traceback of `cause` (the exception the error stands for, when it was made from one
+    caught at the last resort), else of `err` itself, shows where it happened.
+    """
+    from condatainer.display import printable
+
+    if os.environ.get("CONDATAINER_DEBUG") == "1":
+        import traceback
+
+        shown = cause if cause is not None else err
+        traceback.print_exception(type(shown), shown, shown.__traceback__)
+    print(printable(f"{PROG}: error: {err.message}", lines=True), file=sys.stderr)
+    if err.hint:
+        print(printable(f"hint: {err.hint}", lines=True), file=sys.stderr)
+    return err.exit_code

@@ -6,8 +6,10 @@ exists -- and returns a `Creation` (data: what would be made and installed; `--d
 it).  `create` carries it out: the image is built by `image.create`, and with packages the env is
 installed into it through the container *before* it is published (`create(prepare=...)`), so a
 failed or interrupted install leaves nothing behind and never clobbers a file that appeared
-meanwhile.  The channels are saved to `/ext3/env/.condarc` at creation (config `channels`,
-conda-forge by default), so the first `mm install` of an empty image uses them too.
+meanwhile.  The env's channels follow one rule (`config.env_channels`): the user's `-c` first,
+then an environment file's, then config `channels` (conda-forge by default, or a site's mirror);
+they are saved to `/ext3/env/.condarc` at creation, so the first `mm install` of an empty image
+uses them too.  micromamba is fetched (if it is not there yet) before the image is created.
 `variables:` of an environment.yml are saved to the sidecar `<image>.env`.  New images are
 allowed for shell activation (trust).
 
@@ -16,9 +18,11 @@ Nothing here prints: notices and progress go to the caller's `Reporter`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -30,9 +34,9 @@ from condatainer.hook import trust
 from condatainer.image import envfile as sidecars
 from condatainer.image import files, layout, profiles, sizes
 from condatainer.image.create import create as create_image
-from condatainer.run import envspec, launch
+from condatainer.run import envspec, launch, mm
 from condatainer.run.mm import TABLE
-from condatainer.run.resolve import Request
+from condatainer.run.resolve import NEED, Request
 from condatainer.run.runtime import selection
 
 
@@ -49,6 +53,7 @@ class Creation:
     fakeroot: bool
     sparse: bool
     notices: tuple[str, ...] = ()
+    base: str | None = None  # -b: the base image the install runs in
 
 
 @dataclass(frozen=True)
@@ -69,35 +74,101 @@ def condarc_text(channels: Sequence[str]) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def install_commands(spec: envspec.EnvSpec) -> list[tuple[str, ...]]:
-    """The container commands that initialise an env from `spec`, in order."""
+# Stands for the requirements file in a pip step's command until `create` has written it.
+REQUIREMENTS = "\0requirements"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One container command that initialises the env, and what it needs from the host."""
+
+    command: tuple[str, ...]
+    bind_paths: tuple[str, ...] = ()  # host directories it reads (bound read-write)
+    cwd: str | None = None
+    requirements: tuple[str, ...] = ()  # pip: the lines of the requirements file to write
+
+
+def install_steps(spec: envspec.EnvSpec) -> list[Step]:
+    """The container commands that initialise an env from `spec`, in order.
+
+    A pip: section is installed the way conda and micromamba install it: its lines go to a
+    requirements file written in the environment file's directory, and `python -m pip install
+    -r FILE` runs there, with that directory bound (see run/envspec.py).  `--src` keeps the
+    checkouts of `-e git+...` entries inside the image instead of the host directory.
+    """
     install = TABLE["install"].argv
-    if spec.explicit and spec.source:
-        # An @EXPLICIT file lists package URLs: micromamba installs it as a file, not as specs
-        # (the file's directory is bound into the container, see install_binds).
-        commands: list[tuple[str, ...]] = [(*install, "-f", spec.source)]
+    here = (spec.directory,) if spec.directory else ()
+    if spec.kind in ("explicit", "lock") and spec.source:
+        # micromamba reads these files itself: an @EXPLICIT list of package URLs (what they
+        # name on the host is bound read-only: install_reads), or a conda-lock file (whose pip
+        # packages it installs too).
+        steps = [Step((*install, "-f", spec.source), bind_paths=here, cwd=spec.directory)]
     else:
-        commands = [(*install, *spec.install_specs())]
+        steps = [Step((*install, *spec.install_specs()))]
     if spec.pip:
-        commands.append(
-            (
-                f"{layout.CONTAINER_PREFIX}/bin/python",
-                "-m",
-                "pip",
-                "install",
-                "--no-input",
-                *spec.pip,
-            )
+        pip = (
+            f"{layout.CONTAINER_PREFIX}/bin/python",
+            "-m",
+            "pip",
+            "install",
+            "--no-input",
+            "--src",
+            f"{layout.CONTAINER_PREFIX}/src",
+            "-r",
+            REQUIREMENTS,
         )
-    commands.append(TABLE["clean"].argv)
-    return commands
+        steps.append(Step(pip, bind_paths=here, cwd=spec.directory, requirements=spec.pip))
+    steps.append(Step(TABLE["clean"].argv))
+    return steps
 
 
-def install_binds(spec: envspec.EnvSpec) -> tuple[str, ...]:
-    """Host directories the install commands read from (an explicit file's directory)."""
-    if spec.explicit and spec.source:
-        return (os.path.dirname(spec.source),)
-    return ()
+def install_reads(spec: envspec.EnvSpec) -> tuple[str, ...]:
+    """What the install commands read on the host (resolve binds what exists there): an
+    explicit file and the package URLs in it, and the channels."""
+    source = (spec.source,) if spec.kind in ("explicit", "lock") and spec.source else ()
+    return (*source, *spec.channels, *(c for c in spec.conda if c.startswith("file://")))
+
+
+def show(command: Sequence[str], spec: envspec.EnvSpec) -> str:
+    """A step's command as text, the requirements file named by its pattern."""
+    where = os.path.join(spec.directory or ".", "condaenv.*.requirements.txt")
+    return " ".join(where if word == REQUIREMENTS else word for word in command)
+
+
+@contextlib.contextmanager
+def requirements_file(step: Step, notices: list[str]) -> Iterator[str | None]:
+    """The requirements file of a pip step, for as long as the step runs (then removed).
+
+    It goes where conda and micromamba put theirs, beside the environment file; when that
+    directory is not writable, into a private temporary directory instead (bound as well),
+    and a `-r`/`--find-links` relative to the file then misses: `notices` says so.
+    """
+    if not step.requirements:
+        yield None
+        return
+    text = "".join(line + "\n" for line in step.requirements)
+    where = step.cwd or os.getcwd()
+    fallback: str | None = None
+    try:
+        fd, path = tempfile.mkstemp(prefix="condaenv.", suffix=".requirements.txt", dir=where)
+    except OSError:
+        fallback = tempfile.mkdtemp(prefix="condatainer-pip.")
+        fd, path = tempfile.mkstemp(prefix="condaenv.", suffix=".requirements.txt", dir=fallback)
+        notices.append(
+            f"{where} is not writable: the pip requirements file is written to {fallback};"
+            " relative -r/-c/--find-links entries resolve against that directory instead"
+        )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(path, 0o644)
+        yield path
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if fallback is not None:
+            with contextlib.suppress(OSError):
+                os.rmdir(fallback)
 
 
 def check_spec(spec: str) -> str:
@@ -122,6 +193,7 @@ def prepare(
     fakeroot: bool,
     sparse: bool,
     dry_run: bool,
+    base: str | None = None,
 ) -> Creation:
     """Decide and check everything `condatainer o` will do; raise before anything is written."""
     cfg = config.load(os.environ)
@@ -138,20 +210,23 @@ def prepare(
     spec: envspec.EnvSpec | None = None
     if envfile:
         spec = envspec.load(envfile)
-        if channels:
-            spec = replace(spec, channels=(*channels, *spec.channels))
     elif pkgs:
         checked = [check_spec(p) for p in pkgs]
-        spec = envspec.EnvSpec(name=None, channels=tuple(channels), conda=tuple(checked))
-    if spec is not None and not spec.channels:
-        spec = replace(spec, channels=cfg.channels)
+        spec = envspec.EnvSpec(name=None, channels=(), conda=tuple(checked), kind="packages")
+    if spec is not None:  # the one rule: -c first, then the file's, then config channels
+        spec = replace(spec, channels=config.env_channels(cfg, [*channels, *spec.channels]))
+    for path in spec.editable() if spec else ():
+        notices.append(
+            f"pip installs {path} in editable mode: the env imports it from that host"
+            f" directory, so bind it whenever you use the env (--bind {path})"
+        )
     # Rendered now so that a variable the sidecar cannot carry fails before anything exists.
     sidecar_text = sidecars.render(spec.variables) if spec and spec.variables else None
     notices += spec.notes if spec else ()
     creation = Creation(
         target=target, size_bytes=size_bytes, profile=prof, spec=spec,
-        channels=spec.channels if spec else cfg.channels, sidecar_text=sidecar_text,
-        fakeroot=fakeroot, sparse=sparse, notices=tuple(notices),
+        channels=spec.channels if spec else config.env_channels(cfg), sidecar_text=sidecar_text,
+        fakeroot=fakeroot, sparse=sparse, notices=tuple(notices), base=base,
     )  # fmt: skip
     if dry_run:
         return creation
@@ -169,7 +244,7 @@ def prepare(
 
 def dry_run_report(creation: Creation) -> dict[str, Any]:
     """What `o --dry-run --json` prints: the env spec (empty when there is none)."""
-    empty = envspec.EnvSpec(name=None, channels=(), conda=())
+    empty = envspec.EnvSpec(name=None, channels=(), conda=(), kind="empty")
     return (creation.spec or empty).to_json()
 
 
@@ -179,9 +254,18 @@ def dry_run_lines(creation: Creation) -> list[str]:
         f"would create {creation.target} ({sizes.format_size(creation.size_bytes)},"
         f" profile {creation.profile.name})"
     ]
-    if creation.spec is not None:
-        lines.append("channels: " + ", ".join(creation.spec.channels))
-        lines += ["would run: " + " ".join(c) for c in install_commands(creation.spec)]
+    spec = creation.spec
+    if spec is not None:
+        lines.append("channels: " + ", ".join(spec.channels))
+        lines += [f"{'conda':9} {s}" for s in spec.conda]
+        lines += [f"{'pip':9} {s}" for s in (*spec.pip, *spec.lock_pip)]
+        lines += [
+            f"{'selector':9} {s.selector}: {s.spec} ({'used' if s.applied else 'skipped'})"
+            for s in spec.selectors
+        ]
+        for step in install_steps(spec):
+            where = f" (in {step.cwd})" if step.cwd else ""
+            lines.append(f"would run: {show(step.command, spec)}{where}")
     return lines
 
 
@@ -190,35 +274,46 @@ def create(creation: Creation, report: Reporter) -> Created:
     cfg = config.load(os.environ)
     spec = creation.spec
     target = creation.target
+    notices: list[str] = []
 
     def install(temp: Path) -> None:
         assert spec is not None
-        for command in install_commands(spec):
-            req = Request(
-                command=command,
-                images=(str(temp),),
-                writable=True,
-                default_binds=False,
-                binds=install_binds(spec),
-            )
-            plan = launch.plan_for(req, cfg)
-            report.step(f"running: {' '.join(command[:5])} ...")
-            # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
-            status, out, err = launch.run_captured(plan, cfg, report.note)
+        for step in install_steps(spec):
+            with requirements_file(step, notices) as reqfile:
+                command = tuple(
+                    reqfile if w == REQUIREMENTS and reqfile else w for w in step.command
+                )
+                req = Request(
+                    command=command,
+                    images=(str(temp),),
+                    writable=True,
+                    default_binds=False,
+                    bind_paths=step.bind_paths + ((os.path.dirname(reqfile),) if reqfile else ()),
+                    cwd=step.cwd,
+                    reads=install_reads(spec),
+                    base_image=creation.base,
+                    micromamba=NEED,
+                )
+                plan = launch.plan_for(req, cfg, notify=report.note)
+                report.step(f"running: {mm.describe(command)}")
+                # Captured, so that Apptainer's FATAL lines become our errors (runtime.apptainer).
+                status, out, err = launch.run_captured(plan, cfg, report.note)
             report.output(out, err)
             if status != 0:
                 raise ContainerError(
-                    f"{target}: installing the env failed ({' '.join(command[:4])}... exited"
+                    f"{target}: installing the env failed ({mm.describe(command, 4)} exited"
                     f" {status}); no image was created",
                     hint="check the package names and channels, then run the same command again",
                 )
 
+    if spec is not None:  # before any file exists: a failed fetch leaves nothing behind
+        launch.require_micromamba(cfg, report.note)
     result = create_image(
         target, creation.size_bytes, creation.profile, sparse=creation.sparse,
         fakeroot=creation.fakeroot, files={".condarc": condarc_text(creation.channels)},
         prepare=install if spec is not None else None, notify=report.note,
     )  # fmt: skip
-    notices = list(result.notices)
+    notices += result.notices
     if creation.sidecar_text is not None:
         atomic.replace(sidecars.sidecar_path(target), creation.sidecar_text)
     if trust.auto_allow(target) is not trust.TrustStatus.ALLOWED:

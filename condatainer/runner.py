@@ -25,17 +25,19 @@ that must not be cut in two.  `signal_name` names a signal the way users see it 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
-import subprocess
-import threading
-from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from types import FrameType
-from typing import Callable, NoReturn
 
 from condatainer.errors import ToolMissingError
+from condatainer.record import Record
+
+# The exec path replaces itself with Apptainer through `exec_`: what only `run`, `stream` and
+# `which` need (subprocess, shutil, threading) is imported when they are called.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from types import FrameType
+    from typing import NoReturn
 
 # Which Debian package provides each tool we call, for the hint of a ToolMissingError.
 PACKAGES = {
@@ -52,11 +54,10 @@ PACKAGES = {
 }
 
 # e2fsprogs live in /sbin and /usr/sbin, which a plain user's PATH often lacks.
-_SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+SBIN = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(Record):
     """What a finished program left behind."""
 
     argv: tuple[str, ...]
@@ -71,10 +72,12 @@ class Result:
 
 def which(name: str) -> str | None:
     """Find `name` on PATH, then in the sbin directories e2fsprogs use."""
+    import shutil
+
     found = shutil.which(name)
     if found:
         return found
-    return shutil.which(name, path=os.pathsep.join(_SBIN))
+    return shutil.which(name, path=os.pathsep.join(SBIN))
 
 
 def require(name: str) -> str:
@@ -106,6 +109,8 @@ def _run(
     new_session: bool = False,
     holding: Sequence[int] = (),
 ) -> Result:
+    import subprocess
+
     data = input.encode() if isinstance(input, str) else input
     proc = subprocess.run(
         _program(argv),
@@ -181,14 +186,27 @@ def dies_with_parent() -> Callable[[], None]:
 
 
 def stream(
-    argv: Sequence[str], *, env: Mapping[str, str] | None = None, cwd: str | None = None
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    stdout_to_stderr: bool = False,
 ) -> int:
     """Run a program attached to our terminal and return its exit status (128+N for signal N).
 
     While it runs, Ctrl-C and Ctrl-\\ are the child's business (the terminal sends them to it
-    too); this process waits for it instead of killing it.
+    too); this process waits for it instead of killing it.  `stdout_to_stderr`: the program's
+    output is progress for the user, not our result (it must not end up in a pipe or a file
+    our stdout goes to).
     """
-    proc = subprocess.Popen(_program(argv), env=dict(env) if env is not None else None, cwd=cwd)
+    import subprocess
+
+    proc = subprocess.Popen(
+        _program(argv),
+        env=dict(env) if env is not None else None,
+        cwd=cwd,
+        stdout=2 if stdout_to_stderr else None,
+    )
     with _ignoring(signal.SIGINT, signal.SIGQUIT):
         returncode = proc.wait()
     return 128 - returncode if returncode < 0 else returncode
@@ -205,6 +223,8 @@ def exec_(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
 
 
 def _in_main_thread() -> bool:
+    import threading
+
     return threading.current_thread() is threading.main_thread()
 
 

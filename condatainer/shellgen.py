@@ -8,9 +8,12 @@ produce it.
 
 Quoting happens here, once, by default: the environment's `finalize` shell-quotes every value a
 template inserts with `{{ ... }}`, so a path like `'";&&e-$ èрт🚒中-j` comes out as one inert word
-in POSIX sh, bash and zsh alike.  Templates therefore write `x={{ path }}`, never
-`x="{{ path }}"`.  Lists are refused (a template must loop and quote each element itself), and so
-are None, booleans and NUL bytes, which are bugs in the caller rather than shell words.
+in POSIX sh, bash and zsh alike (`quote`).  fish reads quotes differently (a backslash escapes
+`\\` and `'` inside its single quotes), so `*.fish.j2` templates are rendered by a second
+environment whose `finalize` is `quote_fish`; everything else about the two is the same.
+Templates therefore write `x={{ path }}` (fish: `set x {{ path }}`), never `x="{{ path }}"`.
+Lists are refused (a template must loop and quote each element itself), and so are None,
+booleans and NUL bytes, which are bugs in the caller rather than shell words.
 
 The one way around the quoting is `Raw`: a `str` subclass that `finalize` passes through
 unchanged.  It exists for text that is already shell code (say, a rendered function body
@@ -36,8 +39,8 @@ from condatainer.errors import ShellError
 if TYPE_CHECKING:  # pragma: no cover - typing only, never imported at run time
     import jinja2
 
-#: The interactive shells condatainer integrates with (`init`, `hook`, `e`).
-SHELLS = ("bash", "zsh")
+#: The interactive shells condatainer integrates with (`init`, `hook`, `e`, `completion`).
+SHELLS = ("bash", "zsh", "fish")
 
 #: Template "shells": the interactive ones plus POSIX sh (the self-reexec header).
 _TEMPLATE_SHELLS = (*SHELLS, "sh")
@@ -49,6 +52,7 @@ TEMPLATE_DIR = Path(next(iter(importlib.import_module("condatainer.shell").__pat
 # bare only if it consists of these alone and does not start with "=" (zsh expands a leading
 # "=cmd" to the path of cmd, even in assignments).
 _UNSAFE = re.compile(r"[^\w@%+=:,./-]", re.ASCII)
+_UNSAFE_FISH = re.compile(r"[^\w@+=:,./-]", re.ASCII)
 
 
 class Raw(str):
@@ -73,10 +77,40 @@ def quote(value: object) -> str:
     """
     if isinstance(value, Raw):
         return str(value)
+    text = _word(value)
+    if text is None:
+        return str(value)
+    if text and not text.startswith("=") and _UNSAFE.search(text) is None:
+        return text
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def quote_fish(value: object) -> str:
+    r"""Quote one value as a single fish word, on one line.
+
+    Bare when only safe characters (`quote`'s set without `%`: fish still expands `%self`);
+    else single quotes, inside which fish reads `\\` as `\` and `\'` as `'`.  A newline is
+    written as a `\n` escape between quoted parts, so the word never spans lines.  The same
+    refusals as `quote`.
+    """
+    if isinstance(value, Raw):
+        return str(value)
+    text = _word(value)
+    if text is None:
+        return str(value)
+    if text and _UNSAFE_FISH.search(text) is None:
+        return text
+    parts = (p.replace("\\", "\\\\").replace("'", "\\'") for p in text.split("\n"))
+    return "\\n".join(f"'{p}'" for p in parts)
+
+
+def _word(value: object) -> str | None:
+    """The text of a value to quote (None: an int, written as a number); TypeError/ValueError
+    for what is never a shell word."""
     if isinstance(value, bool) or value is None:
         raise TypeError(f"refusing to insert {value!r} into shell code (a caller bug)")
     if isinstance(value, int):
-        return str(value)
+        return None
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if isinstance(value, bytes):
@@ -88,20 +122,21 @@ def quote(value: object) -> str:
         )
     if "\0" in value:
         raise ValueError("a shell word cannot contain a NUL byte")
-    if value and not value.startswith("=") and _UNSAFE.search(value) is None:
-        return value
-    return "'" + value.replace("'", "'\"'\"'") + "'"
+    return value
 
 
 @functools.cache
-def environment() -> jinja2.Environment:
-    """The one configured Jinja2 environment (created on first use, then shared)."""
+def environment(dialect: str = "posix") -> jinja2.Environment:
+    """The configured Jinja2 environment of a quoting dialect, `posix` (sh, bash, zsh) or
+    `fish` (created on first use, then shared)."""
     import jinja2  # lazy: see the module docstring
+
+    quoting = quote_fish if dialect == "fish" else quote
 
     def finalize(value: Any) -> str:
         if isinstance(value, jinja2.Undefined):
             return str(value)  # StrictUndefined: raises UndefinedError naming the variable
-        return quote(value)
+        return quoting(value)
 
     return jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -133,7 +168,8 @@ def render(artifact: str, shell: str, **context: Any) -> str:
     import jinja2
 
     try:
-        template = environment().get_template(template_name(artifact, shell))
+        dialect = "fish" if shell == "fish" else "posix"
+        template = environment(dialect).get_template(template_name(artifact, shell))
     except jinja2.TemplateNotFound:
         raise ShellError(
             f"no {artifact} code for shell '{shell}' (missing {template_name(artifact, shell)})",

@@ -24,7 +24,13 @@ import pytest
 from hypothesis import settings
 
 from condatainer import runner
-from tests.support import tmpfs, wd, world, world_channel  # noqa: F401  (fixtures for every tier)
+from tests.support import (  # noqa: F401  (fixtures for every tier)
+    tmpfs,
+    wd,
+    world,
+    world_base,
+    world_channel,
+)
 
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 

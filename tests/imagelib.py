@@ -67,13 +67,24 @@ def fsck_clean(img: Path) -> bool:
 def tree_digest(img: Path, *, content: bool = True) -> str:
     """What the image holds under upper/, as one digest: every path with its type, mode, owner,
     size and (unless `content` is False) the bytes of its files.  Not where the blocks lie, not
-    timestamps: a resize, or an undo, keeps it; a half-done chown or a lost file changes it."""
+    timestamps: a resize, or an undo, keeps it; a half-done chown or a lost file changes it.
+    Nor the empty mount point of condatainer's tools (`micromamba.CONTAINER_BIN`), which the
+    builtin runtime makes in a writable image's upper/ as Apptainer makes bind targets."""
     import tempfile
 
     from condatainer.image import e2fs
+    from condatainer.micromamba import CONTAINER_BIN
 
     upper = next(e for e in e2fs.list_dir(img, "/") if e.name == "upper")
-    entries = sorted(e2fs.walk_entries(img, [upper]), key=lambda e: e.path)
+    tools = f"/upper{CONTAINER_BIN}"
+    entries = sorted(
+        (
+            e
+            for e in e2fs.walk_entries(img, [upper])
+            if not (e.is_dir and tools.startswith(e.path) and tools[len(e.path) :][:1] in ("", "/"))
+        ),
+        key=lambda e: e.path,
+    )
     digest = hashlib.sha256()
     with tempfile.TemporaryDirectory() as out:
         if content:

@@ -1,8 +1,11 @@
-"""Fixtures for end-to-end tests: the local channel, the micromamba stand-in, a CLI runner.
+"""Fixtures for end-to-end tests: the local channel, a CLI runner.
 
-`world` builds the local conda channel once per session and puts the micromamba stand-in first
-on PATH (a copy bound to this interpreter, which has py-rattler: tests/programs.py), so a
-container started by the builtin runtime — whose base is the host root — finds it.
+`world` builds the local conda channel once per session and points both the envs' channels
+(config `channels`) and condatainer's own micromamba (config `micromamba_channel`) at it, with
+the builtin runtime.  No micromamba is on PATH: condatainer bootstraps it from the channel into
+the test's own `$XDG_DATA_HOME` on first need, as it does for a user (the channel's micromamba
+package holds the stand-in, bound to this interpreter, which has py-rattler).
+`world_base` is a real SIF base image with that interpreter in it (tests/world/rootfs.py).
 `cnt(...)` runs `python -m condatainer ...` as a separate process with that environment, the way
 a user runs it, and returns the CompletedProcess.
 """
@@ -10,6 +13,7 @@ a user runs it, and returns the CompletedProcess.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.world import MICROMAMBA, build_channel
+from tests.world import build_channel
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -38,11 +42,32 @@ def world_channel(tmp_path_factory: pytest.TempPathFactory) -> World:
     return World(build_channel(tmp_path_factory.mktemp("channel")))
 
 
+@pytest.fixture(scope="session")
+def world_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The test world's base image: a real SIF holding a root filesystem assembled from host
+    files, with the test interpreter in it (tests/world/rootfs.py).  Needs mksquashfs and
+    siftool; built once per session (a few seconds)."""
+    from condatainer import runner
+    from tests.conftest import _missing
+    from tests.world.rootfs import build_base
+
+    for tool in ("mksquashfs", "siftool"):
+        if runner.which(tool) is None:
+            _missing(f"needs {tool!r} on PATH (squashfs-tools, siftool)")
+    return build_base(tmp_path_factory.mktemp("world-base"))
+
+
+def without_micromamba(path: str) -> str:
+    """PATH without directories that hold a `micromamba`: the world has none but its channel's."""
+    dirs = path.split(os.pathsep)
+    return os.pathsep.join(d for d in dirs if not d or not os.path.exists(f"{d}/micromamba"))
+
+
 @pytest.fixture
 def world(world_channel: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
-    path = os.pathsep.join([str(MICROMAMBA.parent), os.environ["PATH"]])
-    monkeypatch.setenv("PATH", path)
+    monkeypatch.setenv("PATH", without_micromamba(os.environ["PATH"]))
     monkeypatch.setenv("CNT_CHANNELS", world_channel.url)
+    monkeypatch.setenv("CNT_MICROMAMBA_CHANNEL", world_channel.url)
     monkeypatch.setenv("CNT_RUNTIME", "builtin")
     monkeypatch.setenv("PYTHONPATH", str(REPO))
     yield world_channel
@@ -54,6 +79,20 @@ def wd(tmp_path: Path) -> Path:
     path = tmp_path / "w"
     path.mkdir()
     return path
+
+
+def copy_checkout(dest: Path) -> Path:
+    """A copy of this checkout at `dest` without venvs, git and caches, for tests that build or
+    install from it (so the real checkout never gets build/ or *.egg-info); returns `dest`."""
+    if not dest.exists():
+        shutil.copytree(
+            REPO,
+            dest,
+            ignore=shutil.ignore_patterns(
+                ".venv*", ".git", "__pycache__", ".*_cache", "*.egg-info"
+            ),
+        )
+    return dest
 
 
 def cnt(

@@ -5,13 +5,16 @@ Imports are read from the source with `ast` -- module level and inside functions
 `if TYPE_CHECKING:` blocks -- so a function-level import cannot hide a cycle or a wrong-way
 dependency.  The layers, lowest first:
 
-    base        errors, display, atomic, runner, shellgen, bindspec, condatainer (the package)
+    base        errors, display, atomic, runner, shellgen, bindspec, record, names,
+                condatainer (the package)
     image       the env.img file: knows no container, no shell, no job
     config      the configuration (validates sizes and profiles with image/)
+    micromamba  condatainer's micromamba: where it is, fetching it (knows no container)
     run         Request -> Plan -> runtime
     jobs, hook  job scripts; host shell integration -- peers that never import each other
     top         the orchestrators: doctor, provision, session, completion, completers
-    cli         the command line (and __main__)
+    cli         the command line, entry (where a process starts: the exec fast path) and
+                __main__
 
 A module may import its own layer and the layers below.
 """
@@ -33,15 +36,19 @@ LAYERS = {
     "base": 0,
     "image": 1,
     "config": 2,
-    "run": 3,
-    "jobs": 4,
-    "hook": 4,
-    "top": 5,
-    "cli": 6,
+    "micromamba": 3,
+    "run": 4,
+    "jobs": 5,
+    "hook": 5,
+    "top": 6,
+    "cli": 7,
 }
-BASE = {"condatainer", "errors", "display", "atomic", "runner", "shellgen", "bindspec", "shell"}
+BASE = {
+    "condatainer", "errors", "display", "atomic", "runner", "shellgen", "bindspec", "shell",
+    "record", "names",
+}  # fmt: skip
 TOP = {"doctor", "provision", "session", "completion", "completers"}
-CLI = {"cli", "__main__"}
+CLI = {"cli", "entry", "__main__"}
 MAX_LINES = 500
 
 
@@ -196,7 +203,7 @@ def test_pyproject_lists_every_package() -> None:
 def test_every_template_lives_in_shell() -> None:
     assert not list(PACKAGE.rglob("*.j2")), "templates belong in the top-level shell/"
     templates = sorted(p.name for p in (REPO / "shell").glob("*.j2"))
-    assert templates and all(re.fullmatch(r"[a-z-]+\.(bash|zsh|sh)\.j2", t) for t in templates)
+    assert templates and all(re.fullmatch(r"[a-z-]+\.(bash|zsh|fish|sh)\.j2", t) for t in templates)
 
 
 @pytest.mark.parametrize("module", sorted(modules()))

@@ -22,6 +22,9 @@ SHELL_SCRIPTS = (
     "tests/slurm/slurm-common.sh",
     "tests/slurm/slurm-up.sh",
     "tests/slurm/slurm-down.sh",
+    "bench/floor_exec.sh",
+    "bench/yardstick_create.sh",
+    "bench/yardstick_direnv.sh",
 )
 
 

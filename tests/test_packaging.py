@@ -27,7 +27,7 @@ RENDER_ALL = r"""
 import json, sys
 from condatainer import completion, shellgen
 from condatainer.hook import activate, hookfile, mmcomplete, rcfile, shims
-from condatainer.jobs import header, submit
+from condatainer.jobs import directives, header, submit
 from condatainer.run import mm
 from condatainer import session
 
@@ -40,12 +40,20 @@ for sh in shellgen.SHELLS:
     out[f"complete-mm.{sh}"] = mmcomplete.script(sh)
     out[f"activate.{sh}"] = activate.render(activate.Outcome("/i.img", wait="/rec"), sh)
 out["header.sh"] = header.text()
-out["shim.sh"] = shims.shim_text("/i.img", "tool", "/s")
-out["job-wrapper.sh"] = submit.wrapper("#!/bin/sh\n", "/j.sh", [], writable=False,
-                                       condatainer="condatainer")
+out["shim.sh"] = shims.shim_text("/i.img", "/s")
+out["job-wrapper.sh"] = submit.wrapper("#!/bin/sh\n", directives.parse("#!/bin/sh\n", "j"),
+                                       "/j.sh", [], run_flags=[], condatainer="condatainer",
+                                       tasks=[["a"]])
+out["module-stub.sh"] = shellgen.render("module-stub", "sh", name="module")
 for op in mm.TABLE.values():
     if op.script:
         out[f"{op.script}.sh"] = mm.script_text(op)
+from condatainer.run import basefetch
+out["base-def.sh"] = basefetch.definition("docker://registry.example/site/base:1")
+from condatainer.run import tools
+scripts = tools.scripts()
+out["mm-command.sh"] = "".join(scripts[f"mm-{op}"] for op in mm.TABLE)
+out["micromamba-missing.sh"] = scripts["micromamba"]
 print(json.dumps(out))
 """
 

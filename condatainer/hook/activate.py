@@ -16,24 +16,32 @@ What the hook is told, in order of the checks:
   no trust record yet, the hook is told to wait for one (`_cnt_wait RECORD`): it tests that
   file with `[ -e ]` on each prompt -- no program started -- so `condatainer allow` activates
   the project at the next prompt.  (A record that exists but no longer matches -- the file was
-  replaced, or became writable by others -- cannot be watched that way; re-entering the
-  directory after `allow` activates it.)
-- allowed: `_cnt_enter IMAGE PROJECT SHIMS MARKER RECORD PKGS`: the hook saves PATH, PS1,
+  replaced, or became writable by others -- cannot be watched that way; `allow` also rewrites
+  the hook's stamp, below, and a found image that is not active is asked about again then.)
+- allowed: `_cnt_enter IMAGE PROJECT SHIMS MARKER RECORD PKGS BYE`: the hook saves PATH, PS1,
   CNT_OVERLAY and CNT_PROJECT exactly (set or not, exported or not), exports
   CNT_OVERLAY=IMAGE and CNT_PROJECT=PROJECT (the directory the search found the image from),
-  puts the shim directory first on PATH and the marker in front of PS1.  It watches RECORD
-  going away (`condatainer deny`) the same way.  Leaving is done by the hook alone, in shell.
+  puts the shim directory first on PATH and the marker in front of PS1 (fish: in front of
+  what fish_prompt prints).  It watches RECORD going away (`condatainer deny`) the same way.
+  Leaving is done by the hook alone, in shell; it prints BYE on stderr (with the shell's own
+  printf: no process), the line this call prepared.
 
-The hook looks for images only when $PWD changes, so an image created in the current directory
-(`condatainer o`) is found at the next `cd` into or below a directory that holds it.
+One line says what happened, as direnv does: `condatainer: env.img active (12 programs)` on
+stderr when an env is activated, `condatainer: env.img deactivated` when the hook leaves it
+(config `hook_messages: off` turns both off; BYE is then empty).
+
+The hook looks for images when $PWD changes, and also when the hook's stamp changes
+(stamp.py): the commands that create, allow or deny an image rewrite it, so an image created
+(`condatainer o`) or allowed in the current directory is found at the next prompt.
 
 Notices and the "Overlay envs:" notes (#ENVNOTE lines of the sidecar `<image>.env`) are shown
 once per image per shell session: the hook remembers which images it was told about
 (`_cnt_told notice|notes IMAGE`) and passes `--noticed` / `--noted` on later calls.
 
-The marker is `(cnt:<project directory name>) ` with control characters replaced by `?`; the
-hook escapes it for the prompt options in force (bash promptvars, zsh prompt_subst and
-prompt_percent), so a directory called `$(touch x)` is shown, never run.
+The marker is prompt.marker of the project directory's name (`(cnt:NAME) `, the same marker
+`condatainer e` shows), with control characters replaced by `?`; the hook escapes it for the
+prompt options in force (bash promptvars, zsh prompt_subst and prompt_percent), so a directory
+called `$(touch x)` is shown, never run.
 
 The output contract (the hook evals stdout): on success stdout is shell code from the templates
 and nothing else; on any failure stdout is empty and stderr gets one line.  That is why this
@@ -59,7 +67,7 @@ from typing import NamedTuple, TextIO
 
 from condatainer import __version__, atomic, config, display, shellgen
 from condatainer.errors import CondatainerError
-from condatainer.hook import pkgcache, shims, trust
+from condatainer.hook import pkgcache, prompt, shims, trust
 
 
 class Enter(NamedTuple):
@@ -71,6 +79,7 @@ class Enter(NamedTuple):
     marker: str
     record: str
     pkgs: str
+    bye: str  # the line the hook prints on leaving ("" for none)
 
 
 class Outcome(NamedTuple):
@@ -90,8 +99,26 @@ def record_path(image: str | os.PathLike[str]) -> str:
 
 def marker(project: str) -> str:
     """The prompt marker for a project directory: `(cnt:NAME) `, control characters as `?`."""
-    name = os.path.basename(project.rstrip("/")) or "/"
-    return f"(cnt:{display.printable(name)}) "
+    return prompt.marker(prompt.project_name(project))
+
+
+def active_line(image: str, programs: int) -> str:
+    """The line shown when the hook activates `image`."""
+    name = display.printable(os.path.basename(image))
+    return f"condatainer: {name} active ({programs} program{'' if programs == 1 else 's'})"
+
+
+def bye_line(image: str) -> str:
+    """The line the hook shows when it leaves `image`."""
+    return f"condatainer: {display.printable(os.path.basename(image))} deactivated"
+
+
+def _programs(directory: str) -> int:
+    """How many shims a shim directory holds (every entry but the dispatcher)."""
+    try:
+        return sum(1 for name in os.listdir(directory) if name != shims.DISPATCHER)
+    except OSError:
+        return 0
 
 
 def notice_lines(image: str, state: trust.TrustStatus) -> tuple[str, ...]:
@@ -128,8 +155,11 @@ def decide(
     exclude: Sequence[str],
     noticed: bool = False,
     noted: bool = False,
+    announce: bool = True,
 ) -> Outcome:
-    """What the hook should do about `image`, found from `project` (see the module docstring)."""
+    """What the hook should do about `image`, found from `project` (see the module docstring).
+
+    `announce`: config `hook_messages`, the activation and leaving lines."""
     if autoload == "off":
         return Outcome(image)
     state = trust.status(image)
@@ -145,17 +175,19 @@ def decide(
         if noticed:
             return Outcome(image, wait=wait)
         return Outcome(image, wait=wait, messages=notice_lines(image, state), told=("notice",))
-    directory = shims.ensure(image, exclude)
+    directory = os.fspath(shims.ensure(image, exclude))
     notes = () if noted else note_lines(image)
     enter = Enter(
         image=image,
         project=project,
-        shims=os.fspath(directory),
+        shims=directory,
         marker=marker(project),
         record=record,
         pkgs=os.fspath(pkgcache.installed_file(image)),
+        bye=bye_line(image) if announce else "",
     )
-    return Outcome(image, enter=enter, messages=notes, told=("notes",) if notes else ())
+    said = (active_line(image, _programs(directory)),) if announce else ()
+    return Outcome(image, enter=enter, messages=(*said, *notes), told=("notes",) if notes else ())
 
 
 def render(outcome: Outcome, shell: str) -> str:
@@ -207,7 +239,7 @@ def command(
         cfg = config.load(os.environ)
         outcome = decide(
             image, project, autoload=cfg.autoload, exclude=cfg.shim_exclude,
-            noticed=noticed, noted=noted,
+            noticed=noticed, noted=noted, announce=cfg.hook_messages == "on",
         )  # fmt: skip
         code = render(outcome, shell)
     except CondatainerError as exc:
@@ -254,7 +286,8 @@ def _refresh_hook(shell: str, err: TextIO) -> None:
 
 
 USAGE = (
-    "usage: python -m condatainer.hook.activate bash|zsh [--hook-version V] [--noticed] [--noted]"
+    "usage: python -m condatainer.hook.activate bash|zsh|fish [--hook-version V] [--noticed]"
+    " [--noted]"
     " [--] IMAGE PROJECT"
 )
 

@@ -1,10 +1,11 @@
 """The hook file: `$XDG_DATA_HOME/condatainer/hook.<shell>`, rendered from shell/hook.<shell>.j2.
 
 `text(shell)` renders it from data (condatainer's version, how to run condatainer and the
-activation, where shims live, what the image search looks for, the mm table and its TAB
-completion); `change(shell)` computes writing or removing it as an `atomic.Change`; `refresh`
-rewrites an existing file that an older version rendered (the activation calls it when the
-hook that called it reports another version).
+activation, where shims live, the stamp commands rewrite (stamp.py), what the image search
+looks for, the mm table and its TAB completion, and the TAB completion of condatainer and cnt
+themselves, the text of the static completion files); `change(shell)` computes writing or
+removing it as an `atomic.Change`; `refresh` rewrites an existing file that an older version
+rendered (the activation calls it when the hook that called it reports another version).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from condatainer import __version__, atomic, shellgen
 from condatainer.errors import ShellError
-from condatainer.hook import launcher, mmcomplete, rcfile, shims
+from condatainer.hook import cntcomplete, launcher, mmcomplete, rcfile, shims, stamp
 from condatainer.image import layout
 from condatainer.run import mm
 
@@ -37,6 +38,14 @@ def mm_completion(shell: str) -> shellgen.Raw:
     return shellgen.Raw(mmcomplete.script(shell))
 
 
+def cnt_completion(shell: str) -> shellgen.Raw:
+    """The TAB completion of condatainer and cnt the hook includes (hook.cntcomplete).
+
+    Raw, reviewed: the text of the committed completions/ files, rendered by condatainer.
+    """
+    return shellgen.Raw(cntcomplete.script(shell))
+
+
 def text(shell: str) -> str:
     """The hook for `shell`, rendered from shell/hook.<shell>.j2."""
     return shellgen.render("hook", shell, **context(shell))
@@ -49,11 +58,13 @@ def context(shell: str) -> dict[str, Any]:
         launcher=list(launcher.argv()),
         activator=launcher.activate_argv(),
         shim_root=os.fspath(shims.root()),
+        stamp=os.fspath(stamp.path()),
         autoload_name=layout.AUTOLOAD_NAME,
         autoload_user=list(layout.AUTOLOAD_USER_NAME),
         autoload_subdirs=[f"/{sub}" if sub else "" for sub in layout.AUTOLOAD_SUBDIRS],
         ops=hook_ops(),
         mm_completion=mm_completion(shell),
+        completion=cnt_completion(shell),
     )
 
 

@@ -1,14 +1,19 @@
 """Shell integration on the host: `init`, `hook`, `allow` and `deny`.
 
-- `init [bash|zsh] [--uninstall] [--dry-run]`: the shell is the argument, else `CNT_SHELL`,
-  else what shellingham detects, else `$SHELL`, else the passwd login shell; anything but
-  bash or zsh is refused.  It
-  renders the hook (shell/hook.<shell>.j2) to `$XDG_DATA_HOME/condatainer/hook.<shell>` and puts
-  the marked block that sources it in ~/.bashrc or ${ZDOTDIR:-~}/.zshrc (rcfile.py: atomic,
-  symlinks followed, mode kept, byte-exact uninstall).  Both writes are computed first as
+- `init [bash|zsh|fish] [--uninstall] [--dry-run]`: the shell is the argument, else
+  `CNT_SHELL`, else what shellingham detects, else `$SHELL`, else the passwd login shell;
+  anything but bash, zsh or fish is refused.  It renders the hook (shell/hook.<shell>.j2) to
+  `$XDG_DATA_HOME/condatainer/hook.<shell>` and puts the marked block that sources it in
+  ~/.bashrc, ${ZDOTDIR:-~}/.zshrc or fish's conf.d/condatainer.fish (rcfile.py: atomic,
+  symlinks followed, mode kept, byte-exact uninstall).  The hook file carries the TAB
+  completion of condatainer, cnt and the mm-* functions too (the static completions/ text),
+  so completion comes with `init` and a new shell still starts no Python; in zsh the hook
+  registers it at the first prompt, loading the completion system when the user's .zshrc
+  did not (hook.zsh.j2).  Both writes are computed first as
   `atomic.Change`s, so `--dry-run` shows them and writes nothing, and a second `init` changes
   nothing.  `--uninstall` removes the block and the hook file.
-- `hook bash|zsh`: the same hook text on stdout, for `eval "$(condatainer hook bash)"` users.
+- `hook bash|zsh|fish`: the same hook text on stdout, for `eval "$(condatainer hook bash)"`
+  (fish: `condatainer hook fish | source`) users.
   Nothing else is printed on stdout, and nothing at all when it fails.
 - `allow [IMAGE]` / `deny [IMAGE]`: trust.allow / trust.deny; without IMAGE, the image the
   hook would find from the working directory ($PWD, as the shell names it).  A running hook
@@ -73,8 +78,9 @@ def init(
         else f"{hook} is up to date"
     )
     if rc_change.changed:
+        quote = shellgen.quote_fish if name == "fish" else shellgen.quote
         said.append(f"added the condatainer block to {rc}")
-        said.append(f"open a new shell to use it (or run: source {shellgen.quote(str(rc))})")
+        said.append(f"open a new shell to use it (or run: source {quote(str(rc))})")
     else:
         said.append(f"{rc} already loads the hook")
     return said

@@ -36,6 +36,8 @@ def context() -> dict[str, Any]:
         "channel_options": [o for o, k in mm.VALUE_OPTIONS.items() if k == "channel"],
         "actions": list(mm.CHANNEL_ACTIONS),
         "channel_suffix": pkgcache.CHANNEL_SUFFIX,
+        "buckets_suffix": pkgcache.BUCKETS_SUFFIX,
+        "bucket_chars": pkgcache.BUCKET_CHARS,
     }
 
 

@@ -15,14 +15,17 @@ Decisions, and why:
   completion finds this one with parameter expansion alone (`${_cnt_pkgs%.txt}.channel.txt`),
   without a fork, a hash in shell, or a second cache key scheme.
 - **Channel names come from micromamba's repodata cache** `upper/ext3/env/pkgs/cache/*.json`
-  (`*.state.json` and micromamba 2's `*.info.json` skipped): the `name` fields of the records
+  (`*.state.json`, and conda's `*.info.json`, skipped): the `name` fields of the records
   in `packages` and `packages.conda`.  A conda-forge repodata file is hundreds of MB, so it is
   re-read only when the set of cache files (name, inode, size) changed since the last refresh
   (`<key>.channel.stamp`); TAB itself never reads the image for channel names.
 - **Only names made of `[A-Za-z0-9_.+-]` are written, sorted in byte order, one per line.**
-  The shell side binary-searches the sorted file (a 30k-name listing costs a few ms in bash),
-  and an image may be someone else's: its contents are data that must never become shell
-  syntax or a terminal escape sequence on the user's screen.
+  The shell side binary-searches the sorted file, and an image may be someone else's: its
+  contents are data that must never become shell syntax or a terminal escape sequence on the
+  user's screen.
+- **The channel listing is also split into prefix buckets** (`<key>.channel.d/nu`: every name
+  starting with `nu`), so `mm-install nu<TAB>` reads a few hundred names of a 300k-name
+  channel, not all of them (`write_buckets`).
 - Writes are atomic (temporary file + rename).  Reading never writes.
 """
 
@@ -45,6 +48,9 @@ if TYPE_CHECKING:  # pragma: no cover - typing only; e2fs is imported when an im
 
 #: Suffix of the channel listing, replacing the installed listing's `.txt` (see above).
 CHANNEL_SUFFIX = ".channel.txt"
+#: Suffix of the channel listing's prefix buckets (a symlink to the current directory of them).
+BUCKETS_SUFFIX = ".channel.d"
+BUCKET_CHARS = 2
 _STAMP_SUFFIX = ".channel.stamp"
 
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*\Z")
@@ -160,9 +166,48 @@ def refresh(image: str | os.PathLike[str]) -> Path:
     names: set[str] = set()
     for entry in files:
         names.update(repodata_names(e2fs.read_inode(image, entry.inode)))
-    _write(target, "".join(f"{n}\n" for n in sorted(names)))
+    ordered = sorted(names)
+    _write(target, "".join(f"{n}\n" for n in ordered))
+    write_buckets(_sibling(image, BUCKETS_SUFFIX), ordered)
     _write(stamp_file, stamp)
     return target
+
+
+def write_buckets(link: Path, names: list[str]) -> None:
+    """Split sorted `names` into one file per first BUCKET_CHARS characters, under `link`.
+
+    TAB in bash cannot seek in a file without starting a program, and reading a 300k-name
+    listing costs it half a second; with buckets it reads only the names sharing the typed
+    prefix's first two characters.  The buckets of one listing are a directory of their own;
+    `link` (a symlink) is switched to a new one atomically, so a TAB never sees half of them.
+    """
+    import glob  # only when a listing changes: kept off the cd path
+    import itertools
+    import shutil
+
+    link.parent.mkdir(parents=True, exist_ok=True)
+    fresh = link.with_name(f"{link.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fresh.mkdir(mode=0o755)
+    for key, group in itertools.groupby(names, key=lambda n: n[:BUCKET_CHARS]):
+        (fresh / key).write_text("".join(f"{n}\n" for n in group), encoding="utf-8")
+    pointer = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    pointer.unlink(missing_ok=True)
+    os.symlink(fresh.name, pointer)
+    os.replace(pointer, link)
+    for old in link.parent.glob(f"{glob.escape(link.name)}.*"):
+        if old != fresh and old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def channel_names(image: PathLike, prefix: str) -> list[str]:
+    """The channel names starting with `prefix`: from the prefix's bucket when it has one
+    (a 300k-name listing is not read for `nump<TAB>`), else from the whole listing."""
+    buckets = _sibling(image, BUCKETS_SUFFIX)
+    if len(prefix) >= BUCKET_CHARS and "/" not in prefix and buckets.is_dir():
+        source = buckets / prefix[:BUCKET_CHARS]
+    else:
+        source = channel_file(image)
+    return [name for name in read(source) if name.startswith(prefix)]
 
 
 def read_stamp(path: Path) -> str | None:

@@ -1,6 +1,10 @@
-"""The marked block in ~/.bashrc and ${ZDOTDIR:-~}/.zshrc: add it, replace it, remove it exactly.
+"""The marked block in ~/.bashrc, ${ZDOTDIR:-~}/.zshrc and fish's conf.d snippet: add it, replace
+it, remove it exactly.
 
-`condatainer init` adds one block that sources the hook file; `init --uninstall` removes it:
+`condatainer init` adds one block that sources the hook file; `init --uninstall` removes it.
+fish has no one rc file to edit: it runs every file in `${XDG_CONFIG_HOME:-~/.config}/fish/conf.d/`
+at startup, so for fish the "rc file" is `conf.d/condatainer.fish`, which `init` creates with
+the block in it (and `--uninstall` deletes, by the created-file rule below).
 
     # >>> condatainer >>>
     <body rendered from shell/rcblock.<shell>.j2>
@@ -62,7 +66,9 @@ _FIX_HINT += "'# <<< condatainer <<<' (inclusive), then run: condatainer init"
 
 
 def rc_path(shell: str, env: Mapping[str, str] | None = None) -> Path:
-    """The rc file `init` edits: ~/.bashrc, or ${ZDOTDIR:-~}/.zshrc."""
+    """The rc file `init` edits: ~/.bashrc, ${ZDOTDIR:-~}/.zshrc, or fish's
+    ${XDG_CONFIG_HOME:-~/.config}/fish/conf.d/condatainer.fish (where fish looks: a relative
+    XDG_CONFIG_HOME is ignored, as the XDG spec says)."""
     env = os.environ if env is None else env
     home = Path(env.get("HOME") or Path.home())
     if shell == "bash":
@@ -70,7 +76,13 @@ def rc_path(shell: str, env: Mapping[str, str] | None = None) -> Path:
     if shell == "zsh":
         zdotdir = env.get("ZDOTDIR", "")
         return (Path(zdotdir) if zdotdir else home) / ".zshrc"
-    raise ShellError(f"unsupported shell '{shell}'", hint="use one of: bash, zsh")
+    if shell == "fish":
+        xdg = env.get("XDG_CONFIG_HOME", "")
+        base = Path(xdg) if os.path.isabs(xdg) else home / ".config"
+        return base / "fish" / "conf.d" / "condatainer.fish"
+    raise ShellError(
+        f"unsupported shell '{shell}'", hint=f"use one of: {', '.join(shellgen.SHELLS)}"
+    )
 
 
 def hook_path(shell: str, env: Mapping[str, str] | None = None) -> Path:

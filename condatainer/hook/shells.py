@@ -17,7 +17,7 @@ from condatainer.errors import ShellError
 
 
 def detect(name: str | None, environ: Mapping[str, str] | None = None) -> str:
-    """The shell `init` sets up: argument, CNT_SHELL, shellingham, $SHELL -- bash or zsh only."""
+    """The shell `init` sets up: argument, CNT_SHELL, shellingham, $SHELL -- bash, zsh, fish."""
     env = os.environ if environ is None else environ
     source = "the argument"
     if not name and env.get("CNT_SHELL"):
@@ -28,14 +28,14 @@ def detect(name: str | None, environ: Mapping[str, str] | None = None) -> str:
     if name not in shellgen.SHELLS:
         what = f"'{name}'" if name else "an unknown shell"
         raise ShellError(
-            f"cannot set up {what} ({source}); condatainer integrates with bash and zsh",
-            hint="name the shell: condatainer init bash   (or: condatainer init zsh)",
+            f"cannot set up {what} ({source}); condatainer integrates with bash, zsh and fish",
+            hint="name the shell: condatainer init bash   (or: zsh, fish)",
         )
     return name
 
 
 def _detected(env: Mapping[str, str]) -> str:
-    """The shell we were started from when it is bash or zsh, else the login shell.
+    """The shell we were started from when it is one we support, else the login shell.
 
     `sh install.sh` or a Makefile starts us from sh: that is not the shell the user types in,
     so it must not decide (nor make init fail); the login shell does: `$SHELL`, or, where

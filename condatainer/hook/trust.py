@@ -23,6 +23,9 @@ content): the real path, st_dev, st_ino, st_uid, and the group/world write bits 
                 a new real path, so it is simply `NOT_ALLOWED`/`UNSAFE` at its new place.
 - `MISSING`     no such file.
 
+Each change (allow, auto_allow, deny) also rewrites the hook's stamp (stamp.py), so a shell in
+that directory picks it up at its next prompt.
+
 Store layout: `$XDG_DATA_HOME/condatainer/allowed/<sha256 of the real path>`, one small JSON
 file per image (directory 0700, files 0600), written atomically.  One file per image means no
 read-modify-write of a shared list (two shells allowing at once cannot lose an entry) and a check
@@ -46,6 +49,7 @@ from typing import NamedTuple
 
 from condatainer import atomic, config, shellgen
 from condatainer.errors import TrustError
+from condatainer.hook import stamp
 from condatainer.image.layout import PathLike
 
 #: The mode bits that let someone else change an image.
@@ -177,6 +181,7 @@ def allow(path: PathLike, *, store: Path | None = None) -> Record:
         how="allow",
     )
     _save(store_dir() if store is None else store, record)
+    stamp.touch()
     return record
 
 
@@ -190,11 +195,13 @@ def auto_allow(path: PathLike, *, store: Path | None = None) -> TrustStatus:
     real = _real(path)
     st = _require_image(path, real)
     if _unsafe(st):
+        stamp.touch()  # not allowed, but there: running hooks say so
         return TrustStatus.UNSAFE
     record = Record(
         path=real, dev=st.st_dev, ino=st.st_ino, uid=st.st_uid, write_bits=0, how="auto"
     )
     _save(store_dir() if store is None else store, record)
+    stamp.touch()  # after the record: a hook that looks now finds the image allowed
     return TrustStatus.ALLOWED
 
 
@@ -208,6 +215,7 @@ def deny(path: PathLike, *, store: Path | None = None) -> bool:
         return False
     except OSError as exc:
         raise TrustError(f"cannot remove {target}: {exc.strerror}") from None
+    stamp.touch()
     return True
 
 

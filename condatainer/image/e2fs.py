@@ -41,8 +41,8 @@ from pathlib import Path
 
 from condatainer import runner
 from condatainer.errors import CondatainerError, ImageError
+from condatainer.image import clean
 
-EXT_MAGIC = b"\x53\xef"  # little-endian 0xEF53 at byte 1080 (superblock offset 1024 + 56)
 ROOT_INODE = 2
 
 # debugfs reads script lines with fgets(BUFSIZ=8192); a longer line would be cut in two.
@@ -135,7 +135,7 @@ def looks_like_ext(path: str | os.PathLike[str]) -> bool:
     try:
         with open(path, "rb") as f:
             f.seek(1080)
-            return f.read(2) == EXT_MAGIC
+            return f.read(2) == clean.EXT_MAGIC
     except OSError:
         return False
 
@@ -168,20 +168,7 @@ def _require_image_file(p: Path) -> None:
     problem = path_error(p)
     if problem is not None:
         raise problem
-    try:
-        with open(p, "rb") as f:
-            f.seek(1080)
-            magic = f.read(2)
-    except OSError as exc:
-        raise ImageError(
-            f"{p}: cannot read: {exc.strerror}",
-            hint="ask the image's owner for read access",
-        ) from exc
-    if magic != EXT_MAGIC:
-        raise ImageError(
-            f"{p}: not an ext3 image (no ext2/3/4 superblock)",
-            hint="overlay images are made with: condatainer o IMAGE",
-        )
+    clean.raw_superblock(p)
 
 
 def _arg(p: Path) -> str:
@@ -225,51 +212,10 @@ def superblock(path: str | os.PathLike[str]) -> Superblock:
         raise ImageError(f"{p}: unexpected dumpe2fs output (missing {exc})") from exc
 
 
-# Raw superblock fields (offsets from the start of the superblock, which sits at byte 1024).
-_S_MAGIC, _S_STATE, _S_FEATURE_INCOMPAT = 56, 58, 96
-_STATE_VALID, _STATE_ERROR = 0x1, 0x2  # "clean" / "errors" bits of s_state
-_INCOMPAT_RECOVER = 0x4  # the journal needs recovery
-
-
-def unclean_reason(path: str | os.PathLike[str]) -> str | None:
-    """Why the filesystem is not clean, or None when it is; reads the superblock directly.
-
-    Two fields decide it (s_state and the needs_recovery feature), so this reads 1 KiB of the
-    image instead of starting dumpe2fs: it runs before every container start.  A file that is
-    not an ext image falls back to `superblock()`, whose errors say what is wrong with it.
-    """
-    try:
-        with open(path, "rb") as f:
-            f.seek(1024)
-            raw = f.read(1024)
-    except OSError:
-        raw = b""
-    if len(raw) < 1024 or raw[_S_MAGIC : _S_MAGIC + 2] != EXT_MAGIC:
-        sb = superblock(path)  # raises the precise ImageError
-        return None if sb.clean else f"its state is '{sb.state}'"
-    state = int.from_bytes(raw[_S_STATE : _S_STATE + 2], "little")
-    incompat = int.from_bytes(raw[_S_FEATURE_INCOMPAT : _S_FEATURE_INCOMPAT + 4], "little")
-    if incompat & _INCOMPAT_RECOVER:
-        return "its journal needs recovery"
-    if state & _STATE_ERROR:
-        return "e2fsck found errors in it"
-    if not state & _STATE_VALID:
-        return "its state is 'not clean'"
-    return None
-
-
 def require_clean(path: str | os.PathLike[str]) -> None:
-    """Refuse an image whose journal needs recovery or that has errors, before any mount.
-
-    A read-only mount of such an image fails outright, and a read-write one would replay the
-    journal behind the user's back; either way the user should run the check first.
-    """
-    why = unclean_reason(path)
-    if why is not None:
-        raise ImageError(
-            f"{path}: the filesystem is not clean ({why}); it was not unmounted cleanly",
-            hint=f"condatainer overlay check {path} --repair",
-        )
+    """`clean.require_clean` after the precise error for a path that is no image file."""
+    _require_image_file(Path(path))
+    clean.require_clean(path)
 
 
 # --------------------------------------------------------------------------- debugfs

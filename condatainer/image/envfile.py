@@ -30,7 +30,6 @@ Refused, as `FILE:LINE: cause` with a hint: a line without `=`, an invalid name,
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -38,12 +37,12 @@ from typing import NamedTuple
 
 from condatainer.display import printable
 from condatainer.errors import EnvFileError
+from condatainer.names import is_variable_name
 
 SUFFIX = ".env"
 NOTE_PREFIX = "#ENVNOTE:"
 WHATIS_PREFIX = "#WHATIS:"
 
-NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 OWNED_NAMES = frozenset(
     # PATH too: the container's PATH is built by resolve (/ext3/env/bin first), and a value
     # here would be silently replaced.
@@ -81,7 +80,7 @@ def sidecar_path(image: str | os.PathLike[str]) -> Path:
 
 def check_name(name: str) -> str | None:
     """Why `name` cannot be set from a sidecar, or None when it can."""
-    if not NAME_RE.fullmatch(name):
+    if not is_variable_name(name):
         return f"invalid variable name {name!r}"
     if name in OWNED_NAMES or name.startswith(OWNED_PREFIXES):
         return f"{name} is set by condatainer or the container runtime and cannot be overridden"

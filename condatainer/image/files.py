@@ -123,10 +123,16 @@ class Temp:
                     os.unlink(self.path)
                 self.created = False
 
-    def publish(self) -> None:
-        """Give the file its final name; ImageExistsError if that name was taken meanwhile."""
+    def publish(self, *, replace: bool = False) -> None:
+        """Give the file its final name; ImageExistsError if that name was taken meanwhile.
+
+        `replace`: take the name even if a file has it (one atomic rename; a process that has
+        the old file open keeps reading the old one)."""
         with runner.signals_blocked():
-            publish(self.path, self.final)
+            if replace:
+                os.rename(self.path, self.final)
+            else:
+                publish(self.path, self.final)
             self.published = True
 
 

@@ -338,6 +338,15 @@ def _read_channels(
     return found
 
 
+def condarc_channels(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The channels of the env's .condarc in image `path` (none when it has no usable one)."""
+    p = Path(path)
+    env = e2fs.try_list_dir(p, ENV_DIR)
+    entry = next((e for e in env or () if e.name == ".condarc"), None)
+    text = _read_text(p, entry, MAX_CONDARC_BYTES, ".condarc", [])
+    return parse_channels(text)[0] if text is not None else ()
+
+
 def parse_channels(text: str) -> tuple[tuple[str, ...], str | None]:
     """The `channels` of a .condarc text, and a problem description (or None)."""
     import yaml  # heavy; only `info` and `export` need it

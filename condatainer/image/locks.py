@@ -15,23 +15,26 @@ taken); a lock held by no process is held by a loop device whose mount is being 
 device keeps the locked open file until it is detached), which is named too; only what /proc
 cannot show (another user's process under hidepid, another container, another node) is "another
 process".  `in_use` gives `overlay info` the same answer the probe would.
+
+Every container start takes these locks, so the module imports only `os`, `fcntl` and
+`struct`; what explains a failure (`e2fs.path_error`, the holder scan's `glob` and `time`) is
+imported when one happens.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
-import glob
 import os
+import stat
 import struct
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 
 from condatainer.errors import LockError
-from condatainer.image import e2fs
+from condatainer.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from typing import Any
 
 # struct flock on Linux (x86_64, aarch64): short type, short whence, off_t start, off_t len,
 # pid_t pid, padded to 32 bytes.
@@ -40,8 +43,7 @@ _OFD_GETLK: int = getattr(fcntl, "F_OFD_GETLK", 36)
 _OFD_SETLK: int = getattr(fcntl, "F_OFD_SETLK", 37)
 
 
-@dataclass(frozen=True)
-class Holder:
+class Holder(Record):
     """A process found holding a lock on the image."""
 
     pid: int
@@ -53,9 +55,10 @@ class Holder:
 
 
 class ImageLock:
-    """An open image with an OFD lock on it; closing the descriptor releases the lock."""
+    """An open image with an OFD lock on it; closing the descriptor releases the lock.  As a
+    context manager (`hold`), released when the block ends."""
 
-    def __init__(self, path: Path, fd: int, write: bool):
+    def __init__(self, path: str, fd: int, write: bool):
         self.path = path
         self.fd = fd
         self.write = write
@@ -65,20 +68,30 @@ class ImageLock:
             os.close(self.fd)
             self.fd = -1
 
+    def __enter__(self) -> ImageLock:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
 
 def _flock(kind: int) -> bytes:
     return _FLOCK.pack(kind, os.SEEK_SET, 0, 0, 0)
 
 
-def _open(path: Path, write: bool) -> int:
-    """Open the image for locking, turning OS errors into the precise LockError."""
-    problem = e2fs.path_error(path, LockError)
-    if problem is not None:
-        raise problem
+def _open(path: str, write: bool) -> int:
+    """Open the image for locking, turning OS errors into the precise LockError.
+
+    O_NONBLOCK, so that a FIFO in the image's place cannot hang us; anything but a regular
+    file gets `e2fs.path_error`'s precise message (missing, a directory, unreachable...)."""
+    flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC | os.O_NONBLOCK
     try:
-        return os.open(path, (os.O_RDWR if write else os.O_RDONLY) | os.O_CLOEXEC)
-    except PermissionError as exc:
-        raise _not_accessible(path, write) from exc
+        fd = os.open(path, flags)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+        _raise_path_error(path)
+        if isinstance(exc, PermissionError):
+            raise _not_accessible(path, write) from exc
+        raise LockError(f"{path}: cannot open: {exc.strerror}") from exc
     except OSError as exc:
         if exc.errno == errno.EROFS:
             raise LockError(
@@ -86,16 +99,33 @@ def _open(path: Path, write: bool) -> int:
                 hint="use it read-only (condatainer exec without -w, or condatainer e -r)",
             ) from exc
         raise LockError(f"{path}: cannot open: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        _raise_path_error(path)
+        raise LockError(f"{path}: not a regular file")
+    os.set_blocking(fd, True)
+    return fd
 
 
-def _not_accessible(path: Path, write: bool) -> LockError:
-    st = path.stat()
+def _raise_path_error(path: str) -> None:
+    """Raise e2fs's precise LockError for a path that is no image file (if it is not one)."""
+    from pathlib import Path
+
+    from condatainer.image import e2fs
+
+    problem = e2fs.path_error(Path(path), LockError)
+    if problem is not None:
+        raise problem
+
+
+def _not_accessible(path: str, write: bool) -> LockError:
+    st = os.stat(path)
     mode = f"owner uid {st.st_uid}, mode {st.st_mode & 0o7777:04o}"
     if write:
         return LockError(
             f"{path}: not writable by you ({mode})",
             hint="use it read-only (condatainer exec without -w, or condatainer e -r),"
-            " or ask its owner to run: condatainer overlay chown " + str(path),
+            " or ask its owner to run: condatainer overlay chown " + path,
         )
     return LockError(
         f"{path}: not readable by you ({mode})", hint="ask the image's owner for access"
@@ -105,7 +135,7 @@ def _not_accessible(path: Path, write: bool) -> LockError:
 _LOOKS = 6  # how often a conflict with no visible holder is looked at again
 
 
-def _lock_kind(path: Path, fd: int, write: bool) -> int:
+def _lock_kind(path: str, fd: int, write: bool) -> int:
     """The kind of lock (F_WRLCK, F_RDLCK, F_UNLCK) that would block a `write`/read lock."""
     want = fcntl.F_WRLCK if write else fcntl.F_RDLCK
     try:
@@ -120,9 +150,11 @@ def _lock_kind(path: Path, fd: int, write: bool) -> int:
     return kind
 
 
-def _conflict(path: Path, fd: int, write: bool) -> LockError | None:
+def _conflict(path: str, fd: int, write: bool) -> LockError | None:
     """The LockError describing a lock that would block ours, or None if there is none (any
     more: a holder that left while we looked is no conflict)."""
+    import time  # only when there is a conflict
+
     for attempt in range(_LOOKS):
         kind = _lock_kind(path, fd, write)
         if kind == fcntl.F_UNLCK:
@@ -159,6 +191,8 @@ def unseen_holder(path: str | os.PathLike[str]) -> str:
 
 def loop_devices(path: str | os.PathLike[str]) -> list[str]:
     """Loop devices attached to `path` (they keep its open file, and with it any OFD lock)."""
+    import glob  # only to explain a lock
+
     found = []
     for backing in sorted(glob.glob("/sys/block/loop*/loop/backing_file")):
         try:
@@ -185,7 +219,7 @@ def in_use(path: str | os.PathLike[str]) -> list[str]:
         return []
     try:
         for want, kind in ((False, "writing"), (True, "reading")):
-            if _lock_kind(Path(path), fd, want) != fcntl.F_UNLCK:
+            if _lock_kind(os.fspath(path), fd, want) != fcntl.F_UNLCK:
                 return [f"for {kind} by {unseen_holder(path)}"]
     except LockError:
         return []
@@ -196,7 +230,7 @@ def in_use(path: str | os.PathLike[str]) -> list[str]:
 
 def probe(path: str | os.PathLike[str], *, write: bool) -> None:
     """Raise LockError unless a `write`/read lock on `path` could be taken right now."""
-    p = Path(path)
+    p = os.fspath(path)
     fd = _open(p, write)
     try:
         err = _conflict(p, fd, write)
@@ -208,7 +242,7 @@ def probe(path: str | os.PathLike[str], *, write: bool) -> None:
 
 def acquire(path: str | os.PathLike[str], *, write: bool, inheritable: bool = False) -> ImageLock:
     """Take the lock now or raise LockError; the caller must `release()` it."""
-    p = Path(path)
+    p = os.fspath(path)
     fd = _open(p, write)
     try:
         for _ in range(_LOOKS):
@@ -233,14 +267,9 @@ def acquire(path: str | os.PathLike[str], *, write: bool, inheritable: bool = Fa
     )
 
 
-@contextmanager
-def hold(path: str | os.PathLike[str], *, write: bool) -> Iterator[ImageLock]:
-    """Hold an OFD lock on `path` for the life of the block."""
-    lock = acquire(path, write=write)
-    try:
-        yield lock
-    finally:
-        lock.release()
+def hold(path: str | os.PathLike[str], *, write: bool) -> ImageLock:
+    """`with hold(path, write=...) as lock:` holds an OFD lock on `path` for the block."""
+    return acquire(path, write=write)
 
 
 def _locks_on(dev: int, ino: int) -> list[tuple[str, bool]]:
@@ -248,7 +277,8 @@ def _locks_on(dev: int, ino: int) -> list[tuple[str, bool]]:
     want = f"{os.major(dev):02x}:{os.minor(dev):02x}:{ino}"
     found = []
     try:
-        text = Path("/proc/locks").read_text()
+        with open("/proc/locks") as f:
+            text = f.read()
     except OSError:
         return []
     for line in text.splitlines():
@@ -286,7 +316,8 @@ def find_holders(path: str | os.PathLike[str]) -> list[Holder]:
                 fst = os.stat(f"{fd_dir}/{fd}")
                 if (fst.st_dev, fst.st_ino) != (st.st_dev, st.st_ino):
                     continue
-                info = Path(f"/proc/{entry.name}/fdinfo/{fd}").read_text()
+                with open(f"/proc/{entry.name}/fdinfo/{fd}") as f:
+                    info = f.read()
             except OSError:
                 continue
             for line in info.splitlines():
@@ -298,7 +329,8 @@ def find_holders(path: str | os.PathLike[str]) -> list[Holder]:
 
 def _command(pid: str) -> str:
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
     except OSError:
         return ""
     words = [w.decode("utf-8", "replace") for w in raw.split(b"\0") if w]

@@ -32,7 +32,9 @@ Who holds a record (`inspect`):
 One record per target, so one operation at a time prepares a name: a second `o env.img` while
 the first is still installing is refused at once, naming the first one's PID.
 
-Cheap to import (every exec stats a record path): os, json, re and fcntl only.
+Cheap to import (every exec stats a record path): os, json, re and fcntl only.  The exec fast
+path (`run.replay`) does not import it: it looks for `.<name>.record` by name, so the naming
+here and there must agree.
 
 Long on purpose: one small file format and the locking protocol around it -- writing, parsing
 untrusted content, deciding who holds a record, claiming a dead one -- are reviewed together.

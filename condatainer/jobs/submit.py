@@ -1,25 +1,33 @@
-"""`condatainer run --submit`: hand a job script to SLURM so that it runs inside its container.
+"""`condatainer run` and SLURM: whether a script is submitted, what is checked first, and the
+sbatch call that gets the job into its container.
 
 Owns three decisions (design §5); `jobs.run.run_command` calls in here and does the rest.
 
-**When to submit** (`wanted`).  `--submit` submits, `--local` runs here, both together are a
-usage error.  Without either, config `submit: auto` submits a script that has honoured
-`#SBATCH` lines when `sbatch` is on PATH; `submit: never` runs it here.  Inside a SLURM job
-(`SLURM_JOB_ID`) or a container (`IN_CONDATAINER`) the script always runs here -- otherwise a job
-whose script has `#SBATCH` lines would submit itself again from the node, forever -- and an
-explicit `--submit` gets a one-line note saying so.  `--reexec` (the self-reexec header's call)
-always runs here too: whoever ran a script that has the header asked to run it, not to queue it.
+**When to submit** (`decide`).  `--submit` submits, `--local` runs here, both together are a
+usage error.  Inside a SLURM job (`SLURM_JOB_ID`) or a container (`IN_CONDATAINER`) the script
+always runs here -- otherwise a job whose script has `#SBATCH` lines would submit itself again
+from the node, forever -- and `--submit` gets a one-line note saying so.  `--reexec` (the
+self-reexec header's call) always runs here too: whoever ran a script that has the header asked
+to run it, not to queue it.  Otherwise config `submit: auto` submits a script that has honoured
+`#SBATCH` lines or was given job flags (`-c`, `--array`, `--afterok`, ...), and **fails
+closed**: it runs the script here (with a one-line note) only where SLURM is absent
+(`scheduler.probe`: no sbatch, or no SLURM configuration at all); where SLURM is configured but
+sbatch does not work, it is an error with the `--local` hint -- a 64-CPU job must never quietly
+run on a login node.  `submit: never` runs everything here.
 
 **What is checked before anything is queued** (`check`), so that a mistake costs seconds, not a
-wait in the queue: every `#DEP` image exists (`jobs.load_job`, whose error lists where it looked);
+wait in the queue: every `#DEP` image exists (`script.require_deps`, listing where it looked);
 the images pass the same lock probe and clean-superblock check a run does (`resolve`), so an
 image held for writing is reported with the holder's PID; and a writable image (`-w`, or `#CNT
--w`) is refused for a job that starts several processes -- an array (`-a/--array`, or
-`SBATCH_ARRAY_INX`) or more than one task (`-n/--ntasks`, `--ntasks-per-node`, `-N/--nodes`) --
-since only one process can hold an image writable.  At job start `condatainer run` takes the
-locks for real (with Apptainer: Apptainer does), which checks again.
+-w`) is refused for a job that starts several processes -- an array (`--array`, `#SBATCH
+-a/--array`, or `SBATCH_ARRAY_INX`) or more than one task (`-n/--ntasks`, `--ntasks-per-node`,
+`-N/--nodes`) -- since only one process can hold an image writable.  At job start
+`condatainer run` takes the locks for real (with Apptainer: Apptainer does), which checks again.
 
-**How the job gets into the container** (`prepare`), one of two ways:
+**How the job gets into the container** (`prepare`), one of two ways.  Either way the job flags
+are sbatch options on its command line (`control.sbatch_options`), so they win over the
+script's own lines, and the job id is printed alone on stdout, as `sbatch --parsable` does
+(`jid=$(condatainer run job.sh)`); sbatch's warnings go to stderr.
 
 1. *The script carries the self-reexec header* (`condatainer header --insert SCRIPT`): the
    original file is submitted, by its absolute path, as plain `sbatch SCRIPT ARGS` would be.
@@ -30,21 +38,18 @@ locks for real (with Apptainer: Apptainer does), which checks again.
    behind the spool copy (`scontrol show job`'s `Command=` is the fallback).  It is not passed
    as `--export=ALL,CNT_SCRIPT=...`: that option splits on commas (a path may hold one) and
    would override the script's own `#SBATCH --export`.
-2. *Otherwise* -- and also with `run -w`, which a header cannot carry to the job -- a small
-   wrapper is submitted on sbatch's stdin (`shell/job-wrapper.sh.j2`): `#!/bin/sh`, a default
-   `--job-name` (the script's file name; a stdin script would otherwise be unnamed), the script's
-   own honoured `#SBATCH` lines copied verbatim, then `exec condatainer run --local [-w] SCRIPT
-   ARGS...` with every word quoted by shellgen.  This works for any interpreter (a Python job
+2. *Otherwise* -- and also with `-w`, container options or `--array`, which a header cannot
+   carry to the job -- a small wrapper is submitted on sbatch's stdin
+   (`shell/job-wrapper.sh.j2`): `#!/bin/sh`, a default `--job-name` (the script's file name; a
+   stdin script would otherwise be unnamed), the script's own honoured `#SBATCH` lines copied
+   verbatim, then `exec condatainer run --local [-w] [container options] SCRIPT ARGS...` with
+   every word quoted by shellgen; for an array, each task's words first become the positional
+   parameters, picked by `SLURM_ARRAY_TASK_ID`.  This works for any interpreter (a Python job
    script too), and sbatch still reads the script's own lines with its own parser and its own
-   precedence (command line > `SBATCH_*` variables > script); turning the lines into sbatch
-   options ourselves would get both wrong.  `condatainer` is named by the absolute path it has
-   on PATH here (so `#SBATCH --export=NONE` does not lose it), else by name.  The trade-off:
-   the job runs the script as the file is when the job *starts*, not as it was when submitted;
-   insert the header to get sbatch's snapshot.  (Inserting the header into the submitted copy
-   instead would work only for sh-family scripts and shift every line number in error messages.)
-
-The job id is printed alone on stdout, as `sbatch --parsable` does, so
-`jid=$(condatainer run --submit job.sh)` works; sbatch's warnings go to stderr.
+   precedence (command line > `SBATCH_*` variables > script).  `condatainer` is named by the
+   absolute path it has on PATH here (so `#SBATCH --export=NONE` does not lose it), else by
+   name.  The trade-off: the job runs the script as the file is when the job *starts*, not as
+   it was when submitted; insert the header to get sbatch's snapshot.
 """
 
 from __future__ import annotations
@@ -53,24 +58,19 @@ import os
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Literal
 
 from condatainer import runner
 from condatainer.config import Config
 from condatainer.display import Reporter
-from condatainer.errors import CondatainerError, DirectiveError, LockError, UsageError
-from condatainer.jobs import directives, header
+from condatainer.errors import CondatainerError, DirectiveError, UsageError
+from condatainer.jobs import control, directives, header, sbatchopts, scheduler
 from condatainer.jobs.script import Job
-from condatainer.run import launch
+from condatainer.run import options
 from condatainer.run.plan import Plan
-from condatainer.run.resolve import Request
 
 Via = Literal["header", "wrapper"]
-
-# sbatch options that make a job start more than one process (each would mount the images).
-_ARRAY_OPTIONS = ("-a", "--array")
-_COUNT_OPTIONS = ("-n", "--ntasks", "--ntasks-per-node", "-N", "--nodes")
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,18 @@ class Submission:
     argv: tuple[str, ...]  # sbatch and its arguments
     stdin: str | None = None  # the wrapper script, when one is submitted
     env: Mapping[str, str] = field(default_factory=dict)  # added to sbatch's environment
+    mkdirs: tuple[str, ...] = ()  # log directories to create first
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Whether to submit, why (one line), and what the SLURM probe found when it was asked."""
+
+    submit: bool
+    why: str
+    slurm: scheduler.Slurm | None = None
+    note: str | None = None  # tell the user (auto fell back to running here)
+    error: CondatainerError | None = None  # it would submit, but cannot
 
 
 # --------------------------------------------------------------------------------------------
@@ -97,91 +109,105 @@ def inside(environ: Mapping[str, str]) -> str | None:
     return None
 
 
-def wanted(
+def decide(
     parsed: directives.Directives,
+    ctl: control.JobControl,
     cfg: Config,
     environ: Mapping[str, str],
-    report: Reporter,
     *,
+    script: str,
     submit: bool,
     local: bool,
     reexec: bool,
-) -> bool:
-    """Whether `condatainer run` should submit the script rather than run it here."""
+) -> Decision:
+    """Whether `condatainer run` submits the script (see the module docstring)."""
     if submit and local:
         raise UsageError("--submit and --local contradict each other", hint="give one of them")
-    if local or reexec:
-        return False
+    if local:
+        return Decision(False, "--local: runs here")
+    if reexec:
+        return Decision(False, "the self-reexec header runs the script here")
     where = inside(environ)
     if where is not None:
-        if submit:
-            report.note(f"inside {where}: running the script here, not submitting")
-        return False
+        note = f"inside {where}: running the script here, not submitting" if submit else None
+        return Decision(False, f"inside {where}: runs here, never submitted again", note=note)
+    wants = parsed.scheduler == "slurm" or bool(ctl.given)
+    if not submit and cfg.submit == "never":
+        return Decision(False, "config submit: never: runs here")
+    if not submit and not wants:
+        return Decision(False, "no #SBATCH lines and no job flags: runs here")
+    found = scheduler.probe(environ)
+    because = "--submit" if submit else _auto_reason(parsed, ctl)
+    if found.state == "ready":
+        return Decision(True, f"{because}: submitted to SLURM", found)
+    here = f"condatainer run --local {shlex.quote(script)}"
+    if found.state == "broken":
+        err = CondatainerError(
+            f"{script}: not submitted: SLURM is configured here but {found.detail}",
+            hint=f"fix SLURM (condatainer doctor), or run it here: {here}",
+        )
+        return Decision(True, f"{because}: would be submitted", found, error=err)
     if submit:
-        return True
-    auto = cfg.submit == "auto" and parsed.scheduler == "slurm"
-    return auto and runner.which("sbatch") is not None
+        err = CondatainerError(
+            f"{script}: --submit: SLURM is not available here ({found.detail})",
+            hint=f"run it here: {here}",
+        )
+        return Decision(True, "--submit: would be submitted", found, error=err)
+    return Decision(
+        False,
+        f"{because}, but SLURM is absent here: runs here",
+        found,
+        note=f"SLURM is absent here ({found.detail}): running {script} here",
+    )
+
+
+def _auto_reason(parsed: directives.Directives, ctl: control.JobControl) -> str:
+    if parsed.scheduler == "slurm":
+        return "#SBATCH lines (config submit: auto)"
+    return f"job flags {' '.join(ctl.given)} (config submit: auto)"
 
 
 # --------------------------------------------------------------------------------------------
 # Checks
 
 
-def _words(directive: str) -> list[str]:
-    try:
-        return shlex.split(directive)
-    except ValueError:  # an unbalanced quote: sbatch's own parser is cruder anyway
-        return directive.split()
-
-
-def _option_values(words: Sequence[str], names: Sequence[str]) -> list[str]:
-    """Values of the options `names` in `words`: `-n 4`, `-n4`, `--ntasks=4`, `--ntasks 4`."""
-    values: list[str] = []
-    for i, word in enumerate(words):
-        for name in names:
-            nxt = words[i + 1] if i + 1 < len(words) else ""
-            if word == name:
-                values.append(nxt)
-            elif name.startswith("--") and word.startswith(name + "="):
-                values.append(word[len(name) + 1 :])
-            elif not name.startswith("--") and word.startswith(name) and len(word) > len(name):
-                values.append(word[len(name) :])
-    return values
-
-
-def _at_least(value: str) -> int:
-    """The smallest count a value such as `4`, `2-4` or `3,5` asks for (0 if unreadable)."""
-    match = re.match(r"\s*(\d+)", value)
-    return int(match.group(1)) if match else 0
-
-
-def parallelism(header: directives.Directives, environ: Mapping[str, str]) -> str | None:
-    """Why the job would start several processes (the directive as written), or None."""
-    for directive in header.directives if header.scheduler == "slurm" else ():
-        words = _words(directive)
-        if _option_values(words, _ARRAY_OPTIONS) or any(
-            _at_least(value) > 1 for value in _option_values(words, _COUNT_OPTIONS)
-        ):
-            return f"#SBATCH {directive}"
+def parallelism(
+    own: sbatchopts.Reading,
+    parsed: directives.Directives,
+    ctl: control.JobControl,
+    environ: Mapping[str, str],
+) -> str | None:
+    """Why the job would start several processes (as written), or None."""
+    if ctl.array is not None:
+        return f"--array {ctl.array.file}"
+    for option in own.options:
+        several = option.name == "array" or (
+            option.name in ("ntasks", "ntasks-per-node", "nodes") and _at_least(option.value) > 1
+        )
+        if several:
+            line = next((d for d in parsed.directives if d.line == option.line), None)
+            return f"#SBATCH {line.text}" if line is not None else option.spelled
     if environ.get("SBATCH_ARRAY_INX"):
         return f"SBATCH_ARRAY_INX={environ['SBATCH_ARRAY_INX']}"
     return None
 
 
-def check(job: Job, plan: Plan, environ: Mapping[str, str], *, cli_writable: bool) -> None:
-    """Refuse a writable image for a job that starts several processes.
+def _at_least(value: str | None) -> int:
+    """The smallest count a value such as `4`, `2-4` or `3,5` asks for (0 if unreadable)."""
+    match = re.match(r"\s*(\d+)", value or "")
+    return int(match.group(1)) if match else 0
 
-    (Missing `#DEP` images were refused while `jobs` loaded the script; locks and unclean images
-    while `resolve` planned the run.)
-    """
+
+def check(job: Job, plan: Plan, why: str | None, *, cli_writable: bool) -> None:
+    """Refuse a writable image for a job that starts several processes (`why`)."""
     rw = plan.writable
-    why = parallelism(job.header, environ) if rw is not None else None
     if rw is None or why is None:
         return
+    flag = "-w" if cli_writable else "#CNT -w"
     raise DirectiveError(
-        f"{job.origin}: not submitted: {rw.path} would be mounted writable"
-        f" ({'-w' if cli_writable else '#CNT -w'}) by each process of a job that starts several"
-        f" ({why}), and only one process at a time can write an image",
+        f"{job.origin}: not submitted: {rw.path} would be mounted writable ({flag}) by each"
+        f" process of a job that starts several ({why}), and only one process at a time can"
+        " write an image",
         hint="use the image read-only in this job (drop "
         + ("-w" if cli_writable else "-w from #CNT")
         + "), or do the writing in a single-task job first",
@@ -192,15 +218,10 @@ def check(job: Job, plan: Plan, environ: Mapping[str, str], *, cli_writable: boo
 # How
 
 
-def sbatch_lines(text: str) -> list[str]:
-    """The script's `#SBATCH` lines that sbatch honours, verbatim (column 0, header block)."""
-    lines = [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
-    end = directives.header_end(lines)
-    return [
-        line
-        for line in lines[:end]
-        if line.startswith("#SBATCH") and (len(line) == 7 or line[7] in " \t\r\v\f")
-    ]
+def sbatch_lines(text: str, parsed: directives.Directives) -> list[str]:
+    """The script's `#SBATCH` lines that sbatch honours, verbatim."""
+    lines = directives.lines_of(text)
+    return [lines[d.line - 1] for d in parsed.directives] if parsed.scheduler == "slurm" else []
 
 
 def job_name(script: str) -> str:
@@ -208,8 +229,21 @@ def job_name(script: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", os.path.basename(script)) or "job"
 
 
+def condatainer_program() -> str:
+    """How a job starts condatainer: the absolute path it has on PATH here, else its name."""
+    found = runner.which("condatainer")
+    return os.path.abspath(found) if found else "condatainer"
+
+
 def wrapper(
-    text: str, script: str, args: Sequence[str], *, writable: bool, condatainer: str
+    text: str,
+    parsed: directives.Directives,
+    script: str,
+    args: Sequence[str],
+    *,
+    run_flags: Sequence[str],
+    condatainer: str,
+    tasks: Sequence[Sequence[str]] = (),
 ) -> str:
     """The batch script submitted on stdin for a job script without the header."""
     from condatainer import shellgen
@@ -218,33 +252,74 @@ def wrapper(
         "job-wrapper",
         "sh",
         job_name=job_name(script),
-        # Reviewed Raw: each is one line (split on LF) starting with "#SBATCH" at column 0, so
-        # sh reads it as a comment; sbatch must read it exactly as the user wrote it.
-        sbatch_lines=[shellgen.Raw(line) for line in sbatch_lines(text) if "\0" not in line],
+        # Reviewed Raw: each is one line (split on LF) starting with "#SBATCH" or "#SLURM" at
+        # column 0, so sh reads it as a comment; sbatch must read it exactly as the user wrote.
+        sbatch_lines=[
+            shellgen.Raw(line) for line in sbatch_lines(text, parsed) if "\0" not in line
+        ],
         condatainer=condatainer,
-        run_args=["--local", *(["-w"] if writable else []), script, *args],
+        run_args=["--local", *run_flags, script, *args],
+        tasks=[list(task) for task in tasks],
     )
 
 
-def prepare(job: Job, args: Sequence[str], *, cli_writable: bool) -> Submission:
+def prepare(
+    job: Job,
+    args: Sequence[str],
+    ctl: control.JobControl,
+    own: sbatchopts.Reading,
+    *,
+    cli_writable: bool,
+    cli_container: Mapping[str, object],
+    logs_dir: str | None,
+    environ: Mapping[str, str],
+) -> Submission:
     """The sbatch call for `job` (the module docstring says which way and why)."""
     script = str(job.origin)
-    text = job.script.read_text(encoding="utf-8", errors="surrogateescape")
-    if header.present(text) and not cli_writable:
+    logs = os.path.abspath(os.path.expanduser(logs_dir)) if logs_dir else str(job.origin.parent)
+    opts = control.sbatch_options(ctl, own, script=script, logs_dir=logs, environ=environ)
+    mkdirs = _log_dirs(opts, own)
+    container_words = options.to_words(dict(cli_container))
+    if header.present(job.text) and not cli_writable and not container_words and not ctl.array:
         return Submission(
             script=script,
             via="header",
-            argv=("sbatch", "--parsable", script, *args),
+            argv=("sbatch", "--parsable", *opts, script, *args),
             env={"CNT_SCRIPT": script},
+            mkdirs=mkdirs,
         )
-    found = runner.which("condatainer")
-    program = os.path.abspath(found) if found else "condatainer"
+    run_flags = [*(["-w"] if cli_writable else []), *container_words]
     return Submission(
         script=script,
         via="wrapper",
-        argv=("sbatch", "--parsable"),
-        stdin=wrapper(text, script, args, writable=cli_writable, condatainer=program),
+        argv=("sbatch", "--parsable", *opts),
+        stdin=wrapper(
+            job.text,
+            job.header,
+            script,
+            args,
+            run_flags=run_flags,
+            condatainer=condatainer_program(),
+            tasks=ctl.array.tasks if ctl.array else (),
+        ),
+        mkdirs=mkdirs,
     )
+
+
+def _log_dirs(opts: Sequence[str], own: sbatchopts.Reading) -> tuple[str, ...]:
+    """Directories of the job's log files (ours, else the script's) that a `%` does not name."""
+    ours = sbatchopts.read(opts)
+    chdir = own.last("chdir")
+    base = chdir.value if chdir is not None and chdir.value else os.getcwd()
+    found: list[str] = []
+    for name in ("output", "error"):
+        option = ours.last(name) or own.last(name)
+        if option is None or not option.value:
+            continue
+        directory = os.path.dirname(os.path.join(base, os.path.expanduser(option.value)))
+        if "%" not in directory and directory not in found:
+            found.append(directory)
+    return tuple(found)
 
 
 def sbatch(
@@ -257,15 +332,23 @@ def sbatch(
     says how to run the script here instead.
     """
     runner.require("sbatch")
+    for directory in sub.mkdirs:
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            raise CondatainerError(
+                f"{sub.script}: not submitted: cannot create the log directory {directory}:"
+                f" {exc.strerror}",
+                hint="give a writable -o/-e, or set logs_dir: condatainer config set logs_dir DIR",
+            ) from None
     res = runner.run(sub.argv, input=sub.stdin, env={**environ, **sub.env})
     if not res.ok:
         said = res.stderr.strip() or f"exit status {res.returncode}"
         hint = f"check the #SBATCH lines of {sub.script} and the cluster (sinfo)"
         if auto:
             hint = (
-                f"it has #SBATCH lines, so it was submitted (config submit: auto); to run it"
-                f" here: condatainer run --local {shlex.quote(sub.script)}, or for good:"
-                f" condatainer config set submit never"
+                f"it has #SBATCH lines or job flags, so it was submitted (config submit: auto);"
+                f" to run it here: condatainer run --local {shlex.quote(sub.script)}"
             )
         raise CondatainerError(f"sbatch refused {sub.script}: {said}", hint=hint)
     if res.stderr.strip():
@@ -277,47 +360,3 @@ def sbatch(
             hint="look for it with: squeue --me",
         )
     return job_id
-
-
-def plan(
-    job: Job,
-    req: Request,
-    cfg: Config,
-    environ: Mapping[str, str],
-    *,
-    cli_writable: bool,
-    dry_run: bool,
-) -> Plan:
-    """The Plan the job's processes will run, checked for submission (see `check`)."""
-    if dry_run:
-        req = replace(req, check_locks=False)
-    try:
-        planned = launch.plan_for(req, cfg, environ)
-    except LockError as err:
-        raise LockError(f"{job.origin}: not submitted: {err.message}", hint=err.hint) from None
-    check(job, planned, environ, cli_writable=cli_writable)
-    return planned
-
-
-def dry_run_report(sub: Submission) -> dict[str, object]:
-    """What `run --submit --dry-run --json` prints."""
-    return {
-        "submit": True,
-        "script": sub.script,
-        "via": sub.via,
-        "sbatch": list(sub.argv),
-        "env": dict(sub.env),
-        "stdin": sub.stdin,
-    }
-
-
-def dry_run_lines(sub: Submission) -> list[str]:
-    """What `run --submit --dry-run` prints."""
-    lines = [
-        f"{'submit':10} {shlex.join(sub.argv)}" + (" < wrapper below" if sub.stdin else ""),
-        f"{'via':10} {sub.via}",
-    ]
-    lines += [f"{'env':10} {key}={value}" for key, value in sub.env.items()]
-    if sub.stdin:
-        lines += sub.stdin.rstrip("\n").split("\n")
-    return lines

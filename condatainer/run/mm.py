@@ -8,6 +8,12 @@ micromamba argv prefix (user arguments appended as data) or a small POSIX sh scr
 Whether an operation needs a writable mount depends on its arguments (`mm pin -l` only reads), so
 `Op.writable(args)` decides; read operations get a read-only Plan and work while jobs hold the
 image read-only.
+
+Written for micromamba 2 (the series condatainer fetches, `condatainer.micromamba`), run by its
+absolute path in the container (an env that installs its own `micromamba` does not replace
+it).  `--rc-file` goes before the subcommand: it takes any number of files (CLI11), so after
+the subcommand it would swallow the user's first package name (`list --rc-file RC numpy`); the
+subcommand's name ends it.  `clean` needs no rc file, so it works on an image without one.
 """
 
 from __future__ import annotations
@@ -16,9 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from condatainer.image.layout import CONDARC, CONTAINER_PREFIX, PINNED
+from condatainer.micromamba import CONTAINER_MICROMAMBA
 
-_MM = ("micromamba", "-r", CONTAINER_PREFIX)
-_RC = ("--rc-file", CONDARC)
+_MM = (CONTAINER_MICROMAMBA, "-r", CONTAINER_PREFIX)
+_MM_RC = (*_MM, "--rc-file", CONDARC)
 
 
 def _always(_: Sequence[str]) -> bool:
@@ -51,6 +58,7 @@ class Op:
     completes_channel: bool = False  # TAB offers channel package names (repodata cache)
     bare_args: tuple[str, ...] = ()  # what to pass when the user gives no arguments
     options: tuple[str, ...] = ()  # options worth offering on TAB (passed on as they are)
+    micromamba: bool = True  # runs micromamba (mm-pin only edits a file)
 
     def writable(self, args: Sequence[str]) -> bool:
         return self.writes(args)
@@ -62,7 +70,7 @@ TABLE: dict[str, Op] = {
         Op(
             "install",
             "install packages into the env (creates it on first use)",
-            (*_MM, "install", "-n", "base", *_RC, "-y"),
+            (*_MM_RC, "install", "-n", "base", "-y"),
             refresh=True,
             completes_channel=True,
             options=(
@@ -86,14 +94,14 @@ TABLE: dict[str, Op] = {
         Op(
             "remove",
             "remove packages",
-            (*_MM, "remove", "-n", "base", *_RC, "-y"),
+            (*_MM_RC, "remove", "-n", "base", "-y"),
             refresh=True,
             completes_installed=True,
             options=(
                 "--dry-run",
                 "--force",
-                "--prune",
-                "--no-prune",
+                "--prune-deps",
+                "--no-prune-deps",
                 "-q",
                 "--quiet",
                 "-v",
@@ -103,7 +111,7 @@ TABLE: dict[str, Op] = {
         Op(
             "update",
             "update packages (all when none given)",
-            (*_MM, "update", "-n", "base", *_RC, "-y"),
+            (*_MM_RC, "update", "-n", "base", "-y"),
             refresh=True,
             completes_installed=True,
             bare_args=("--all",),  # micromamba updates nothing without specs or --all
@@ -123,22 +131,22 @@ TABLE: dict[str, Op] = {
         Op(
             "list",
             "list installed packages",
-            (*_MM, "list", "-n", "base", *_RC),
+            (*_MM_RC, "list", "-n", "base"),
             writes=_never,
             options=("--json", "--explicit", "--md5"),
         ),
         Op(
             "search",
             "search the channels",
-            (*_MM, "search", *_RC),
+            (*_MM_RC, "search"),
             writes=_never,
             completes_channel=True,
-            options=("-c", "--channel", "--override-channels", "--json", "-i", "--info"),
+            options=("-c", "--channel", "--override-channels", "--json", "--pretty", "--platform"),
         ),
         Op(
             "export",
             "print the env as environment.yml",
-            (*_MM, "env", "export", "-n", "base", *_RC),
+            (*_MM_RC, "env", "export", "-n", "base"),
             writes=_never,
             options=("--from-history", "-e", "--explicit", "--no-build", "--json"),
         ),
@@ -149,6 +157,7 @@ TABLE: dict[str, Op] = {
             " pkg=1.21 pins 1.21.*",
             script="mm-pin",
             writes=_pin_writes,
+            micromamba=False,
             completes_installed=True,
             options=("-l", "--list", "-r", "-d", "--remove"),
         ),
@@ -199,6 +208,19 @@ def script_text(op: Op) -> str:
     return shellgen.render(
         op.script, "sh", micromamba=_MM[0], prefix=CONTAINER_PREFIX, condarc=CONDARC, pinned=PINNED
     )
+
+
+def describe(argv: Sequence[str], words: int | None = None) -> str:
+    """A container command for messages: `micromamba install -n base -y numpy` (its options
+    for the env's root and rc file left out); with `words`, only that many, then `...`."""
+    shown = list(argv)
+    for prefix in (_MM_RC, _MM):
+        if tuple(shown[: len(prefix)]) == prefix:
+            shown = ["micromamba", *shown[len(prefix) :]]
+            break
+    if words is not None and len(shown) > words:
+        shown = [*shown[:words], "..."]
+    return " ".join(shown)
 
 
 def command(op: Op, args: Sequence[str]) -> tuple[str, ...]:

@@ -1,32 +1,48 @@
-"""The container options, spelled once: for the command line (`e`, `exec`, `overlay export`)
-and for the `#CNT` lines of job scripts.
+"""The container options, spelled once: for the command line (`e`, `exec`, `overlay export`,
+`run`) and for the `#CNT` lines of job scripts.
 
 `CONTAINER` lists every option that shapes a container run (base image, binds, variables,
 fakeroot, isolation, pass-through Apptainer arguments); `WRITABLE` is `-w`.  The CLI adds them
-to its parsers from this table; `parse_cnt` reads a `#CNT` line's words with the same spelling,
-accepting the subset a job header may carry (`CNT_DESTS`).  Values are data: nothing here
-evaluates them.
+to its parsers from this table.  On `run` and on `#CNT` lines the short forms that mean job
+control there (`-c` cpus, `-e` error log, and `-C`, `-W`, `-A` with them) are dropped: the
+isolation options keep their long forms (`--contain`, `--cleanenv`, ...); `RUN_CONTAINER` is
+that spelling.  `parse_cnt` reads a `#CNT` line's words with it; `to_words` writes values back
+as words (a submitted job's `condatainer run` gets them again).  `EXEC` is everything `exec`
+takes before its command: the CLI's parser and the exec fast path (`run.replay.split`) both
+read it.  Values are data: nothing here evaluates them.
+
+The exec fast path imports this module: no `typing` at run time, Records, not NamedTuples.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Literal, NamedTuple
+from condatainer.record import Record
 
-Kind = Literal["flag", "value", "append"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Literal
+
+    Kind = Literal["flag", "value", "append"]
 
 
-class Option(NamedTuple):
-    """One option: its spellings, where its value goes, and how it takes one."""
+class Option(Record):
+    """One option: its spellings, where its value goes, and how it takes one (help None: not
+    shown in --help)."""
 
     flags: tuple[str, ...]
     dest: str
     kind: Kind
-    help: str
+    help: str | None
     metavar: str | None = None
 
 
 WRITABLE = Option(("-w", "--writable"), "writable", "flag", "mount the image writable")
+OVERLAY = Option(
+    ("-o", "--overlay"), "images", "append", "image (repeatable; IMAGE:rw / IMAGE:ro)", "IMAGE"
+)
+# Shims pass this: an image replaced or denied after activation must not run.
+IF_ALLOWED = Option(("--if-allowed",), "if_allowed", "flag", None)
 
 CONTAINER: tuple[Option, ...] = (
     Option(("-b", "--base"), "base", "value", "base image (SIF) to run in"),
@@ -39,14 +55,14 @@ CONTAINER: tuple[Option, ...] = (
         "KEY=VALUE",
     ),
     Option(("--fakeroot",), "fakeroot", "flag", "run as root in the container"),
-    Option(("-C", "--containall"), "containall", "flag", "isolate fully (apptainer -C)"),
-    Option(("-c", "--contain"), "contain", "flag", "minimal /dev, own /tmp (-c)"),
+    Option(("-C", "--containall"), "containall", "flag", "isolate fully (apptainer --containall)"),
+    Option(("-c", "--contain"), "contain", "flag", "minimal /dev, own /tmp (apptainer --contain)"),
     Option(("-e", "--cleanenv"), "cleanenv", "flag", "do not pass the host environment"),
     Option(
         ("-W", "--workdir"),
         "workdir",
         "value",
-        "work dir for -c/-C (default $SLURM_TMPDIR in jobs)",
+        "work dir for --contain/--containall (default $SLURM_TMPDIR in jobs)",
     ),
     Option(
         ("-A", "--apptainer-arg"),
@@ -57,22 +73,57 @@ CONTAINER: tuple[Option, ...] = (
     ),
 )
 
-CNT_DESTS = ("writable", "fakeroot", "base", "env", "bind")
-"""What a `#CNT` line may set: the options that belong to the job rather than to the site."""
+# On `run` and `#CNT`: long forms, plus the short forms that mean the same there (-w, -b).
+_RUN_SHORT = frozenset({"-w", "-b"})
 
-CNT_OPTIONS: tuple[Option, ...] = tuple(o for o in (WRITABLE, *CONTAINER) if o.dest in CNT_DESTS)
+
+def _run_spelling(option: Option) -> Option:
+    flags = tuple(f for f in option.flags if f.startswith("--") or f in _RUN_SHORT)
+    return option.replace(flags=flags)
+
+
+EXEC: tuple[Option, ...] = (
+    OVERLAY,
+    WRITABLE.replace(help="first image writable"),
+    IF_ALLOWED,
+    *CONTAINER,
+)
+RUN_CONTAINER: tuple[Option, ...] = tuple(_run_spelling(o) for o in CONTAINER)
+CNT_OPTIONS: tuple[Option, ...] = (WRITABLE, *RUN_CONTAINER)
+CNT_DESTS: tuple[str, ...] = tuple(o.dest for o in CNT_OPTIONS)
+
+# `condatainer run`'s job-control flags: on a #CNT line they are a mistake worth explaining.
+JOB_FLAGS = frozenset(
+    {
+        *("-c", "--cpu", "-m", "--mem", "-t", "--time", "-g", "--gpu", "-n", "--name"),
+        *("-o", "--output", "-e", "--error", "-p", "--partition", "-A", "--account"),
+        *("--afterok", "--afternotok", "--afterany", "--array", "--array-limit"),
+    }
+)
 
 
 def cnt_usage() -> str:
-    """`-w, --fakeroot, -b IMG, --env K=V, --bind H:C`: what a #CNT line takes, for hints."""
-    shown = {
-        "writable": "-w",
-        "fakeroot": "--fakeroot",
-        "base": "-b IMG",
-        "env": "--env K=V",
-        "bind": "--bind H:C",
-    }
-    return ", ".join(shown[d] for d in CNT_DESTS)
+    """What a #CNT line takes, for hints."""
+    return (
+        "-w, -b IMG, --bind H:C, --env K=V, --fakeroot, --contain, --containall, --cleanenv,"
+        " --workdir DIR, --apptainer-arg ARG"
+    )
+
+
+def to_words(values: dict[str, object]) -> list[str]:
+    """Container option values (dest -> value, as `parse_cnt` returns) as command-line words."""
+    words: list[str] = []
+    for option in CNT_OPTIONS:
+        value = values.get(option.dest)
+        flag = option.flags[-1]
+        if option.kind == "flag":
+            words += [flag] if value else []
+        elif option.kind == "append":
+            for item in value if isinstance(value, list) else []:
+                words += [flag, str(item)]
+        elif value is not None:
+            words += [flag, str(value)]
+    return words
 
 
 def parse_cnt(words: Sequence[str], into: dict[str, object] | None = None) -> dict[str, object]:
@@ -96,6 +147,11 @@ def parse_cnt(words: Sequence[str], into: dict[str, object] | None = None) -> di
             else:
                 option = None
         if option is None:
+            if name in JOB_FLAGS or word[:2] in JOB_FLAGS:
+                raise ValueError(
+                    f"{word!r} is a job-control flag of `condatainer run`, not a container"
+                    " option: job resources go on #SBATCH lines (e.g. #SBATCH --cpus-per-task=4)"
+                )
             raise ValueError(
                 f"unknown option {word!r}" if word.startswith("-") else f"unexpected word {word!r}"
             )

@@ -37,8 +37,10 @@ def test_defaults_without_file_or_env() -> None:
 
 def test_keys_are_the_documented_ones() -> None:
     assert config.KEYS == (
-        "apptainer_bin", "runtime", "base_image", "binds", "gpu", "default_size",
-        "default_profile", "autoload", "shim_exclude", "submit", "channels",
+        "apptainer_bin", "runtime", "base_image", "base_source", "fetch_dir", "binds", "gpu",
+        "default_size", "default_profile", "autoload", "hook_messages", "shim_exclude", "submit",
+        "logs_dir", "channels", "micromamba", "micromamba_channel", "micromamba_version",
+        "ca_bundle",
     )  # fmt: skip
 
 
@@ -223,6 +225,12 @@ def test_bad_value_in_env_names_the_variable(
         ("binds", "/a:/b:rx", "not ro or rw"),
         ("binds", ":/b", "HOST[:CONTAINER"),
         ("shim_exclude", "/usr/bin/git", "not a command name"),
+        ("base_source", "debian:12-slim", "docker://, oras://"),
+        ("base_source", "docker://debian:12 ; rm", "not an image reference"),
+        ("fetch_dir", "relative/dir", "not an absolute path"),
+        ("micromamba_version", "2.x", "a major series like 2"),
+        ("micromamba_version", "2.3.1.4", "not a version series"),
+        ("micromamba_channel", "conda forge", "contains no whitespace"),
     ],
 )
 def test_bad_values_from_env(
@@ -233,6 +241,40 @@ def test_bad_values_from_env(
         config.load()
     assert fragment in err.value.message
     assert config.env_var(key) in err.value.message
+
+
+def test_micromamba_keys(cfg_file: Path) -> None:
+    cfg_file.write_text(
+        "micromamba: ~/sw/micromamba\nmicromamba_channel: https://mirror.example/cf\n"
+        "micromamba_version: '2.3'\nca_bundle: /etc/site-ca.pem\n"
+    )
+    cfg = config.load()
+    assert (cfg.micromamba, cfg.micromamba_channel) == (
+        "~/sw/micromamba",
+        "https://mirror.example/cf",
+    )
+    assert (cfg.micromamba_version, cfg.ca_bundle) == ("2.3", "/etc/site-ca.pem")
+    assert config.Config().micromamba_version == "2"  # the series the mm table is written for
+    config.set_value("micromamba", "")
+    assert config.load().micromamba is None  # unset: condatainer's own again
+    cfg_file.write_text("micromamba_version: 2\n")
+    assert config.load().micromamba_version == "2"
+    cfg_file.write_text("micromamba_version: 2.10\n")
+    with pytest.raises(ConfigError, match="quote it"):
+        config.load()
+
+
+def test_env_channels_put_the_users_first_then_config_each_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CNT_CHANNELS", "site-mirror,conda-forge")
+    cfg = config.load()
+    assert config.env_channels(cfg) == ("site-mirror", "conda-forge")
+    assert config.env_channels(cfg, ["bioconda", "conda-forge", "bioconda"]) == (
+        "bioconda",
+        "conda-forge",
+        "site-mirror",
+    )
 
 
 def test_wrong_yaml_types(cfg_file: Path) -> None:
@@ -456,3 +498,14 @@ def test_a_damaged_or_foreign_cache_is_ignored(cfg_file: Path) -> None:
     ):
         cache.write_text(junk)
         assert config.load().runtime == "builtin"
+
+
+def test_fetch_dir_defaults_to_the_data_dir_and_expands_home(
+    monkeypatch: pytest.MonkeyPatch, isolated_env: Path
+) -> None:
+    cfg = config.load()
+    assert cfg.base_source == config.DEFAULT_BASE_SOURCE
+    assert config.fetch_dir(cfg) == config.paths()["data"]
+    monkeypatch.setenv("CNT_FETCH_DIR", "~/project/cnt")
+    assert config.fetch_dir(config.load()) == isolated_env / "project" / "cnt"
+    assert config.show(cfg).splitlines()[5].split()[:2] == ["fetch_dir", "(the"]

@@ -1,4 +1,5 @@
-"""shellgen: every inserted value is one inert shell word in bash, zsh and dash, byte for byte.
+"""shellgen: every inserted value is one inert shell word in bash, zsh, dash and fish, byte for
+byte (fish through its own quoting, `quote_fish`, used for every `*.fish.j2`).
 
 Also: StrictUndefined, the `Raw` exception, lazy jinja2, and the rendered templates of this
 module's family (rcblock, header) checked by `bash -n`/`zsh -n`/`dash -n`, shellcheck and golden
@@ -31,9 +32,15 @@ HOSTILE = "'\";&&e-$ èрт🚒中-j"
 RENDERED: dict[str, tuple[str, str, dict[str, Any]]] = {
     "rcblock.bash": ("rcblock", "bash", {"hook": f"/home/{HOSTILE}/.local/share/cnt/hook.bash"}),
     "rcblock.zsh": ("rcblock", "zsh", {"hook": f"/home/{HOSTILE}/.local/share/cnt/hook.zsh"}),
+    "rcblock.fish": ("rcblock", "fish", {"hook": f"/home/{HOSTILE}/.local/share/cnt/hook.fish"}),
     "header.sh": ("header", "sh", {}),
 }
-CHECKER = {"bash": ["bash", "-n"], "zsh": ["zsh", "-n"], "sh": ["dash", "-n"]}
+CHECKER = {
+    "bash": ["bash", "-n"],
+    "zsh": ["zsh", "-n"],
+    "sh": ["dash", "-n"],
+    "fish": ["fish", "-n"],
+}
 SHELLCHECK_DIALECT = {"bash": "bash", "sh": "sh"}  # shellcheck has no zsh
 
 VALUES = [
@@ -202,11 +209,81 @@ def test_environment_settings() -> None:
 
 
 def test_unknown_shell_and_artifact_are_shell_errors() -> None:
-    with pytest.raises(ShellError, match="fish"):
-        shellgen.render("rcblock", "fish", hook="/x")
+    with pytest.raises(ShellError, match="tcsh"):
+        shellgen.render("rcblock", "tcsh", hook="/x")
     with pytest.raises(ShellError, match="no-such-artifact"):
         shellgen.render("no-such-artifact", "bash")
-    assert shellgen.SHELLS == ("bash", "zsh")
+    assert shellgen.SHELLS == ("bash", "zsh", "fish")
+
+
+# --------------------------------------------------------------------------------------------
+# fish
+
+
+def fish_echo_back_script(values: Sequence[str]) -> str:
+    """The fish counterpart of `echo_back_script`, through the fish environment."""
+    template = shellgen.environment("fish").from_string(
+        "{% for v in values %}\nset v{{ loop.index }} {{ v }}\n{% endfor %}\n"
+        "printf '%s\\0'{% for v in values %} \"$v{{ loop.index }}\"{% endfor %}\n\n"
+    )
+    return template.render(values=values)
+
+
+def run_fish(script: str) -> bytes:
+    return run_shell(["fish", "--no-config"], script)
+
+
+def test_fish_values_round_trip_byte_exact(need: Callable[[str], str]) -> None:
+    need("fish")
+    values = [*VALUES, "%self", "a\\", "\\'", "{a,b}", "~", "(echo x)", "$fish_pid"]
+    assert run_fish(fish_echo_back_script(values)) == b"".join(v.encode() + b"\0" for v in values)
+
+
+def test_fish_values_as_arguments_stay_single_words_on_one_line(
+    need: Callable[[str], str],
+) -> None:
+    need("fish")
+    values = [*VALUES, "%self", "(echo x)"]
+    line = (
+        shellgen.environment("fish")
+        .from_string("printf '[%s]\\n'{% for v in values %} {{ v }}{% endfor %}")
+        .render(values=values)
+    )
+    assert "\n" not in line  # one command, one line: the hook runs activation code line by line
+    assert run_fish(line + "\n") == b"".join(b"[" + v.encode() + b"]\n" for v in values)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(values=st.lists(_TEXT, min_size=1, max_size=20))
+def test_fish_any_text_round_trips(need: Callable[[str], str], values: list[str]) -> None:
+    need("fish")
+    assert run_fish(fish_echo_back_script(values)) == b"".join(v.encode() + b"\0" for v in values)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("plain", "plain"),
+        ("/a/b-c_d.e:f,g@h+j", "/a/b-c_d.e:f,g@h+j"),
+        ("%self", "'%self'"),
+        ("", "''"),
+        ("it's", "'it\\'s'"),
+        ("a\\b", "'a\\\\b'"),
+        ("one\ntwo", "'one'\\n'two'"),
+        (42, "42"),
+        (Raw("$HOME/x"), "$HOME/x"),
+    ],
+)
+def test_quote_fish(value: Any, expected: str) -> None:
+    assert shellgen.quote_fish(value) == expected
+
+
+def test_fish_templates_use_fish_quoting() -> None:
+    assert shellgen.environment("fish") is not shellgen.environment()
+    text = shellgen.render("rcblock", "fish", hook="/it's/hook.fish")
+    assert "source '/it\\'s/hook.fish'" in text
 
 
 def test_importing_does_not_import_jinja2() -> None:

@@ -26,6 +26,88 @@ REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
 
 
+# --- scripts (run SCRIPT) and config keys and values ---------------------------------------
+
+
+@pytest.fixture
+def scripts_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "jobs"
+    d.mkdir()
+    for name in ("job.sh", "train.slurm", "fit.py", "env.img", "env.img.env", "data.csv",
+                 "packed.img.zst", ".hidden.sh", "notes.txt", f"{HOSTILE}.sh"):  # fmt: skip
+        (d / name).write_text("")
+    (d / "runme").write_text("echo\n")
+    (d / "runme").chmod(0o755)
+    (d / "shebang").write_text("#!/bin/sh\necho\n")
+    (d / "sub").mkdir()
+    return d
+
+
+def test_scripts_are_job_scripts_and_directories(scripts_dir: Path) -> None:
+    assert completers.scripts("", cwd=scripts_dir) == [
+        f"{HOSTILE}.sh", "fit.py", "job.sh", "runme", "shebang", "train.slurm", "sub/"
+    ]  # fmt: skip
+    assert completers.scripts("j", cwd=scripts_dir) == ["job.sh"]
+    assert completers.scripts(".", cwd=scripts_dir) == [".hidden.sh"]
+    assert completers.scripts("sub/", cwd=scripts_dir) == []
+    assert completers.scripts(f"{scripts_dir}/t") == [f"{scripts_dir}/train.slurm"]
+
+
+def test_config_keys_carry_their_current_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    from condatainer import config
+
+    config.set_value("gpu", "off")
+    keys = completers.config_keys("")
+    assert list(keys) == sorted(config.KEYS)
+    assert keys["gpu"] == "off" and keys["default_size"] == "10G" and keys["base_image"] == ""
+    assert len(keys["shim_exclude"]) == 40 and keys["shim_exclude"].endswith("...")
+    assert list(completers.config_keys("mi")) == [
+        "micromamba", "micromamba_channel", "micromamba_version"
+    ]  # fmt: skip
+    config.paths()["config"].write_text("gpu: [\n")  # broken: the keys are still offered
+    assert completers.config_keys("gp") == {"gpu": ""}
+
+
+def test_config_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    work = tmp_path / "work"
+    (work / "logs").mkdir(parents=True)
+    (work / "base.sif").write_text("")
+    monkeypatch.chdir(work)
+    assert completers.config_values("", "gpu") == ["auto", "on", "off"]
+    assert completers.config_values("o", "hook_messages") == ["on", "off"]
+    assert "conda" in completers.config_values("", "default_profile")
+    assert completers.config_values("", "default_size") == ["10G"]
+    assert completers.config_values("2", "default_size") == []
+    assert completers.config_values("", "channels") == ["conda-forge"]
+    assert completers.config_values("", "base_image") == ["base.sif", "logs/"]
+    assert completers.config_values("", "logs_dir") == ["logs/"]
+    assert completers.config_values("", "no_such_key") == []
+    assert completers.config_values("", None) == []
+
+
+def test_protocol_config_and_run(scripts_dir: Path) -> None:
+    assert tab("condatainer config get gp", scripts_dir) == ["gpu"]
+    assert tab("cnt config set gpu ", scripts_dir) == ["auto", "on", "off"]
+    assert tab("cnt config set hook_messages of", scripts_dir) == ["off"]
+    assert tab("cnt config get gp", scripts_dir, shell="zsh") == ["gpu:auto"]
+    assert tab("cnt run j", scripts_dir) == ["job.sh"]
+    assert tab("cnt run -c 4 --local t", scripts_dir) == ["train.slurm"]
+    assert tab("cnt header --insert f", scripts_dir) == ["fit.py"]
+    assert "data.csv" in tab("cnt run job.sh ", scripts_dir)  # the script's own arguments
+
+
+def test_protocol_fish_gets_a_line_per_candidate_with_tab_descriptions(tmp_path: Path) -> None:
+    got = tab(
+        "condatainer mm re",
+        tmp_path,
+        shell="fish",
+        _ARGCOMPLETE_IFS="\n",
+        _ARGCOMPLETE_DFS="\t",
+        sep="\n",
+    )
+    assert got == ["remove\tremove packages"]
+
+
 # --- images --------------------------------------------------------------------------------
 
 
@@ -97,8 +179,9 @@ def test_profiles_offers_names_and_aliases() -> None:
 
 
 def test_shells() -> None:
-    assert completers.shells("") == ["bash", "zsh"]
+    assert completers.shells("") == ["bash", "zsh", "fish"]
     assert completers.shells("z") == ["zsh"]
+    assert completers.shells("f") == ["fish"]
 
 
 def test_mm_ops_come_with_their_summaries() -> None:
@@ -338,7 +421,7 @@ def test_mm_completion_data_follows_the_mm_table() -> None:
 # --- argcomplete's protocol, end to end ----------------------------------------------------
 
 
-def tab(line: str, cwd: Path, shell: str = "bash", **env: str) -> list[str]:
+def tab(line: str, cwd: Path, shell: str = "bash", sep: str = "\v", **env: str) -> list[str]:
     """What `python -m condatainer` answers on fd 8 for a TAB at the end of `line`."""
     read_fd, write_fd = os.pipe()
     full_env = {
@@ -370,7 +453,7 @@ def tab(line: str, cwd: Path, shell: str = "bash", **env: str) -> list[str]:
         out = reader.read().decode()
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
-    return [c for c in out.split("\v") if c]
+    return [c for c in out.split(sep) if c]
 
 
 def test_protocol_subcommands(tmp_path: Path) -> None:
@@ -394,7 +477,8 @@ def test_protocol_positional_images_without_options(tree: Path) -> None:
 
 def test_protocol_profiles_and_shells(tmp_path: Path) -> None:
     assert tab("condatainer o -p ba", tmp_path) == ["balanced"]
-    assert tab("condatainer completion ", tmp_path) == ["bash", "zsh"]
+    assert tab("condatainer completion ", tmp_path) == ["bash", "zsh", "fish"]
+    assert tab("condatainer init f", tmp_path) == ["fish"]
 
 
 def test_protocol_mm_op_options_replace_mm_options(listed: Path) -> None:

@@ -8,15 +8,17 @@ The sbin fallback of runner.which is switched off so the real e2fsprogs cannot l
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pytest
 
-from condatainer import cli, config, doctor, runner
+from condatainer import cli, config, doctor, micromamba, runner
 from condatainer.errors import RuntimeUnavailableError
 from condatainer.hook import init as hostshell
 from condatainer.hook import rcfile
+from condatainer.micromamba import info
 from condatainer.run.runtime import builtin, selection
 
 VERSIONS = {
@@ -56,7 +58,7 @@ def tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tools:
     bindir = tmp_path / "bin"
     bindir.mkdir()
     monkeypatch.setenv("PATH", str(bindir))
-    monkeypatch.setattr(runner, "_SBIN", ())  # no fallback to the real /usr/sbin
+    monkeypatch.setattr(runner, "SBIN", ())  # no fallback to the real /usr/sbin
 
     def make(*names: str, **overrides: str) -> Path:
         for name in names:
@@ -104,7 +106,20 @@ def cfg_with(**values: str) -> config.Config:
 # check()
 
 
-def test_everything_present(tools: Tools, kernel: Kernel, as_user: AsUser) -> None:
+@pytest.fixture
+def cached_base(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """condatainer's default base for base_source, in its cache (a sandbox directory will do:
+    `base info`/doctor read it the same way; a real SIF in the base tests)."""
+    from condatainer.run import baseimage
+
+    path = baseimage.default_path(config.load())
+    (path / "usr" / "bin").mkdir(parents=True)
+    return path
+
+
+def test_everything_present(
+    tools: Tools, kernel: Kernel, as_user: AsUser, cached_base: Path
+) -> None:
     tools(*ALL)
     kernel(True, True)
     as_user(False)
@@ -112,12 +127,16 @@ def test_everything_present(tools: Tools, kernel: Kernel, as_user: AsUser) -> No
     init("bash")
     checks = by_name(doctor.check())
     assert [c.status for c in checks.values()] == ["ok"] * len(checks)
-    assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "sbatch",
-                            "shell hook", "leftovers"]  # fmt: skip
+    assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "base image",
+                            "micromamba", "sbatch", "shell hook", "leftovers"]  # fmt: skip
+    assert checks["base image"].detail == f"{cached_base} (cached)"
     assert checks["e2fsprogs"].detail.startswith("1.47.0 (mke2fs, debugfs")
     assert "1.5.4" in checks["zstd"].detail
     assert checks["apptainer"].detail.startswith("apptainer 1.3.4 (")
     assert checks["runtime"].detail.startswith("apptainer (runtime: auto (default)")
+    assert checks["micromamba"].detail.startswith(
+        "not fetched yet: will be fetched from https://conda.anaconda.org/conda-forge (2.*, "
+    )
     assert checks["sbatch"].detail.startswith("slurm 22.05.8")
     assert str(rc) in checks["shell hook"].detail
     assert doctor.exit_code(list(checks.values())) == 0
@@ -143,8 +162,19 @@ def test_old_e2fsprogs_is_refused(tools: Tools, as_user: AsUser) -> None:
     assert "1.42.9" in e2fs.detail and "1.43" in e2fs.detail
 
 
-def test_missing_zstd_and_sbatch_are_warnings(tools: Tools, as_user: AsUser) -> None:
-    tools(*(t for t in ALL if t not in ("zstd", "sbatch")))
+def fake_micromamba(bindir: Path, monkeypatch: pytest.MonkeyPatch, version: str = "2.3.3") -> Path:
+    """A site's own micromamba (config `micromamba`) that reports `version`."""
+    path = bindir / "site-micromamba"
+    path.write_text(f"#!/bin/sh\necho {version}\n")
+    path.chmod(0o755)
+    monkeypatch.setenv("CNT_MICROMAMBA", str(path))
+    return path
+
+
+def test_missing_zstd_and_sbatch_are_warnings(
+    tools: Tools, as_user: AsUser, cached_base: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_micromamba(tools(*(t for t in ALL if t not in ("zstd", "sbatch"))), monkeypatch)
     as_user(False)
     checks = doctor.check()
     named = by_name(checks)
@@ -163,8 +193,96 @@ def test_unconfigured_sbatch_is_a_warning_with_its_error(tools: Tools, as_user: 
     as_user(False)
     sbatch = by_name(doctor.check())["sbatch"]
     assert sbatch.status == "warn"
-    assert "Could not establish a configuration source" in sbatch.detail
+    assert "installed but not configured" in sbatch.detail
     assert "SLURM submission unavailable" in sbatch.detail
+
+
+def test_zstd_is_required_while_micromamba_is_still_to_be_fetched(
+    tools: Tools, as_user: AsUser
+) -> None:
+    tools(*(t for t in ALL if t != "zstd"))
+    as_user(False)
+    checks = doctor.check()
+    named = by_name(checks)
+    assert named["zstd"].status == "FAIL"
+    assert "micromamba cannot be fetched" in named["zstd"].detail
+    assert named["micromamba"].status == "ok"  # the rest of what a fetch needs is there
+    assert doctor.exit_code(checks) == 1
+
+
+def test_micromamba_from_config(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = fake_micromamba(tools(*ALL), monkeypatch, "2.1.0")
+    as_user(False)
+    check = by_name(doctor.check())["micromamba"]
+    assert check.status == "ok"
+    assert check.detail == f"2.1.0 (config micromamba, {site})"
+
+
+def test_a_broken_micromamba_path_fails(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools(*ALL)
+    as_user(False)
+    monkeypatch.setenv("CNT_MICROMAMBA", str(tmp_path / "nowhere" / "micromamba"))
+    checks = doctor.check()
+    check = by_name(checks)["micromamba"]
+    assert check.status == "FAIL"
+    assert "env CNT_MICROMAMBA" in check.detail and "not an executable file" in check.detail
+    assert doctor.exit_code(checks) == 1
+
+
+def test_a_missing_file_channel_fails_before_any_fetch(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools(*ALL)
+    as_user(False)
+    monkeypatch.setenv("CNT_MICROMAMBA_CHANNEL", f"file://{tmp_path}/no-channel")
+    check = by_name(doctor.check())["micromamba"]
+    assert check.status == "FAIL"
+    assert (
+        check.detail
+        == f"cannot be fetched: its channel file://{tmp_path}/no-channel does not exist"
+    )
+    assert check.fix is not None and check.fix.startswith("condatainer micromamba")
+
+
+def test_a_fetched_micromamba_is_reported_with_its_origin(tools: Tools, as_user: AsUser) -> None:
+    """What a bootstrap leaves (tests/micromamba fetch for real): the binary and its origin."""
+    cached = micromamba.cached_binary(config.Config())
+    cached.parent.mkdir(parents=True)
+    cached.write_text("#!/bin/sh\necho 2.3.3\n")
+    cached.chmod(0o755)
+    origin = info.Origin(
+        version="2.3.3",
+        build="0",
+        filename="micromamba-2.3.3-0.conda",
+        url="file:///c/linux-64/micromamba-2.3.3-0.conda",
+        sha256="ab" * 32,
+        channel="file:///c",
+        subdir="linux-64",
+        index="sharded index",
+        fetched="2026-01-01T00:00:00Z",
+    )
+    (cached.parent / micromamba.ORIGIN).write_text(origin.text())
+    tools(*(t for t in ALL if t != "zstd"))  # zstd is only needed to fetch it
+    as_user(False)
+    checks = by_name(doctor.check())
+    assert checks["micromamba"].status == "ok"
+    assert checks["micromamba"].detail == f"2.3.3 (cached in {cached}, from file:///c)"
+    assert checks["zstd"].status == "warn"
+
+
+def test_broken_slurm_says_run_refuses_to_submit(tools: Tools, as_user: AsUser) -> None:
+    # The same probe `condatainer run` decides by (jobs.scheduler): configured but failing.
+    bindir = tools(*(t for t in ALL if t != "sbatch"))
+    write_tool(bindir, "sbatch", "sbatch: fatal: Unable to process configuration file", 1)
+    as_user(False)
+    sbatch = by_name(doctor.check())["sbatch"]
+    assert sbatch.status == "warn"
+    assert "does not work: sbatch: fatal: Unable to process configuration file" in sbatch.detail
+    assert "refuses to submit" in sbatch.detail
 
 
 def test_no_runtime_as_user_fails_and_names_both_ways_out(tools: Tools, as_user: AsUser) -> None:
@@ -388,13 +506,90 @@ def test_render_shows_status_fix_and_summary() -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# The base image of the active runtime
+
+
+def test_builtin_runtime_without_a_base_uses_the_host_root(
+    tools: Tools, kernel: Kernel, as_user: AsUser
+) -> None:
+    tools(*E2FS)
+    kernel(True, True)
+    as_user(True)
+    base = by_name(doctor.check())["base image"]
+    assert (base.status, base.detail) == ("ok", "the host's root filesystem (builtin runtime)")
+
+
+def test_missing_default_base_where_it_cannot_be_fetched_fails(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry that refuses connections (a local port nobody listens on: no clock in this
+    test) stands for a compute node without network: the main job cannot work there."""
+    tools(*E2FS, "apptainer")
+    as_user(False)
+    monkeypatch.setenv("CNT_BASE_SOURCE", f"docker://127.0.0.1:{refused_port()}/cnt/base:1")
+    checks = doctor.check()
+    base = by_name(checks)["base image"]
+    assert base.status == "FAIL" and "missing; cannot reach the registry 127.0.0.1:" in base.detail
+    assert base.fix is not None and "condatainer base pull" in base.fix
+    assert doctor.exit_code(checks) == 1
+    # ... and in a batch job it is not even tried
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    base = by_name(doctor.check())["base image"]
+    assert base.status == "FAIL" and "batch job (SLURM_JOB_ID=42)" in base.detail
+    assert base.fix == "on a login node, run: condatainer base pull"
+
+
+def test_missing_default_base_with_a_reachable_registry_is_a_warning(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools(*E2FS, "apptainer", "zstd")
+    as_user(False)
+    with socket.socket() as registry:
+        registry.bind(("127.0.0.1", 0))
+        registry.listen()
+        port = registry.getsockname()[1]
+        monkeypatch.setenv("CNT_BASE_SOURCE", f"docker://127.0.0.1:{port}/cnt/base:1")
+        checks = doctor.check()
+    base = by_name(checks)["base image"]
+    assert base.status == "warn" and "pulled from docker://127.0.0.1:" in base.detail
+    assert base.fix == "fetch it now: condatainer base pull"
+    assert doctor.exit_code(checks) == 0, [c for c in checks if not c.ok]
+
+
+def test_a_configured_base_must_exist_and_be_an_image(
+    tools: Tools, as_user: AsUser, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tools(*E2FS, "apptainer")
+    as_user(False)
+    monkeypatch.setenv("CNT_BASE_IMAGE", str(tmp_path / "site.sif"))
+    base = by_name(doctor.check())["base image"]
+    origin = "base_image (env CNT_BASE_IMAGE)"
+    assert (base.status, base.detail) == ("FAIL", f"{tmp_path}/site.sif ({origin}): no such file")
+    assert base.fix is not None and "config set base_image" in base.fix
+    (tmp_path / "site.sif").write_text("not an image\n")
+    base = by_name(doctor.check())["base image"]
+    assert base.status == "FAIL" and "neither a SIF file nor a squashfs" in base.detail
+
+
+def refused_port() -> int:
+    """A local TCP port nobody listens on (bound, then closed: connecting is refused)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+# --------------------------------------------------------------------------------------------
 # condatainer doctor
 
 
 def test_cli_doctor_exits_0_with_warnings_only(
-    tools: Tools, kernel: Kernel, as_user: AsUser, capsys: pytest.CaptureFixture[str]
+    tools: Tools,
+    kernel: Kernel,
+    as_user: AsUser,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    tools(*E2FS)
+    fake_micromamba(tools(*E2FS), monkeypatch)
     kernel(True, True)
     as_user(True)
     assert cli.main(["doctor"]) == 0

@@ -5,13 +5,12 @@ install, the rc block is added unless --no-rc, and --uninstall takes away exactl
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import copy_checkout
 
 pytestmark = pytest.mark.slow
 
@@ -21,13 +20,7 @@ def install(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env["HOME"] = str(tmp_path / "home")
     env["SHELL"] = "/bin/bash"  # the user's login shell, which init sets up; CI may not set it
     # A copy of the checkout, so the test never writes build/ or *.egg-info into the real one.
-    src = tmp_path / "src"
-    if not src.exists():
-        shutil.copytree(
-            REPO,
-            src,
-            ignore=shutil.ignore_patterns(".venv", ".git", "__pycache__", ".*_cache", "*.egg-info"),
-        )
+    src = copy_checkout(tmp_path / "src")
     return subprocess.run(
         ["sh", str(src / "install.sh"), *args],
         env=env,

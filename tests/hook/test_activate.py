@@ -13,7 +13,7 @@ import pytest
 
 from condatainer import __version__, cli, config
 from condatainer.hook import activate, launcher, pkgcache, rcfile, shims, trust
-from tests.shell.hooklib import HOSTILE, REPO, make_image
+from tests.shell.hooklib import HOSTILE, REPO, listed_shims, make_image
 
 EXCLUDE = config.DEFAULT_SHIM_EXCLUDE
 
@@ -47,10 +47,42 @@ def test_allowed_image_is_entered(image: Path) -> None:
         marker=f"(cnt:{HOSTILE} proj) ",
         record=activate.record_path(image),
         pkgs=str(pkgcache.installed_file(image)),
+        bye="condatainer: env.img deactivated",
     )
     assert Path(outcome.enter.record).exists()
-    assert os.listdir(outcome.enter.shims) == ["cnt-tool"]
-    assert outcome.wait is None and outcome.messages == () and outcome.told == ()
+    assert listed_shims(outcome.enter.shims) == ["cnt-tool"]
+    assert outcome.wait is None and outcome.told == ()
+    assert outcome.messages == ("condatainer: env.img active (1 program)",)
+
+
+def test_activation_lines_count_programs_and_can_be_turned_off(
+    tmp_path: Path, need: Callable[[str], str]
+) -> None:
+    need("mke2fs")
+    image = make_image(tmp_path / "env.img", bins=("a", "b", "bash", "c"))
+    trust.allow(image)
+    assert decide(image).messages == ("condatainer: env.img active (3 programs)",)
+    quiet = decide(image, announce=False)
+    assert quiet.messages == () and quiet.enter is not None and quiet.enter.bye == ""
+    config.set_value("hook_messages", "off")
+    status, _, err = run_command(image)
+    assert (status, err) == (0, "")
+    config.set_value("hook_messages", "on")
+    status, _, err = run_command(image)
+    assert (status, err) == (0, "condatainer: env.img active (3 programs)\n")
+
+
+def test_activation_lines_show_a_hostile_name_as_text(
+    tmp_path: Path, need: Callable[[str], str]
+) -> None:
+    need("mke2fs")
+    project = tmp_path / "p"
+    project.mkdir()
+    image = make_image(project / "env.img")
+    named = project / "a\x1b[31mb.img"
+    os.link(image, named)
+    assert activate.active_line(str(named), 0) == "condatainer: a?[31mb.img active (0 programs)"
+    assert activate.bye_line(str(named)) == "condatainer: a?[31mb.img deactivated"
 
 
 def test_not_allowed_image_gets_a_notice_and_a_record_to_wait_for(image: Path) -> None:
@@ -101,9 +133,14 @@ def test_env_notes_are_shown_unless_already_noted(image: Path) -> None:
     trust.allow(image)
     Path(f"{image}.env").write_text("A=1\n#ENVNOTE:A=the answer\nB=$(two)\n")
     outcome = decide(image)
-    assert outcome.messages == ("Overlay envs:", "A: the answer", "B: $(two)")
+    assert outcome.messages == (
+        "condatainer: env.img active (1 program)",
+        "Overlay envs:",
+        "A: the answer",
+        "B: $(two)",
+    )
     assert outcome.told == ("notes",)
-    assert decide(image, noted=True).messages == ()
+    assert decide(image, noted=True).messages == ("condatainer: env.img active (1 program)",)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +221,7 @@ def test_a_warm_activation_imports_nothing_heavy(image: Path) -> None:
         for _ in range(2)
     ]
     assert "yaml" in runs[0].stderr  # the first reads the config file with the parser
-    assert runs[1].stderr == "\n" and "_cnt_enter" in runs[1].stdout
+    assert runs[1].stderr.splitlines()[-1] == "" and "_cnt_enter" in runs[1].stdout
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,7 +302,8 @@ def test_cli_wiring_and_hidden_subcommand(image: Path, capsys: pytest.CaptureFix
         ]
     )
     out, err = capsys.readouterr()
-    assert status == 0 and out.startswith("_cnt_enter ") and err == ""
+    assert status == 0 and out.startswith("_cnt_enter ")
+    assert err == "condatainer: env.img active (1 program)\n"
     cli.main(["--help"])
     assert "_activate" not in capsys.readouterr().out
 
@@ -307,13 +345,13 @@ def test_module_entry_parses_the_hooks_argv(monkeypatch: pytest.MonkeyPatch) -> 
     assert seen == [
         ("zsh", "/p/-x.img", "/p", {"hook_version": "9.9", "noticed": False, "noted": True})
     ]
-    assert activate.main(["fish", "a", "b"]) == 2
+    assert activate.main(["tcsh", "a", "b"]) == 2
 
 
 def test_the_hooks_argv_runs_main(tmp_path: Path) -> None:
     # The words the hook file holds, run for real: a usage error proves main() parsed them.
     res = subprocess.run(
-        [*launcher.activate_argv(), "fish", "a", "b"],
+        [*launcher.activate_argv(), "tcsh", "a", "b"],
         cwd="/",
         capture_output=True,
         text=True,

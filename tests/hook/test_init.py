@@ -80,9 +80,11 @@ def test_shell_detection(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(shellingham, "detect_shell", fail)
     assert shells.detect(None, {"SHELL": "/bin/bash"}) == "bash"
-    with pytest.raises(ShellError, match="fish") as info:
-        shells.detect(None, {"SHELL": "/usr/bin/fish"})
+    assert shells.detect(None, {"SHELL": "/usr/bin/fish"}) == "fish"
+    with pytest.raises(ShellError, match="tcsh") as info:
+        shells.detect(None, {"SHELL": "/bin/tcsh"})
     assert info.value.hint is not None and "condatainer init bash" in info.value.hint
+    assert "bash, zsh and fish" in info.value.message
 
     # Nothing set $SHELL (cron, env -i, a CI runner): the passwd entry names the login shell.
     class Entry:
@@ -103,9 +105,12 @@ def test_hook_command_prints_only_the_hook(capsys: pytest.CaptureFixture[str]) -
     assert cli.main(["hook", "zsh"]) == 0
     out, err = capsys.readouterr()
     assert out == hookfile.text("zsh") and err == ""
-    assert cli.main(["hook", "fish"]) == 2
+    assert cli.main(["hook", "fish"]) == 0
     out, err = capsys.readouterr()
-    assert out == "" and "fish" in err
+    assert out == hookfile.text("fish") and err == ""
+    assert cli.main(["hook", "tcsh"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "tcsh" in err
 
 
 # --------------------------------------------------------------------------------------------

@@ -332,14 +332,24 @@ def test_rc_and_hook_paths(isolated_env: Path, monkeypatch: pytest.MonkeyPatch) 
     assert rcfile.hook_path("zsh") == home / ".local/share/condatainer/hook.zsh"
     monkeypatch.delenv("XDG_DATA_HOME")
     assert rcfile.hook_path("bash") == home / ".local/share/condatainer/hook.bash"
+    assert rcfile.rc_path("fish") == home / ".config/fish/conf.d/condatainer.fish"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "cfg"))
+    assert rcfile.rc_path("fish") == home / "cfg/fish/conf.d/condatainer.fish"
+    monkeypatch.setenv("XDG_CONFIG_HOME", "relative")  # ignored, as the XDG spec says
+    assert rcfile.rc_path("fish") == home / ".config/fish/conf.d/condatainer.fish"
     with pytest.raises(ShellError):
-        rcfile.rc_path("fish")
+        rcfile.rc_path("tcsh")
 
 
 # --------------------------------------------------------------------------------------------
 # The rendered block in real shells
 
-SHELL_ARGV = {"bash": ["bash", "--norc", "--noprofile"], "zsh": ["zsh", "-f"]}
+SHELL_ARGV = {
+    "bash": ["bash", "--norc", "--noprofile"],
+    "zsh": ["zsh", "-f"],
+    "fish": ["fish", "--no-config"],
+}
+HOOK_TEXT = {"bash": "HOOKED=yes\n", "zsh": "HOOKED=yes\n", "fish": "set -g HOOKED yes\n"}
 
 
 def run_rc(
@@ -348,6 +358,11 @@ def run_rc(
     """Source `rc` like the shell sources its rc file, then report."""
     argv = [*SHELL_ARGV[shell], *(["-i"] if interactive else [])]
     script = f'set -u; . {shellgen.quote(str(rc))}; echo "after-rc hooked=${{HOOKED-no}}"'
+    if shell == "fish":
+        script = (
+            f"source {shellgen.quote_fish(str(rc))}; set -q HOOKED; or set HOOKED no;"
+            ' echo "after-rc hooked=$HOOKED"'
+        )
     full_env = {"PATH": os.environ["PATH"], "HOME": os.environ["HOME"], "TERM": "dumb"}
     full_env.update(env or {})
     return subprocess.run(
@@ -370,21 +385,21 @@ def hooked_rc(
     data = tmp_path / HOSTILE / "data"
     data.mkdir(parents=True)
     hook = data / f"hook.{shell}"
-    hook.write_text("HOOKED=yes\n")
+    hook.write_text(HOOK_TEXT[shell])
     rc = tmp_path / f"rc.{shell}"
-    rc.write_text("PRE=1\n")
+    rc.write_text("set PRE 1\n" if shell == "fish" else "PRE=1\n")
     rcfile.write(rcfile.install_block(rc, rcfile.block_body(shell, hook)))
     return shell, rc, hook
 
 
-@pytest.mark.parametrize("hooked_rc", ["bash", "zsh"], indirect=True)
+@pytest.mark.parametrize("hooked_rc", ["bash", "zsh", "fish"], indirect=True)
 def test_block_sources_the_hook_in_an_interactive_shell(hooked_rc: tuple[str, Path, Path]) -> None:
     shell, rc, _ = hooked_rc
     proc = run_rc(shell, rc, interactive=True)
     assert "after-rc hooked=yes" in proc.stdout, proc.stderr
 
 
-@pytest.mark.parametrize("hooked_rc", ["bash", "zsh"], indirect=True)
+@pytest.mark.parametrize("hooked_rc", ["bash", "zsh", "fish"], indirect=True)
 def test_block_does_nothing_in_a_non_interactive_shell_and_the_rc_goes_on(
     hooked_rc: tuple[str, Path, Path],
 ) -> None:
@@ -393,7 +408,7 @@ def test_block_does_nothing_in_a_non_interactive_shell_and_the_rc_goes_on(
     assert proc.stdout == "after-rc hooked=no\n" and proc.returncode == 0, proc.stderr
 
 
-@pytest.mark.parametrize("hooked_rc", ["bash", "zsh"], indirect=True)
+@pytest.mark.parametrize("hooked_rc", ["bash", "zsh", "fish"], indirect=True)
 @pytest.mark.parametrize(
     "variable", ["IN_CONDATAINER", "APPTAINER_CONTAINER", "SINGULARITY_CONTAINER"]
 )
@@ -405,7 +420,7 @@ def test_block_does_nothing_inside_a_container(
     assert "after-rc hooked=no" in proc.stdout, proc.stderr
 
 
-@pytest.mark.parametrize("hooked_rc", ["bash", "zsh"], indirect=True)
+@pytest.mark.parametrize("hooked_rc", ["bash", "zsh", "fish"], indirect=True)
 def test_block_is_silent_when_the_hook_file_is_gone(hooked_rc: tuple[str, Path, Path]) -> None:
     shell, rc, hook = hooked_rc
     hook.unlink()

@@ -15,7 +15,7 @@ import pytest
 from condatainer import config, runner, shellgen
 from condatainer.hook import launcher, pkgcache, shims
 from condatainer.image import e2fs
-from tests.shell.hooklib import HOSTILE, make_image
+from tests.shell.hooklib import HOSTILE, listed_shims, make_image
 
 
 def entry(name: str, mode: int) -> e2fs.Entry:
@@ -113,7 +113,7 @@ def test_ensure_builds_once_then_is_warm(
         tmp_path / "env.img", bins=("cnt-tool", "python", "bash"), pkgs=("numpy", "cnt-hello")
     )
     directory = shims.ensure(image, config.DEFAULT_SHIM_EXCLUDE)
-    assert sorted(os.listdir(directory)) == ["cnt-tool", "python"]
+    assert listed_shims(directory) == ["cnt-tool", "python"]
     assert (directory / "python").stat().st_mode & 0o777 == 0o755
     assert pkgcache.installed_file(image).read_text() == "cnt-hello\nnumpy\n"
     assert debugfs_calls, "a cold cache lists the image"
@@ -128,19 +128,55 @@ def test_ensure_rebuilds_when_image_or_config_changes(
     need("mke2fs")
     image = make_image(tmp_path / "env.img", bins=("a", "b"))
     directory = shims.ensure(image, ())
-    assert sorted(os.listdir(directory)) == ["a", "b"]
+    assert listed_shims(directory) == ["a", "b"]
     debugfs_calls.clear()
-    assert sorted(os.listdir(shims.ensure(image, ("a",)))) == ["b"]  # deny-list changed
+    assert listed_shims(shims.ensure(image, ("a",))) == ["b"]  # deny-list changed
     assert debugfs_calls
     # The image is replaced by one with other executables (same path): stale shims go.
     make_image(tmp_path / "env.img", bins=("c",))
-    assert sorted(os.listdir(shims.ensure(image, ()))) == ["c"]
+    assert sorted(listed_shims(shims.ensure(image, ()))) == ["c"]
     # Written in place (new mtime, same inode), as a loop mount would.
     before = image.stat()
     os.utime(image, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
     debugfs_calls.clear()
     shims.ensure(image, ())
     assert debugfs_calls
+
+
+def test_shims_are_hard_links_kept_across_rebuilds(
+    tmp_path: Path, need: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One inode for every shim: a new program adds a link and keeps the others; a changed
+    dispatcher (another launcher) replaces every link with it."""
+    need("mke2fs")
+    image = make_image(tmp_path / "env.img", bins=("a", "b"))
+    directory = shims.ensure(image, ())
+    dispatcher = (directory / shims.DISPATCHER).stat()
+    assert not (directory / "a").is_symlink()
+    assert dispatcher.st_nlink == 3  # the dispatcher and two shims
+    kept = (directory / "a").stat().st_ino
+    make_image(tmp_path / "env.img", bins=("a", "b", "c"))
+    assert listed_shims(shims.ensure(image, ())) == ["a", "b", "c"]
+    assert (directory / "a").stat().st_ino == kept == dispatcher.st_ino
+    monkeypatch.setattr(launcher, "argv", lambda: ("/elsewhere/condatainer",))
+    assert listed_shims(shims.refresh(image, ())) == ["a", "b", "c"]
+    assert "/elsewhere/condatainer" in (directory / "c").read_text()
+    assert (directory / "a").stat().st_ino != kept
+
+
+def test_without_hard_links_the_shims_are_symlinks(
+    tmp_path: Path, need: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need("mke2fs")
+
+    def refuse(*_: object, **__: object) -> None:
+        raise PermissionError(1, "Operation not permitted")  # as on a filesystem without them
+
+    monkeypatch.setattr(os, "link", refuse)
+    image = make_image(tmp_path / "env.img", bins=("a", "b"))
+    directory = shims.ensure(image, ())
+    assert listed_shims(directory) == ["a", "b"]
+    assert os.readlink(directory / "a") == shims.DISPATCHER
 
 
 def test_image_without_env_bin_gets_an_empty_shim_dir(
@@ -155,7 +191,7 @@ def test_image_without_env_bin_gets_an_empty_shim_dir(
         check=True,
         capture_output=True,
     )
-    assert os.listdir(shims.ensure(image, ())) == []
+    assert listed_shims(shims.ensure(image, ())) == []
     assert pkgcache.installed_file(image).read_text() == ""
 
 
@@ -165,7 +201,7 @@ def test_after_mm_refreshes_shims_and_both_listings(
     need("mke2fs")
     image = make_image(tmp_path / "env.img", bins=("a",), pkgs=("numpy",))
     assert shims.after_mm(image, ()) is None
-    assert os.listdir(shims.shim_dir(image)) == ["a"]
+    assert listed_shims(shims.shim_dir(image)) == ["a"]
     assert pkgcache.installed_file(image).read_text() == "numpy\n"
     assert pkgcache.channel_file(image).read_text() == ""  # no repodata cache in this image
 
@@ -196,6 +232,35 @@ def fake_launcher(tmp_path: Path) -> Path:
     return fake
 
 
+def write_shim(tmp_path: Path, directory: Path, image: str, name: str) -> Path:
+    """The dispatcher (with a recording launcher) and one link to it, as shims.py lays them."""
+    dispatcher = directory / shims.DISPATCHER
+    dispatcher.write_text(
+        shellgen.render(
+            "shim",
+            "sh",
+            launcher=[str(fake_launcher(tmp_path))],
+            image=image,
+            dispatcher=shims.DISPATCHER,
+            shims=str(directory),
+        )
+    )
+    dispatcher.chmod(0o755)
+    (directory / name).symlink_to(shims.DISPATCHER)
+    return directory / name
+
+
+def test_the_dispatcher_itself_refuses_to_run(tmp_path: Path, need: Callable[[str], str]) -> None:
+    need("dash")
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    write_shim(tmp_path, directory, "/x.img", "tool")
+    res = subprocess.run(["dash", str(directory / shims.DISPATCHER)], capture_output=True,
+                         text=True, check=False, env={"PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert res.returncode == 2
+    assert res.stderr.startswith("condatainer: error: run the shims")
+
+
 @pytest.mark.parametrize("name", ["python", HOSTILE, "$(touch pwned)"])
 def test_shim_runs_exec_with_its_dir_off_path(
     tmp_path: Path, need: Callable[[str], str], name: str
@@ -204,18 +269,7 @@ def test_shim_runs_exec_with_its_dir_off_path(
     directory = tmp_path / f"shims {HOSTILE}" / "bin"
     directory.mkdir(parents=True)
     image = f"/data/{HOSTILE}/env.img"
-    shim = directory / name
-    shim.write_text(
-        shellgen.render(
-            "shim",
-            "sh",
-            launcher=[str(fake_launcher(tmp_path))],
-            image=image,
-            name=name,
-            shims=str(directory),
-        )
-    )
-    shim.chmod(0o755)
+    shim = write_shim(tmp_path, directory, image, name)
     path = f"/usr/bin:{directory}:/bin"
     out = subprocess.run(
         ["dash", str(shim), "a b", "$(x)"],
@@ -249,18 +303,7 @@ def test_shim_inside_a_container_runs_the_next_one_on_path(
     real = other / "tool"
     real.write_text('#!/bin/sh\necho "real tool $*"\n')
     real.chmod(0o755)
-    shim = directory / "tool"
-    shim.write_text(
-        shellgen.render(
-            "shim",
-            "sh",
-            launcher=[str(fake_launcher(tmp_path))],
-            image="/x.img",
-            name="tool",
-            shims=str(directory),
-        )
-    )
-    shim.chmod(0o755)
+    shim = write_shim(tmp_path, directory, "/x.img", "tool")
     out = subprocess.run(
         [str(shim), "x"],
         capture_output=True,

@@ -171,11 +171,11 @@ def test_singularity_gets_its_own_prefix(tmp_path: Path) -> None:
 # --- refusals ---------------------------------------------------------------------------------
 
 
-def test_missing_base_image_names_the_config_command() -> None:
+def test_missing_base_image_names_the_pull_command() -> None:
     plan = Plan(command=("true",), overlays=(RW,))
     with pytest.raises(ConfigError) as err:
         apptainer.argv(plan, BIN)
-    assert err.value.hint == "condatainer config set base_image /path/to/base.sif"
+    assert err.value.hint == "fetch condatainer's default base with: condatainer base pull"
 
 
 def test_empty_command_is_refused() -> None:

@@ -92,8 +92,12 @@ def test_e_is_writable_and_a_second_writer_gets_our_message(
 
 
 def test_missing_base_image_is_explained(tmp_path: Path, env: dict[str, str]) -> None:
+    """A configured base that is not there (condatainer's default base is pulled instead: see
+    test_base_fetch.py)."""
     image = make_image(tmp_path)
-    del env["CNT_BASE_IMAGE"]
+    env["CNT_BASE_IMAGE"] = str(tmp_path / "gone.sif")
     res = cnt("exec", "-o", str(image), "--", "true", cwd=tmp_path, env=env)
     assert res.returncode == 1
-    assert "base_image" in res.stderr and "hint:" in res.stderr
+    assert res.stderr.startswith(f"condatainer: error: base image {tmp_path}/gone.sif: no such")
+    assert "hint: " in res.stderr and "base_image" in res.stderr.split("hint: ")[1]
+    assert not Path(env["CNT_FAKE_APPTAINER_LOG"]).exists()  # Apptainer was never started

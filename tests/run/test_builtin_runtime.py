@@ -150,8 +150,12 @@ def wait_for(predicate: Callable[[], object]) -> None:
 
 def staging_owner_gone(directory: str) -> bool:
     """Whether the process that made staging `directory` (condatainer-PID-XXXX) is this one or
-    has ended."""
-    pid = int(os.path.basename(directory).split("-")[1])
+    has ended.  Other directories named condatainer-* (create's scratch directory of a run
+    elsewhere on this machine) are not staging directories."""
+    word = os.path.basename(directory).split("-")[1]
+    if not word.isdigit():
+        return False
+    pid = int(word)
     return pid == os.getpid() or not pid_alive(pid)
 
 

@@ -175,10 +175,15 @@ def test_run_dry_run_json(image: Path, tmp_path: Path) -> None:
     job = job_script(tmp_path / "job.sh", "env.img", "echo hi\n#SBATCH --ignored")
     res = ok(cnt("run", "--local", "--dry-run", "--json", str(job), cwd=tmp_path))
     data = json.loads(res.stdout)
-    assert data["deps"] == ["env.img"]
+    assert [(d["dep"], d["found"], d["path"]) for d in data["deps"]] == [
+        ("env.img", True, str(image))
+    ]
     assert data["scheduler"] == "slurm"
-    assert data["directives"] == ["--job-name=t", "-c 2"]
+    assert [d["text"] for d in data["directives"]] == ["--job-name=t # name", "-c 2"]
+    assert [d["args"] for d in data["directives"]] == [["--job-name=t"], ["-c", "2"]]
     assert data["plan"]["overlays"][0]["path"] == str(image)
+    assert data["resources"]["NCPUS"] == "2"  # the script's -c 2, for a run here
+    assert data["would_start"] is True and data["problems"] == []
     assert not (tmp_path / "ran").exists()
 
 

@@ -72,9 +72,14 @@ def test_o_from_environment_yml(world: World, tmp_path: Path) -> None:
 
     assert json.loads(dry.stdout) == {
         "name": "demo",
+        "kind": "environment",
+        "source": str(envyml),
         "channels": [world.url],
         "conda": ["cnt-lib=1.0", "cnt-hello"],
         "pip": [],
+        "selectors": [],
+        "editable": [],
+        "lock_pip": [],
     }
     assert [p for p in tmp_path.iterdir() if p.name != "home"] == [envyml], "dry-run: nothing"
     image = tmp_path / "env.img"
@@ -175,19 +180,6 @@ def test_overlay_export(world: World, tmp_path: Path) -> None:
     image = make_env(tmp_path, "cnt-hello")
     res = ok(cnt("overlay", "export", str(image), cwd=tmp_path))
     assert "cnt-hello" in res.stdout and "dependencies:" in res.stdout
-
-
-def test_environment_yml_pip_section_uses_the_envs_pip(world: World, tmp_path: Path) -> None:
-    envyml = tmp_path / "environment.yml"
-    envyml.write_text(
-        f"name: p\nchannels: [{world.url}]\ndependencies:\n  - cnt-hello\n"
-        "  - pip:\n    - requests==2.31\n    - 'rich>=13'\n"
-    )
-    image = tmp_path / "env.img"
-    ok(cnt("o", str(image), "-s", "256M", "--sparse", "-f", str(envyml), cwd=tmp_path))
-    installed = debugfs_cat(image, "upper/ext3/env/share/pip-installed.txt")
-    assert installed == "requests==2.31\nrich>=13\n"
-    assert debugfs_cat(image, "upper/ext3/env/share/pip/VERSION") == "23.0\n", "pip was added"
 
 
 def test_o_from_spec_files(world: World, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from condatainer.run.resolve import (
     binds,
     find_image,
     logical_cwd,
+    named_reads,
     overlays,
     resolve,
 )
@@ -79,3 +80,50 @@ def test_symlinked_home_stops_the_search_from_the_logical_cwd(
     assert here == link / "proj"
     assert find_image(here, environ) is None
     assert logical_cwd({"PWD": "/nonexistent"}) == Path(os.getcwd())
+
+
+# --------------------------------------------------------------------------------------------
+# What a command reads on the host, and the base image
+
+
+def test_what_a_command_reads_is_bound_read_only(tmp_path: Path) -> None:
+    channel = tmp_path / "srv" / "channel"
+    channel.mkdir(parents=True)
+    spec = tmp_path / "specs" / "explicit.txt"
+    spec.parent.mkdir()
+    spec.write_text("@EXPLICIT\n")
+    words = named_reads(
+        ["-c", f"file://{channel}", "--file", str(spec), "numpy", "-c", "conda-forge",
+         f"--channel=file://{tmp_path}/missing", "-y"]
+    )  # fmt: skip
+    assert words == (f"file://{channel}", str(spec), "conda-forge", f"file://{tmp_path}/missing")
+    work = tmp_path / "work"
+    work.mkdir()
+    got = binds(req(reads=words), Settings(), work, {})
+    assert [(b.host, b.container, b.readonly) for b in got] == [
+        (str(work), str(work), False),  # the working directory, as always
+        (str(spec.parent), str(spec.parent), True),  # an -f file's directory
+        (str(channel), str(channel), True),  # a channel directory, read-only
+    ]  # names and what does not exist are skipped; parents first
+    # what a bind already shows is not bound again (read-only would hide the writable one)
+    inside = work / "env.txt"
+    inside.write_text("x\n")
+    got = binds(req(reads=(str(inside), "./env.txt")), Settings(), work, {})
+    assert [b.host for b in got] == [str(work)]
+
+
+def test_the_base_image_decision(tmp_path: Path) -> None:
+    default = Settings(default_base="/data/images/base-1234.sif", base_source="docker://x/b:1")
+    plan = resolve(req(), default, environ={}, cwd=str(tmp_path))
+    assert (plan.base_image, plan.base_pull) == ("/data/images/base-1234.sif", "docker://x/b:1")
+    # a configured or given base wins, is never pulled, and is made absolute
+    configured = Settings(base_image="site.sif", default_base="/d.sif", base_source="docker://x")
+    plan = resolve(req(), configured, environ={}, cwd=str(tmp_path))
+    assert (plan.base_image, plan.base_pull) == (str(tmp_path / "site.sif"), None)
+    plan = resolve(req(base_image="../b.sif"), configured, environ={}, cwd=str(tmp_path))
+    assert plan.base_image == str(tmp_path.parent / "b.sif")
+    plan = resolve(req(base_image="docker://x/y:1"), configured, environ={}, cwd=str(tmp_path))
+    assert plan.base_image == "docker://x/y:1"
+    # a runtime with a base of its own (builtin): the host root
+    plan = resolve(req(), Settings(), environ={}, cwd=str(tmp_path))
+    assert (plan.base_image, plan.base_pull) == (None, None)

@@ -5,8 +5,9 @@
 - `Hook`: renders the hook for one shell into a temporary directory with a launcher that logs
   every call (argv, NUL-separated, one call per line) and then runs the real condatainer
   (`python -m condatainer`, PYTHONPATH = the checkout).  `run(script)` runs a script in
-  `bash --norc --noprofile` or `zsh -f` that sources the hook first; the script simulates
-  prompts by calling `_cnt_prompt` (the function the shell would run before a prompt).
+  `bash --norc --noprofile`, `zsh -f` or `fish --no-config` that sources the hook first; the
+  script simulates prompts by calling `_cnt_prompt` (the function the shell would run before
+  a prompt; fish emits its `fish_prompt` event, as fish does before drawing one).
 """
 
 from __future__ import annotations
@@ -20,17 +21,36 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from condatainer import runner, shellgen
-from condatainer.hook import hookfile
+from condatainer.hook import hookfile, shims
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
-SHELL_ARGV = {"bash": ["bash", "--norc", "--noprofile"], "zsh": ["zsh", "-f"]}
+SHELL_ARGV = {
+    "bash": ["bash", "--norc", "--noprofile"],
+    "zsh": ["zsh", "-f"],
+    "fish": ["fish", "--no-config"],
+}
 
 # What "a prompt" is in a non-interactive test shell.
 PROMPT_FUNCTION = {
     "bash": "_cnt_prompt() { _cnt_hook; }\n",
     "zsh": "_cnt_prompt() { _cnt_precmd; }\n",
+    "fish": "function _cnt_prompt; emit fish_prompt; end\n",
 }
+SOURCE = {"bash": ".", "zsh": ".", "fish": "source"}
+
+
+def listed_shims(directory: object) -> list[str]:
+    """The shims in a shim directory, sorted; each must be the dispatcher itself (a hard link
+    to it, or a symlink to it where hard links cannot be made)."""
+    path = Path(str(directory))
+    dispatcher = path / shims.DISPATCHER
+    found = sorted(p.name for p in path.iterdir() if p.name != shims.DISPATCHER)
+    for name in found:
+        shim = path / name
+        assert shim.samefile(dispatcher), f"{shim} is not the dispatcher"
+        assert not shim.is_symlink() or os.readlink(shim) == shims.DISPATCHER
+    return found
 
 
 def make_image(
@@ -96,8 +116,15 @@ class Hook:
                 # Activation through the recording launcher too, so every call is seen.
                 "activator": [*(launcher or [str(self.launcher)]), "_activate"],
                 "shim_root": str(self.shim_root),
+                "stamp": str(self.stamp),
             },
         )  # fmt: skip
+
+    @property
+    def stamp(self) -> Path:
+        from condatainer.hook import stamp
+
+        return stamp.path()
 
     @property
     def shim_root(self) -> Path:
@@ -139,9 +166,10 @@ class Hook:
         timeout: float = 120,
     ) -> subprocess.CompletedProcess[str]:
         """Run `before`, source the hook, define _cnt_prompt, then run `script`."""
+        quote = shellgen.quote_fish if self.shell == "fish" else shellgen.quote
         full = (
             before
-            + f"\n. {shellgen.quote(str(self.file))}\n"
+            + f"\n{SOURCE[self.shell]} {quote(str(self.file))}\n"
             + PROMPT_FUNCTION[self.shell]
             + script
         )
@@ -160,7 +188,16 @@ class Hook:
 
 
 def dump_vars(shell: str) -> str:
-    """Shell code printing the variables activation must restore exactly (`declare -p`)."""
+    """Shell code printing the variables activation must restore exactly (`declare -p`; fish:
+    `set --show`, which says each variable's scope, whether it is exported, and its value)."""
+    if shell == "fish":
+        return (
+            "".join(
+                f"set --show {n}; or echo '{n} unset'\n"
+                for n in ("PATH", "CNT_OVERLAY", "CNT_PROJECT")
+            )
+            + "functions fish_prompt\n"
+        )
     show = "declare -p" if shell == "bash" else "typeset -p"
     names = ["PATH", "PS1", "CNT_OVERLAY", "CNT_PROJECT"]
     if shell == "bash":

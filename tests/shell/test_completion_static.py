@@ -1,14 +1,15 @@
 """The completion scripts as shell code: committed files up to date, valid, quiet, correct.
 
-- Drift: `completions/condatainer.bash` and `completions/_condatainer` are exactly what
-  `python -m condatainer.completion --write` produces now, and what `condatainer completion
-  bash|zsh` prints.
-- Syntax and lint: `bash -n`, `zsh -n`, shellcheck (bash) for the condatainer completion and
-  the mm-* completion.
+- Drift: `completions/condatainer.bash`, `completions/_condatainer` and
+  `completions/condatainer.fish` are exactly what `python -m condatainer.completion --write`
+  produces now, and what `condatainer completion bash|zsh|fish` prints.
+- Syntax and lint: `bash -n`, `zsh -n`, `fish -n`, shellcheck (bash) for the condatainer
+  completion and the mm-* completion.
 - Behaviour without a terminal: sourcing prints nothing and registers both command names;
-  the bash function speaks argcomplete's protocol (checked against a stub command) without
-  globbing candidates or changing the user's noglob; the mm-* functions find names in a
-  listing by binary search exactly as a linear filter would.  TAB in a real terminal is
+  the bash and fish functions speak argcomplete's protocol (checked against a stub command)
+  without globbing candidates or changing the user's noglob; the mm-* functions find names in
+  a listing exactly as a linear filter would (fish: asked through `complete -C`, fish's own
+  completion machinery).  TAB in a real terminal is
   test_tab_pty.py.
 """
 
@@ -24,12 +25,16 @@ from pathlib import Path
 import pytest
 
 from condatainer import completion, shellgen
-from condatainer.hook import mmcomplete
+from condatainer.hook import mmcomplete, pkgcache
 
 REPO = Path(__file__).resolve().parents[2]
 STATIC = REPO / "completions"
 HOSTILE = "'\";&&e-$ èрт🚒中-j"
-SHELL_ARGV = {"bash": ["bash", "--norc", "--noprofile"], "zsh": ["zsh", "-f"]}
+SHELL_ARGV = {
+    "bash": ["bash", "--norc", "--noprofile"],
+    "zsh": ["zsh", "-f"],
+    "fish": ["fish", "--no-config"],
+}
 
 
 def run(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
@@ -44,7 +49,7 @@ def sh(shell: str, script: str, **kw: object) -> subprocess.CompletedProcess[str
 def scripts(tmp_path: Path) -> dict[str, Path]:
     """Every completion script, rendered into files: cnt.<shell> and mm.<shell>."""
     out = {}
-    for shell in ("bash", "zsh"):
+    for shell in ("bash", "zsh", "fish"):
         for kind, text in (("cnt", completion.script(shell)), ("mm", mmcomplete.script(shell))):
             path = tmp_path / f"{kind}.{shell}"
             path.write_text(text)
@@ -63,7 +68,7 @@ def test_committed_files_match_a_fresh_generation(tmp_path: Path) -> None:
     )
     assert res.returncode == 0, res.stderr
     generated = sorted(p.name for p in (tmp_path / "c").iterdir())
-    assert generated == ["_condatainer", "condatainer.bash"]
+    assert generated == ["_condatainer", "condatainer.bash", "condatainer.fish"]
     for name in generated:
         assert (STATIC / name).read_bytes() == (tmp_path / "c" / name).read_bytes(), (
             f"completions/{name} is stale: run python -m condatainer.completion --write "
@@ -85,7 +90,7 @@ def test_check_reports_stale_files(tmp_path: Path) -> None:
     assert "_condatainer: stale" in res.stderr
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh"])
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_completion_command_prints_the_static_file(shell: str) -> None:
     res = run(
         [sys.executable, "-m", "condatainer", "completion", shell],
@@ -98,27 +103,34 @@ def test_completion_command_prints_the_static_file(shell: str) -> None:
 
 def test_completion_of_an_unknown_shell_prints_no_code() -> None:
     res = run(
-        [sys.executable, "-m", "condatainer", "completion", "fish"],
+        [sys.executable, "-m", "condatainer", "completion", "tcsh"],
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     assert res.returncode == 2
     assert res.stdout == ""
-    assert "invalid choice: 'fish'" in res.stderr
+    assert "invalid choice: 'tcsh'" in res.stderr
 
 
 def test_both_command_names_are_covered() -> None:
     bash = (STATIC / "condatainer.bash").read_text()
     zsh = (STATIC / "_condatainer").read_text()
+    fish = (STATIC / "condatainer.fish").read_text()
     assert bash.splitlines()[-1] == (
         "complete -o nospace -o default -o bashdefault -F _condatainer_complete condatainer cnt"
     )
     assert zsh.splitlines()[0] == "#compdef condatainer cnt"
+    assert fish.splitlines()[-2:] == [
+        f"complete --command {name} --no-files --arguments '(__condatainer_complete)'"
+        for name in ("condatainer", "cnt")
+    ]
 
 
 # --- syntax and lint -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["cnt.bash", "mm.bash", "cnt.zsh", "mm.zsh"])
+@pytest.mark.parametrize(
+    "name", ["cnt.bash", "mm.bash", "cnt.zsh", "mm.zsh", "cnt.fish", "mm.fish"]
+)
 def test_syntax(name: str, scripts: dict[str, Path], need: Callable[[str], str]) -> None:
     shell = name.split(".")[1]
     res = run([need(shell), "-n", str(scripts[name])])
@@ -164,6 +176,24 @@ def test_bash_sourcing_is_quiet_and_registers_both_names(
     assert res.stdout.splitlines() == [
         f"complete -F _cnt_mm_complete {name}"
         for name in ("mm-remove", "mm-install", "mm-channels")
+    ]
+
+
+def test_fish_sourcing_is_quiet_and_registers_both_names(
+    scripts: dict[str, Path], need: Callable[[str], str]
+) -> None:
+    need("fish")
+    for name in ("cnt.fish", "mm.fish"):
+        res = sh("fish", f"source {shellgen.quote_fish(str(scripts[name]))}")
+        assert (res.returncode, res.stdout, res.stderr) == (0, "", "")
+    res = sh(
+        "fish",
+        f"source {shellgen.quote_fish(str(STATIC / 'condatainer.fish'))}\n"
+        "complete --command condatainer; complete --command cnt",
+    )
+    assert res.stdout.splitlines() == [
+        f"complete --no-files {name} -a '(__condatainer_complete)'"
+        for name in ("condatainer", "cnt")
     ]
 
 
@@ -286,6 +316,30 @@ def test_bash_function_gives_up_quietly_when_the_command_fails(
     assert (res.stdout, res.stderr) == ("status=0 set=\n", "")
 
 
+def test_fish_function_speaks_the_protocol_with_descriptions(
+    stub: Path, tmp_path: Path, need: Callable[[str], str]
+) -> None:
+    """fish asks the command on TAB (`complete -C` runs fish's own completion machinery): the
+    line up to the cursor, its length, one candidate per line with a tab-separated
+    description, nothing globbed or split on spaces."""
+    need("fish")
+    res = sh(
+        "fish",
+        f"source {shellgen.quote_fish(str(STATIC / 'condatainer.fish'))}\n"
+        "complete -C 'condatainer x y'",
+        env={
+            **os.environ,
+            "PATH": f"{stub.parent}:{os.environ['PATH']}",
+            "STUB_SEEN": str(stub.parent / "seen"),
+            "STUB_OUT": r"ya*\tglob chars\nyb c\nyd/",
+        },
+        cwd=tmp_path,
+    )
+    assert res.returncode == 0, res.stderr
+    assert sorted(res.stdout.splitlines()) == ["ya*\tglob chars", "yb c", "yd/"]
+    assert (stub.parent / "seen").read_text() == "condatainer x y|15|fish"
+
+
 # --- the mm-* functions --------------------------------------------------------------------
 
 
@@ -356,36 +410,55 @@ def test_mm_without_an_active_image_offers_no_names(
     assert _mm(_tab("install", ""), scripts, tmp_path / "missing.txt") == []
 
 
-def test_mm_binary_search_matches_a_linear_filter(
-    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str]
-) -> None:
-    """The sorted listing is searched, not scanned: compare with Python on many prefixes."""
-    need("bash")
-    rng = random.Random(7)
+def _random_names(seed: int, count: int) -> list[str]:
+    rng = random.Random(seed)
     alphabet = "abcnpuy-_.0+"
     names = sorted(
-        {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(3000)}
+        {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(count)}
     )
-    names = [n for n in names if n[0] not in "-."]
+    return [n for n in names if n[0] not in "-."]
+
+
+def _prefixes(names: list[str], seed: int) -> list[str]:
+    rng = random.Random(seed)
+    return [
+        "", "a", "zz", "~", "+", "n", "nu", "c_", "c", "0", names[0], names[-1],
+        names[-1] + "z", "*", "[a]", "a*", "n/u", "../x", "$x", "'a'",
+        *(n[: rng.randint(1, len(n))] for n in rng.sample(names, 40)),
+    ]  # fmt: skip
+
+
+def _listing(tmp_path: Path, names: list[str], buckets: bool) -> Path:
     pkgs = tmp_path / "k.txt"
     pkgs.write_text("")
     (tmp_path / "k.channel.txt").write_text("".join(f"{n}\n" for n in names))
-    prefixes = [
-        "",
-        "a",
-        "zz",
-        "~",
-        "+",
-        "n",
-        "nu",
-        "c_",
-        names[0],
-        names[-1],
-        names[-1] + "z",
-        "*",
-        "[a]",
-        *(n[: rng.randint(1, len(n))] for n in rng.sample(names, 40)),
-    ]
+    if buckets:
+        pkgcache.write_buckets(tmp_path / f"k{pkgcache.BUCKETS_SUFFIX}", names)
+    return pkgs
+
+
+def _answers(stdout: str) -> dict[int, list[str]]:
+    got: dict[int, list[str]] = {}
+    current = -1
+    for line in stdout.splitlines():
+        if line.startswith("#"):
+            current = int(line[1:])
+            got[current] = []
+        elif line:
+            got[current].append(line)
+    return got
+
+
+@pytest.mark.parametrize("buckets", [False, True], ids=["one-listing", "prefix-buckets"])
+def test_mm_binary_search_matches_a_linear_filter(
+    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str], buckets: bool
+) -> None:
+    """The sorted listing is searched, not scanned, and with prefix buckets only the buckets
+    that can match are read: compare with Python on many prefixes, hostile ones included."""
+    need("bash")
+    names = _random_names(7, 3000)
+    pkgs = _listing(tmp_path, names, buckets)
+    prefixes = _prefixes(names, 7)
     script = "LANG=en_US.UTF-8\n" + "".join(
         f'{_tab("install", p)}; printf \'%s\\n\' "#{i}" "${{COMPREPLY[@]}}"\n'
         for i, p in enumerate(prefixes)
@@ -396,13 +469,60 @@ def test_mm_binary_search_matches_a_linear_filter(
     )
     res = sh("bash", full)
     assert res.returncode == 0, res.stderr
-    got: dict[int, list[str]] = {}
-    current = -1
-    for line in res.stdout.splitlines():
-        if line.startswith("#"):
-            current = int(line[1:])
-            got[current] = []
-        elif line:
-            got[current].append(line)
+    got = _answers(res.stdout)
     for i, prefix in enumerate(prefixes):
         assert got[i] == [n for n in names if n.startswith(prefix)], prefix
+
+
+@pytest.mark.parametrize("buckets", [False, True], ids=["one-listing", "prefix-buckets"])
+def test_mm_zsh_names_match_a_linear_filter(
+    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str], buckets: bool
+) -> None:
+    """zsh's function, called as compsys would (words, CURRENT, PREFIX; compadd recorded)."""
+    need("zsh")
+    names = _random_names(11, 3000)
+    pkgs = _listing(tmp_path, names, buckets)
+    prefixes = _prefixes(names, 11)
+    calls = "".join(
+        f"words=(mm-install {shellgen.quote(p)}); CURRENT=2; PREFIX={shellgen.quote(p)};"
+        f" print -r -- '#{i}'; _cnt_mm_complete\n"
+        for i, p in enumerate(prefixes)
+    )
+    full = (
+        "compdef() { :; }\n"
+        'compadd() { [[ $1 == -- ]] && shift; print -rl -- "$@"; }\n'
+        f". {shellgen.quote(str(scripts['mm.zsh']))}\n"
+        f"_cnt_pkgs={shellgen.quote(str(pkgs))}\n" + calls
+    )
+    res = sh("zsh", full)
+    assert res.returncode == 0, res.stderr
+    got = _answers(res.stdout)
+    for i, prefix in enumerate(prefixes):
+        assert got[i] == [n for n in names if n.startswith(prefix)], prefix
+
+
+@pytest.mark.parametrize("buckets", [False, True], ids=["one-listing", "prefix-buckets"])
+def test_mm_fish_names_match_a_linear_filter(
+    scripts: dict[str, Path], tmp_path: Path, need: Callable[[str], str], buckets: bool
+) -> None:
+    """fish's function, asked through fish's own completion (`complete -C 'mm-install P'`)."""
+    need("fish")
+    names = _random_names(13, 3000)
+    pkgs = _listing(tmp_path, names, buckets)
+    # Prefixes fish would pass on as they are (a quote or `$` would be fish syntax in the line).
+    prefixes = [p for p in _prefixes(names, 13) if not set(p) & set("'$~*[")]
+    calls = "".join(
+        f"printf '%s\\n' '#{i}'; complete -C {shellgen.quote_fish(f'mm-install {p}')}\n"
+        for i, p in enumerate(prefixes)
+    )
+    full = (
+        "function mm-install; end\n"
+        f"source {shellgen.quote_fish(str(scripts['mm.fish']))}\n"
+        f"set -g _cnt_pkgs {shellgen.quote_fish(str(pkgs))}\n" + calls
+    )
+    res = sh("fish", full)
+    assert res.returncode == 0, res.stderr
+    got = _answers(res.stdout)
+    for i, prefix in enumerate(prefixes):
+        want = sorted(n for n in names if n.startswith(prefix))
+        assert sorted(got[i]) == want, prefix

@@ -6,7 +6,9 @@ a subdirectory stays active without another call; leaving restores PATH, PS1 and
 exactly (`declare -p` / `typeset -p` before and after are identical); switching projects;
 trust (one notice, `allow` and `deny` take effect at the next prompt); `set -eu` and hostile
 shell options; hostile directory names shown in the prompt, never run; CNT_HOOK=off; the
-container guard; mm-* functions; a shell inheriting an activation; autoload hint/off; notes.
+container guard; mm-* functions; a shell inheriting an activation; autoload hint/off; notes;
+the stamp (an image made or allowed here activates at the next prompt, without a cd); the
+activation and leaving lines; the completion the hook carries.  fish: test_hook_fish.py.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from condatainer import shellgen
 from condatainer.hook import shims, trust
-from tests.shell.hooklib import HOSTILE, Hook, dump_vars, make_image
+from tests.shell.hooklib import HOSTILE, Hook, dump_vars, listed_shims, make_image
 
 SHELLS = ["bash", "zsh"]
 
@@ -96,7 +99,7 @@ def test_enter_subdir_leave_restores_exactly(shell: str, tmp_path: Path) -> None
     ]
     assert between(out, "before") == between(out, "after")
     assert "CNT_OVERLAY" in between(out, "after")  # the user's own value came back
-    assert sorted(os.listdir(shim_dir)) == ["cnt-tool", "python"]
+    assert listed_shims(shim_dir) == ["cnt-tool", "python"]
     ps1 = markers(out, "PS1")[0]
     assert ps1 in ("${_cnt_ps1_marker}P> ", "(cnt:proj) P> ")
     assert len(hook.activations()) == 1, "a subdirectory or an unchanged $PWD calls nothing"
@@ -238,7 +241,7 @@ def test_hostile_names_are_shown_never_run(shell: str, tmp_path: Path) -> None:
     out = hook.run(script, cwd=tmp_path, env=hook.env(P=str(proj), B=str(base))).stdout
     assert markers(out, "STATE")[0].startswith(f"{image}|{proj}|")
     assert markers(out, "SHOWN") == [f"(cnt:{HOSTILE} x) P> "] * 2
-    assert sorted(os.listdir(shims.shim_dir(image))) == ["$(touch pwned3)", "cnt-tool"]
+    assert listed_shims(shims.shim_dir(image)) == ["$(touch pwned3)", "cnt-tool"]
     assert not [p for p in tmp_path.rglob("pwned*")], "a name was executed"
 
 
@@ -379,3 +382,106 @@ def test_bash_completion_offers_the_active_images_packages(
     out = hook.run(script, cwd=tmp_path).stdout
     assert markers(out, "C") == ["numpy", "cnt-hello", "numpy", ""]
     assert out.count("-F _cnt_mm_complete") == 3
+
+
+# --------------------------------------------------------------------------------------------
+# The stamp: an image created or allowed here activates at the next prompt, without a cd
+
+
+def test_an_image_created_here_activates_at_the_next_prompt(shell: str, tmp_path: Path) -> None:
+    """`condatainer o` in the current directory, then a prompt: active, no cd needed.  Then a
+    second prompt with nothing changed starts nothing."""
+    hook = Hook(shell, tmp_path / "hook")
+    proj = tmp_path / f"{HOSTILE} new"
+    proj.mkdir()
+    script = (
+        "PS1='P> '\n_cnt_prompt\n"
+        + f"cd -- {shellgen.quote(str(proj))}\n_cnt_prompt\n"
+        + state(shell)
+        + f"'{hook.launcher}' o env.img -s 64M --sparse >/dev/null\n_cnt_prompt\n"
+        + state(shell)
+        + "_cnt_prompt\n_cnt_prompt\n"
+    )
+    proc = hook.run(script, cwd=tmp_path)
+    image = proj / "env.img"
+    assert [s.split("|")[:2] for s in markers(proc.stdout, "STATE")] == [
+        ["", ""],
+        [str(image), str(proj)],
+    ]
+    assert len(hook.activations()) == 1, "unchanged prompts after it call nothing"
+    assert "condatainer: env.img active (0 programs)" in proc.stderr
+
+
+def test_an_image_allowed_after_it_was_replaced_activates_at_the_next_prompt(
+    shell: str, tmp_path: Path
+) -> None:
+    """A replaced image has a record that no longer matches, so the hook cannot wait for a
+    record to appear; `allow` rewrites the stamp, and the next prompt asks again."""
+    hook = Hook(shell, tmp_path / "hook")
+    proj, image = project(tmp_path)
+    newer = make_image(tmp_path / "newer.img", bins=("cnt-tool",))
+    newer.replace(image)
+    assert trust.status(image) is trust.TrustStatus.REPLACED
+    script = (
+        f"cd {proj}\n_cnt_prompt\n"
+        + state(shell)
+        + f"'{hook.launcher}' allow >/dev/null\n_cnt_prompt\n"
+        + state(shell)
+    )
+    proc = hook.run(script, cwd=tmp_path)
+    states = [s.split("|")[0] for s in markers(proc.stdout, "STATE")]
+    assert states == ["", str(image)]
+    assert proc.stderr.count("was replaced") == 1
+
+
+def test_activation_and_leaving_lines(shell: str, tmp_path: Path) -> None:
+    hook = Hook(shell, tmp_path / "hook")
+    p1, _ = project(tmp_path, "one")
+    p2, _ = project(tmp_path, "two", bins=("a", "b", "c"))
+    script = (
+        f"cd {p1}\n_cnt_prompt\necho 'MARK:in one' >&2\n"
+        f"cd {p2}\n_cnt_prompt\necho 'MARK:in two' >&2\n"
+        f"cd {tmp_path}\n_cnt_prompt\necho 'MARK:out' >&2\n"
+    )
+    proc = hook.run(script, cwd=tmp_path)
+    assert proc.stderr.splitlines() == [
+        "condatainer: env.img active (2 programs)",
+        "MARK:in one",
+        "condatainer: env.img deactivated",
+        "condatainer: env.img active (3 programs)",
+        "MARK:in two",
+        "condatainer: env.img deactivated",
+        "MARK:out",
+    ]
+    quiet = hook.run(script, cwd=tmp_path, env=hook.env(CNT_HOOK_MESSAGES="off"))
+    assert quiet.stderr.splitlines() == ["MARK:in one", "MARK:in two", "MARK:out"]
+
+
+def test_the_hook_carries_the_completion_of_condatainer(shell: str, tmp_path: Path) -> None:
+    """What `init` writes completes `condatainer` and `cnt` too (bash: registered at once; zsh:
+    registered with compdef at the first prompt, compinit loaded if the rc had not)."""
+    hook = Hook(shell, tmp_path / "hook")
+    if shell == "bash":
+        script = "complete -p condatainer cnt\n"
+    else:
+        script = (
+            "_cnt_prompt\n"
+            'print -r -- "COMPS:$_comps[condatainer] $_comps[cnt] $_comps[mm-remove]"\n'
+        )
+    proc = hook.run(script, cwd=tmp_path, env=hook.env(HOME=str(tmp_path)))
+    if shell == "bash":
+        assert proc.stdout.splitlines() == [
+            f"complete -o bashdefault -o default -o nospace -F _condatainer_complete {name}"
+            for name in ("condatainer", "cnt")
+        ]
+    else:
+        assert markers(proc.stdout, "COMPS") == ["_condatainer _condatainer _cnt_mm_complete"]
+    assert proc.stderr == ""
+    if shell == "zsh":  # an rc that loads compinit itself, before the block: used at once
+        proc = hook.run(
+            'print -r -- "COMPS:$_comps[condatainer] $_comps[cnt] $_comps[mm-remove]"\n',
+            cwd=tmp_path,
+            env=hook.env(HOME=str(tmp_path)),
+            before='autoload -Uz compinit && compinit -u -d "$HOME/.zcompdump"\n',
+        )
+        assert markers(proc.stdout, "COMPS") == ["_condatainer _condatainer _cnt_mm_complete"]

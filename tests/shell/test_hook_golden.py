@@ -29,6 +29,7 @@ ENTER = {
     "marker": f"(cnt:{HOSTILE} x) ",
     "record": f"/home/{HOSTILE}/.local/share/condatainer/allowed/abc",
     "pkgs": f"/home/{HOSTILE}/.cache/condatainer/pkgs/0123456789abcdef.txt",
+    "bye": f"condatainer: {HOSTILE}\nline two deactivated",
 }
 
 
@@ -42,40 +43,41 @@ def _hook(shell: str) -> tuple[str, str, dict[str, Any]]:
             "launcher": LAUNCHER,
             "activator": ["/opt/cnt/bin/python", "-m", "condatainer.hook.activate"],
             "shim_root": SHIM_ROOT,
+            "stamp": f"/home/{HOSTILE}/.cache/condatainer/stamp",
         },
     )
 
 
 RENDERED: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "hook.bash": _hook("bash"),
-    "hook.zsh": _hook("zsh"),
-    "activate-enter.bash": (
-        "activate",
-        "bash",
-        {"image": IMAGE, "enter": ENTER, "wait": None, "told": ["notes"]},
-    ),
-    "activate-enter.zsh": (
-        "activate",
-        "zsh",
-        {"image": IMAGE, "enter": ENTER, "wait": None, "told": ["notes"]},
-    ),
-    "activate-wait.bash": (
-        "activate",
-        "bash",
-        {"image": IMAGE, "enter": None, "wait": ENTER["record"], "told": ["notice"]},
-    ),
-    "activate-wait.zsh": (
-        "activate",
-        "zsh",
-        {"image": IMAGE, "enter": None, "wait": ENTER["record"], "told": ["notice"]},
-    ),
+    **{f"hook.{shell}": _hook(shell) for shell in ("bash", "zsh", "fish")},
+    **{
+        f"activate-enter.{shell}": (
+            "activate",
+            shell,
+            {"image": IMAGE, "enter": ENTER, "wait": None, "told": ["notes"]},
+        )
+        for shell in ("bash", "zsh", "fish")
+    },
+    **{
+        f"activate-wait.{shell}": (
+            "activate",
+            shell,
+            {"image": IMAGE, "enter": None, "wait": ENTER["record"], "told": ["notice"]},
+        )
+        for shell in ("bash", "zsh", "fish")
+    },
     "shim.sh": (
         "shim",
         "sh",
-        {"launcher": LAUNCHER, "image": IMAGE, "name": "$(python)", "shims": ENTER["shims"]},
+        {"launcher": LAUNCHER, "image": IMAGE, "dispatcher": ".cnt-shim", "shims": ENTER["shims"]},
     ),
 }
-CHECKER = {"bash": ["bash", "-n"], "zsh": ["zsh", "-n"], "sh": ["dash", "-n"]}
+CHECKER = {
+    "bash": ["bash", "-n"],
+    "zsh": ["zsh", "-n"],
+    "fish": ["fish", "-n"],
+    "sh": ["dash", "-n"],
+}
 SHELLCHECK = {"bash": "bash", "sh": "sh"}  # shellcheck has no zsh
 
 
@@ -106,7 +108,7 @@ def test_shellcheck(name: str, tmp_path: Path, need: Callable[[str], str]) -> No
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("shell", ["bash", "zsh"])
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_installed_hook_passes_the_same_checks(
     shell: str, tmp_path: Path, need: Callable[[str], str]
 ) -> None:
@@ -126,21 +128,34 @@ def test_installed_hook_passes_the_same_checks(
         assert proc.returncode == 0, proc.stdout
 
 
+STUBS = {
+    "bash": '_cnt_enter() { printf "%s\\0" "$@"; }\n_cnt_told() { printf "%s\\0" "$@"; }\n',
+    "zsh": '_cnt_enter() { printf "%s\\0" "$@"; }\n_cnt_told() { printf "%s\\0" "$@"; }\n',
+    "fish": "function _cnt_enter; printf '%s\\0' $argv; end\n"
+    "function _cnt_told; printf '%s\\0' $argv; end\n",
+}
+ARGV = {
+    "bash": ["bash", "--norc", "-c"],
+    "zsh": ["zsh", "-f", "-c"],
+    "fish": ["fish", "--no-config", "-c"],
+}
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
 def test_activation_code_evals_to_the_protocol_calls(
-    tmp_path: Path, need: Callable[[str], str]
+    shell: str, need: Callable[[str], str]
 ) -> None:
-    """Every value reaches the hook's functions as one argument, byte for byte."""
-    need("bash")
-    need("zsh")
-    for name in ("activate-enter.bash", "activate-enter.zsh"):
-        shell = RENDERED[name][1]
-        stubs = '_cnt_enter() { printf "%s\\0" "$@"; }\n_cnt_told() { printf "%s\\0" "$@"; }\n'
-        argv = ["bash", "--norc", "-c"] if shell == "bash" else ["zsh", "-f", "-c"]
-        out = subprocess.run(
-            [*argv, stubs + rendered(name)], capture_output=True, check=True
-        ).stdout
-        words = out.decode().split("\0")[:-1]
-        assert words == [*ENTER.values(), "notes", IMAGE]
+    """Every value reaches the hook's functions as one argument, byte for byte (a newline in
+    a value included: fish gets it as an escape, so each call stays on its line)."""
+    need(shell)
+    code = rendered(f"activate-enter.{shell}")
+    if shell == "fish":
+        # The hook runs the code line by line (eval), as _cnt_call does.
+        assert len(code.splitlines()) == 2
+        code = "".join(f"eval {shellgen.quote_fish(line)}\n" for line in code.splitlines())
+    out = subprocess.run([*ARGV[shell], STUBS[shell] + code], capture_output=True, check=True)
+    words = out.stdout.decode().split("\0")[:-1]
+    assert words == [*ENTER.values(), "notes", IMAGE]
 
 
 @pytest.mark.parametrize("name", sorted(RENDERED))

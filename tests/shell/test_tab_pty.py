@@ -134,7 +134,7 @@ def console_scripts(bindir: Path) -> Path:
         script = bindir / name
         script.write_text(
             f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(REPO)!r})\n"
-            "from condatainer.cli import entry\nentry()\n"
+            "from condatainer.entry import entry\nentry()\n"
         )
         script.chmod(0o755)
     return bindir
@@ -164,6 +164,17 @@ def base_env(bindir: Path, inputrc: Path) -> dict[str, str]:
     return env
 
 
+def write_inputrc(directory: Path) -> Path:
+    """bash's readline settings for the tests: one TAB lists all candidates; no bell, no
+    pager, no "display all N?" question."""
+    inputrc = directory / "inputrc"
+    inputrc.write_text(
+        "set show-all-if-ambiguous on\nset bell-style none\n"
+        "set page-completions off\nset completion-query-items 10000\n"
+    )
+    return inputrc
+
+
 def start(
     shell: str,
     tmp_path: Path,
@@ -174,13 +185,7 @@ def start(
     """A shell with only `setup` run, its prompt set to READY> and the screen cleared."""
     tmux = shutil.which("tmux")
     assert tmux is not None
-    inputrc = tmp_path / "inputrc"
-    # One TAB lists all candidates; no bell, no pager, no "display all N?" question.
-    inputrc.write_text(
-        "set show-all-if-ambiguous on\nset bell-style none\n"
-        "set page-completions off\nset completion-query-items 10000\n"
-    )
-    full_env = base_env(console_scripts(tmp_path / "bin"), inputrc)
+    full_env = base_env(console_scripts(tmp_path / "bin"), write_inputrc(tmp_path))
     full_env.update(env or {})
     argv = ["bash", "--norc", "--noprofile", "-i"] if shell == "bash" else ["zsh", "-f", "-i"]
     term = Term(tmux, argv, full_env, cwd)

@@ -30,6 +30,7 @@ import os
 import shlex
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from typing import NoReturn
 import pytest
 
 from tests.conftest import IN_CI
-from tests.support import REPO, world, world_channel  # noqa: F401  (fixtures used here)
+from tests.support import REPO, World, cnt, ok, world, world_channel  # noqa: F401  (fixtures)
 
 HERE = Path(__file__).resolve().parent
 UP = HERE / "slurm-up.sh"
@@ -220,7 +221,7 @@ def parse_job(line: str) -> dict[str, str]:
     value: Command= holds the script's arguments joined with spaces)."""
     fields: dict[str, str] = {}
     key = ""
-    for word in line.split(" "):
+    for word in line.rstrip().split(" "):
         name, eq, value = word.partition("=")
         if eq and name.replace("/", "").replace(":", "").isalnum():
             key = name
@@ -301,3 +302,44 @@ def slurm(slurm_cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     launcher.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return Slurm(slurm_cluster)
+
+
+# --------------------------------------------------------------------------------------------
+# Projects and job scripts
+
+# What job scripts print from inside (or outside) the container.
+REPORT = """\
+echo "dollar0=$0"
+echo "IN_CONDATAINER=${IN_CONDATAINER:-}"
+echo "CONDA_PREFIX=${CONDA_PREFIX:-}"
+echo "CNT_OVERLAY=${CNT_OVERLAY:-}"
+echo "CNT_SCRIPT=${CNT_SCRIPT:-}"
+echo "SUBMIT_DIR=${SLURM_SUBMIT_DIR:-}"
+"""
+
+
+@pytest.fixture
+def project(world: World, slurm: Slurm, tmp_path: Path) -> Path:  # noqa: F811
+    """A project directory holding env.img (with cnt-hello) and a scripts/ directory."""
+    proj = tmp_path / "proj"
+    (proj / "scripts").mkdir(parents=True)
+    ok(cnt("o", str(proj / "env.img"), "-s", "256M", "--sparse", "--", "cnt-hello"))
+    return proj
+
+
+@pytest.fixture
+def bare_project(world: World, slurm: Slurm, tmp_path: Path) -> Path:  # noqa: F811
+    """A project directory holding an empty env.img (enough for the refusals, and faster)."""
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    ok(cnt("o", str(proj / "env.img"), "-s", "64M", "--sparse"))
+    return proj
+
+
+def script(path: Path, header: str, body: str = REPORT) -> Path:
+    path.write_text(textwrap.dedent(header) + body)
+    return path
+
+
+def values(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)

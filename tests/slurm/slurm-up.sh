@@ -200,10 +200,16 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2$overrides
+# Two pretend GPUs: jobs can ask for them (--gres, --gpus-per-node) and be given them, and
+# scontrol shows what they got.  slurmd wants a device file per GPU: /dev/zero and /dev/null
+# stand in (with task/none nothing restricts devices, so nothing is changed on them).
+GresTypes=gpu
 
-NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$node NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:tesla:2 State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
+    # slurmd and slurmctld read gres.conf from the directory of slurm.conf.
+    printf 'NodeName=%s Name=gpu Type=tesla File=/dev/zero,/dev/null\n' "$node" >"$DIR/gres.conf"
     mv -f "$CONF.tmp" "$CONF"
 }
 

@@ -16,47 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.slurm.conftest import Slurm
-from tests.support import REPO, World, cnt, ok
+from tests.slurm.conftest import REPORT, Slurm, script, values
+from tests.support import REPO, cnt, ok
 
 pytestmark = [pytest.mark.root, pytest.mark.slurm]
-
-# What every job script prints from inside (or outside) the container.
-REPORT = """\
-echo "dollar0=$0"
-echo "IN_CONDATAINER=${IN_CONDATAINER:-}"
-echo "CONDA_PREFIX=${CONDA_PREFIX:-}"
-echo "CNT_OVERLAY=${CNT_OVERLAY:-}"
-echo "CNT_SCRIPT=${CNT_SCRIPT:-}"
-echo "SUBMIT_DIR=${SLURM_SUBMIT_DIR:-}"
-"""
-
-
-@pytest.fixture
-def project(world: World, slurm: Slurm, tmp_path: Path) -> Path:
-    """A project directory holding env.img (with cnt-hello) and a scripts/ directory."""
-    proj = tmp_path / "proj"
-    (proj / "scripts").mkdir(parents=True)
-    ok(cnt("o", str(proj / "env.img"), "-s", "256M", "--sparse", "--", "cnt-hello"))
-    return proj
-
-
-@pytest.fixture
-def bare_project(world: World, slurm: Slurm, tmp_path: Path) -> Path:
-    """A project directory holding an empty env.img (enough for the refusals, and faster)."""
-    proj = tmp_path / "proj"
-    proj.mkdir()
-    ok(cnt("o", str(proj / "env.img"), "-s", "64M", "--sparse"))
-    return proj
-
-
-def script(path: Path, header: str, body: str = REPORT) -> Path:
-    path.write_text(textwrap.dedent(header) + body)
-    return path
-
-
-def values(text: str) -> dict[str, str]:
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
 
 
 def test_plain_sbatch_of_a_script_with_the_header(project: Path, slurm: Slurm) -> None:

@@ -1,7 +1,9 @@
 """Tests of the test world itself: the local channel and the micromamba stand-in.
 
 The stand-in runs as a subprocess, the way condatainer runs micromamba, against a channel built
-in a temporary directory and a temporary root prefix.
+in a temporary directory and a temporary root prefix.  It behaves as micromamba 2 where the mm
+table relies on it: `--rc-file` takes every following word (CLI11), a named rc file must exist,
+and `config` edits take `--file` after the action.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from condatainer.micromamba import SERIES, channel_url
+from condatainer.micromamba.channel import in_series
 from tests.fakes import with_fakes_on_path
 
 from . import MICROMAMBA, PACKAGES, build_channel
+from .channel import MICROMAMBA_NEWEST, MICROMAMBA_VERSIONS, main
 
 Run = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -59,11 +64,11 @@ def mm(root: Path, channel: str, tmp_path: Path) -> Run:
 
 @pytest.fixture
 def op(mm: Run, root: Path) -> Run:
-    """``micromamba -r ROOT OP -n base --rc-file ROOT/.condarc ARGS...``: the mm table's shape."""
+    """``micromamba -r ROOT --rc-file ROOT/.condarc OP -n base ARGS...``: the mm table's shape."""
 
     def run(name: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
         rc = str(root / ".condarc")
-        return mm(*name.split(), "-n", "base", "--rc-file", rc, *args, ok=ok)
+        return mm("--rc-file", rc, *name.split(), "-n", "base", *args, ok=ok)
 
     return run
 
@@ -78,12 +83,102 @@ def installed(root: Path) -> dict[str, str]:
 
 def test_channel_is_indexed_and_reproducible(tmp_path: Path) -> None:
     path = build_channel(tmp_path / "chan")
-    archives = {p.name: p.read_bytes() for p in (path / "noarch").glob("*.tar.bz2")}
+    archives = {p.name: p.read_bytes() for p in path.glob("*/*.tar.bz2")}
+    archives.update({p.name: p.read_bytes() for p in path.glob("*/*.conda")})
     build_channel(tmp_path / "chan")
-    assert {p.name: p.read_bytes() for p in (path / "noarch").glob("*.tar.bz2")} == archives
+    again = {p.name: p.read_bytes() for p in path.glob("*/*.tar.bz2")}
+    again.update({p.name: p.read_bytes() for p in path.glob("*/*.conda")})
+    assert again == archives
     repodata = json.loads((path / "noarch" / "repodata.json").read_text())
     assert set(repodata["packages"]) == {p.filename for p in PACKAGES}
+    linux = json.loads((path / "linux-64" / "repodata.json").read_text())
+    assert {**linux["packages"], **linux["packages.conda"]}.keys() == {
+        f"micromamba-{version}-0{fmt}" for version, fmt in MICROMAMBA_VERSIONS
+    }
+    for subdir in ("noarch", "linux-64"):
+        assert (path / subdir / "repodata_shards.msgpack.zst").is_file()
+
+
+def read_zstd_msgpack(path: Path) -> object:
+    import msgpack
+
+    raw = subprocess.run(["zstd", "-d", "-c", str(path)], capture_output=True, check=True).stdout
+    return msgpack.unpackb(raw, raw=False)
+
+
+def test_the_sharded_index_follows_cep_16(tmp_path: Path) -> None:
+    """py-rattler's shards, checked against CEP 16: the index maps names to 32 raw sha256 bytes,
+    each shard lives at shards_base_url + hex + .msgpack.zst and is named after the sha256 of
+    its (compressed) bytes, and its records carry sha256/md5 as raw bytes.  (rattler leaves out
+    the index's `version`; CEP 16 says it is 1, and condatainer reads a missing one as 1.)"""
+    path = build_channel(tmp_path / "chan")
+    index = read_zstd_msgpack(path / "linux-64" / "repodata_shards.msgpack.zst")
+    assert isinstance(index, dict)
+    assert index["info"]["subdir"] == "linux-64"
+    assert index["info"]["shards_base_url"] == "./shards/"
+    assert index.get("version", 1) == 1
+    digest = index["shards"]["micromamba"]
+    assert isinstance(digest, bytes) and len(digest) == 32
+    shard_file = path / "linux-64" / "shards" / f"{digest.hex()}.msgpack.zst"
+    assert hashlib.sha256(shard_file.read_bytes()).digest() == digest
+    shard = read_zstd_msgpack(shard_file)
+    assert isinstance(shard, dict)
+    newest = shard["packages.conda"][f"micromamba-{MICROMAMBA_NEWEST}-0.conda"]
+    archive = path / "linux-64" / f"micromamba-{MICROMAMBA_NEWEST}-0.conda"
+    assert newest["sha256"] == hashlib.sha256(archive.read_bytes()).digest()
+    assert newest["size"] == archive.stat().st_size
+
+
+def test_a_plain_channel_has_no_shards(tmp_path: Path) -> None:
+    path = build_channel(tmp_path / "chan", shards=False)
     assert (path / "linux-64" / "repodata.json").is_file()
+    assert not list(path.rglob("repodata_shards.msgpack.zst"))
+    assert not list(path.rglob("shards"))
+
+
+def test_the_micromamba_packages_hold_the_stand_in_of_their_version(tmp_path: Path) -> None:
+    import tarfile
+    import zipfile
+
+    path = build_channel(tmp_path / "chan", python="/the/test/python")
+    conda = path / "linux-64" / f"micromamba-{MICROMAMBA_NEWEST}-0.conda"
+    with zipfile.ZipFile(conda) as zf:
+        assert sorted(zf.namelist())[0] == "info-micromamba-2.3.3-0.tar.zst"
+        pkg = zf.read(f"pkg-micromamba-{MICROMAMBA_NEWEST}-0.tar.zst")
+    tar = subprocess.run(["zstd", "-d", "-c"], input=pkg, capture_output=True, check=True).stdout
+    tar_path = tmp_path / "pkg.tar"
+    tar_path.write_bytes(tar)
+    with tarfile.open(tar_path) as tf:
+        member = tf.getmember("bin/micromamba")
+        assert member.mode == 0o755
+        text = tf.extractfile(member).read().decode()  # type: ignore[union-attr]
+    assert text.startswith("#!/the/test/python\n")
+    assert f'MICROMAMBA_VERSION = "{MICROMAMBA_NEWEST}"' in text
+    with tarfile.open(path / "linux-64" / "micromamba-2.0.5-0.tar.bz2") as tf:
+        text = tf.extractfile("bin/micromamba").read().decode()  # type: ignore[union-attr]
+        index = json.loads(tf.extractfile("info/index.json").read())  # type: ignore[union-attr]
+    assert 'MICROMAMBA_VERSION = "2.0.5"' in text
+    assert (index["name"], index["version"], index["subdir"]) == ("micromamba", "2.0.5", "linux-64")
+
+
+def test_the_newest_micromamba_is_of_the_series_condatainer_uses() -> None:
+    newest_of_series = max(
+        (v for v, _ in MICROMAMBA_VERSIONS if in_series(v, SERIES)),
+        key=lambda v: tuple(map(int, v.split("."))),
+    )
+    assert newest_of_series == MICROMAMBA_NEWEST
+    assert any(not in_series(v, SERIES) for v, _ in MICROMAMBA_VERSIONS), "an old series too"
+
+
+def test_python_m_tests_world_channel_writes_a_channel(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([str(tmp_path / "offline")]) == 0
+    out = capsys.readouterr().out
+    url = channel_url(str(tmp_path / "offline"))
+    assert f"export CNT_CHANNELS={url} CNT_MICROMAMBA_CHANNEL={url}" in out
+    assert (tmp_path / "offline" / "noarch" / "cnt-hello-1.0-0.tar.bz2").is_file()
+    assert (tmp_path / "offline" / "linux-64" / "repodata_shards.msgpack.zst").is_file()
 
 
 # ---------------------------------------------------------------- install, run, history
@@ -126,24 +221,39 @@ def test_history_is_written_like_micromamba(op: Run, root: Path, channel: str) -
     assert lines[-2:] == [f"-{channel}/noarch::cnt-hello-1.0-0", '# remove specs: ["cnt-hello"]']
 
 
-def test_first_install_creates_root_without_an_rc_file(
-    mm: Run, channel: str, tmp_path: Path
-) -> None:
+def test_first_install_creates_the_root_prefix(mm: Run, channel: str, tmp_path: Path) -> None:
     fresh = tmp_path / "fresh" / "env"
-    mm(
-        "install",
-        "-n",
-        "base",
-        "--rc-file",
-        str(tmp_path / "no.rc"),
-        "-y",
-        "-c",
-        channel,
-        "cnt-hello",
-        root_prefix=fresh,
-    )
+    rc = tmp_path / "empty.rc"
+    rc.write_text("")
+    mm("--rc-file", str(rc), "install", "-n", "base", "-y", "-c", channel, "cnt-hello",
+       root_prefix=fresh)  # fmt: skip
     assert installed(fresh) == {"cnt-hello": "1.0"}
     assert (fresh / "conda-meta" / "history").read_text().startswith("==> ")
+
+
+def test_a_named_rc_file_must_exist(mm: Run, channel: str, tmp_path: Path) -> None:
+    missing = tmp_path / "no.rc"
+    result = mm("--rc-file", str(missing), "install", "-n", "base", "-y", "-c", channel,
+                "cnt-hello", ok=False)  # fmt: skip
+    assert result.returncode == 1
+    assert f"Configuration file specified but does not exist at '{missing}'" in result.stderr
+
+
+def test_rc_file_takes_every_following_word_like_cli11(op: Run, mm: Run, root: Path) -> None:
+    """Why the mm table puts --rc-file before the subcommand: after it, the user's first
+    argument becomes a second rc file (micromamba 2 and 1.x both parse it so)."""
+    op("install", "-y", "cnt-hello")
+    rc = str(root / ".condarc")
+    swallowed = mm("list", "-n", "base", "--rc-file", rc, "cnt-hello", ok=False)
+    assert swallowed.returncode == 1
+    assert "does not exist at 'cnt-hello'" in swallowed.stderr
+    assert "cnt-hello" in mm("--rc-file", rc, "list", "-n", "base", "cnt-hello").stdout
+
+
+def test_it_reports_a_micromamba_2_version(mm: Run) -> None:
+    version = mm("--version").stdout.strip()
+    assert version == MICROMAMBA_NEWEST
+    assert in_series(version, SERIES)
 
 
 def test_install_into_an_existing_env_keeps_what_is_there(op: Run, root: Path) -> None:
@@ -220,8 +330,10 @@ def test_export_full_and_from_history(op: Run, channel: str) -> None:
     assert requested["dependencies"] == ["cnt-app", "numpy=1.21"]
 
 
-def test_search_globs_and_versions(mm: Run, channel: str) -> None:
-    found = mm("search", "--rc-file", "/nonexistent/rc", "-c", channel, "nu*").stdout
+def test_search_globs_and_versions(mm: Run, channel: str, tmp_path: Path) -> None:
+    rc = tmp_path / "empty.rc"
+    rc.write_text("")
+    found = mm("--rc-file", str(rc), "search", "-c", channel, "nu*").stdout
     assert re.search(r"numba\s+0\.1", found)
     assert re.search(r"numpy\s+1\.26\.0", found)
     assert found.index("1.26.0") < found.index("1.21.0")
@@ -251,22 +363,33 @@ def test_repodata_cache_lands_in_pkgs_and_clean_empties_it(
 
 def test_config_edits_only_channels(mm: Run, tmp_path: Path) -> None:
     rc = tmp_path / "sub" / "condarc"
-    mm("config", "--file", str(rc), "append", "channels", "file:///a")
+    mm("config", "append", "--file", str(rc), "channels", "file:///a")
     assert yaml.safe_load(rc.read_text()) == {"channels": ["file:///a"]}
     rc.write_text("channel_priority: strict\nchannels:\n- file:///a\npkgs_dirs:\n- /x\n")
-    mm("config", "--file", str(rc), "append", "channels", "file:///b")
-    mm("config", "--file", str(rc), "prepend", "channels", "file:///c")
+    mm("config", "append", "--file", str(rc), "channels", "file:///b")
+    mm("config", "prepend", "--file", str(rc), "channels", "file:///c")
     mm("config", "append", "channels", "file:///a", "--file", str(rc))  # moves to the end
     assert yaml.safe_load(rc.read_text()) == {
         "channel_priority": "strict",
         "channels": ["file:///c", "file:///b", "file:///a"],
         "pkgs_dirs": ["/x"],
     }
-    mm("config", "--file", str(rc), "remove", "channels", "file:///c")
+    mm("config", "remove", "--file", str(rc), "channels", "file:///c")
     assert yaml.safe_load(rc.read_text())["channels"] == ["file:///b", "file:///a"]
-    assert "file:///b" in mm("config", "--file", str(rc), "list").stdout
-    missing = mm("config", "--file", str(rc), "remove", "channels", "file:///zz", ok=False)
-    assert missing.returncode == 1
+    listed = mm("--rc-file", str(rc), "config", "list", "channels").stdout
+    assert listed == "channels:\n  - file:///b\n  - file:///a\n"
+    missing = mm("config", "remove", "--file", str(rc), "channels", "file:///zz")
+    assert missing.stdout == "Key is not present in file\n"
+
+
+def test_config_file_goes_after_the_action(mm: Run, tmp_path: Path) -> None:
+    """micromamba's `config` has no --file of its own; its editing actions have."""
+    rc = tmp_path / "condarc"
+    for argv in (["config", "--file", str(rc), "append", "channels", "x"],
+                 ["config", "list", "--file", str(rc)]):  # fmt: skip
+        result = mm(*argv, ok=False)
+        assert result.returncode == 1
+        assert "The following argument was not expected: --file" in result.stderr
 
 
 # ---------------------------------------------------------------- command lines and failures
@@ -330,13 +453,13 @@ def test_read_only_root_fails_cleanly(op: Run, mm: Run, root: Path, tmp_path: Pa
         rc = str(mount / ".condarc")
         for argv in (["install", "cnt-lib"], ["remove", "cnt-hello"]):
             result = mm(
-                argv[0], "-n", "base", "--rc-file", rc, "-y", *argv[1:], root_prefix=mount, ok=False
+                "--rc-file", rc, argv[0], "-n", "base", "-y", *argv[1:], root_prefix=mount, ok=False
             )
             assert result.returncode == 1
             assert "Read-only file system" in result.stderr
-        listed = mm("list", "-n", "base", "--rc-file", rc, root_prefix=mount)
+        listed = mm("--rc-file", rc, "list", "-n", "base", root_prefix=mount)
         assert "cnt-hello" in listed.stdout
-        mm("search", "--rc-file", rc, "cnt-hello", root_prefix=mount)
+        mm("--rc-file", rc, "search", "cnt-hello", root_prefix=mount)
     finally:
         subprocess.run(["umount", mount], check=True)
     assert installed(root) == {"cnt-hello": "1.0"}

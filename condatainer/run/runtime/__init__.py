@@ -2,9 +2,10 @@
 
 - `apptainer`: turns the Plan into an `apptainer exec` (or `singularity exec`) command line.
 - `builtin`: for root without Apptainer; loop devices, overlayfs and a private mount namespace,
-  made with direct system calls (`_linux`).
+  made with direct system calls (`_linux`), over the host's root or a base image (`_base`).
 
-Which of them runs a Plan is decided in one place, `selection.select`.
+Which of them runs a Plan is decided in one place, `selection.select`; `handoff.execute` hands
+a Plan to the one chosen.
 """
 
 INSTALL_APPTAINER = (

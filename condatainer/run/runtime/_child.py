@@ -17,7 +17,7 @@ Three processes below the parent (`builtin`), each with one job:
   takes the relay, the init and so every container process along.
 - the **command**: drops to the invoking user and execs.
 
-Errors before the exec travel to the parent as JSON through a close-on-exec pipe (`report`); a
+Errors before the exec travel to the parent through a close-on-exec pipe (`report`); a
 command that cannot be executed exits 127 (not found) or 126 (not executable) with one line on
 stderr, like a shell.  Nothing here may touch Python's buffered streams: `say` writes to fd 2
 directly.
@@ -34,13 +34,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import json
 import os
-import select
 import signal
 from collections.abc import Iterator
 
 from condatainer.display import NOTE_PREFIX
+from condatainer.run.runtime import _base
 from condatainer.run.runtime import _linux as linux
 from condatainer.run.runtime._setup import Layer, Mount, Setup
 
@@ -120,6 +119,8 @@ def child(setup: Setup, errors_w: int) -> None:
         # The relay and the init never exec: they must not keep the parent's other files open
         # (the write end of the command's stdin, for one, would never reach EOF).
         keep = {0, 1, 2, errors_w, *(setup.stdio or ()), *(layer.fd for layer in setup.layers)}
+        if setup.base is not None and setup.base.fd >= 0:
+            keep.add(setup.base.fd)
         close_all_but(keep)
         with step("cannot create the container's PID namespace"):
             linux.unshare(linux.CLONE_NEWPID)  # the init makes the other namespaces
@@ -153,7 +154,7 @@ def container_init(setup: Setup, errors_w: int, relay_alive: int) -> None:
     """PID 1 of the container: build it, fork the command, reap until the command ends."""
     try:
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-        if select.select([relay_alive], [], [], 0)[0]:  # the relay died before prctl did
+        if _closed(relay_alive):  # the relay died before prctl took effect
             os._exit(1)
         os.close(relay_alive)
         if setup.stdio is not None:
@@ -175,6 +176,15 @@ def container_init(setup: Setup, errors_w: int, relay_alive: int) -> None:
     os._exit(relay(command, orphans=True))
 
 
+def _closed(fd: int) -> bool:
+    """Whether the pipe `fd` reads from has no writer left (its writer never writes)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1) == b""
+    except BlockingIOError:
+        return False
+
+
 def run_command(setup: Setup, errors_w: int) -> None:
     """The command's process: identity, working directory, exec.  It never returns."""
     try:
@@ -189,8 +199,20 @@ def run_command(setup: Setup, errors_w: int) -> None:
 
 def report(errors_w: int, message: str, hint: str | None) -> None:
     with contextlib.suppress(BaseException):
-        os.write(errors_w, json.dumps({"message": message, "hint": hint}).encode())
+        os.write(errors_w, encode_error(message, hint))
     os._exit(1)
+
+
+def encode_error(message: str, hint: str | None) -> bytes:
+    """What the child writes to the error pipe: the message, then NUL and the hint if any."""
+    text = message if hint is None else f"{message}\0{hint}"
+    return text.encode("utf-8", "surrogateescape")
+
+
+def decode_error(report: bytes) -> tuple[str, str | None]:
+    """The parent's reading of `encode_error`."""
+    message, _, hint = report.decode("utf-8", "surrogateescape").partition("\0")
+    return message, hint or None
 
 
 def build_root(setup: Setup) -> None:
@@ -206,6 +228,14 @@ def build_root(setup: Setup) -> None:
         # Unbindable: the recursive binds of host mounts below must not copy the staging area
         # (and with it the new root) into the new root.
         linux.mount(None, staging, None, linux.MS_UNBINDABLE)
+
+    base_root = "/"  # the host's root filesystem, unless the Plan names a base image
+    if setup.base is not None:
+        with step(
+            f"cannot mount the base image {setup.base.shown}",
+            hint=f"check it with: condatainer base info -b {setup.base.shown}",
+        ):
+            base_root = _base.mount(setup.base, f"{staging}/base")
 
     lowers: list[str] = []
     upper = work = ""
@@ -228,11 +258,11 @@ def build_root(setup: Setup) -> None:
             os.mkdir(f"{staging}/t/upper")
             os.mkdir(f"{staging}/t/work")
             # The upper directory lends the container's / its mode: the host's, not our umask's.
-            os.chmod(f"{staging}/t/upper", os.stat("/").st_mode & 0o7777)
+            os.chmod(f"{staging}/t/upper", os.stat(base_root).st_mode & 0o7777)
         upper, work = f"{staging}/t/upper", f"{staging}/t/work"
 
     root = f"{staging}/root"
-    options = f"lowerdir={':'.join([*lowers, '/'])},upperdir={upper},workdir={work}"
+    options = f"lowerdir={':'.join([*lowers, base_root])},upperdir={upper},workdir={work}"
     with step(
         "cannot build the container's root filesystem with overlayfs",
         hint="the kernel log says why: dmesg | grep overlayfs",
@@ -242,6 +272,16 @@ def build_root(setup: Setup) -> None:
 
     for m in setup.mounts:
         apply(root, m)
+    if setup.identity is not None:
+        with step("cannot write the container's /etc/passwd and /etc/group"):
+            files = _base.identity_files(
+                setup.identity,
+                resolve_in(root, "/etc/passwd"),
+                resolve_in(root, "/etc/group"),
+                f"{staging}/files",
+            )
+        for source, target in files:
+            apply(root, Mount(source, target, recursive=False, is_file=True))
     if setup.protect_ext3:
         # Read-only overlays only: /ext3/env must refuse writes (EROFS) the way a read-only
         # Apptainer overlay does, instead of letting them vanish into the tmpfs upper layer.

@@ -14,7 +14,6 @@ import ctypes
 import errno
 import fcntl
 import os
-import platform
 import struct
 import time
 
@@ -77,7 +76,7 @@ _SYS_PIVOT_ROOT = {
     "i386": 217,
     "i686": 217,
     "armv7l": 218,
-}.get(platform.machine())
+}.get(os.uname().machine)
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [
@@ -120,7 +119,7 @@ def umount2(target: str, flags: int = 0) -> None:
 
 def pivot_root(new_root: str, put_old: str) -> None:
     if _SYS_PIVOT_ROOT is None:
-        raise OSError(errno.ENOSYS, f"pivot_root: unknown architecture {platform.machine()}")
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown architecture {os.uname().machine}")
     if _libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)) != 0:
         raise _fail(new_root)
 
@@ -143,8 +142,13 @@ def bind_readonly(source: str, target: str, *, recursive: bool = True) -> None:
     mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | keep)
 
 
-def loop_attach(backing_fd: int, *, read_only: bool, name: str) -> tuple[str, int]:
+def loop_attach(
+    backing_fd: int, *, read_only: bool, name: str, offset: int = 0, size: int = 0
+) -> tuple[str, int]:
     """Attach the open file `backing_fd` to a free loop device; return (device path, its fd).
+
+    With `offset`/`size` the device shows only that window of the file (a SIF's squashfs
+    partition); size 0 means up to the end of the file.
 
     The device is configured with LO_FLAGS_AUTOCLEAR: it detaches itself when its last user
     (the filesystem mounted from it, or the returned fd if nothing was mounted) goes away.  It
@@ -157,7 +161,7 @@ def loop_attach(backing_fd: int, *, read_only: bool, name: str) -> tuple[str, in
     """
     flags = LO_FLAGS_AUTOCLEAR | (LO_FLAGS_READ_ONLY if read_only else 0)
     file_name = os.fsencode(name)[:63]
-    info = _LOOP_INFO64.pack(0, 0, 0, 0, 0, 0, 0, 0, flags, file_name, b"", b"", 0, 0)
+    info = _LOOP_INFO64.pack(0, 0, 0, offset, size, 0, 0, 0, flags, file_name, b"", b"", 0, 0)
     config = _LOOP_CONFIG.pack(backing_fd, 0, info)
     ctl = os.open("/dev/loop-control", os.O_RDWR | os.O_CLOEXEC)
     try:

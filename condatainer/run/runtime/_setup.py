@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 from condatainer.errors import ContainerError
-from condatainer.run.plan import Plan
+from condatainer.record import Record
+from condatainer.run.runtime import _base
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from condatainer.run.plan import Plan
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True)
-class User:
+class User(Record):
     """The invoking user to drop to (from SUDO_UID/SUDO_GID)."""
 
     uid: int
@@ -30,8 +34,7 @@ class User:
     home: str
 
 
-@dataclass(frozen=True)
-class Mount:
+class Mount(Record):
     """One mount on top of the new root: `source` (a host path, or None for a new filesystem
     of type `fstype`: a tmpfs, or the container's own /proc)."""
 
@@ -44,8 +47,7 @@ class Mount:
     fstype: str = "tmpfs"  # when source is None
 
 
-@dataclass(frozen=True)
-class Layer:
+class Layer(Record):
     """One image to attach: the overlay, and the fd of its locked open file description."""
 
     path: str
@@ -53,8 +55,7 @@ class Layer:
     fd: int
 
 
-@dataclass
-class Setup:
+class Setup(Record):
     layers: tuple[Layer, ...]
     staging: str
     mounts: tuple[Mount, ...]
@@ -66,7 +67,9 @@ class Setup:
     unshare_flags: int
     parent_pid: int
     stdio: tuple[int, int, int] | None
-    saved_mask: set[int] = field(default_factory=set)
+    saved_mask: frozenset[int] = frozenset()  # the signal mask to restore before exec
+    base: _base.Base | None = None  # None: the host's root filesystem is the lower layer
+    identity: _base.Identity | None = None  # with a base: the user's passwd/group entries
 
 
 def sudo_user(environ: dict[str, str]) -> User | None:
@@ -158,17 +161,32 @@ def on_root_fs(path: str, mount_points: Sequence[str]) -> bool:
     )
 
 
-def mounts(plan: Plan, user: User | None, environ: dict[str, str]) -> tuple[Mount, ...]:
-    """Everything mounted on top of the overlay root, in order."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            top, points = host_mounts(f.read())
-    except OSError:
-        top, points = [], []
+def mounts(
+    plan: Plan, user: User | None, environ: dict[str, str], *, foreign_base: bool = False
+) -> tuple[Mount, ...]:
+    """Everything mounted on top of the overlay root, in order.
+
+    On a `foreign_base` the host's mounts are not all bound, only what Apptainer binds
+    (`_base.system_mounts`); nothing of the host's root filesystem is visible then, so the
+    default binds ($HOME, /tmp, /var/tmp, cwd) are made wherever they live.
+    """
     # The container has a PID namespace of its own, so a /proc of its own: the host's would
     # show (and let it signal) every host process.
     mounts = [Mount(None, "/proc", fstype="proc")]
-    mounts += [Mount(point, point) for point in top if point != "/proc"]
+    if foreign_base:
+        mounts += [
+            Mount(source, target, recursive=not is_file, is_file=is_file)
+            for source, target, is_file in _base.system_mounts()
+            if target != "/proc"
+        ]
+        points: list[str] = []
+    else:
+        try:
+            with open("/proc/self/mountinfo") as f:
+                top, points = host_mounts(f.read())
+        except OSError:
+            top, points = [], []
+        mounts += [Mount(point, point) for point in top if point != "/proc"]
     contained = plan.contain or plan.containall
     home = os.path.realpath(user.home if user else environ.get("HOME", "/root"))
     wanted = {bind.container for bind in plan.binds}

@@ -38,12 +38,8 @@ be silently mounted somewhere else, so `argv` refuses it with the path and the c
 from __future__ import annotations
 
 import os
-import re
 import sys
-from collections.abc import Mapping
-from typing import NoReturn
 
-from condatainer import runner
 from condatainer.errors import (
     CondatainerError,
     ConfigError,
@@ -53,8 +49,15 @@ from condatainer.errors import (
     RuntimeUnavailableError,
 )
 from condatainer.image import locks
-from condatainer.image.envfile import NAME_RE
-from condatainer.run.plan import Bind, Plan
+from condatainer.names import is_variable_name
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from re import Match, Pattern
+    from typing import NoReturn
+
+    from condatainer.run.plan import Bind, Plan
 
 ENV_PREFIXES = ("APPTAINERENV_", "SINGULARITYENV_")
 
@@ -64,7 +67,10 @@ _GPU_FLAGS = {"nv": "--nv", "rocm": "--rocm"}
 _OVERLAY_SPECIALS = (",", ":", '"', "\n", "\r")
 _BIND_SPECIALS = (",", ":", "^")
 
-_BASE_IMAGE_HINT = "condatainer config set base_image /path/to/base.sif"
+_BASE_IMAGE_HINT = (
+    "fix -b or base_image (condatainer config set base_image /path/to/base.sif), or unset"
+    " base_image to use condatainer's default base: condatainer config set base_image ''"
+)
 
 
 def env_prefix(binary: str) -> str:
@@ -85,10 +91,10 @@ def argv(plan: Plan, binary: str) -> list[str]:
 
     Variables are not on it: they travel in `environ(plan, ...)`, which `--no-eval` keeps literal.
     """
-    if plan.base_image is None:
+    if plan.base_image is None:  # resolve gives Apptainer condatainer's default base
         raise ConfigError(
-            "no base image is configured: the Apptainer runtime needs one (a .sif file)",
-            hint=_BASE_IMAGE_HINT,
+            "no base image: the Apptainer runtime needs one (a .sif file)",
+            hint="fetch condatainer's default base with: condatainer base pull",
         )
     if not plan.command:
         raise ContainerError("nothing to run: the container command is empty")
@@ -135,7 +141,7 @@ def environ(plan: Plan, binary: str, base: Mapping[str, str]) -> dict[str, str]:
     prefix = env_prefix(binary)
     env = dict(base)
     for key, value in plan.env:
-        if not NAME_RE.fullmatch(key):
+        if not is_variable_name(key):
             raise ContainerError(f"cannot pass '{key}' into the container: not a variable name")
         if key == "HOME":
             raise ContainerError(
@@ -204,6 +210,8 @@ def execute(plan: Plan, binary: str, *, probe: bool = True) -> NoReturn:
     # Anything still buffered (notices printed by the caller) would vanish with this process.
     sys.stdout.flush()
     sys.stderr.flush()
+    from condatainer import runner
+
     runner.exec_(args, env)
 
 
@@ -218,6 +226,8 @@ def run_captured(
     """
     if probe:
         preflight(plan)
+    from condatainer import runner
+
     args, env = command(plan, binary)
     result = runner.run(args, input=stdin, env=env)
     out = result.stdout.encode("utf-8", "surrogateescape")
@@ -231,30 +241,45 @@ def run_captured(
 
 # --- Apptainer's failures -> our errors -------------------------------------------------------
 
-_LOCKED = re.compile(
-    r"can't open (?P<path>.+?) for (?P<mode>writing|reading), currently in use"
-    r"(?: for writing)? by another process"
-)
-_SELF_LOCKED = re.compile(r"can't open (?P<path>.+?) for \w+, already used for \w+ by this process")
-_UPPER = re.compile(
-    r"setup of overlay (?:upper|work) dir failed: \S*?/overlay-images/(?P<index>\d+)/\S+"
-    r" is not writable"
-)
-_UPPER_ANY = re.compile(r"setup of overlay (?:upper|work) dir failed")
-_UNREADABLE = re.compile(r"(?P<path>/.+?) is not readable by the current user")
-_OVERLAY_MISSING = re.compile(
-    r"failed to open overlay image (?P<path>.+?): failed to retrieve path for .*"
-    r"no such file or directory"
-)
-_NOT_EXT3 = re.compile(
-    r"failed to open overlay image (?P<path>.+?): "
-    r"(?P<why>image format not recognized|file is not a valid ext3 image)"
-)
-_IMAGE_MISSING = re.compile(
-    r"could not open image (?P<path>.+?): failed to retrieve path for .*no such file or directory"
-)
-_NOT_FOUND = re.compile(r'"(?P<cmd>[^"]+)": executable file not found in \$PATH')
-_BIND_MISSING = re.compile(r"mount source (?P<path>.+?) doesn't exist")
+# Apptainer's FATAL messages that become precise errors.  Compiled on first use: `re` is
+# not imported on the exec path, which never reads Apptainer's output.
+_FATALS = {
+    "locked": (
+        r"can't open (?P<path>.+?) for (?P<mode>writing|reading), currently in use"
+        r"(?: for writing)? by another process"
+    ),
+    "self_locked": r"can't open (?P<path>.+?) for \w+, already used for \w+ by this process",
+    "upper": (
+        r"setup of overlay (?:upper|work) dir failed: \S*?/overlay-images/(?P<index>\d+)/\S+"
+        r" is not writable"
+    ),
+    "upper_any": r"setup of overlay (?:upper|work) dir failed",
+    "unreadable": r"(?P<path>/.+?) is not readable by the current user",
+    "overlay_missing": (
+        r"failed to open overlay image (?P<path>.+?): failed to retrieve path for .*"
+        r"no such file or directory"
+    ),
+    "not_ext3": (
+        r"failed to open overlay image (?P<path>.+?): "
+        r"(?P<why>image format not recognized|file is not a valid ext3 image)"
+    ),
+    "image_missing": (
+        r"could not open image (?P<path>.+?): failed to retrieve path for .*"
+        r"no such file or directory"
+    ),
+    "not_found": r'"(?P<cmd>[^"]+)": executable file not found in \$PATH',
+    "bind_missing": r"mount source (?P<path>.+?) doesn't exist",
+}
+_compiled: dict[str, Pattern[str]] = {}
+
+
+def _search(name: str, text: str) -> Match[str] | None:
+    pattern = _compiled.get(name)
+    if pattern is None:
+        import re
+
+        pattern = _compiled[name] = re.compile(_FATALS[name])
+    return pattern.search(text)
 
 
 def translate_failure(status: int, stderr: str, plan: Plan) -> CondatainerError | None:
@@ -278,38 +303,38 @@ def translate_failure(status: int, stderr: str, plan: Plan) -> CondatainerError 
         return None
     text = fatal[len("FATAL:") :].strip()
 
-    if m := _LOCKED.search(text):
+    if m := _search("locked", text):
         return _lock_error(m["path"], write=m["mode"] == "writing", fatal=text)
-    if m := _SELF_LOCKED.search(text):
+    if m := _search("self_locked", text):
         return ContainerError(f"{m['path']}: given more than once as an overlay")
-    if m := _UPPER.search(text):
+    if m := _search("upper", text):
         return _ownership_error(plan, int(m["index"]))
-    if _UPPER_ANY.search(text):
+    if _search("upper_any", text):
         return _ownership_error(plan, None)
-    if m := _UNREADABLE.search(text):
+    if m := _search("unreadable", text):
         return LockError(
             f"{m['path']}: not readable by you", hint="ask the image's owner for access"
         )
-    if m := _OVERLAY_MISSING.search(text):
+    if m := _search("overlay_missing", text):
         path = m["path"]
         return LockError(
             f"{path}: no such image file", hint=f"create it with: condatainer o {path}"
         )
-    if m := _NOT_EXT3.search(text):
+    if m := _search("not_ext3", text):
         path = m["path"]
         return ImageError(
             f"{path}: not an ext3 overlay image ({m['why']})",
             hint=f"check it with: condatainer overlay check {path}",
         )
-    if m := _IMAGE_MISSING.search(text):
+    if m := _search("image_missing", text):
         return ConfigError(f"base image {m['path']}: no such file", hint=_BASE_IMAGE_HINT)
-    if m := _NOT_FOUND.search(text):
+    if m := _search("not_found", text):
         return ContainerError(
             f"{m['cmd']}: command not found in the container",
             hint="install it into the environment (condatainer mm install ...)",
             exit_code=127,
         )
-    if m := _BIND_MISSING.search(text):
+    if m := _search("bind_missing", text):
         return ContainerError(f"cannot bind {m['path']}: no such file or directory")
     return ContainerError(f"Apptainer failed before running the command: {text}")
 

@@ -17,17 +17,26 @@ relay and, in the new namespaces, builds this layout:
                                     directory stays empty: a killed run leaves nothing)
         0/, 1/, ...                 each image's ext3, on a loop device (ro: read-only device
                                     and MS_RDONLY mount), nodev,nosuid
+        base/                       the Plan's base image, when it names one (`_base`): a
+                                    SIF's squashfs partition or a squashfs file on a read-only
+                                    loop device, or a directory bound read-only
         t/                          a tmpfs holding upper/ and work/ when no overlay is writable
+        files/                      with a base: a tmpfs holding its passwd and group files,
+                                    with the user's entries added
         root/                       overlayfs:  lowerdir = read-only images' upper/ (first one
-                                    on top) : the host's /
+                                    on top) : the host's / (or base/)
                                     upperdir/workdir = the writable image's upper/ and work/,
                                     else t/upper, t/work (writes outside /ext3/env discarded)
             /proc                                 a new proc: the container's PID namespace
-            <every other host mount below />      rbind (/sys, /dev, /run, ...)
+            <every other host mount below />      rbind (/sys, /dev, /run, ...); with a base
+                                                  only /sys, /dev, and the host's
+                                                  /etc/resolv.conf, hosts and localtime
             $HOME /tmp /var/tmp cwd               bind, when they live on the host's root fs
-                                                  (Apptainer's default binds); with contain:
+                                                  (Apptainer's default binds; with a base:
+                                                  wherever they live); with contain:
                                                   private tmpfs (or the workdir) instead
             plan.binds                            rbind, read-only when asked
+            /etc/passwd /etc/group                with a base: bind of files/passwd, group
             /ext3                                 read-only, when no overlay is writable
 
 then `pivot_root`s into root/, detaches the old root (the staging tmpfs goes with it) and
@@ -53,31 +62,35 @@ Errors the child meets before exec travel to the parent through a close-on-exec 
 a ContainerError; a pipe closed empty means the exec happened.  A command that cannot be
 executed exits 127 (not found) or 126 (not executable) with one line on stderr, like a shell.
 
-Notes on Plan fields: `base_image` is refused (the base is the host's root filesystem).
-`fakeroot` means "stay root": we are root already, so it only skips the SUDO_UID drop.  GPUs
-need nothing: the host's /dev (with /dev/nvidia*, /dev/kfd, /dev/dri) and its driver libraries
-are visible as they are.  `extra_args` are Apptainer options and are ignored.  `contain` keeps
-the host's /dev (not Apptainer's minimal one); `containall` adds a private IPC namespace.  The
-PID namespace is always there (Apptainer's `--pid`): the command is not PID 1 (the init is),
-so it keeps the default signal handling a command expects.
+Notes on Plan fields: `base_image` (a SIF, a squashfs file or a directory) replaces the host's
+root filesystem as the lowest layer; without one, the host's `/` is the base.  `fakeroot` means
+"stay root": we are root already, so it only skips the SUDO_UID drop.  GPUs need nothing on the
+host root: its /dev (with /dev/nvidia*, /dev/kfd, /dev/dri) and its driver libraries are visible
+as they are; on a base image the devices are there but the host's driver libraries are not
+(Apptainer's --nv binds them; this runtime does not).  `extra_args` are Apptainer options and
+are ignored.  `contain` keeps the host's /dev (not Apptainer's minimal one); `containall` adds
+a private IPC namespace.  The PID namespace is always there (Apptainer's `--pid`): the command
+is not PID 1 (the init is), so it keeps the default signal handling a command expects.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import sys
-import threading
-from collections.abc import Callable
-from typing import NamedTuple
 
 from condatainer.errors import ContainerError, RuntimeUnavailableError
-from condatainer.image import e2fs, locks
-from condatainer.run.plan import Plan
-from condatainer.run.runtime import INSTALL_APPTAINER, _child, _setup
+from condatainer.image import clean, locks
+from condatainer.record import Record
+from condatainer.run.runtime import INSTALL_APPTAINER, _base, _child, _setup
 from condatainer.run.runtime import _linux as linux
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from condatainer.run.plan import Plan
 
 # Kernel interfaces this runtime needs; module-level so tests can point them elsewhere.
 LOOP_CONTROL = "/dev/loop-control"
@@ -89,7 +102,7 @@ MODULES_DIR = "/lib/modules"
 # Public API
 
 
-class Probe(NamedTuple):
+class Probe(Record):
     """One thing this runtime needs, and whether this machine has it (doctor reports these)."""
 
     name: str
@@ -168,6 +181,8 @@ class _CapturedIO:
     """Pipes for the command's stdin, stdout and stderr, served by threads while we wait."""
 
     def __init__(self, stdin: bytes):
+        import threading  # only for captured runs: not on the exec path
+
         self._stdin = stdin
         in_r, self._in_w = os.pipe()
         self._out_r, out_w = os.pipe()
@@ -236,13 +251,6 @@ def _run(
         )
     if not plan.command:
         raise ContainerError("no command to run in the container")
-    if plan.base_image:
-        raise RuntimeUnavailableError(
-            f"the builtin runtime uses the host's root filesystem as the base; it cannot use the"
-            f" base image {plan.base_image}",
-            hint="install Apptainer to use a base image, or drop base_image from the"
-            " configuration: condatainer config set base_image ''",
-        )
     writable = [o for o in plan.overlays if o.writable]
     assert len(writable) <= 1, "resolve allows at most one writable overlay"
     if plan.extra_args:
@@ -251,18 +259,23 @@ def _run(
     environ = dict(os.environ)
     user = None if plan.fakeroot else _setup.sudo_user(environ)
     held: list[locks.ImageLock] = []
+    base = None
     try:
+        if plan.base_image:
+            base = _base.open_base(plan.base_image)
         # Lock first, then read the superblock: an image another process has mounted writable
         # says "needs_recovery", which must be reported as "in use", not as "not clean".
         for overlay in plan.overlays:
             held.append(locks.acquire(overlay.path, write=overlay.writable))
-            e2fs.require_clean(overlay.path)
+            clean.require_clean(overlay.path)
         setup = _setup.Setup(
             layers=tuple(
                 _setup.Layer(o.path, o.writable, lk.fd) for o, lk in zip(plan.overlays, held)
             ),
+            base=base,
+            identity=None if base is None else _identity(user),
             staging=_setup.staging_dir(),
-            mounts=_setup.mounts(plan, user, environ),
+            mounts=_setup.mounts(plan, user, environ, foreign_base=base is not None),
             protect_ext3=not writable and bool(plan.overlays),
             env=_setup.environment(plan, user, environ),
             user=user,
@@ -276,6 +289,14 @@ def _run(
     finally:
         for lock in held:
             lock.release()
+        _base.close(base)
+
+
+def _identity(user: _setup.User | None) -> _base.Identity:
+    """Who the command runs as, for the foreign base's /etc/passwd and /etc/group."""
+    if user is None:
+        return _base.identity(os.getuid(), os.getgid(), tuple(os.getgroups()))
+    return _base.identity(user.uid, user.gid, user.groups, user.name, user.home)
 
 
 def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> int:
@@ -285,7 +306,8 @@ def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> i
     errors_r, errors_w = os.pipe()  # both close-on-exec
     # Block the forwarded signals (and SIGCHLD) before forking: the parent picks them up with
     # sigwaitinfo, and none can slip in between the fork and the wait.
-    setup.saved_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {*_child.FORWARDED, signal.SIGCHLD})
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, {*_child.FORWARDED, signal.SIGCHLD})
+    setup = setup.replace(saved_mask=frozenset(saved))
     try:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child never returns
@@ -313,11 +335,8 @@ def _read_all(fd: int) -> bytes:
 
 
 def _error_from(report: bytes) -> ContainerError:
-    try:
-        fields = json.loads(report)
-        return ContainerError(str(fields["message"]), hint=fields.get("hint"))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return ContainerError(f"the container failed to start: {report!r}")
+    message, hint = _child.decode_error(report)
+    return ContainerError(message, hint=hint)
 
 
 def _drain_pending() -> None:

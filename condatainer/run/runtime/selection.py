@@ -13,6 +13,7 @@ Apptainer user never pays for its ctypes setup.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from condatainer import runner
@@ -38,6 +39,18 @@ def container_binary(cfg: Config, name: str) -> str | None:
             return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
         return runner.which(cfg.apptainer_bin)
     return runner.which(name)
+
+
+def watched(cfg: Config, environ: Mapping[str, str]) -> list[str]:
+    """The paths whose state `select` depends on besides the config (for `run.replay`): the
+    directories it searches (an apptainer added to one changes their mtime) and a configured
+    binary.  The builtin runtime's probes are not here: that runtime runs them every time."""
+    dirs = [d for d in environ.get("PATH", "").split(os.pathsep) if d]
+    # A trailing "/": their entries matter (`replay.stamp`).
+    found = [os.path.join(d, "") for d in (*dirs, *runner.SBIN)]
+    if cfg.apptainer_bin:
+        found.append(cfg.apptainer_bin)
+    return found
 
 
 def binary_flavour(path: str) -> str:

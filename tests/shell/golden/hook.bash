@@ -9,11 +9,12 @@ _cnt_version=0.0.0+golden
 _cnt_cmd=( '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer )
 _cnt_act=( /opt/cnt/bin/python -m condatainer.hook.activate )
 _cnt_shim_root='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/shims'
+_cnt_stamp='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/stamp'
 
 # Per-shell state.  Sourcing this file again keeps it (and registers nothing twice).
 : "${_cnt_pwd=}" "${_cnt_found=}" "${_cnt_found_dir=}" "${_cnt_active=}" "${_cnt_shims=}"
 : "${_cnt_watch=}" "${_cnt_watch_for=}" "${_cnt_pkgs=}" "${_cnt_new_path=}" "${_cnt_new_ps1=}"
-: "${_cnt_ps1_marker=}" "${_cnt_ps1_text=}"
+: "${_cnt_ps1_marker=}" "${_cnt_ps1_text=}" "${_cnt_seen=}" "${_cnt_bye=}"
 [[ -v _cnt_noticed ]] || _cnt_noticed=()
 [[ -v _cnt_noted ]] || _cnt_noted=()
 
@@ -39,24 +40,44 @@ _cnt_activate() {
 # elements, and it is returned for a scalar PROMPT_COMMAND -- except under `set -e`, where a
 # non-zero return would end the shell.
 _cnt_hook() {
-    local _cnt_st=$?
+    local _cnt_st=$? _cnt_tok=''
     if [ "${CNT_HOOK-}" = off ]; then
         if [ -n "$_cnt_active" ]; then _cnt_leave; fi
         _cnt_pwd='' _cnt_found='' _cnt_found_dir='' _cnt_watch=''
-    elif [ "${PWD-}" != "$_cnt_pwd" ]; then
-        _cnt_pwd=${PWD-}
-        _cnt_search
-        if [ "$_cnt_hit" != "$_cnt_found" ]; then _cnt_switch; fi
-    elif [ -n "$_cnt_watch" ]; then
-        # A trust change (`condatainer allow` / `deny`) shows as its record appearing or going.
-        if [ "$_cnt_watch_for" = gone ]; then
-            if [ ! -e "$_cnt_watch" ]; then _cnt_recheck; fi
-        elif [ -e "$_cnt_watch" ]; then
-            _cnt_recheck
+    else
+        # The stamp's token, read by the shell itself (no process); it changes when a command
+        # made, allowed or denied an image.
+        if [ -f "$_cnt_stamp" ]; then read -r _cnt_tok <"$_cnt_stamp" || :; fi
+        if [ "${PWD-}" != "$_cnt_pwd" ] || [ "$_cnt_tok" != "$_cnt_seen" ]; then
+            _cnt_look "$_cnt_tok"
+        fi
+        if [ -n "$_cnt_watch" ]; then
+            # A trust change (`condatainer allow` / `deny`) shows as its record appearing or going.
+            if [ "$_cnt_watch_for" = gone ]; then
+                if [ ! -e "$_cnt_watch" ]; then _cnt_recheck; fi
+            elif [ -e "$_cnt_watch" ]; then
+                _cnt_recheck
+            fi
         fi
     fi
     case $- in *e*) return 0 ;; esac
     return "$_cnt_st"
+}
+
+# $PWD or the stamp's token ($1) changed: search again.  After a stamp change the image found
+# may be the same but newly allowed (or re-allowed after it was replaced): ask again if it is
+# not active.
+_cnt_look() {
+    local touched=''
+    if [ "$1" != "$_cnt_seen" ]; then touched=1; fi
+    _cnt_pwd=${PWD-} _cnt_seen=$1
+    _cnt_search
+    if [ "$_cnt_hit" != "$_cnt_found" ]; then
+        _cnt_switch
+    elif [ -n "$touched" ] && [ -n "$_cnt_found" ] && [ -z "$_cnt_active" ]; then
+        _cnt_recheck
+    fi
+    return 0
 }
 
 # layout.find_image in pure shell: from $PWD upwards, env-$USER.img then env.img, each in the
@@ -170,13 +191,13 @@ _cnt_restore() {
     return 0
 }
 
-# Called by the activation code: IMAGE PROJECT SHIMS MARKER RECORD PKGS.
+# Called by the activation code: IMAGE PROJECT SHIMS MARKER RECORD PKGS BYE.
 _cnt_enter() {
     _cnt_save PATH
     _cnt_save PS1
     _cnt_save CNT_OVERLAY
     _cnt_save CNT_PROJECT
-    _cnt_active=$1 _cnt_shims=$3 _cnt_watch=$5 _cnt_watch_for=gone _cnt_pkgs=$6
+    _cnt_active=$1 _cnt_shims=$3 _cnt_watch=$5 _cnt_watch_for=gone _cnt_pkgs=$6 _cnt_bye=${7-}
     PATH=$3${PATH:+:$PATH}
     _cnt_new_path=$PATH
     if [ -n "${PS1+x}" ]; then
@@ -212,8 +233,9 @@ _cnt_leave() {
     fi
     _cnt_restore CNT_OVERLAY
     _cnt_restore CNT_PROJECT
+    if [ -n "$_cnt_bye" ]; then printf '%s\n' "$_cnt_bye" >&2; fi
     _cnt_active='' _cnt_shims='' _cnt_watch='' _cnt_pkgs='' _cnt_new_path='' _cnt_new_ps1=''
-    _cnt_ps1_marker='' _cnt_ps1_text=''
+    _cnt_ps1_marker='' _cnt_ps1_text='' _cnt_bye=''
     return 0
 }
 
@@ -314,6 +336,29 @@ _cnt_mm_names() {
     return 0
 }
 
+# _cnt_mm_channel PREFIX: append the channel names starting with PREFIX to COMPREPLY, reading
+# only the buckets that can hold them (the whole listing for an empty PREFIX).
+_cnt_mm_channel() {
+    local LC_ALL=C  # buckets in byte order, like the names in them
+    local dir=${_cnt_mm_file%.channel.txt}.channel.d file
+    if [ -z "$1" ] || [ ! -d "$dir" ]; then
+        _cnt_mm_names "$_cnt_mm_file" "$1"
+        return 0
+    fi
+    case $1 in *[!A-Za-z0-9_.+-]*) return 0 ;; esac  # no package name holds it
+    if [ "${#1}" -ge 2 ]; then
+        file=$dir/${1:0:2}
+        if [ -f "$file" ]; then _cnt_mm_names "$file" "$1"; fi
+        return 0
+    fi
+    # A one-character prefix: every name in every bucket named "$1"* matches, so each bucket
+    # is read straight into COMPREPLY (mapfile -O appends), without a search or a loop.
+    for file in "$dir/$1"*; do
+        if [ -f "$file" ]; then mapfile -t -O "${#COMPREPLY[@]}" COMPREPLY <"$file"; fi
+    done
+    return 0
+}
+
 _cnt_mm_complete() {
     local cur=${COMP_WORDS[COMP_CWORD]-} prev='' op=${1#mm-} kind='' word
     local -a opts=()
@@ -324,7 +369,7 @@ _cnt_mm_complete() {
             opts=(-c --channel --override-channels -f --file --dry-run --freeze-installed --force-reinstall --no-deps --only-deps --strict-channel-priority -q --quiet -v --verbose)
             kind=channel ;;
         remove)
-            opts=(--dry-run --force --prune --no-prune -q --quiet -v --verbose)
+            opts=(--dry-run --force --prune-deps --no-prune-deps -q --quiet -v --verbose)
             kind=installed ;;
         update)
             opts=(-a --all -c --channel --override-channels --dry-run -q --quiet -v --verbose)
@@ -333,7 +378,7 @@ _cnt_mm_complete() {
             opts=(--json --explicit --md5)
             kind=none ;;
         search)
-            opts=(-c --channel --override-channels --json -i --info)
+            opts=(-c --channel --override-channels --json --pretty --platform)
             kind=channel ;;
         export)
             opts=(--from-history -e --explicit --no-build --json)
@@ -368,14 +413,47 @@ _cnt_mm_complete() {
                     [[ $word == "$cur"* ]] && COMPREPLY+=("$word")
                 done
             fi ;;
-        installed|channel)
-            if _cnt_mm_listing "$kind"; then
+        installed)
+            if _cnt_mm_listing installed; then
                 _cnt_mm_names "$_cnt_mm_file" "$cur"
+            fi ;;
+        channel)
+            if _cnt_mm_listing channel; then
+                _cnt_mm_channel "$cur"
             fi ;;
     esac
     return 0
 }
 complete -F _cnt_mm_complete mm-install mm-remove mm-update mm-list mm-search mm-export mm-clean mm-pin mm-channels
+
+
+# condatainer: TAB completion for condatainer cnt (bash; generated by `condatainer completion bash`, do not edit)
+_condatainer_complete() {
+    local IFS=$'\013' out status suppress=0 noglob=0
+    if compopt +o nospace 2>/dev/null; then
+        suppress=1
+    fi
+    out=$(COMP_LINE="$COMP_LINE" COMP_POINT="$COMP_POINT" COMP_TYPE="${COMP_TYPE-}" \
+        _ARGCOMPLETE_COMP_WORDBREAKS="$COMP_WORDBREAKS" _ARGCOMPLETE=1 \
+        _ARGCOMPLETE_SHELL=bash _ARGCOMPLETE_SUPPRESS_SPACE="$suppress" \
+        "$1" 8>&1 9>&2 1>/dev/null 2>&1 </dev/null)
+    status=$?
+    if [ "$status" -ne 0 ]; then
+        unset COMPREPLY
+        return 0
+    fi
+    # Split on \013 only, without globbing the candidates; restore noglob as it was.
+    case $- in *f*) noglob=1 ;; esac
+    set -f
+    # shellcheck disable=SC2206  # splitting on IFS=\013 is the protocol
+    COMPREPLY=($out)
+    [ "$noglob" -eq 1 ] || set +f
+    if [ "$suppress" -eq 1 ] && [[ ${COMPREPLY-} =~ [=/:]$ ]]; then
+        compopt -o nospace
+    fi
+    return 0
+}
+complete -o nospace -o default -o bashdefault -F _condatainer_complete condatainer cnt
 
 
 _cnt_registered() {

@@ -11,6 +11,7 @@ _cnt_cmd=( '/opt/'"'"'";&&e-$ èрт🚒中-j/bin/python3' -m condatainer )
 typeset -ga _cnt_act
 _cnt_act=( /opt/cnt/bin/python -m condatainer.hook.activate )
 typeset -g _cnt_shim_root='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/shims'
+typeset -g _cnt_stamp='/home/'"'"'";&&e-$ èрт🚒中-j/.cache/condatainer/stamp'
 
 # Per-shell state.  Sourcing this file again keeps it (and registers nothing twice).
 typeset -g _cnt_pwd=${_cnt_pwd-} _cnt_found=${_cnt_found-} _cnt_found_dir=${_cnt_found_dir-}
@@ -19,6 +20,7 @@ typeset -g _cnt_watch=${_cnt_watch-} _cnt_watch_for=${_cnt_watch_for-}
 typeset -g _cnt_new_path=${_cnt_new_path-} _cnt_new_ps1=${_cnt_new_ps1-}
 typeset -g _cnt_ps1_marker=${_cnt_ps1_marker-} _cnt_ps1_text=${_cnt_ps1_text-}
 typeset -g _cnt_started=${_cnt_started-} _cnt_hit='' _cnt_hit_dir=''
+typeset -g _cnt_seen=${_cnt_seen-} _cnt_bye=${_cnt_bye-}
 (( ${+_cnt_noticed} )) || typeset -ga _cnt_noticed
 (( ${+_cnt_noted} )) || typeset -ga _cnt_noted
 
@@ -46,8 +48,25 @@ _cnt_activate() {
 # zsh restores $? for the prompt and for each hook function, so the return value is free.
 _cnt_precmd() {
     emulate -L zsh
-    _cnt_started=1
+    if [[ -z $_cnt_started ]]; then
+        _cnt_started=1
+        _cnt_compsys
+    fi
     _cnt_hook
+    return 0
+}
+
+# TAB completion of condatainer, cnt and mm-*, registered once the completion system is there.
+# At the first prompt the user's whole .zshrc has run: if it loaded the completion system
+# (compinit) before or after this file, that one is used; if not, it is loaded here.
+_cnt_compsys() {
+    emulate -L zsh
+    if (( ! ${+functions[compdef]} )); then
+        autoload -Uz compinit && compinit -i
+    fi
+    (( ${+functions[compdef]} )) || return 0
+    compdef _condatainer condatainer cnt
+    compdef _cnt_mm_complete mm-install mm-remove mm-update mm-list mm-search mm-export mm-clean mm-pin mm-channels
     return 0
 }
 
@@ -62,20 +81,40 @@ _cnt_chpwd() {
 
 _cnt_hook() {
     emulate -L zsh
+    local tok=''
     if [[ ${CNT_HOOK-} == off ]]; then
         if [[ -n $_cnt_active ]]; then _cnt_leave; fi
         _cnt_pwd='' _cnt_found='' _cnt_found_dir='' _cnt_watch=''
-    elif [[ $PWD != "$_cnt_pwd" ]]; then
-        _cnt_pwd=$PWD
-        _cnt_search
-        if [[ $_cnt_hit != "$_cnt_found" ]]; then _cnt_switch; fi
-    elif [[ -n $_cnt_watch ]]; then
+        return 0
+    fi
+    # The stamp's token, read by the shell itself (no process); it changes when a command made,
+    # allowed or denied an image.
+    if [[ -f $_cnt_stamp ]]; then read -r tok <$_cnt_stamp; fi
+    if [[ $PWD != "$_cnt_pwd" || $tok != "$_cnt_seen" ]]; then _cnt_look "$tok"; fi
+    if [[ -n $_cnt_watch ]]; then
         # A trust change (`condatainer allow` / `deny`) shows as its record appearing or going.
         if [[ $_cnt_watch_for == gone ]]; then
             if [[ ! -e $_cnt_watch ]]; then _cnt_recheck; fi
         elif [[ -e $_cnt_watch ]]; then
             _cnt_recheck
         fi
+    fi
+    return 0
+}
+
+# $PWD or the stamp's token ($1) changed: search again.  After a stamp change the image found
+# may be the same but newly allowed (or re-allowed after it was replaced): ask again if it is
+# not active.
+_cnt_look() {
+    emulate -L zsh
+    local touched=''
+    [[ $1 != "$_cnt_seen" ]] && touched=1
+    _cnt_pwd=$PWD _cnt_seen=$1
+    _cnt_search
+    if [[ $_cnt_hit != "$_cnt_found" ]]; then
+        _cnt_switch
+    elif [[ -n $touched && -n $_cnt_found && -z $_cnt_active ]]; then
+        _cnt_recheck
     fi
     return 0
 }
@@ -188,7 +227,7 @@ _cnt_restore() {
     return 0
 }
 
-# Called by the activation code: IMAGE PROJECT SHIMS MARKER RECORD PKGS.
+# Called by the activation code: IMAGE PROJECT SHIMS MARKER RECORD PKGS BYE.
 _cnt_enter() {
     emulate -L zsh
     local marker=$4
@@ -196,7 +235,7 @@ _cnt_enter() {
     _cnt_save PS1
     _cnt_save CNT_OVERLAY
     _cnt_save CNT_PROJECT
-    _cnt_active=$1 _cnt_shims=$3 _cnt_watch=$5 _cnt_watch_for=gone _cnt_pkgs=$6
+    _cnt_active=$1 _cnt_shims=$3 _cnt_watch=$5 _cnt_watch_for=gone _cnt_pkgs=$6 _cnt_bye=${7-}
     PATH=$3${PATH:+:$PATH}
     _cnt_new_path=$PATH
     if (( ${+PS1} )); then
@@ -235,8 +274,9 @@ _cnt_leave() {
     fi
     _cnt_restore CNT_OVERLAY
     _cnt_restore CNT_PROJECT
+    if [[ -n $_cnt_bye ]]; then print -r -- "$_cnt_bye" >&2; fi
     _cnt_active='' _cnt_shims='' _cnt_watch='' _cnt_pkgs='' _cnt_new_path='' _cnt_new_ps1=''
-    _cnt_ps1_marker='' _cnt_ps1_text=''
+    _cnt_ps1_marker='' _cnt_ps1_text='' _cnt_bye=''
     return 0
 }
 
@@ -304,7 +344,7 @@ _cnt_mm_complete() {
             opts=(-c --channel --override-channels -f --file --dry-run --freeze-installed --force-reinstall --no-deps --only-deps --strict-channel-priority -q --quiet -v --verbose)
             kind=channel ;;
         remove)
-            opts=(--dry-run --force --prune --no-prune -q --quiet -v --verbose)
+            opts=(--dry-run --force --prune-deps --no-prune-deps -q --quiet -v --verbose)
             kind=installed ;;
         update)
             opts=(-a --all -c --channel --override-channels --dry-run -q --quiet -v --verbose)
@@ -313,7 +353,7 @@ _cnt_mm_complete() {
             opts=(--json --explicit --md5)
             kind=none ;;
         search)
-            opts=(-c --channel --override-channels --json -i --info)
+            opts=(-c --channel --override-channels --json --pretty --platform)
             kind=channel ;;
         export)
             opts=(--from-history -e --explicit --no-build --json)
@@ -344,14 +384,58 @@ _cnt_mm_complete() {
             (( CURRENT == 2 )) && compadd -- get append prepend remove ;;
         installed|channel)
             _cnt_mm_listing $kind || return 1
+            local LC_ALL=C file dir=${REPLY%.channel.txt}.channel.d
+            local -a files=( $REPLY )
+            if [[ $kind == channel && -n $PREFIX && -d $dir ]]; then
+                [[ $PREFIX == *[^A-Za-z0-9_.+-]* ]] && return 1  # no package name holds it
+                if (( $#PREFIX >= 2 )); then
+                    files=( $dir/${PREFIX[1,2]}(N.) )
+                else
+                    files=( $dir/${(b)PREFIX}*(N.) )
+                fi
+            fi
             # $(<file) is read by zsh itself, without a fork.  Only exact-prefix matches go to
-            # compadd: a channel listing has ~30k names.
-            names=( ${(M)${(f)"$(<$REPLY)"}:#${(b)PREFIX}*} )
+            # compadd: a channel listing can have 300k names.
+            for file in $files; do
+                names+=( ${(M)${(f)"$(<$file)"}:#${(b)PREFIX}*} )
+            done
             (( $#names )) && compadd -- $names ;;
     esac
 }
 if (( ${+functions[compdef]} )); then
     compdef _cnt_mm_complete mm-install mm-remove mm-update mm-list mm-search mm-export mm-clean mm-pin mm-channels
+fi
+
+
+#compdef condatainer cnt
+# condatainer: TAB completion for condatainer cnt (zsh; generated by `condatainer completion zsh`, do not edit)
+_condatainer() {
+    # No `emulate -L zsh` here: compsys has set its own options for completion functions, and
+    # resetting them breaks _describe.
+    local out
+    local -a completions nosort nospace
+    out=$(COMP_LINE=$BUFFER COMP_POINT=$CURSOR _ARGCOMPLETE=1 _ARGCOMPLETE_SHELL=zsh \
+        _ARGCOMPLETE_SUPPRESS_SPACE=1 ${words[1]} 8>&1 9>&2 1>/dev/null 2>&1 </dev/null) \
+        || return 1
+    # `value:description`; drop the colon of an empty description so none is shown (a colon
+    # inside a value comes escaped as `\:`).
+    completions=( ${${(ps:\013:)out}%:} )
+    (( $#completions )) || return 1
+    autoload -Uz is-at-least
+    if is-at-least 5.8; then
+        nosort=(-o nosort)
+    fi
+    # A directory or an `--opt=` candidate: no space after it, so TAB can go on.
+    if [[ ${completions[1]} =~ '^(([^\\:]|\\.)*[=/:])(:|$)' ]]; then
+        nospace=(-S '')
+    fi
+    _describe -t condatainer-args 'condatainer' completions "${nosort[@]}" "${nospace[@]}"
+}
+
+if [[ ${zsh_eval_context-} == *func ]]; then
+    _condatainer "$@"
+elif (( ${+functions[compdef]} )); then
+    compdef _condatainer condatainer cnt
 fi
 
 
