@@ -423,6 +423,31 @@ def test_host_mounts_are_visible_inside(image: Path) -> None:
 
 
 @pytest.mark.root
+def test_a_host_mount_gone_since_it_was_listed_is_skipped(
+    image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host mount listed by the parent but unmounted and removed before the container binds
+    it (a concurrent job's scratch): the container starts without it.  A bind the Plan asked
+    for is not excused that way."""
+    gone = f"/cnt-unmounted-meanwhile-{os.getpid()}"  # on the root fs: made in the overlay only
+    listed = _setup.mounts
+
+    def with_gone(*args: object, **kwargs: object) -> tuple[_setup.Mount, ...]:
+        return (*listed(*args, **kwargs), _setup.Mount(gone, gone, host=True))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_setup, "mounts", with_gone)
+    assert sh("true", image) == (0, "", "")
+
+    def asked(*args: object, **kwargs: object) -> tuple[_setup.Mount, ...]:
+        return (*listed(*args, **kwargs), _setup.Mount(gone, gone))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_setup, "mounts", asked)
+    with pytest.raises(ContainerError, match="cannot bind"):
+        sh("true", image)
+    assert not os.path.lexists(gone)
+
+
+@pytest.mark.root
 def test_nothing_is_staged_on_the_host(image: Path, tmp_path: Path) -> None:
     """The staging tmpfs is mounted in the container's namespace only, on one fixed directory:
     the host sees it empty while the command runs, and a killed run leaves nothing there."""

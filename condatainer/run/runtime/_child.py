@@ -271,7 +271,13 @@ def build_root(setup: Setup) -> None:
         linux.mount("condatainer", root, "overlay", linux.MS_NODEV, options)
 
     for m in setup.mounts:
-        apply(root, m)
+        try:
+            apply(root, m)
+        except SetupError:
+            # A host mount unmounted since the parent listed them (a job's scratch going
+            # away) is no reason to fail: the container simply does not show it.
+            if not (m.host and m.source is not None and not os.path.lexists(m.source)):
+                raise
     if setup.identity is not None:
         with step("cannot write the container's /etc/passwd and /etc/group"):
             files = _base.identity_files(

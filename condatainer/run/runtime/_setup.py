@@ -44,6 +44,7 @@ class Mount(Record):
     recursive: bool = True
     tmpfs_options: str = ""  # for a tmpfs
     is_file: bool = False  # the target is a file, not a directory
+    host: bool = False  # one of the host's own mounts: skipped if it is gone by then
     fstype: str = "tmpfs"  # when source is None
 
 
@@ -186,7 +187,7 @@ def mounts(
                 top, points = host_mounts(f.read())
         except OSError:
             top, points = [], []
-        mounts += [Mount(point, point) for point in top if point != "/proc"]
+        mounts += [Mount(point, point, host=True) for point in top if point != "/proc"]
     contained = plan.contain or plan.containall
     home = os.path.realpath(user.home if user else environ.get("HOME", "/root"))
     wanted = {bind.container for bind in plan.binds}
