@@ -144,6 +144,8 @@ def _add_option(p: Any, option: Any, completer: Any = None) -> None:
         kw["action"] = "store_true"
     elif option.kind == "append":
         kw.update(action="append", default=[])
+    elif option.kind == "optional":
+        kw.update(nargs="?", const=True, default=None)
     _arg(p, *option.flags, **kw)
 
 
@@ -258,7 +260,7 @@ def _run_value_flags() -> frozenset[str]:
 
     flags = {f for spec in _RUN_JOB_FLAGS for f in spec[0]}
     flags |= {f"--{d}" for d in _RUN_DEPENDENCIES}
-    flags |= {f for o in options.RUN_CONTAINER if o.kind != "flag" for f in o.flags}
+    flags |= {f for o in options.RUN_CONTAINER if o.kind in ("value", "append") for f in o.flags}
     return frozenset(flags)
 
 
@@ -298,9 +300,10 @@ def _add_task(p: argparse.ArgumentParser) -> None:
 
 
 def _add_mm(p: argparse.ArgumentParser) -> None:
-    from condatainer.run import mm
+    from condatainer.run import mm, options
 
     p.add_argument("-o", "--overlay", help="image (default: $CNT_OVERLAY, else autoload)")
+    _add_option(p, options.WAIT_LOCK)
     _arg(
         p,
         "op",
@@ -591,10 +594,20 @@ def _cmd_unpack(a: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_lock(a: argparse.Namespace) -> float | None:
+    from condatainer.run import options
+
+    try:
+        return options.wait_seconds(getattr(a, "wait_lock", None))
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="e.g. --wait-lock=600, or --wait-lock") from None
+
+
 def _request(a: argparse.Namespace, **kw: Any) -> Any:
     from condatainer.run.resolve import Request
 
     return Request(
+        wait_lock=_wait_lock(a),
         base_image=a.base,
         binds=tuple(a.bind),
         env=tuple(a.env),
@@ -662,6 +675,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from condatainer.jobs import control, run
     from condatainer.run import options
 
+    _wait_lock(a)  # checked here: the value goes on as the word typed
+
     ctl = control.from_flags(
         **{dest: getattr(a, dest) for _, dest, _, _ in _RUN_JOB_FLAGS},
         **{kind: getattr(a, kind) for kind in _RUN_DEPENDENCIES},
@@ -701,7 +716,12 @@ def _cmd_mm(a: argparse.Namespace) -> int:
     from condatainer.run.resolve import Request
 
     image = a.overlay or os.environ.get("CNT_OVERLAY") or None
-    req = Request(command=(), images=(image,) if image else (), autoload=image is None)
+    req = Request(
+        command=(),
+        images=(image,) if image else (),
+        autoload=image is None,
+        wait_lock=_wait_lock(a),
+    )
     args = a.args[1:] if a.args[:1] == ["--"] else a.args
     return session.mm_op(req, a.op, args, _reporter())
 

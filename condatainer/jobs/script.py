@@ -225,6 +225,7 @@ def request(
         cleanenv=bool(c.get("cleanenv")),
         workdir=_string(c.get("workdir")),
         extra_args=tuple(_strings(c.get("extra"))),
+        wait_lock=options.wait_seconds(c.get("wait_lock")),
         script_dir=str(job.script.parent.resolve()),
         helper_dirs=tuple(helper_dirs),
     )

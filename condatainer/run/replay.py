@@ -102,6 +102,9 @@ def split(words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | Non
             option = None if word.startswith("--") else by_flag.get(word[:2])  # -oIMG
             if option is None or option.kind == "flag":
                 return None
+        elif option.kind == "optional":
+            if name == word and i + 1 < len(words) and not words[i + 1].startswith("-"):
+                return None  # `--opt WORD`: argparse may take WORD as its value
         elif option.kind == "flag":
             if name != word:
                 return None  # --flag=value

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from condatainer import bindspec
-from condatainer.errors import CondatainerError, UsageError
+from condatainer.errors import CondatainerError, ImageBusyError, UsageError
 from condatainer.image import e2fs, envfile, info, locks, recovery
 from condatainer.image.layout import CONTAINER_PREFIX, UPPER, find_image, logical_cwd
 from condatainer.micromamba import CONTAINER_BIN, CONTAINER_MICROMAMBA
@@ -87,6 +87,7 @@ class Request:
     bind_paths: tuple[str, ...] = ()
     cwd: str | None = None  # the command's working directory (default: ours)
     check_locks: bool = True
+    wait_lock: float | None = None  # --wait-lock: seconds to wait for a busy image (inf: no limit)
     gpu: str | None = None  # overrides config gpu: auto|on|off
     default_binds: bool = True
     notices: tuple[str, ...] = field(default=())
@@ -413,7 +414,12 @@ def resolve(
                 recovery.repair_before_writing(Path(overlay.path), notices.append)
             else:
                 recovery.refuse_if_interrupted(Path(overlay.path))
-            locks.probe(overlay.path, write=overlay.writable)
+            try:
+                locks.probe(overlay.path, write=overlay.writable)
+            except ImageBusyError:
+                if req.wait_lock is None:
+                    raise
+                continue  # the runtime waits for it, then checks its superblock
             e2fs.require_clean(overlay.path)
     fakeroot = req.fakeroot
     if not fakeroot:
@@ -443,5 +449,6 @@ def resolve(
         cleanenv=req.cleanenv,
         workdir=workdir,
         extra_args=req.extra_args,
+        wait_lock=req.wait_lock,
         notices=tuple(notices),
     )

@@ -34,7 +34,7 @@ WRITE = (
 )
 READ = "test ! -e busy || exit 98; cat /ext3/env/w1 >/dev/null 2>&1; true"
 NAMED = re.compile(
-    r"in use for (writing|reading) by (PID \d+|loop device /dev/loop\d+)|in use: PID \d+"
+    r"in use for (writing|reading) by (.*\(PID \d+|loop device /dev/loop\d+)|in use: PID \d+"
     r"|had just left"
 )
 

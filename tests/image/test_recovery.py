@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -142,7 +143,7 @@ def test_grow_killed_before_resize2fs_wrote_is_rolled_back(
     stand_in(fakes, "resize2fs", when=NOT_PROBE, run=":")
     stopped = start(tmp_path, "overlay", "resize", "env.img", "-s", "1G", cwd=wd)
     assert os.stat(image).st_size == 1024 * MIB
-    with pytest.raises(LockError, match=r"in use for writing by PID \d+"):
+    with pytest.raises(LockError, match=r"in use for writing by .*\(PID \d+"):
         locks.probe(image, write=False)
     assert any(h.pid == stopped.tool for h in locks.find_holders(image))  # the tool holds it
     found = records.inspect(records.path_for(image))
@@ -294,7 +295,7 @@ def test_create_killed_in_mke2fs_leaves_nothing_the_next_create_keeps(
     (tree,) = (n for n in hidden(wd) if ".tree-" in n)  # what mke2fs -d populates from
     busy = cnt("o", "env.img", "-s", "64M", cwd=wd)
     assert busy.returncode == 1
-    assert f"in use: PID {stopped.proc.pid}" in busy.stderr or "in use: PID" in busy.stderr
+    assert re.search(r"in use: .*\(PID \d+", busy.stderr), busy.stderr  # it, or its tool
     assert "(create)" in busy.stderr
     stopped.kill()
     assert temp in hidden(wd)

@@ -230,7 +230,7 @@ def test_a_busy_image_is_named_with_its_holder_on_a_replay(run_exec, project: Pa
         holder.terminate()
         holder.wait(timeout=60)
     assert busy.replayed and busy.status == 1
-    assert f"env.img: in use for writing by PID {holder.pid}" in busy.err
+    assert f"env.img: in use for writing by condatainer exec sleep (PID {holder.pid}" in busy.err
 
 
 def test_an_unclean_image_is_refused_on_a_replay(run_exec, project: Path) -> None:

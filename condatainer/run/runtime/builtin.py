@@ -266,7 +266,10 @@ def _run(
         # Lock first, then read the superblock: an image another process has mounted writable
         # says "needs_recovery", which must be reported as "in use", not as "not clean".
         for overlay in plan.overlays:
-            held.append(locks.acquire(overlay.path, write=overlay.writable))
+            lock = locks.acquire(
+                overlay.path, write=overlay.writable, wait=plan.wait_lock, notify=_child.say
+            )
+            held.append(lock)
             clean.require_clean(overlay.path)
         setup = _setup.Setup(
             layers=tuple(
