@@ -43,6 +43,10 @@ from condatainer.run.runtime import _base
 from condatainer.run.runtime import _linux as linux
 from condatainer.run.runtime._setup import Layer, Mount, Setup
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 _F_DUPFD_CLOEXEC: int = getattr(fcntl, "F_DUPFD_CLOEXEC", 1030)
 _NOT_FOUND = 127
 _NOT_EXECUTABLE = 126
@@ -112,7 +116,7 @@ def _pass_on(info: signal.struct_siginfo, pid: int) -> None:
 
 def child(setup: Setup, errors_w: int) -> None:
     """The relay (see the module docstring).  It never returns."""
-    try:
+    with reported(errors_w):
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != setup.parent_pid:  # the parent died before prctl took effect
             os._exit(1)
@@ -129,10 +133,6 @@ def child(setup: Setup, errors_w: int) -> None:
         # it reads as closed once the relay is gone.
         alive_r, alive_w = os.pipe()
         pid = os.fork()
-    except SetupError as exc:
-        report(errors_w, exc.message, exc.hint)
-    except BaseException as exc:
-        report(errors_w, f"the builtin runtime failed to start the container: {exc!r}", None)
     if pid == 0:
         os.close(alive_w)
         container_init(setup, errors_w, alive_r)
@@ -152,7 +152,7 @@ def close_all_but(keep: set[int]) -> None:
 
 def container_init(setup: Setup, errors_w: int, relay_alive: int) -> None:
     """PID 1 of the container: build it, fork the command, reap until the command ends."""
-    try:
+    with reported(errors_w):
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         if _closed(relay_alive):  # the relay died before prctl took effect
             os._exit(1)
@@ -166,10 +166,6 @@ def container_init(setup: Setup, errors_w: int, relay_alive: int) -> None:
                 os.close(fd)
         build_root(setup)
         command = os.fork()
-    except SetupError as exc:
-        report(errors_w, exc.message, exc.hint)
-    except BaseException as exc:
-        report(errors_w, f"the builtin runtime failed to start the container: {exc!r}", None)
     if command == 0:
         run_command(setup, errors_w)
     os.close(errors_w)
@@ -187,17 +183,25 @@ def _closed(fd: int) -> bool:
 
 def run_command(setup: Setup, errors_w: int) -> None:
     """The command's process: identity, working directory, exec.  It never returns."""
-    try:
+    with reported(errors_w):
         become_user(setup)
         enter_cwd(setup.cwd)
+    exec(setup)
+
+
+@contextlib.contextmanager
+def reported(errors_w: int) -> Iterator[None]:
+    """Any failure in the block goes to the parent as its one-line error, and this process
+    exits (`report`): a child of ours must never unwind into the parent's code."""
+    try:
+        yield
     except SetupError as exc:
         report(errors_w, exc.message, exc.hint)
     except BaseException as exc:
         report(errors_w, f"the builtin runtime failed to start the container: {exc!r}", None)
-    exec(setup)
 
 
-def report(errors_w: int, message: str, hint: str | None) -> None:
+def report(errors_w: int, message: str, hint: str | None) -> NoReturn:
     with contextlib.suppress(BaseException):
         os.write(errors_w, encode_error(message, hint))
     os._exit(1)
