@@ -144,8 +144,8 @@ def _add_option(p: Any, option: Any, completer: Any = None) -> None:
         kw["action"] = "store_true"
     elif option.kind == "append":
         kw.update(action="append", default=[])
-    elif option.kind == "optional":
-        kw.update(nargs="?", const=True, default=None)
+    elif option.kind == "optional":  # `--opt` is True, `--opt=VALUE` the text (_attach_values)
+        kw.update(nargs="?", const=True, default=None, type=lambda text: text or True)
     _arg(p, *option.flags, **kw)
 
 
@@ -948,6 +948,29 @@ def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:i], argv[i + 1 :]
 
 
+def _attach_values(only: str | None, head: list[str], script: bool) -> list[str]:
+    """An "optional" option (`--wait-lock[=SECONDS]`) takes its value only after `=`, as GNU
+    getopt's optional arguments do; argparse would take the next word.  So a bare one becomes
+    `--wait-lock=` (no limit) before parsing -- among our own options only, never in the
+    command's own arguments: for `exec` up to its command (`replay.split`), for `mm` up to
+    its operation, for `run` up to its script (the last word of `head` when `script`)."""
+    from condatainer.run import options, replay
+
+    bare = {f for o in options.EXEC if o.kind == "optional" for f in o.flags}
+    if only not in ("e", "exec", "run", "mm", "overlay") or not bare & set(head):
+        return head
+    start = head.index(only) + 1
+    end = len(head) - 1 if only == "run" and script else len(head)
+    if only == "exec":
+        parts = replay.split(head[start:])
+        end = start + len(parts[0]) if parts is not None else start
+    elif only == "mm":
+        end = start
+        while end < len(head) and head[end].startswith("-"):
+            end += 2 if head[end] in ("-o", "--overlay") else 1
+    return [*head[:start], *(f"{w}=" if w in bare else w for w in head[start:end]), *head[end:]]
+
+
 def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
     """`run [OPTIONS] SCRIPT ARGS...`: everything after the script word is the script's, as is
     (argparse would take a script argument that looks like one of run's options, and drop a
@@ -977,6 +1000,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         completers.autocomplete(parser)
     head, tail = _split_run(args_list) if only == "run" else _split_dashdash(args_list)
+    head = _attach_values(only, head, script=tail is not None)
     try:
         ns = parser.parse_args(head)
     except SystemExit as exc:  # argparse: usage error (2) or --help/--version (0)

@@ -113,12 +113,12 @@ JOB_FLAGS = frozenset(
 
 
 def wait_seconds(value: object) -> float | None:
-    """`--wait-lock`'s value as seconds to wait: None (not given), inf (given bare), or a
-    non-negative number; ValueError otherwise."""
+    """`--wait-lock`'s value as seconds to wait: None (not given), inf (given bare, or with an
+    empty value), or a non-negative number; ValueError otherwise."""
     if value is None or value is False:
         return None
-    if value is True:
-        return float("inf")
+    if value is True or value == "":
+        return float("inf")  # `--wait-lock`, or `--wait-lock=` (what cli makes of a bare one)
     try:
         seconds = float(str(value))
     except ValueError:

@@ -103,8 +103,7 @@ def split(words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | Non
             if option is None or option.kind == "flag":
                 return None
         elif option.kind == "optional":
-            if name == word and i + 1 < len(words) and not words[i + 1].startswith("-"):
-                return None  # `--opt WORD`: argparse may take WORD as its value
+            pass  # its value only ever follows `=` (cli._attach_values makes argparse agree)
         elif option.kind == "flag":
             if name != word:
                 return None  # --flag=value

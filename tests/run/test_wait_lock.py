@@ -199,13 +199,16 @@ def test_terminal_numbers_name_terminals() -> None:
     [
         ("exec", "--wait-lock", "-o", "env.img", "--", "echo", "ran"),
         ("e", "--wait-lock=600", "env.img", "--", "echo", "ran"),
+        ("e", "--wait-lock", "env.img", "--", "echo", "ran"),  # not taken as its value
+        ("run", "--local", "--wait-lock", "job.sh"),
         ("mm", "--wait-lock", "-o", "env.img", "list"),
     ],
-    ids=["exec", "e", "mm"],
+    ids=["exec", "e-seconds", "e-bare", "run", "mm"],
 )
 def test_wait_lock_waits_for_the_holder_then_runs(
     world: World, project: Path, writer: Holder, tmp_path: Path, command: tuple[str, ...]
 ) -> None:
+    (project / "job.sh").write_text("#!/bin/bash\n#DEP: env.img\necho ran\n")
     err = tmp_path / "waiter.err"
     with open(err, "w") as stderr:
         waiter = subprocess.Popen(
@@ -265,7 +268,7 @@ def test_wait_lock_does_not_wait_for_what_waiting_cannot_fix(project: Path) -> N
     assert "waiting" not in res.stderr
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "inf", "nan", ""])
+@pytest.mark.parametrize("value", ["abc", "-1", "inf", "nan", "1e999"])
 def test_wait_lock_takes_only_a_number_of_seconds(project: Path, value: str) -> None:
     res = cnt(project, "exec", f"--wait-lock={value}", "-o", "env.img", "--", "true")
     assert res.returncode == 2, res.stderr
@@ -283,7 +286,34 @@ def test_wait_lock_is_an_exec_option_the_fast_path_knows() -> None:
         ("--wait-lock=30", "-o", "e.img"),
         ("x",),
     )
-    assert split(["--wait-lock", "30", "-o", "e.img", "x"]) is None  # argparse decides
+    # GNU's optional argument: a value only after `=`; the word after a bare one is the command
+    assert split(["--wait-lock", "30", "-o", "e.img"]) == (("--wait-lock",), ("30", "-o", "e.img"))
+
+
+@pytest.mark.parametrize(
+    ("words", "parsed"),
+    [
+        (["e", "--wait-lock", "env.img"], ["e", "--wait-lock=", "env.img"]),
+        (["run", "--wait-lock", "-c", "2", "job.sh"], ["run", "--wait-lock=", "-c", "2", "job.sh"]),
+        (
+            ["exec", "--wait-lock", "-o", "i", "prog", "--wait-lock"],
+            ["exec", "--wait-lock=", "-o", "i", "prog", "--wait-lock"],
+        ),
+        (
+            ["mm", "-o", "i", "--wait-lock", "install", "--wait-lock"],
+            ["mm", "-o", "i", "--wait-lock=", "install", "--wait-lock"],
+        ),
+        (
+            ["exec", "--wait-lock=5", "-o", "i", "prog"],
+            ["exec", "--wait-lock=5", "-o", "i", "prog"],
+        ),
+    ],
+)
+def test_a_bare_wait_lock_never_takes_the_next_word(words: list[str], parsed: list[str]) -> None:
+    """The command's own arguments are left alone (the last two words of exec and mm)."""
+    from condatainer import cli
+
+    assert cli._attach_values(words[0], words, script=words[0] == "run") == parsed
 
 
 def test_wait_lock_on_a_cnt_line_reaches_the_job() -> None:
