@@ -90,12 +90,13 @@ def world_env(base: dict[str, str], scratch: Path) -> dict[str, str]:
     """The test world (local channel, micromamba stand-in, builtin runtime) when the caller's
     environment does not already provide it."""
     env = dict(base)
-    if "CNT_CHANNELS" not in env:
-        from tests.world import MICROMAMBA, build_channel
+    if "CNT_CHANNELS" not in env:  # as tests/support.py's `world` fixture sets it up
+        from tests.support import without_micromamba
+        from tests.world import build_channel
 
         channel = build_channel(scratch / "channel")
-        env["CNT_CHANNELS"] = f"file://{channel}"
-        env["PATH"] = f"{MICROMAMBA.parent}{os.pathsep}{env['PATH']}"
+        env["CNT_CHANNELS"] = env["CNT_MICROMAMBA_CHANNEL"] = f"file://{channel}"
+        env["PATH"] = without_micromamba(env["PATH"])
     env["CNT_RUNTIME"] = "builtin"
     return env
 
