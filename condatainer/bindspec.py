@@ -14,6 +14,8 @@ FORM = "HOST[:CONTAINER[:ro|rw]]"
 
 def split(text: str) -> tuple[str, str | None, bool]:
     """(host, container or None, read_only) of a bind spec; ValueError saying what is wrong."""
+    if "\0" in text:  # from a config file or a script header: no path can hold one
+        raise ValueError(f"bind {text!r} holds a NUL byte")
     parts = text.split(":")
     if not parts[0] or len(parts) > 3:
         raise ValueError(f"bind {text!r} is not {FORM}")

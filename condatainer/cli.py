@@ -151,6 +151,8 @@ def _add_option(p: Any, option: Any, completer: Any = None) -> None:
         kw["action"] = "store_true"
     elif option.kind == "append":
         kw.update(action="append", default=[])
+    elif option.kind == "optional":  # `--opt` is True, `--opt=VALUE` the text (_attach_values)
+        kw.update(nargs="?", const=True, default=None, type=lambda text: text or True)
     _arg(p, *option.flags, **kw)
 
 
@@ -172,7 +174,17 @@ def _add_overlay(ov: argparse.ArgumentParser) -> None:
     p = ovs.add_parser("check", help="check the filesystem (e2fsck) and explain the result")
     _arg(p, "image", completer=_complete_images)
     p.add_argument("-f", "--force", action="store_true", help="check even if marked clean")
-    p.add_argument("--repair", action="store_true", help="repair what e2fsck can")
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="repair what e2fsck can, and what an interrupted resize, chown or create left",
+    )
+    p.add_argument(
+        "--from-host",
+        metavar="HOST",
+        help="with --repair: also repair what an interrupted command on HOST left (only once"
+        " you know it is no longer running there)",
+    )
     p.set_defaults(handler=_cmd_check)
     p = ovs.add_parser("chown", help="change the owner of the env files in an image")
     _arg(p, "image", completer=_complete_images)
@@ -269,7 +281,7 @@ def _run_value_flags() -> frozenset[str]:
 
     flags = {f for spec in _RUN_JOB_FLAGS for f in spec[0]}
     flags |= {f"--{d}" for d in _RUN_DEPENDENCIES}
-    flags |= {f for o in options.RUN_CONTAINER if o.kind != "flag" for f in o.flags}
+    flags |= {f for o in options.RUN_CONTAINER if o.kind in ("value", "append") for f in o.flags}
     return frozenset(flags)
 
 
@@ -310,9 +322,10 @@ def _add_task(p: argparse.ArgumentParser) -> None:
 
 
 def _add_mm(p: argparse.ArgumentParser) -> None:
-    from condatainer.run import mm
+    from condatainer.run import mm, options
 
     p.add_argument("-o", "--overlay", help="image (default: $CNT_OVERLAY, else autoload)")
+    _add_option(p, options.WAIT_LOCK)
     _arg(
         p,
         "op",
@@ -586,7 +599,7 @@ def _cmd_resize(a: argparse.Namespace) -> int:
     size = sizes.parse_size(a.size)
     report = _reporter()
     with report.progress(f"resizing {a.image} to {sizes.format_size(size)}") as progress:
-        result = resize.resize(a.image, size, progress=progress)
+        result = resize.resize(a.image, size, progress=progress, notify=report.note)
     report.notes(result.notices)
     if result.changed:
         print(
@@ -601,9 +614,13 @@ def _cmd_resize(a: argparse.Namespace) -> int:
 def _cmd_check(a: argparse.Namespace) -> int:
     from condatainer.image import check
 
+    if a.from_host and not a.repair:
+        raise UsageError("--from-host goes with --repair", hint=f"add --repair: {a.image}")
     verb = "repairing" if a.repair else "checking"
     with _reporter().progress(f"{verb} {a.image}") as progress:
-        result = check.check(a.image, force=a.force, repair=a.repair, progress=progress)
+        result = check.check(
+            a.image, force=a.force, repair=a.repair, from_host=a.from_host, progress=progress
+        )
     print(result.explanation)
     return 0 if result.clean else 1
 
@@ -613,8 +630,9 @@ def _cmd_chown(a: argparse.Namespace) -> int:
 
     uid = 0 if a.root else (a.uid if a.uid is not None else os.getuid())
     gid = 0 if a.root else (a.gid if a.gid is not None else os.getgid())
-    with _reporter().progress(f"changing the owner of {a.image}'s files") as progress:
-        result = chown.chown(a.image, uid, gid, a.paths, progress=progress)
+    report = _reporter()
+    with report.progress(f"changing the owner of {a.image}'s files") as progress:
+        result = chown.chown(a.image, uid, gid, a.paths, progress=progress, notify=report.note)
     print(f"{a.image}: {result.changed} inodes now owned by {uid}:{gid} ({result.seconds:.2f} s)")
     return 0
 
@@ -641,8 +659,9 @@ def _cmd_pack(a: argparse.Namespace) -> int:
     from condatainer.terminal import duration
 
     started = time.monotonic()
-    with _reporter().progress(f"packing {a.image}") as progress:
-        result = pack.pack(a.image, a.output, progress=progress)
+    report = _reporter()
+    with report.progress(f"packing {a.image}") as progress:
+        result = pack.pack(a.image, a.output, progress=progress, notify=report.note)
     print(
         f"{a.image}: packed into {result.output}: {format_size(result.original_bytes)}"
         f" ({format_size(result.used_bytes)} in use) -> {format_size(result.packed_bytes)}"
@@ -661,7 +680,9 @@ def _cmd_unpack(a: argparse.Namespace) -> int:
     started = time.monotonic()
     report = _reporter()
     with report.progress(f"unpacking {a.packed}") as progress:
-        result = pack.unpack(a.packed, a.output, size_bytes=size, progress=progress)
+        result = pack.unpack(
+            a.packed, a.output, size_bytes=size, progress=progress, notify=report.note
+        )
     report.notes(result.notices)
     packed_bytes = os.stat(a.packed).st_size
     alloc = "sparse" if result.sparse else "allocated"
@@ -673,11 +694,21 @@ def _cmd_unpack(a: argparse.Namespace) -> int:
     return 0
 
 
+def _wait_lock(a: argparse.Namespace) -> float | None:
+    from condatainer.run import options
+
+    try:
+        return options.wait_seconds(getattr(a, "wait_lock", None))
+    except ValueError as exc:
+        raise UsageError(str(exc), hint="e.g. --wait-lock=600, or --wait-lock") from None
+
+
 def _request(a: argparse.Namespace, **kw: Any) -> Any:
     from condatainer.run.resolve import Request
 
     return Request(
         apptainer=tuple(getattr(a, "apptainer", ())),
+        wait_lock=_wait_lock(a),
         base_image=a.base,
         binds=tuple(a.bind),
         env=tuple(a.env),
@@ -754,6 +785,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
     from condatainer.jobs import control, run
     from condatainer.run import options
 
+    _wait_lock(a)  # checked here: the value goes on as the word typed
+
     ctl = control.from_flags(
         **{dest: getattr(a, dest) for _, dest, _, _ in _RUN_JOB_FLAGS},
         **{kind: getattr(a, kind) for kind in _RUN_DEPENDENCIES},
@@ -803,7 +836,12 @@ def _cmd_mm(a: argparse.Namespace) -> int:
         sys.stdout.write(mm.help_text(op))
         return 0
     image = a.overlay or after or os.environ.get("CNT_OVERLAY") or None
-    req = Request(command=(), images=(image,) if image else (), autoload=image is None)
+    req = Request(
+        command=(),
+        images=(image,) if image else (),
+        autoload=image is None,
+        wait_lock=_wait_lock(a),
+    )
     return session.mm_op(req, a.op, args, _reporter())
 
 
@@ -1113,6 +1151,29 @@ def _split_dashdash(argv: list[str]) -> tuple[list[str], list[str] | None]:
     return argv[:i], argv[i + 1 :]
 
 
+def _attach_values(only: str | None, head: list[str], script: bool) -> list[str]:
+    """An "optional" option (`--wait-lock[=SECONDS]`) takes its value only after `=`, as GNU
+    getopt's optional arguments do; argparse would take the next word.  So a bare one becomes
+    `--wait-lock=` (no limit) before parsing -- among our own options only, never in the
+    command's own arguments: for `exec` up to its command (`replay.split`), for `mm` up to
+    its operation, for `run` up to its script (the last word of `head` when `script`)."""
+    from condatainer.run import options, replay
+
+    bare = {f for o in options.EXEC if o.kind == "optional" for f in o.flags}
+    if only not in ("e", "exec", "run", "mm", "overlay") or not bare & set(head):
+        return head
+    start = head.index(only) + 1
+    end = len(head) - 1 if only == "run" and script else len(head)
+    if only == "exec":
+        parts = replay.split(head[start:])
+        end = start + len(parts[0]) if parts is not None else start
+    elif only == "mm":
+        end = start
+        while end < len(head) and head[end].startswith("-"):
+            end += 2 if head[end] in ("-o", "--overlay") else 1
+    return [*head[:start], *(f"{w}=" if w in bare else w for w in head[start:end]), *head[end:]]
+
+
 def _split_run(argv: list[str]) -> tuple[list[str], list[str] | None]:
     """`run [OPTIONS] SCRIPT ARGS...`: everything after the script word is the script's, as is
     (argparse would take a script argument that looks like one of run's options, and drop a
@@ -1161,6 +1222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         completers.autocomplete(parser)
     head, tail = _split_run(args_list) if only == "run" else _split_dashdash(args_list)
+    head = _attach_values(only, head, script=tail is not None)
     passed: list[str] = []
     if only in _PASSTHROUGH:
         try:

@@ -416,6 +416,11 @@ def _parse_mapping(text: str, path: Path) -> dict[Any, Any]:
             f"{where}: not valid YAML: {problem}",
             hint="fix or remove the file; `condatainer config paths` shows where it is",
         ) from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ConfigError(
+            f"{path}: nested too deeply to be a configuration file",
+            hint="fix or remove the file; `condatainer config paths` shows where it is",
+        ) from None
     if data is None:
         return {}  # empty, or only comments
     if not isinstance(data, dict):
@@ -686,7 +691,7 @@ def _loads_as(text: str, expected: dict[Any, Any]) -> bool:
 
     try:
         return (yaml.safe_load(text) or {}) == expected
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         return False
 
 

@@ -25,6 +25,9 @@ Decisions:
 - Tools are found with `runner.which` on this process's PATH (plus the sbin directories), the
   same way condatainer will start them; `env` supplies HOME, ZDOTDIR, XDG_* and CNT_* only.
 - Fixes never contain URLs: they name Debian packages or the `module load` of HPC sites.
+- Leftovers of interrupted commands (`image.recovery.leftovers`) are looked for in the working
+  directory and beside the image `e` would pick from it (autoload) or `$CNT_OVERLAY`: a
+  warning listing each with its size and the command that repairs it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from condatainer.errors import (
     RuntimeUnavailableError,
 )
 from condatainer.hook import rcfile
+from condatainer.image import layout, recovery
+from condatainer.image.sizes import format_size
 from condatainer.jobs import scheduler
 from condatainer.run import basefetch, baseimage
 from condatainer.run.runtime import INSTALL_APPTAINER, selection
@@ -356,6 +361,33 @@ def _check_hook(env: Mapping[str, str]) -> Check:
     )
 
 
+def _check_leftovers(env: Mapping[str, str]) -> Check:
+    """What interrupted commands left in the working directory and beside its image."""
+    here = layout.logical_cwd(env)
+    places = [here]
+    for image in (layout.find_image(here, env), env.get("CNT_OVERLAY")):
+        if image:
+            places.append(Path(os.path.abspath(image)).parent)
+    shown: list[str] = []
+    found: list[recovery.Leftover] = []
+    for place in dict.fromkeys(places):
+        shown.append(str(place))
+        found += recovery.leftovers(place)
+    where = ", ".join(shown)
+    if not found:
+        return Check("leftovers", True, f"none in {where}")
+    total = sum(left.size_bytes for left in found)
+    detail = "; ".join(left.render() for left in found)
+    fixes = " ; ".join(dict.fromkeys(left.repair for left in found if left.repair))
+    return Check(
+        "leftovers",
+        False,
+        f"{len(found)} left by interrupted commands ({format_size(total)}): {detail}",
+        fixes or None,
+        required=False,
+    )
+
+
 def check(env: Mapping[str, str] | None = None) -> list[Check]:
     """Run every check; never raises for what it finds (a bad config is a failed check)."""
     env = os.environ if env is None else env
@@ -376,7 +408,7 @@ def check(env: Mapping[str, str] | None = None) -> list[Check]:
         checks += _check_builtin(required=False)  # why the fallback could not be used
     if chosen is not None:
         checks.append(_check_base(cfg, chosen, env))
-    checks += [micromamba_check, _check_sbatch(env), _check_hook(env)]
+    checks += [micromamba_check, _check_sbatch(env), _check_hook(env), _check_leftovers(env)]
     return checks
 
 

@@ -60,6 +60,10 @@ class LockError(CondatainerError):
     """An image cannot be locked: missing, not writable, or in use by another process."""
 
 
+class ImageBusyError(LockError):
+    """An image is in use by another process (the one lock error that waiting can end)."""
+
+
 class EnvFileError(CondatainerError):
     """A sidecar `<image>.env` file (or environment.yml) cannot be read or parsed."""
 

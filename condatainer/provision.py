@@ -332,6 +332,7 @@ def create(creation: Creation, report: Reporter) -> Created:
             target, creation.size_bytes, creation.profile, sparse=creation.sparse,
             fakeroot=creation.fakeroot, files={".condarc": condarc_text(creation.channels)},
             prepare=install if spec is not None else None, progress=progress,
+            notify=report.note,
         )  # fmt: skip
     notices += result.notices
     if creation.sidecar_text is not None:

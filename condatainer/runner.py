@@ -11,6 +11,13 @@ subprocess.run SIGKILLs its child on KeyboardInterrupt).  `run(..., new_session=
 in a session of its own, out of reach of the terminal's Ctrl-C, and `signals_deferred()` lets
 the caller finish what it started before acting on SIGINT/SIGTERM/SIGHUP.  `stream` ignores
 SIGINT/SIGQUIT while its child runs: the child gets them from the terminal and decides.
+
+A program in a session of its own no longer dies with us when the terminal goes, and a
+SIGKILL of condatainer would leave it writing an image whose lock died with us.
+`run(..., holding=FDS)` closes that gap: the program inherits the locked descriptors in `FDS`
+(an image's, a recovery record's), so the locks stay held for as long as it runs, and it is
+killed when this process dies (PR_SET_PDEATHSIG), so it cannot run on alone.  Callers pass it
+only once the record that lets the next command roll the work back exists.
 `termination_raises` turns SIGTERM/SIGHUP into an exception (like SIGINT's KeyboardInterrupt)
 so that cleanup code runs, and `signals_blocked` holds all three back for a few statements
 that must not be cut in two.  `signal_name` names a signal the way users see it (`SIGTERM`).
@@ -101,6 +108,7 @@ def _run(
     cwd: str | None = None,
     timeout: float | None = None,
     new_session: bool = False,
+    holding: Sequence[int] = (),
 ) -> Result:
     import subprocess
 
@@ -114,6 +122,8 @@ def _run(
         timeout=timeout,
         check=False,
         start_new_session=new_session,
+        pass_fds=tuple(holding),
+        preexec_fn=dies_with_parent() if holding else None,
     )
     return Result(
         tuple(argv),
@@ -142,14 +152,47 @@ def run(
     cwd: str | None = None,
     timeout: float | None = None,
     new_session: bool = False,
+    holding: Sequence[int] = (),
 ) -> Result:
     """Run a program to completion with its output captured; never raises for a non-zero exit.
 
     `new_session`: out of reach of the terminal's signals (for programs that write to images;
     combine with `signals_deferred` so this process does not give up on them either).
+    `holding`: locked descriptors the program inherits, keeping their locks held while it
+    runs; it is killed when this process dies (see the module docstring).
     """
     _trace(argv)
-    return run_hook(argv, input=input, env=env, cwd=cwd, timeout=timeout, new_session=new_session)
+    return run_hook(
+        argv,
+        input=input,
+        env=env,
+        cwd=cwd,
+        timeout=timeout,
+        new_session=new_session,
+        holding=holding,
+    )
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def dies_with_parent() -> Callable[[], None]:
+    """A `preexec_fn` making the child get SIGKILL when this process dies (PR_SET_PDEATHSIG).
+
+    libc is looked up here, in the parent; the child only makes the call, and kills itself if
+    the parent died before the call took effect (it would never get the signal then).
+    """
+    import ctypes  # here: the exec path never needs it
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return preexec
 
 
 def stream(

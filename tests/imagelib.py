@@ -62,3 +62,37 @@ def get(img: Path, name: str, dest: Path) -> str:
 
 def fsck_clean(img: Path) -> bool:
     return runner.run(["e2fsck", "-f", "-n", str(img)]).ok
+
+
+def tree_digest(img: Path, *, content: bool = True) -> str:
+    """What the image holds under upper/, as one digest: every path with its type, mode, owner,
+    size and (unless `content` is False) the bytes of its files.  Not where the blocks lie, not
+    timestamps: a resize, or an undo, keeps it; a half-done chown or a lost file changes it.
+    Nor the empty mount point of condatainer's tools (`micromamba.CONTAINER_BIN`), which the
+    builtin runtime makes in a writable image's upper/ as Apptainer makes bind targets."""
+    import tempfile
+
+    from condatainer.image import e2fs
+    from condatainer.micromamba import CONTAINER_BIN
+
+    upper = next(e for e in e2fs.list_dir(img, "/") if e.name == "upper")
+    tools = f"/upper{CONTAINER_BIN}"
+    entries = sorted(
+        (
+            e
+            for e in e2fs.walk_entries(img, [upper])
+            if not (e.is_dir and tools.startswith(e.path) and tools[len(e.path) :][:1] in ("", "/"))
+        ),
+        key=lambda e: e.path,
+    )
+    digest = hashlib.sha256()
+    with tempfile.TemporaryDirectory() as out:
+        if content:
+            res = runner.run(["debugfs", "-R", f"rdump /upper {out}", str(img)])
+            assert res.ok, res.stderr
+        for e in [upper, *entries]:
+            meta = f"{e.path}\0{e.mode:o}\0{e.uid}\0{e.gid}\0{e.size}\0"
+            digest.update(meta.encode("utf-8", "replace"))
+            if e.is_file and content:
+                digest.update(Path(out, e.path.lstrip("/")).read_bytes())
+    return digest.hexdigest()

@@ -58,3 +58,12 @@ def wait_for_lock(path: Path, kind: str, what: str | None = None) -> None:
 
 def wait_for_file(path: Path, what: str | None = None) -> None:
     wait_until(path.exists, what or f"{path} to appear")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (ended, waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

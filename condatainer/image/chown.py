@@ -18,19 +18,29 @@ What changes:
 The image's write lock is held for the whole operation (no one may mount it meanwhile), and an
 image that is not clean is refused: writing behind a journal that needs recovery would be
 undone, or worse, when the journal is replayed.
+
+All or nothing: the write pass runs with an undo file (`debugfs -z`), named first in a record
+beside the image (`records`).  When debugfs reports an error the undo file is replayed at once;
+when we are killed, debugfs dies with us (it holds the image's lock and the record's until it
+does) and the next command that writes the image replays it (`recovery`).  So ownership is
+never left half changed.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import secrets
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 from condatainer import runner
+from condatainer.display import Notify
 from condatainer.errors import ImageError, UsageError
-from condatainer.image import e2fs, failures, layout, locks
+from condatainer.image import e2fs, failures, layout, locks, records, recovery
 from condatainer.image.layout import CONTAINER_PREFIX, UPPER, WORK
 from condatainer.progress import SILENT, Progress
 
@@ -87,6 +97,7 @@ def chown(
     inner_paths: Sequence[str] = (),
     *,
     progress: Progress = SILENT,
+    notify: Notify | None = None,
 ) -> ChownResult:
     """Make `uid:gid` (default: the caller's) own the env files of image `path`.
 
@@ -100,10 +111,12 @@ def chown(
     uid = _check_id("uid", os.getuid() if uid is None else uid)
     gid = _check_id("gid", os.getgid() if gid is None else gid)
     targets = [image_path(p) for p in inner_paths]
-    with locks.hold(path, write=True):
-        e2fs.require_clean(path)
+    image = Path(path)
+    with locks.hold(image, write=True) as lock:
+        recovery.repair_image(image, lock, notify or (lambda text: None))
+        e2fs.require_clean(image)
         progress.stage("listing the files (debugfs)")
-        found = _targets(path, targets) if targets else _whole(path)
+        found = _targets(image, targets) if targets else _whole(image)
         lines: list[str] = []
         changed = 0
         for entry in found.values():
@@ -116,15 +129,49 @@ def chown(
                 lines.append(f"set_inode_field <{entry.inode}> gid {gid}")
         if lines:
             progress.stage(f"giving {changed} inodes to {uid}:{gid} (debugfs -w)")
-            with runner.signals_deferred() as received:
-                e2fs.debugfs_script(path, lines, write=True)
-            failures.raise_if_interrupted(
-                received,
-                path,
-                "the ownership pass was finished first so the image stays consistent",
-                hint=f"condatainer overlay info {path}",
-            )
+            _write_pass(image, lock, lines)
     return ChownResult(changed, time.monotonic() - started, len(found))
+
+
+def _write_pass(image: Path, lock: locks.ImageLock, lines: list[str]) -> None:
+    """One `debugfs -w -z UNDO` pass under a record; undone on error, so all or nothing."""
+    undo_name = records.temp_name(image, "undo", secrets.token_hex(4))
+    record = recovery.begin(image, "chown", undo=undo_name)
+    undo = record.file(undo_name)
+    holding = (lock.fd, record.fd)
+    failed: ImageError | None = None
+    kept = False
+    with runner.signals_deferred() as received:
+        try:
+            e2fs.debugfs_script(image, lines, write=True, undo=undo, holding=holding)
+        except ImageError as err:
+            failed = err
+            outcome, why = recovery.roll_back(image, record.facts, holding)
+            if outcome != "rolled back":
+                kept = True
+                failed = ImageError(
+                    f"{err.message}; the ownership pass could not be undone ({why}), its"
+                    " record was kept",
+                    hint=f"condatainer overlay check {image} --repair",
+                )
+        finally:
+            if kept:
+                os.close(record.fd)  # dead now: the next command repairs it
+            else:
+                with suppress(FileNotFoundError):
+                    os.unlink(undo)
+                record.end()
+    if failed is not None:
+        raise ImageError(
+            f"{failed.message}; no owner was changed" if not kept else failed.message,
+            hint=failed.hint,
+        )
+    failures.raise_if_interrupted(
+        received,
+        image,
+        "the ownership pass was finished first so the image stays consistent",
+        hint=f"condatainer overlay info {image}",
+    )
 
 
 def _whole(path: str | os.PathLike[str]) -> dict[int, e2fs.Entry]:

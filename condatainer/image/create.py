@@ -2,7 +2,10 @@
 
 - **Nothing half-made is ever visible.**  The image is built in a hidden temporary file in the
   target directory (`Temp`: `.<name>.tmp-<random>`), verified with `e2fsck -fn`, then
-  published without clobbering a file another process created meanwhile.  Ctrl-C, SIGTERM,
+  published without clobbering a file another process created meanwhile.  A record
+  (`records`) names the temporary file first, so even a SIGKILL leaves nothing the next
+  command does not remove (`recovery`); mke2fs and friends hold the record's lock while they
+  run and die with us.  Ctrl-C, SIGTERM,
   SIGHUP, a full disk or a failing mke2fs remove the temporary file; the interruption comes
   back as an `ImageError` with exit status 128+N.  A caller that must do more before the image
   may be seen (install an env into it: `condatainer o -- PKGS`) passes `prepare`, which runs on
@@ -21,16 +24,25 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from condatainer import runner
+from condatainer.display import Notify
 from condatainer.errors import ImageError, UsageError
-from condatainer.image import e2fs, failures, layout, sizes
-from condatainer.image.files import Temp, allocate, allocated_bytes, check_target, umask_mode
+from condatainer.image import e2fs, failures, layout, records, recovery, sizes
+from condatainer.image.files import (
+    Temp,
+    allocate,
+    allocated_bytes,
+    check_target,
+    free_bytes,
+    umask_mode,
+)
 from condatainer.image.layout import PathLike
 from condatainer.image.profiles import RESERVED_PERCENT, Profile, resolve_profile
 from condatainer.image.sizes import format_size
@@ -129,7 +141,9 @@ def _chown_tree(root: Path, paths: list[str], uid: int, gid: int) -> bool:
     return True
 
 
-def _set_owner_debugfs(image: Path, final: Path, paths: list[str], uid: int, gid: int) -> None:
+def _set_owner_debugfs(
+    image: Path, final: Path, paths: list[str], uid: int, gid: int, holding: tuple[int, ...]
+) -> None:
     """One `debugfs -w` pass setting uid and gid on every populated inode."""
     lines = [
         f"set_inode_field {e2fs.quote(rel)} {field} {value}"
@@ -137,7 +151,7 @@ def _set_owner_debugfs(image: Path, final: Path, paths: list[str], uid: int, gid
         for field, value in (("uid", uid), ("gid", gid))
     ]
     try:
-        e2fs.debugfs_script(image, lines, write=True)
+        e2fs.debugfs_script(image, lines, write=True, holding=holding)
     except ImageError as err:
         raise ImageError(
             f"cannot create {final}: setting the owner with debugfs failed: {err.message}"
@@ -152,10 +166,14 @@ def _make_filesystem(
     files: Mapping[PurePosixPath, bytes],
     *,
     discard: bool,
+    holding: tuple[int, ...],
+    tree: Path,
 ) -> None:
+    """mke2fs the image file `tmp` from a tree populated at `tree` (a recorded temporary
+    directory beside the image: a SIGKILL leaves it to the next command, not to /tmp)."""
     uid, gid = owner
-    with tempfile.TemporaryDirectory(prefix="condatainer-create-") as scratch:
-        root = Path(scratch) / "root"
+    try:
+        root = tree
         paths = _populate(root, files)
         by_debugfs = not _chown_tree(root, paths, uid, gid)
         ext_opts = f"{'discard' if discard else 'nodiscard'},root_owner={uid}:{gid}"
@@ -177,7 +195,8 @@ def _make_filesystem(
                 "-d",
                 str(root),
                 str(tmp),
-            ]
+            ],
+            holding=holding,
         )
         if not res.ok:
             quota = failures.out_of_space(res)
@@ -185,8 +204,11 @@ def _make_filesystem(
                 raise failures.OutOfSpace(quota)
             raise ImageError(f"cannot create {final}: mke2fs failed: {failures.tool_detail(res)}")
         if by_debugfs:
-            _set_owner_debugfs(tmp, final, paths, uid, gid)
-    res = runner.run(["e2fsck", "-f", "-n", str(tmp)])
+            _set_owner_debugfs(tmp, final, paths, uid, gid, holding)
+    finally:
+        with runner.signals_blocked():
+            shutil.rmtree(tree, ignore_errors=True)
+    res = runner.run(["e2fsck", "-f", "-n", str(tmp)], holding=holding)
     if not res.ok:
         raise ImageError(
             f"cannot create {final}: the new filesystem failed its check"
@@ -207,6 +229,7 @@ def create(
     gid: int | None = None,
     prepare: Callable[[Path], None] | None = None,
     progress: Progress = SILENT,
+    notify: Notify | None = None,
 ) -> CreateResult:
     """Create an ext3 overlay image at `path` (`.img` appended when it has no image extension).
 
@@ -216,19 +239,30 @@ def create(
     published (its errors and interruptions remove the image like any other failure).  An
     existing path (even a dangling symlink) is an ImageExistsError; on any failure or
     interruption nothing is left behind.  `progress` hears each stage (allocating, mke2fs).
+    What an earlier, interrupted create of the same name left is removed first and reported
+    through `notify` (default: the result's notices).
     """
     final = layout.normalise_image_name(os.fspath(path))
     prof = profile if isinstance(profile, Profile) else resolve_profile(profile)
     size = sizes.image_size(size_bytes)
     owner = _owner(fakeroot, uid, gid)
     env_files = _env_files(files or {})
+    notices: list[str] = []
+    recovery.repair_target(final, notify or notices.append)
     parent = check_target(final)
     for tool in ("mke2fs", "e2fsck"):
         runner.require(tool)
 
     action = f"cannot create {final}"
-    notices: list[str] = []
+    free = free_bytes(parent)
+    if not sparse and free is not None and free < size:
+        # Refused before anything is allocated: fallocate would fill the disk to the last
+        # block (for every other user of it too) before it gave up.
+        raise failures.space_error("create", action, parent, size, False)
     temp = Temp(final)
+    tree = final.with_name(records.temp_name(final, "tree", secrets.token_hex(4)))
+    record = recovery.begin(final, "create", files=[temp.path.name, tree.name])
+    holding = (record.fd,)
     allocated = False
     try:
         with runner.termination_raises():
@@ -254,7 +288,16 @@ def create(
             finally:
                 os.close(fd)
             progress.stage("making the filesystem (mke2fs)")
-            _make_filesystem(temp.path, final, prof, owner, env_files, discard=not allocated)
+            _make_filesystem(
+                temp.path,
+                final,
+                prof,
+                owner,
+                env_files,
+                discard=not allocated,
+                holding=holding,
+                tree=tree,
+            )
             if allocated and allocated_bytes(temp.path) < size:
                 # mke2fs zeroes the inode tables with fallocate(ZERO_RANGE); where that is
                 # missing (tmpfs) it punches holes instead.  Fill them again.
@@ -272,8 +315,10 @@ def create(
             if prepare is not None:
                 prepare(temp.path)
             temp.publish()
+            record.end()
     except BaseException as exc:
         temp.discard()
+        record.end()
         err = failures.failure(
             "create",
             action,

@@ -261,17 +261,24 @@ def _check_line(line: str) -> bytes:
 
 
 def _run_debugfs(
-    path: str | os.PathLike[str], lines: Sequence[str], *, write: bool
+    path: str | os.PathLike[str],
+    lines: Sequence[str],
+    *,
+    write: bool,
+    undo: Path | None = None,
+    holding: Sequence[int] = (),
 ) -> tuple[str, list[str]]:
-    """Run one `debugfs [-w] -f - IMAGE` with `lines`; return stdout and debugfs's error lines.
+    """Run one `debugfs [-w [-z UNDO]] -f - IMAGE` with `lines`; return stdout and debugfs's
+    error lines.
 
     An image debugfs cannot open is an ImageError here; per-command errors are returned.
     """
     p = Path(path)
     script = b"".join(_check_line(line) + b"\n" for line in lines)
-    argv = ["debugfs", *(["-w"] if write else []), "-f", "-", _arg(p)]
+    mode = (["-w"] + (["-z", str(undo)] if undo is not None else [])) if write else []
+    argv = ["debugfs", *mode, "-f", "-", _arg(p)]
     # A write pass gets a session of its own: a terminal's Ctrl-C must not cut it in two.
-    res = runner.run(argv, input=script, new_session=write)
+    res = runner.run(argv, input=script, new_session=write, holding=holding)
     errors = res.stderr.splitlines()
     if errors and _BANNER.match(errors[0]):
         errors = errors[1:]
@@ -298,15 +305,23 @@ def _detail(line: str) -> str:
     return re.sub(r"^-\w+: ", "", line.strip())
 
 
-def debugfs_script(path: str | os.PathLike[str], lines: Sequence[str], *, write: bool) -> str:
+def debugfs_script(
+    path: str | os.PathLike[str],
+    lines: Sequence[str],
+    *,
+    write: bool,
+    undo: Path | None = None,
+    holding: Sequence[int] = (),
+) -> str:
     """Run `lines` as one debugfs script (one process) and return its stdout.
 
     `write=True` opens the image read-write (`debugfs -w`); the caller must hold the image's
-    write lock.  Any error debugfs reports is an ImageError carrying its last error line.
-    Lines must be single commands we built: ValueError for a line break, NUL, an empty line,
-    a comment or a `!` shell escape.
+    write lock, and passes its locked descriptors as `holding` (debugfs keeps them, and dies
+    with us) and an `undo` file for e2undo.  Any error debugfs reports is an ImageError
+    carrying its last error line.  Lines must be single commands we built: ValueError for a
+    line break, NUL, an empty line, a comment or a `!` shell escape.
     """
-    out, errors = _run_debugfs(path, lines, write=write)
+    out, errors = _run_debugfs(path, lines, write=write, undo=undo, holding=holding)
     if errors:
         raise ImageError(
             f"{path}: debugfs: {_detail(errors[-1])}",

@@ -2,11 +2,13 @@
 allocating their space.
 
 - `Temp`: a hidden file next to its final name (`.<name>.<tag>-<random>`), created exclusively
-  and removed unless it was published.  `publish()` gives it the final name with `link()` +
-  `unlink()`, which fails rather than overwrite a file another process created meanwhile; where
-  the filesystem has no hard links (CIFS, some FUSE) it falls back to a rename after a check,
-  the best such a filesystem allows.  Creating, discarding and publishing run with
-  SIGINT/SIGTERM/SIGHUP blocked, so `created`/`published` are true exactly when it happened.
+  and removed unless it was published.  The operation's record (`records`) names it before it
+  exists, so a SIGKILL that leaves it behind is cleaned up by the next command.  `publish()`
+  gives it the final name with `link()` + `unlink()`, which fails rather than overwrite a file
+  another process created meanwhile; where the filesystem has no hard links (CIFS, some FUSE)
+  it falls back to a rename after a check, the best such a filesystem allows.  Creating,
+  discarding and publishing run with SIGINT/SIGTERM/SIGHUP blocked, so `created`/`published`
+  are true exactly when it happened.
 - Allocation uses Linux `fallocate(2)` directly (through ctypes), not glibc's `posix_fallocate`:
   where the filesystem cannot preallocate, glibc silently emulates it by writing one byte into
   every 4 KiB block (2.6 million writes for 10G, over NFS), while we want to fall back to a
@@ -27,7 +29,7 @@ from typing import Callable
 
 from condatainer import runner
 from condatainer.errors import ImageError, ImageExistsError
-from condatainer.image import e2fs
+from condatainer.image import e2fs, records
 from condatainer.image.layout import PathLike
 
 
@@ -119,7 +121,7 @@ class Temp:
 
     def __init__(self, final: Path, tag: str = "tmp"):
         self.final = final
-        self.path = final.with_name(f".{final.name}.{tag}-{secrets.token_hex(4)}")
+        self.path = final.with_name(records.temp_name(final, tag, secrets.token_hex(4)))
         self.created = False
         self.published = False
 

@@ -13,7 +13,10 @@ What is read, and from where:
   the user's requested set (removes, then updates, then neutered, per request);
 - package count: the `conda-meta/*.json` records;
 - sidecar envs: `<image>.env` (see envfile.py), with a note for each value that references
-  variables (expanded inside the container) or holds other `$` forms (kept as text).
+  variables (expanded inside the container) or holds other `$` forms (kept as text);
+- in use: the lock's holders, named the way the lock probe names them (`locks.in_use`);
+- leftovers: what interrupted operations left beside the image, with their size and the
+  command that repairs them (`recovery.leftovers`).  `info` only reports them.
 
 Everything read from the image is data: parsed, size-capped, never evaluated.  A bad
 `.condarc`, history or sidecar does not stop `info`; it becomes a line under `warnings`.  A bad
@@ -31,7 +34,7 @@ from typing import Any
 
 from condatainer.display import printable
 from condatainer.errors import EnvFileError
-from condatainer.image import e2fs, envfile, locks
+from condatainer.image import e2fs, envfile, locks, recovery
 from condatainer.image.layout import CONTAINER_PREFIX, ENV_DIR, META_DIR, UPPER
 from condatainer.image.sizes import format_size
 
@@ -87,6 +90,7 @@ class ImageInfo:
     envs: tuple[EnvVar, ...] = ()
     env_notes: tuple[str, ...] = ()  # `$` in sidecar values: expanded, or literal text
     in_use: tuple[str, ...] = ()
+    leftovers: tuple[recovery.Leftover, ...] = ()
     warnings: tuple[str, ...] = field(default=())
 
     @property
@@ -151,6 +155,16 @@ class ImageInfo:
                 "notes": list(self.env_notes),
             },
             "in_use": list(self.in_use),
+            "leftovers": [
+                {
+                    "path": str(left.record),
+                    "state": left.state,
+                    "description": left.description,
+                    "bytes": left.size_bytes,
+                    "repair": left.repair,
+                }
+                for left in self.leftovers
+            ],
             "warnings": list(self.warnings),
         }
 
@@ -216,6 +230,9 @@ class ImageInfo:
             lines.append(f"{'envs:':<{width + 1}} from {self.sidecar}")
             lines.extend(f"  {v.name}: {v.shown}" for v in self.envs)
             lines.extend(f"  note: {n}" for n in self.env_notes)
+        if self.leftovers:
+            lines.append(f"{'leftovers:':<{width + 1}} of interrupted commands, beside the image")
+            lines.extend(f"  {left.render()}" for left in self.leftovers)
         lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(printable(line) for line in lines)
 
@@ -279,7 +296,8 @@ def info(path: str | os.PathLike[str]) -> ImageInfo:
         whatis=whatis,
         envs=envs,
         env_notes=env_notes,
-        in_use=tuple(_holders(p)),
+        in_use=tuple(locks.in_use(p)),
+        leftovers=tuple(recovery.leftovers(p.parent)),
         warnings=tuple(warnings),
     )
 
@@ -293,13 +311,6 @@ def _state(sb: e2fs.Superblock) -> str:
     if sb.state != "clean":
         reasons.append(f"superblock state '{sb.state}'")
     return f"not clean ({'; '.join(reasons)})"
-
-
-def _holders(p: Path) -> list[str]:
-    return [
-        f"for {'writing' if h.write else 'reading'} by {h.describe()}"
-        for h in locks.find_holders(p)
-    ]
 
 
 def _read_text(

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from condatainer import runner
+from condatainer.display import Notify
 from condatainer.errors import ImageError
-from condatainer.image import e2fs, failures, files, layout, locks, resize, sizes
+from condatainer.image import e2fs, failures, files, layout, locks, recovery, resize, sizes
 from condatainer.image.layout import PathLike
 from condatainer.image.sizes import format_size
 from condatainer.progress import SILENT, Progress
@@ -91,25 +92,38 @@ def read_pack_record(packed: PathLike) -> dict[str, object] | None:
     return data
 
 
-def pack(path: PathLike, out: PathLike | None = None, *, progress: Progress = SILENT) -> PackResult:
+def pack(
+    path: PathLike,
+    out: PathLike | None = None,
+    *,
+    progress: Progress = SILENT,
+    notify: Notify | None = None,
+) -> PackResult:
     """Shrink a copy of the image to its minimum and compress it to `out` (default IMAGE.zst).
 
     The original is only read, under a read lock, while its blocks in use are copied; it must be
     clean.  `out` is never overwritten.  `progress` hears each stage, with the bytes copied
-    and the bytes written by zstd.
+    and the bytes written by zstd.  What an interrupted pack left is removed first and
+    reported through `notify` (default: the result's notices).
     """
     image = Path(path)
+    if out is None and image.name in ("", ".", ".."):
+        raise ImageError(f"{image}: not an image file", hint="condatainer overlay pack IMAGE")
     output = Path(out) if out is not None else image.with_name(image.name + layout.PACK_SUFFIX)
     for tool in ("e2image", "e2fsck", "resize2fs", "zstd"):
         runner.require(tool)
+    notices: list[str] = []
+    recovery.repair_target(output, notify or notices.append)
+    recovery.refuse_if_interrupted(image)
     parent = files.check_target(output)
     copy = files.Temp(output, "copy")
     temp = files.Temp(output)
+    record = recovery.begin(output, "pack", files=[copy.path.name, temp.path.name])
     action = f"cannot pack {image} into {output}"
     needed = 0
     try:
         with runner.termination_raises():
-            with locks.hold(image, write=False):
+            with locks.hold(image, write=False) as lock:
                 e2fs.require_clean(image)
                 sb = e2fs.superblock(image)
                 needed = sb.used_bytes
@@ -120,18 +134,20 @@ def pack(path: PathLike, out: PathLike | None = None, *, progress: Progress = SI
                     total=needed,
                     measure=lambda: files.allocated_bytes(copy.path),
                 )
-                res = runner.run(["e2image", "-ra", str(image), str(copy.path)])
+                argv = ["e2image", "-ra", str(image), str(copy.path)]
+                res = runner.run(argv, holding=(record.fd, lock.fd))
                 if not res.ok:
                     raise _pack_failure(action, "e2image", res)
+            holding = (record.fd,)
             progress.stage("checking the copy (e2fsck)")
-            res = runner.run(["e2fsck", "-f", "-p", str(copy.path)])
+            res = runner.run(["e2fsck", "-f", "-p", str(copy.path)], holding=holding)
             if res.returncode & ~3:
                 raise ImageError(
                     f"{action}: the copy failed its check: {failures.tool_detail(res)}",
                     hint=f"condatainer overlay check {image} -f",
                 )
             progress.stage("shrinking the copy to its minimum (resize2fs -M)")
-            res = resize.run_resize2fs(copy.path, None, "-M")
+            res = resize.run_resize2fs(copy.path, None, "-M", holding=holding)
             if not res.ok:
                 raise _pack_failure(action, "resize2fs", res)
             os.close(temp.create())
@@ -139,7 +155,8 @@ def pack(path: PathLike, out: PathLike | None = None, *, progress: Progress = SI
                 f"compressing {format_size(os.stat(copy.path).st_size)} (zstd)",
                 measure=lambda: os.stat(temp.path).st_size,
             )
-            res = runner.run(["zstd", "-T0", "-q", "-f", str(copy.path), "-o", str(temp.path)])
+            argv = ["zstd", "-T0", "-q", "-f", str(copy.path), "-o", str(temp.path)]
+            res = runner.run(argv, holding=holding)
             if not res.ok:
                 raise _pack_failure(action, "zstd", res)
             copy.discard()
@@ -147,9 +164,11 @@ def pack(path: PathLike, out: PathLike | None = None, *, progress: Progress = SI
                 f.write(_size_record(sb.size_bytes, allocated))
             os.chmod(temp.path, files.umask_mode(0o644))
             temp.publish()
+            record.end()
     except BaseException as exc:
         copy.discard()
         temp.discard()
+        record.end()
         err = failures.failure(
             "pack", action, exc, output, parent, needed, sparse=False, published=temp.published
         )
@@ -162,6 +181,7 @@ def pack(path: PathLike, out: PathLike | None = None, *, progress: Progress = SI
         original_bytes=sb.size_bytes,
         packed_bytes=os.stat(output).st_size,
         used_bytes=needed,
+        notices=notices,
     )
 
 
@@ -209,13 +229,15 @@ def unpack(
     *,
     size_bytes: int | None = None,
     progress: Progress = SILENT,
+    notify: Notify | None = None,
 ) -> UnpackResult:
     """Restore an image from `pack`'s output: `out` defaults to the packed name minus `.zst`.
 
     The image grows back to `size_bytes`, else to the size recorded at pack time (allocated again
     if the original was).  A plain `.zst` of an image (no record) needs `size_bytes`.  `out` is
     never overwritten; on any failure nothing is left behind.  `progress` hears each stage,
-    with how far the decompression is.
+    with how far the decompression is.  What an interrupted unpack of the same name left is
+    removed first and reported through `notify` (default: the result's notices).
     """
     src = Path(packed)
     if not src.is_file():
@@ -237,10 +259,13 @@ def unpack(
         target_size = recorded
     target_size = sizes.image_size(target_size)
     allocated = bool(record.get("allocated")) if record else False
+    notices: list[str] = []
+    recovery.repair_target(output, notify or notices.append)
     parent = files.check_target(output)
     temp = files.Temp(output)
+    own = recovery.begin(output, "unpack", files=[temp.path.name])
+    holding = (own.fd,)
     action = f"cannot unpack {src} into {output}"
-    notices: list[str] = []
     try:
         with runner.termination_raises():
             os.close(temp.create())
@@ -249,7 +274,8 @@ def unpack(
                 total=content_size(src),
                 measure=lambda: os.stat(temp.path).st_size,
             )
-            res = runner.run(["zstd", "-d", "-q", "-f", "--sparse", str(src), "-o", str(temp.path)])
+            argv = ["zstd", "-d", "-q", "-f", "--sparse", str(src), "-o", str(temp.path)]
+            res = runner.run(argv, holding=holding)
             if not res.ok:
                 raise _pack_failure(action, "zstd", res)
             sb = e2fs.superblock(temp.path)
@@ -277,17 +303,17 @@ def unpack(
                     os.close(fd)
             if target_size > sb.size_bytes:
                 progress.stage(f"growing it to {format_size(target_size)} (e2fsck, resize2fs)")
-                res = runner.run(["e2fsck", "-f", "-p", str(temp.path)])
+                res = runner.run(["e2fsck", "-f", "-p", str(temp.path)], holding=holding)
                 if res.returncode & ~3:
                     raise ImageError(
                         f"{action}: the packed filesystem failed its check:"
                         f" {failures.tool_detail(res)}"
                     )
-                res = resize.run_resize2fs(temp.path, target_size)
+                res = resize.run_resize2fs(temp.path, target_size, holding=holding)
                 if not res.ok:
                     raise _pack_failure(action, "resize2fs", res)
             progress.stage("checking the result (e2fsck)")
-            res = runner.run(["e2fsck", "-f", "-n", str(temp.path)])
+            res = runner.run(["e2fsck", "-f", "-n", str(temp.path)], holding=holding)
             if not res.ok:
                 raise ImageError(
                     f"{action}: the unpacked filesystem failed its check"
@@ -295,8 +321,10 @@ def unpack(
                 )
             os.chmod(temp.path, files.umask_mode(0o644))
             temp.publish()
+            own.end()
     except BaseException as exc:
         temp.discard()
+        own.end()
         err = failures.failure(
             "unpack",
             action,

@@ -6,6 +6,12 @@
   (`resize2fs -z`); on failure `e2undo` replays it and the file gets its old length back.
   While resize2fs moves blocks it must not die, so it runs in a session of its own (a terminal
   Ctrl-C does not reach it) and our own SIGINT/SIGTERM/SIGHUP are deferred until it is done.
+- **A killed resize is undone by the next command.**  Before the file is touched, a record
+  (`records`: the sizes and the undo file's name) is written beside the image.  resize2fs
+  holds the image's lock and the record's while it runs and dies with us, so a SIGKILL never
+  leaves it writing an unlocked image; the next command that writes the image finishes or
+  rolls back what was left (`recovery`).  The undo file and the record live beside the image,
+  so its directory must be writable.
 """
 
 from __future__ import annotations
@@ -13,14 +19,15 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tempfile
+from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from condatainer import runner
+from condatainer.display import Notify
 from condatainer.errors import ImageError
-from condatainer.image import check, e2fs, failures, files, locks, sizes
+from condatainer.image import check, e2fs, failures, files, locks, records, recovery, sizes
 from condatainer.image.layout import PathLike
 from condatainer.image.sizes import MIB, format_size
 from condatainer.progress import SILENT, Progress
@@ -49,33 +56,32 @@ def _minimum_size(image: Path, block_size: int) -> int:
     return int(m.group(1)) * block_size
 
 
-def run_resize2fs(image: Path, size: int | None, *flags: str) -> runner.Result:
-    """Run `resize2fs [flags] IMAGE [SIZE]` in its own session.
+def run_resize2fs(
+    image: Path, size: int | None, *flags: str, holding: Sequence[int]
+) -> runner.Result:
+    """Run `resize2fs [flags] IMAGE [SIZE]` in its own session, holding `holding`.
 
     A terminal's Ctrl-C goes to the whole foreground process group; resize2fs killed while it
     moves blocks leaves a broken filesystem, so it gets a session of its own and the
-    caller defers our own signals until it is done.
+    caller defers our own signals until it is done.  It inherits the locked descriptors in
+    `holding` (the image's, the record's) and dies with us.
     """
     resize2fs = runner.require("resize2fs")
     argv = [resize2fs, *flags, str(image)] + ([f"{size // 1024}K"] if size is not None else [])
-    return runner.run(argv, new_session=True)
+    return runner.run(argv, new_session=True, holding=holding)
 
 
-def _set_length(image: Path, length: int, allocated: bool) -> None:
-    """Give the file `length` bytes again (after a failure), allocating regrown space."""
-    current = os.stat(image).st_size
-    if current == length:
-        return
-    fd = os.open(image, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        os.ftruncate(fd, length)
-        if allocated and length > current:
-            files.allocate(fd, current, length - current)
-    finally:
-        os.close(fd)
+class _Kept(ImageError):
+    """The resize failed and could not be undone here: its record stays for the next repair."""
 
 
-def resize(path: PathLike, size_bytes: int, *, progress: Progress = SILENT) -> ResizeResult:
+def resize(
+    path: PathLike,
+    size_bytes: int,
+    *,
+    progress: Progress = SILENT,
+    notify: Notify | None = None,
+) -> ResizeResult:
     """Grow or shrink the image at `path` to `size_bytes` (rounded up to whole blocks).
 
     Holds the exclusive lock throughout.  Grow: extend the file (preallocating the new part when
@@ -87,35 +93,48 @@ def resize(path: PathLike, size_bytes: int, *, progress: Progress = SILENT) -> R
     checked it ourselves, we run `resize2fs -f`: without it resize2fs insists on a fresh
     `e2fsck -f` stamp, which a read-only check does not leave.  `-f` also lifts resize2fs's own
     minimum-size guard, which is why the floor is enforced here first.  `progress` hears
-    each stage (checks, allocating, resize2fs).
+    each stage (checks, allocating, resize2fs).  What an interrupted operation left on the
+    image is repaired first and reported through `notify` (default: the result's notices).
     """
     image = Path(path)
     sizes.image_size(size_bytes)
     for tool in ("e2fsck", "resize2fs", "e2undo"):
         runner.require(tool)
     notices: list[str] = []
-    with locks.hold(image, write=True):
+    with locks.hold(image, write=True) as lock:
+        recovery.repair_image(image, lock, notify or notices.append)
         sb = e2fs.superblock(image)
         bs = sb.block_size
         new = -(-size_bytes // bs) * bs
         old = sb.size_bytes
         if new == old:
-            return ResizeResult(old, new, False, [])
+            return ResizeResult(old, new, False, notices)
+        _require_writable_directory(image, new > old)
         if new < old:
             _refuse_below_floor(image, sb, new)  # before anything is written
         progress.stage("checking the filesystem (e2fsck)")
-        notices += check.check_before(image, sb, "resized")
-        if notices and new < old:
+        checked = check.check_before(image, sb, "resized", lock)
+        notices += checked
+        if checked and new < old:
             _refuse_below_floor(image, e2fs.superblock(image), new)  # e2fsck changed counts
         st = os.stat(image)
-        old_length = st.st_size
-        allocated = files.is_allocated(st)
-        with runner.signals_deferred() as received:
-            if new > old:
-                _grow(image, old, old_length, new, allocated, notices, progress)
-            else:
-                progress.stage("moving blocks and shrinking the filesystem (resize2fs)")
-                _shrink(image, old, old_length, new, allocated, notices)
+        plan = records.Sizes(st.st_size, old, new, files.is_allocated(st))
+        undo = records.temp_name(image, "undo", secrets.token_hex(4))
+        record = recovery.begin(image, "resize", undo=undo, sizes=plan)
+        try:
+            with runner.signals_deferred() as received:
+                if new > old:
+                    notices += _grow(image, record, (lock.fd, record.fd), progress)
+                else:
+                    progress.stage("moving blocks and shrinking the filesystem (resize2fs)")
+                    notices += _shrink(image, record, (lock.fd, record.fd))
+        except _Kept:
+            os.close(record.fd)  # dead now: the next command repairs it
+            raise
+        except BaseException:
+            record.end()
+            raise
+        record.end()
         failures.raise_if_interrupted(
             received,
             image,
@@ -125,6 +144,18 @@ def resize(path: PathLike, size_bytes: int, *, progress: Progress = SILENT) -> R
         progress.stage("checking the result (e2fsck)")
         check.verify_after(image, f"resized to {format_size(new)}")
     return ResizeResult(old, new, True, notices)
+
+
+def _require_writable_directory(image: Path, grow: bool) -> None:
+    """The undo file and the record live beside the image: its directory must take them."""
+    parent = image.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ImageError(
+            f"cannot {'grow' if grow else 'shrink'} {image}: its directory"
+            f" {os.path.abspath(parent)} is not writable by you, and the undo record that"
+            " makes a resize safe is kept beside the image",
+            hint="move the image into a directory you can write, then resize it there",
+        )
 
 
 def _refuse_below_floor(image: Path, sb: e2fs.Superblock, new: int) -> None:
@@ -174,14 +205,12 @@ def _minimum_parts(image: Path, sb: e2fs.Superblock, minimum: int) -> str:
 
 
 def _grow(
-    image: Path,
-    old: int,
-    old_length: int,
-    new: int,
-    allocated: bool,
-    notices: list[str],
-    progress: Progress,
-) -> None:
+    image: Path, record: records.Record, holding: Sequence[int], progress: Progress
+) -> list[str]:
+    plan = record.facts.sizes
+    assert plan is not None
+    old, old_length, new = plan.old_bytes, plan.old_length, plan.new_bytes
+    allocated = plan.allocated
     action = f"cannot grow {image} to {format_size(new)}"
     metadata = _grow_metadata_bytes(image, old, new)
     # The file's new part (allocated images), the new groups' metadata (sparse ones: resize2fs
@@ -191,6 +220,7 @@ def _grow(
     if free is not None and free < needed:
         full = failures.space_error("resize", action, image.parent, needed, False)
         raise failures.left_at(full, old)
+    notices: list[str] = []
     if not allocated:
         warning = files.sparse_warning(image, new, files.allocated_bytes(image))
         if warning is not None:
@@ -218,16 +248,17 @@ def _grow(
         finally:
             os.close(fd)
     progress.stage("growing the filesystem (resize2fs)")
-    notices += _resize_or_undo(image, action, old, old_length, new, allocated, needed=new - old)
+    return notices + _resize_or_undo(image, action, record, holding, needed=new - old)
 
 
-def _shrink(
-    image: Path, old: int, old_length: int, new: int, allocated: bool, notices: list[str]
-) -> None:
-    action = f"cannot shrink {image} to {format_size(new)}"
-    notices += _resize_or_undo(image, action, old, old_length, new, allocated, needed=0)
-    if os.stat(image).st_size != new:  # resize2fs truncates regular files itself; make sure
-        os.truncate(image, new)
+def _shrink(image: Path, record: records.Record, holding: Sequence[int]) -> list[str]:
+    plan = record.facts.sizes
+    assert plan is not None
+    action = f"cannot shrink {image} to {format_size(plan.new_bytes)}"
+    notices = _resize_or_undo(image, action, record, holding, needed=0)
+    if os.stat(image).st_size != plan.new_bytes:  # resize2fs truncates regular files itself
+        os.truncate(image, plan.new_bytes)
+    return notices
 
 
 def _grow_metadata_bytes(image: Path, old: int, new: int) -> int:
@@ -275,53 +306,50 @@ def _metadata_blocks(
     return (end - first) * per_group + backups * (1 + gdt + sb.reserved_gdt_blocks)
 
 
-def _undo_path(image: Path) -> Path:
-    """Where resize2fs keeps its undo file: beside the image, else in TMPDIR."""
-    name = f".{image.name}.undo-{secrets.token_hex(4)}"
-    if os.access(image.parent, os.W_OK | os.X_OK):
-        return image.with_name(name)
-    return Path(tempfile.gettempdir()) / name
-
-
 def _resize_or_undo(
-    image: Path, action: str, old: int, old_length: int, new: int, allocated: bool, *, needed: int
+    image: Path, action: str, record: records.Record, holding: Sequence[int], *, needed: int
 ) -> list[str]:
     """Run resize2fs with an undo file; on failure replay it so nothing has changed.
 
     resize2fs is not atomic: one that fails midway (a full disk or quota while it writes the
     new groups' metadata, an I/O error, a kill) leaves a damaged filesystem and asks for
     `e2fsck -fy`.  With `-z UNDO` it first saves every block it overwrites; `e2undo` puts them
-    back, and the file gets its old length again.  The undo file lives beside the image (the
-    user's own space, no surprise RAM use in a tmpfs /tmp) and holds about what resize2fs
-    writes: the new groups' inode tables when growing, the moved blocks when shrinking.  If
-    saving a block fails, resize2fs stops before overwriting it.
+    back, and the file gets its old length again (`recovery.roll_back`, the same steps the next
+    command takes after a SIGKILL).  The undo file lives beside the image (the user's own
+    space, no surprise RAM use in a tmpfs /tmp) and holds about what resize2fs writes: the new
+    groups' inode tables when growing, the moved blocks when shrinking.  If saving a block
+    fails, resize2fs stops before overwriting it.
     """
-    undo = _undo_path(image)
-    try:
-        res = run_resize2fs(image, new, "-f", "-z", str(undo))
-        if res.ok:
-            return []
-        if _finished_anyway(image, new):
-            return [
-                f"resize2fs reported a failure after it had finished"
-                f" ({failures.tool_detail(res)}); {image} checks clean at {format_size(new)}"
-            ]
-        restored = _undo(image, undo, old, old_length, allocated)
-    finally:
+    facts = record.facts
+    plan = facts.sizes
+    assert plan is not None and facts.undo is not None
+    undo = record.file(facts.undo)
+    res = run_resize2fs(image, plan.new_bytes, "-f", "-z", str(undo), holding=holding)
+    if res.ok or _finished_anyway(image, plan.new_bytes):
         with suppress(FileNotFoundError):
             os.unlink(undo)
-    if not restored:
-        raise ImageError(
+        if res.ok:
+            return []
+        return [
+            f"resize2fs reported a failure after it had finished"
+            f" ({failures.tool_detail(res)}); {image} checks clean at"
+            f" {format_size(plan.new_bytes)}"
+        ]
+    outcome, why = recovery.roll_back(image, facts, holding)
+    if outcome != "rolled back":
+        raise _Kept(
             f"{action}: resize2fs failed midway ({failures.tool_detail(res)}) and the image"
-            " could not be fully restored from its undo record",
+            f" could not be fully restored from its undo record ({why or outcome})",
             hint=f"condatainer overlay check {image} --repair",
         )
+    with suppress(FileNotFoundError):
+        os.unlink(undo)
     quota = failures.out_of_space(res)
     if quota is not None:
         full = failures.space_error("resize", action, image.parent, needed, quota)
-        raise failures.left_at(full, old)
+        raise failures.left_at(full, plan.old_bytes)
     failed = ImageError(f"{action}: resize2fs failed: {failures.tool_detail(res)}")
-    raise failures.left_at(failed, old)
+    raise failures.left_at(failed, plan.old_bytes)
 
 
 def _finished_anyway(image: Path, new: int) -> bool:
@@ -337,27 +365,3 @@ def _finished_anyway(image: Path, new: int) -> bool:
     except ImageError:
         return False
     return runner.run(["e2fsck", "-f", "-n", str(image)]).ok
-
-
-def _undo(image: Path, undo: Path, old: int, old_length: int, allocated: bool) -> bool:
-    """Replay resize2fs's undo file and restore the length; True if the image is as before.
-
-    e2undo may complain about blocks past the old end (on a full disk it cannot write their
-    old zeros back); they are cut off anyway, so the verdict is the superblock and a read-only
-    `e2fsck -f -n`, not e2undo's exit status.
-    """
-    if undo.exists() and undo.stat().st_size > 0:
-        runner.run(["e2undo", str(undo), str(image)])
-    _set_length(image, old_length, allocated)
-    try:
-        sb = e2fs.superblock(image)
-    except ImageError:
-        return False
-    if sb.size_bytes != old or not runner.run(["e2fsck", "-f", "-n", str(image)]).ok:
-        return False
-    if not sb.clean:
-        # An incomplete undo record (resize2fs killed, or a quota hit while saving) makes
-        # e2undo mark the filesystem "not clean"; the full check above found nothing wrong,
-        # so a preen pass only sets the flag back.
-        return runner.run(["e2fsck", "-f", "-p", str(image)]).returncode & ~3 == 0
-    return True

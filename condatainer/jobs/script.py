@@ -111,6 +111,7 @@ def find_dep(name: str, line: int, bases: Sequence[Path]) -> Dep:
     path = Path(os.path.expanduser(name)) if name.startswith("~") else Path(name)
     tries = [path] if path.is_absolute() else [b / path for b in bases]
     for candidate in tries:
+        # `#DEP: /` or `#DEP: ..` names a directory, with no file name to add `.img` to.
         named = [candidate.with_name(candidate.name + ".img")] if candidate.name else []
         for c in (candidate, *named):
             if c.is_file():
@@ -224,6 +225,7 @@ def request(
         cleanenv=bool(c.get("cleanenv")),
         workdir=_string(c.get("workdir")),
         extra_args=tuple(_strings(c.get("extra"))),
+        wait_lock=options.wait_seconds(c.get("wait_lock")),
         script_dir=str(job.script.parent.resolve()),
         helper_dirs=tuple(helper_dirs),
     )

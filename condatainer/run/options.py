@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Literal
 
-    Kind = Literal["flag", "value", "append"]
+    Kind = Literal["flag", "value", "append", "optional"]  # optional: `--opt` or `--opt=VALUE`
 
 
 class Option(Record):
@@ -49,6 +49,15 @@ OVERLAY = Option(
 )
 # Shims pass this: an image replaced or denied after activation must not run.
 IF_ALLOWED = Option(("--if-allowed",), "if_allowed", "flag", None)
+
+# `e`, `exec`, `run`, `mm` (and #CNT): wait for a busy image instead of failing at once.
+WAIT_LOCK = Option(
+    ("--wait-lock",),
+    "wait_lock",
+    "optional",
+    "when the image is in use, wait until it is free (at most SECONDS with --wait-lock=SECONDS)",
+    "SECONDS",
+)
 
 CONTAINER: tuple[Option, ...] = (
     Option(("-b", "--base", "--base-image"), "base", "value", "base image (SIF) to run in"),
@@ -79,6 +88,7 @@ CONTAINER: tuple[Option, ...] = (
         "pass ARG to apptainer exec unchanged (repeatable)",
         "ARG",
     ),
+    WAIT_LOCK,
 )
 
 # On `run` and `#CNT`: long forms, plus the short forms that mean the same there (-w, -b).
@@ -110,11 +120,30 @@ JOB_FLAGS = frozenset(
 )
 
 
+def wait_seconds(value: object) -> float | None:
+    """`--wait-lock`'s value as seconds to wait: None (not given), inf (given bare, or with an
+    empty value), or a non-negative number; ValueError otherwise."""
+    if value is None or value is False:
+        return None
+    if value is True or value == "":
+        return float("inf")  # `--wait-lock`, or `--wait-lock=` (what cli makes of a bare one)
+    try:
+        seconds = float(str(value))
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):
+        raise ValueError(
+            f"--wait-lock={value}: not a number of seconds (--wait-lock waits until the image"
+            " is free, --wait-lock=SECONDS at most that long)"
+        )
+    return seconds
+
+
 def cnt_usage() -> str:
     """What a #CNT line takes, for hints."""
     return (
         "-w, -b IMG, --bind H:C, --env K=V, --fakeroot, --contain, --containall, --cleanenv,"
-        " --workdir DIR, --apptainer-arg ARG"
+        " --workdir DIR, --apptainer-arg ARG, --wait-lock[=SECONDS]"
     )
 
 
@@ -126,6 +155,12 @@ def to_words(values: dict[str, object]) -> list[str]:
         flag = next(f for f in option.flags if f.startswith("--"))  # the first long spelling
         if option.kind == "flag":
             words += [flag] if value else []
+        elif option.kind == "optional":
+            words += (
+                []
+                if value is None or value is False
+                else [flag if value is True else f"{flag}={value}"]
+            )
         elif option.kind == "append":
             for item in value if isinstance(value, list) else []:
                 words += [flag, str(item)]
@@ -167,6 +202,10 @@ def parse_cnt(words: Sequence[str], into: dict[str, object] | None = None) -> di
             if eq:
                 raise ValueError(f"{name} takes no value")
             found[option.dest] = True
+            continue
+        if option.kind == "optional":
+            found[option.dest] = inline if eq else True
+            wait_seconds(found[option.dest])  # the one optional option: a number, checked
             continue
         if eq:
             value = inline

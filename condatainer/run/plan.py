@@ -67,6 +67,7 @@ class Plan(Record):
     cleanenv: bool = False  # -e: do not pass the host environment
     workdir: str | None = None  # -W: where -c/-C keep /tmp and /var/tmp
     extra_args: tuple[str, ...] = ()  # explicit apptainer options, passed through unchanged
+    wait_lock: float | None = None  # a busy image: wait this long for its lock (inf: no limit)
     notices: tuple[str, ...] = ()  # printed before running (not compared)
 
     @property

@@ -23,10 +23,12 @@ What an entry holds, and what a replay compares before it trusts it:
 - the condatainer version, and the effective user and group.
 
 Any difference is a miss: `replay` returns None and the caller runs the full path, which
-records a new entry.  What is checked on every call is checked on a replay too, in the same
-words: the runtime takes each image's lock (naming the holder when it is busy) and checks its
-superblock, and trust -- a function of the image's identity and its allow record, both
-stamped -- is as it was when the full check said yes.  The Plan's notices are told again.
+records a new entry.  So is a recovery record beside an image (`_recovery_pending`): what an
+interrupted resize, chown or create left is dealt with by the full path only.  What is checked
+on every call is checked on a replay too, in the same words: the runtime takes each image's
+lock (naming the holder when it is busy) and checks its superblock, and trust -- a function of
+the image's identity and its allow record, both stamped -- is as it was when the full check
+said yes.  The Plan's notices are told again.
 
 Entries live in `$XDG_CACHE_HOME/condatainer/plans/`, one file per option words and working
 directory, stored and checked by `memo` (marshal, atomic, the user's own only, at most
@@ -100,6 +102,8 @@ def split(words: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]] | Non
             option = by_flag.get(word[:2])  # -oIMG
             if option is None or option.kind == "flag":
                 return None
+        elif option.kind == "optional":
+            pass  # its value only ever follows `=` (cli._attach_values makes argparse agree)
         elif option.kind == "flag":
             if name != word:
                 return None  # --flag=value
@@ -175,7 +179,29 @@ def replay(words: Sequence[str], cache: str, environ: Mapping[str, str]) -> tupl
         plan = Plan.from_json(data)
     except (ValueError, KeyError, TypeError):
         return None
+    if _recovery_pending(plan):
+        return None
     return plan.replace(command=command), runtime
+
+
+def _recovery_pending(plan: Plan) -> bool:
+    """Whether an image-writing operation left a record the full path must look at
+    (`image.recovery`, through `resolve`): beside a read-only image its own record (one
+    lstat: a half-changed image is refused), beside a writable one any record in its directory
+    (a listing: the writable run repairs them).  Named as `image.records.path_for` names them;
+    that module is not imported here (it imports json and re)."""
+    for overlay in plan.overlays:
+        directory, name = os.path.split(overlay.path)
+        if os.path.lexists(os.path.join(directory, f".{name}.record")):
+            return True
+        if overlay.writable:
+            try:
+                names = os.listdir(directory)
+            except OSError:
+                continue
+            if any(n.startswith(".") and n.endswith(".record") for n in names):
+                return True
+    return False
 
 
 def tell(notices: Sequence[str]) -> None:

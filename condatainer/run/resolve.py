@@ -15,6 +15,10 @@ condatainer's default base when the runtime needs one; `Settings.default_base` s
 it does).  Unless the request says `check_locks=False` (dry runs), every image has
 passed the lock probe and the clean-superblock check before a Plan is returned, so a runtime
 does not start on an image it cannot use (the runtimes check again when they take the lock).
+Before those checks, what an interrupted resize, chown or create left is dealt with
+(`image.recovery`): a writable image is repaired (it is about to be written anyway; the repair
+becomes one of the Plan's notices), a read-only one is refused with the repair command (a reader
+must not write).
 
 Every Plan also gets condatainer's tools (`Settings.tools`, see `run.tools`): a directory bound
 read-only at /opt/condatainer/bin, right after /ext3/env/bin on PATH, with the `mm-*` commands
@@ -36,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from condatainer import bindspec
-from condatainer.errors import CondatainerError, UsageError
-from condatainer.image import e2fs, envfile, info, locks
+from condatainer.errors import CondatainerError, ImageBusyError, UsageError
+from condatainer.image import e2fs, envfile, info, locks, recovery
 from condatainer.image.layout import UPPER, find_image, logical_cwd
 from condatainer.micromamba import CONTAINER_BIN, CONTAINER_MICROMAMBA
 from condatainer.run import baseimage
@@ -91,6 +95,7 @@ class Request:
     bind_paths: tuple[str, ...] = ()
     cwd: str | None = None  # the command's working directory (default: ours)
     check_locks: bool = True
+    wait_lock: float | None = None  # --wait-lock: seconds to wait for a busy image (inf: no limit)
     gpu: str | None = None  # overrides config gpu: auto|on|off
     default_binds: bool = True
     notices: tuple[str, ...] = field(default=())
@@ -164,8 +169,8 @@ def overlays(req: Request, cwd: Path, environ: Mapping[str, str]) -> tuple[Overl
         writable = default_rw if mode is None else mode
         if mode is None:
             default_rw = False  # only the first image takes the default writable mode
-        path = Path(path_text).expanduser()
-        absolute = os.path.realpath(cwd / path)
+        # os.path.expanduser leaves `~nosuchuser/...` as it is (Path.expanduser raises).
+        absolute = os.path.realpath(cwd / os.path.expanduser(path_text))
         result.append(Overlay(absolute, writable))
     writers = [o.path for o in result if o.writable]
     if len(writers) > 1:
@@ -372,11 +377,20 @@ def resolve(
     chosen = req.cwd or cwd
     here = Path(chosen) if chosen else logical_cwd(environ)
     ovls = overlays(req, here, environ)
+    notices = list(req.notices)
     if req.check_locks:
         for overlay in ovls:
-            locks.probe(overlay.path, write=overlay.writable)
+            if overlay.writable:
+                recovery.repair_before_writing(Path(overlay.path), notices.append)
+            else:
+                recovery.refuse_if_interrupted(Path(overlay.path))
+            try:
+                locks.probe(overlay.path, write=overlay.writable)
+            except ImageBusyError:
+                if req.wait_lock is None:
+                    raise
+                continue  # the runtime waits for it, then checks its superblock
             e2fs.require_clean(overlay.path)
-    notices = list(req.notices)
     fakeroot = req.fakeroot
     if not fakeroot:
         fakeroot, note = _auto_fakeroot(ovls)
@@ -414,5 +428,6 @@ def resolve(
         cleanenv=req.cleanenv,
         workdir=workdir,
         extra_args=extra_args,
+        wait_lock=req.wait_lock,
         notices=tuple(notices),
     )

@@ -484,7 +484,7 @@ def test_protocol_profiles_and_shells(tmp_path: Path) -> None:
 def test_protocol_mm_op_options_replace_mm_options(listed: Path) -> None:
     assert tab("condatainer mm pin -", listed.parent) == list(mm.TABLE["pin"].options)
     assert tab("condatainer mm -", listed.parent) == [
-        *("-h", "--help", "-o", "--overlay"),
+        *("-h", "--help", "-o", "--overlay", "--wait-lock"),
         *("-q", "--quiet", "-v", "--verbose"),  # the output options, after the command too
     ]
     assert tab("condatainer mm install numpy --ch", listed.parent) == ["--channel"]

@@ -128,7 +128,7 @@ def test_everything_present(
     checks = by_name(doctor.check())
     assert [c.status for c in checks.values()] == ["ok"] * len(checks)
     assert list(checks) == ["config", "e2fsprogs", "zstd", "apptainer", "runtime", "base image",
-                            "micromamba", "sbatch", "shell hook"]  # fmt: skip
+                            "micromamba", "sbatch", "shell hook", "leftovers"]  # fmt: skip
     assert checks["base image"].detail == f"{cached_base} (cached)"
     assert checks["e2fsprogs"].detail.startswith("1.47.0 (mke2fs, debugfs")
     assert "1.5.4" in checks["zstd"].detail

@@ -140,6 +140,7 @@ def test_json_shape(full: Path) -> None:
         "env",
         "sidecar",
         "in_use",
+        "leftovers",
         "warnings",
     }
     assert set(data["size"]) == {"file", "filesystem", "allocated"}
@@ -315,8 +316,9 @@ def writer(full: Path) -> Iterator[subprocess.Popen[str]]:
 def test_works_on_an_image_in_use(full: Path, writer: subprocess.Popen[str]) -> None:
     got = info(full)
     assert got.packages == 3
-    assert len(got.in_use) == 1 and f"for writing by PID {writer.pid}" in got.in_use[0]
-    assert f"in use:   for writing by PID {writer.pid}" in got.render()
+    assert len(got.in_use) == 1 and f"(PID {writer.pid}" in got.in_use[0]
+    assert got.in_use[0].startswith("for writing by ")
+    assert "in use:   for writing by " in got.render() and f"(PID {writer.pid}" in got.render()
 
 
 def test_not_clean_state(full: Path) -> None:

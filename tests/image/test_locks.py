@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from condatainer.errors import LockError
-from condatainer.image import locks
+from condatainer.image import holders, locks
 from tests.programs import unprivileged_python
 from tests.waiting import lock_on, wait_until
 
@@ -67,7 +67,9 @@ def test_free_image_can_be_locked_both_ways(image: Path) -> None:
 def test_a_writer_blocks_everyone_and_is_named(image: Path) -> None:
     with held(image, "w") as proc:
         for write in (True, False):
-            with pytest.raises(LockError, match=f"in use for writing by PID {proc.pid}") as info:
+            with pytest.raises(
+                LockError, match=rf"in use for writing by .*\(PID {proc.pid}\b"
+            ) as info:
                 locks.probe(image, write=write)
             assert "python" in info.value.message  # the holder's command
             assert info.value.hint
@@ -78,7 +80,7 @@ def test_a_writer_blocks_everyone_and_is_named(image: Path) -> None:
 
 def test_a_reader_blocks_writers_but_not_readers(image: Path) -> None:
     with held(image, "r") as proc:
-        with pytest.raises(LockError, match=f"in use for reading by PID {proc.pid}"):
+        with pytest.raises(LockError, match=rf"in use for reading by .*\(PID {proc.pid}\b"):
             locks.probe(image, write=True)
         locks.probe(image, write=False)
         with locks.hold(image, write=False):
@@ -181,3 +183,79 @@ def test_lock_released_when_the_holder_is_killed(image: Path) -> None:
         proc.wait()
         wait_until(lambda: lock_on(image) is None, "the killed holder's lock to go")
         locks.probe(image, write=True)
+
+
+# --------------------------------------------------------------------------- naming the holder
+
+# A process that locks the image, attaches the locked open file to a loop device, mounts it and
+# exits: the mount keeps the loop device, the device keeps the open file, the file keeps the
+# lock.  No process holds it any more (as after a container whose mount is being torn down).
+MOUNT_LOCKED = """
+import fcntl, os, struct, sys
+from condatainer.run.runtime import _linux
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.fcntl(fd, 37, struct.pack("hhqqi4x", fcntl.F_WRLCK, 0, 0, 0, 0))  # F_OFD_SETLK
+device, loop_fd = _linux.loop_attach(fd, read_only=False, name=sys.argv[1])
+_linux.mount(device, sys.argv[2], "ext3", _linux.MS_NODEV | _linux.MS_NOSUID)
+print(device)
+"""
+
+
+@pytest.mark.root
+def test_a_lock_held_by_a_mount_names_its_loop_device(tmp_path: Path) -> None:
+    """Issue 10 #5: `overlay info` and the probe agree, and the holder is named."""
+    from condatainer.image import info
+    from condatainer.image.create import create
+
+    img = create(tmp_path / "env.img", 64 * 1024 * 1024, "balanced", sparse=True).path
+    where = tmp_path / "mnt"
+    where.mkdir()
+    res = subprocess.run(
+        [sys.executable, "-c", MOUNT_LOCKED, str(img), str(where)],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    device = res.stdout.strip()
+    try:
+        with pytest.raises(LockError, match=f"in use for writing by loop device {device}"):
+            locks.probe(img, write=False)
+        assert info.info(img).in_use == (f"for writing by {locks.unseen_holder(img)}",)
+        assert device in locks.unseen_holder(img)
+    finally:
+        subprocess.run(["umount", str(where)], check=True)
+    wait_until(lambda: lock_on(img) is None, "the loop device to let go of the image")
+    assert info.info(img).in_use == ()
+
+
+def test_a_holder_that_is_leaving_is_looked_for_again(
+    image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 10 #7: the holder scan races with the holder exiting; it looks again."""
+    real = locks.find_holders
+    calls = []
+
+    def late(path: str | os.PathLike[str]) -> list[holders.Holder]:
+        calls.append(path)
+        return [] if len(calls) < 3 else real(path)
+
+    monkeypatch.setattr(locks, "find_holders", late)
+    with held(image, "w") as proc, pytest.raises(LockError) as err:
+        locks.acquire(image, write=True)
+    assert f"(PID {proc.pid}" in err.value.message and "in use for writing by " in err.value.message
+    assert len(calls) == 3
+
+
+def test_a_holder_that_left_is_no_conflict(image: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The lock was free again when we looked: it is simply taken."""
+    with held(image, "w") as proc:
+        fd = os.open(image, os.O_RDWR)
+        try:
+            monkeypatch.setattr(
+                locks, "find_holders", lambda path: (proc.kill(), proc.wait(), [])[-1]
+            )
+            assert locks._conflict(image, fd, True) is None
+        finally:
+            os.close(fd)
+    locks.acquire(image, write=True).release()

@@ -14,11 +14,9 @@ import glob
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +28,7 @@ from condatainer.image import locks
 from condatainer.run.plan import Bind, Overlay, Plan
 from condatainer.run.runtime import _child, _setup, builtin
 from tests.imagelib import mkfs
-from tests.waiting import wait_until
+from tests.waiting import pid_alive, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HELLO = "#!/bin/sh\necho hello from the image\n"
@@ -148,14 +146,6 @@ def attached_loops() -> dict[str, str]:
 
 def wait_for(predicate: Callable[[], object]) -> None:
     wait_until(predicate, str(predicate))
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def staging_owner_gone(directory: str) -> bool:
@@ -433,18 +423,45 @@ def test_host_mounts_are_visible_inside(image: Path) -> None:
 
 
 @pytest.mark.root
-def test_staging_directory_is_gone_while_the_command_runs(image: Path, tmp_path: Path) -> None:
+def test_a_host_mount_gone_since_it_was_listed_is_skipped(
+    image: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A host mount listed by the parent but unmounted and removed before the container binds
+    it (a concurrent job's scratch): the container starts without it.  A bind the Plan asked
+    for is not excused that way."""
+    gone = f"/cnt-unmounted-meanwhile-{os.getpid()}"  # on the root fs: made in the overlay only
+    listed = _setup.mounts
+
+    def with_gone(*args: object, **kwargs: object) -> tuple[_setup.Mount, ...]:
+        return (*listed(*args, **kwargs), _setup.Mount(gone, gone, host=True))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_setup, "mounts", with_gone)
+    assert sh("true", image) == (0, "", "")
+
+    def asked(*args: object, **kwargs: object) -> tuple[_setup.Mount, ...]:
+        return (*listed(*args, **kwargs), _setup.Mount(gone, gone))  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_setup, "mounts", asked)
+    with pytest.raises(ContainerError, match="cannot bind"):
+        sh("true", image)
+    assert not os.path.lexists(gone)
+
+
+@pytest.mark.root
+def test_nothing_is_staged_on_the_host(image: Path, tmp_path: Path) -> None:
+    """The staging tmpfs is mounted in the container's namespace only, on one fixed directory:
+    the host sees it empty while the command runs, and a killed run leaves nothing there."""
     ready = tmp_path / "ready"
     proc = driver(["sh", "-c", f"touch {ready}; exec sleep 30"], image, writable=True)
     try:
         wait_for(ready.exists)
         assert len(attached_loops_for(image)) == 1
-        # Staging directories are named after the process that made them (the driver).
-        ours = f"condatainer-{proc.pid}-*"
-        assert glob.glob(f"/run/{ours}") + glob.glob(f"/tmp/{ours}") == []
+        assert os.listdir(_setup.staging_dir()) == []
     finally:
-        proc.terminate()
+        proc.kill()
         proc.communicate(timeout=10)
+    wait_for(lambda: not attached_loops_for(image))
+    assert os.listdir(_setup.staging_dir()) == []
 
 
 # --------------------------------------------------------------------------------------------
@@ -500,7 +517,8 @@ def test_two_writers_exactly_one_runs(image: Path, tmp_path: Path) -> None:
     finally:
         release.touch()
     outputs = sorted(p.communicate(timeout=60)[0].strip() for p in procs)
-    assert outputs[0].startswith("error=LockError: ") and "in use for writing by PID" in outputs[0]
+    assert outputs[0].startswith("error=ImageBusyError: ")  # a LockError: the in-use kind
+    assert "in use for writing by " in outputs[0] and "(PID " in outputs[0]
     assert outputs[1] == "rc=0"
     assert runs.read_text() == "ran\n"
 
@@ -513,7 +531,8 @@ def test_sixteen_readers_at_once(image: Path, tmp_path: Path) -> None:
     command = [
         "sh",
         "-c",
-        f"hello && touch {started}/$$ && while [ ! -e {release} ]; do sleep 0.05; done",
+        # Not $$: every container has a PID namespace of its own, where the shell is PID 2.
+        f"hello && mktemp -p {started} >/dev/null && while [ ! -e {release} ]; do sleep 0.05; done",
     ]
     procs = [driver(command, image, writable=False) for _ in range(16)]
     try:
@@ -539,24 +558,39 @@ def test_writer_refused_while_a_reader_runs(image: Path, tmp_path: Path) -> None
     assert out == f"rc={128 + signal.SIGTERM}\n"  # SIGTERM to the parent reached the command
 
 
+def host_pids(marker: str) -> list[int]:
+    """Host PIDs of the `sleep` processes whose command line holds `marker` (a container's own
+    PIDs, as `$$` shows them, are those of its PID namespace)."""
+    found = []
+    for entry in glob.glob("/proc/[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            proc = Path(entry).parent
+            mine = marker.encode() in Path(entry).read_bytes()
+            if mine and (proc / "comm").read_text().strip() == "sleep":
+                found.append(int(proc.name))
+    return found
+
+
+def sleeper(seconds: int = 60) -> str:
+    """`sleep` for about `seconds`, with an argument no other process has (GNU sleep takes
+    fractions), to find it by."""
+    return f"{seconds}.{os.getpid()}{int.from_bytes(os.urandom(3), 'big')}"
+
+
 @pytest.mark.root
 @pytest.mark.parametrize("as_user", [False, True], ids=["root", "sudo-user"])
 def test_killed_parent_takes_the_command_along(image: Path, tmp_path: Path, as_user: bool) -> None:
-    pids = Path(tempfile.mkdtemp(dir="/tmp"))  # reachable by uid 65534, unlike tmp_path
-    pids.chmod(0o777)
-    pidfile = pids / "pid"
     env = {"SUDO_UID": "65534", "SUDO_GID": "65534"} if as_user else {}
-    parent = driver(
-        ["sh", "-c", f"echo $$ > {pidfile}; exec sleep 60"], image, writable=not as_user, env=env
-    )
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
-    child = int(pidfile.read_text())
+    marker = sleeper()
+    parent = driver(["sleep", marker], image, writable=not as_user, env=env)
+    wait_for(lambda: host_pids(marker))
+    (child,) = host_pids(marker)
     assert pid_alive(child)
     parent.kill()
     parent.communicate(timeout=10)
     wait_for(lambda: not pid_alive(child))
+    wait_for(lambda: not attached_loops_for(image))
     locks.acquire(image, write=True).release()
-    shutil.rmtree(pids)
 
 
 @pytest.mark.root
@@ -603,18 +637,42 @@ def test_ctrl_c_reaches_the_command_once(image: Path) -> None:
 
 
 @pytest.mark.root
-def test_background_process_keeps_the_image_locked(image: Path, tmp_path: Path) -> None:
-    """A process the command leaves behind keeps the mount, and so the lock (via the loop)."""
-    release = tmp_path / "release"
-    behind = f"while [ ! -e {release} ]; do sleep 0.05; done"
-    try:
-        assert sh(f"sh -c '{behind}' >/dev/null 2>&1 &", image, writable=True)[0] == 0
-        with pytest.raises(LockError, match="in use for writing"):
-            locks.acquire(image, write=True)
-    finally:
-        release.touch()
+def test_background_process_dies_with_the_container(image: Path, tmp_path: Path) -> None:
+    """A process the command leaves behind is killed when the command ends (the container has
+    a PID namespace of its own), so it can keep neither the mount nor the lock."""
+    marker = sleeper()
+    assert sh(f"sleep {marker} >/dev/null 2>&1 &", image, writable=True)[0] == 0
+    assert not [pid for pid in host_pids(marker) if pid_alive(pid)]
     wait_for(lambda: not attached_loops_for(image))
     locks.acquire(image, write=True).release()
+
+
+@pytest.mark.root
+def test_killed_parent_takes_background_processes_along(image: Path) -> None:
+    """SIGKILL of condatainer while the command and a process it left in the background run:
+    both die, the image is unmounted, and only then is its lock free."""
+    marker = sleeper()
+    script = f"sleep {marker} & sleep {marker}"
+    parent = driver(["sh", "-c", script], image, writable=True)
+    wait_for(lambda: len(host_pids(marker)) == 2)
+    with pytest.raises(LockError, match=r"in use for writing by .*\(PID \d+"):
+        locks.acquire(image, write=True)
+    parent.kill()
+    parent.communicate(timeout=10)
+    wait_for(lambda: not [pid for pid in host_pids(marker) if pid_alive(pid)])
+    wait_for(lambda: not attached_loops_for(image))
+    locks.acquire(image, write=True).release()
+
+
+@pytest.mark.root
+def test_the_container_has_its_own_pids_and_proc(image: Path) -> None:
+    """The command is PID 2 under the container's init; its /proc shows the container only."""
+    rc, out, err = sh("echo $$; ls /proc | grep -c '^[0-9]'; cat /proc/1/comm", image)
+    assert rc == 0, err
+    pid, count, init = out.split()
+    assert pid == "2"
+    assert int(count) <= 4  # init, sh, ls, grep
+    assert init != Path("/proc/1/comm").read_text().strip() or init.startswith("python")
 
 
 def attached_loops_for(image: Path) -> list[str]:

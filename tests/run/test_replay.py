@@ -13,6 +13,7 @@ the moment it would have become `apptainer` (its exec functions stand in).  "Rep
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -242,7 +243,7 @@ def test_a_busy_image_is_named_with_its_holder_on_a_replay(run_exec, project: Pa
         holder.terminate()
         holder.wait(timeout=60)
     assert busy.replayed and busy.status == 1
-    assert f"env.img: in use for writing by PID {holder.pid}" in busy.err
+    assert f"env.img: in use for writing by condatainer exec sleep (PID {holder.pid}" in busy.err
 
 
 def test_an_unclean_image_is_refused_on_a_replay(run_exec, project: Path) -> None:
@@ -257,6 +258,53 @@ def test_an_unclean_image_is_refused_on_a_replay(run_exec, project: Path) -> Non
     assert refused.status == 1
     assert "the filesystem is not clean (its state is 'not clean')" in refused.err
     assert "hint: condatainer overlay check" in refused.err
+
+
+def dead_record(target: Path, op: str, leftover: str) -> Path:
+    """The record an operation on `target` killed midway leaves (its process is gone), and
+    the temporary or undo file it names."""
+    from condatainer.image import records
+
+    (target.parent / leftover).write_bytes(b"x" * 4096)
+    facts = records.Facts(
+        op=op,
+        target=target.name,
+        host=records.host_name(),
+        boot_id=records.boot_id(),
+        pid=999999,
+        started=0.0,
+        files=() if op == "resize" else (leftover,),
+        undo=leftover if op == "resize" else None,
+    )
+    path = records.path_for(target)
+    path.write_text(json.dumps(facts.to_json()))
+    return path
+
+
+def test_a_half_changed_image_is_refused_on_a_replay(run_exec, project: Path) -> None:
+    """A read-only exec (a shim) of an image an interrupted resize left: not replayed, refused
+    with the repair command, as the full path refuses it."""
+    args = ("-o", "env.img", "--", "true")
+    run_exec(*args, cwd=project, env=BUILTIN)
+    assert run_exec(*args, cwd=project, env=BUILTIN).replayed
+    record = dead_record(project / "env.img", "resize", ".env.img.undo-0123abcd")
+    refused = run_exec(*args, cwd=project, env=BUILTIN)
+    assert refused.status == 1 and not refused.replayed
+    assert "env.img: an interrupted resize" in refused.err
+    assert f"hint: condatainer overlay check {project / 'env.img'} --repair" in refused.err
+    assert record.exists()
+
+
+def test_a_writable_replay_repairs_what_a_dead_create_left_beside(run_exec, project: Path) -> None:
+    args = ("-w", "-o", "env.img", "--", "true")
+    run_exec(*args, cwd=project, env=BUILTIN)
+    assert run_exec(*args, cwd=project, env=BUILTIN).replayed
+    record = dead_record(project / "other.img", "create", ".other.img.tmp-0123abcd")
+    repaired = run_exec(*args, cwd=project, env=BUILTIN)
+    assert repaired.status == 0 and not repaired.replayed, repaired.err
+    assert f"removed what an interrupted create of {project / 'other.img'} left" in repaired.err
+    assert not record.exists() and not (project / ".other.img.tmp-0123abcd").exists()
+    assert run_exec(*args, cwd=project, env=BUILTIN).replayed
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,11 +1,32 @@
-"""The builtin runtime's child: namespace, mounts, identity, exec.  It never returns.
+"""The builtin runtime's children: namespaces, mounts, identity, exec, and the container's init.
 
-It carries out a `_setup.Setup` decided by the parent: a private mount namespace, the images on
-loop devices, the overlay root, the binds, `pivot_root`, the drop to the invoking user, and the
-exec of the command.  Errors before the exec travel to the parent as JSON through a
-close-on-exec pipe (`report`); a command that cannot be executed exits 127 (not found) or 126
-(not executable) with one line on stderr, like a shell.  Nothing here may touch Python's
-buffered streams: `say` writes to fd 2 directly.
+Three processes below the parent (`builtin`), each with one job:
+
+- the **relay**: sets PR_SET_PDEATHSIG (it dies with the parent), unshares a new PID
+  namespace, forks the init, then waits for it, passing on the signals the parent forwards.  A
+  new PID namespace only takes effect for the children of the process that unshared it, hence
+  this extra process.
+- the **init** (PID 1 of the container): dies with the relay, unshares the mount (and IPC)
+  namespace, carries out a `_setup.Setup` decided by the parent -- the images on loop devices,
+  the overlay root, the binds, the container's own /proc, `pivot_root` -- then forks the
+  command and stays behind as its init:
+  it passes signals on to the command and reaps every process the command leaves, and ends with
+  the command's status.  When it ends, the kernel kills whatever is left in its namespace, so
+  nothing the command started outlives it, and with the last process the mount namespace, the
+  mounts and the loop devices (which hold the image's lock) go away.  A SIGKILL of the parent
+  takes the relay, the init and so every container process along.
+- the **command**: drops to the invoking user and execs.
+
+Errors before the exec travel to the parent through a close-on-exec pipe (`report`); a
+command that cannot be executed exits 127 (not found) or 126 (not executable) with one line on
+stderr, like a shell.  Nothing here may touch Python's buffered streams: `say` writes to fd 2
+directly.
+
+Signals: the relay and the init get the parent's mask, with the forwarded signals and SIGCHLD
+blocked, and take them with sigwaitinfo.  Signals the kernel sent (a terminal's Ctrl-C, to the
+whole foreground process group, the command included) are not passed on again.
+
+Long on purpose: the three processes and the mounts they make only make sense read together.
 """
 
 from __future__ import annotations
@@ -21,6 +42,10 @@ from condatainer.display import NOTE_PREFIX
 from condatainer.run.runtime import _base
 from condatainer.run.runtime import _linux as linux
 from condatainer.run.runtime._setup import Layer, Mount, Setup
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 _F_DUPFD_CLOEXEC: int = getattr(fcntl, "F_DUPFD_CLOEXEC", 1030)
 _NOT_FOUND = 127
@@ -44,27 +69,139 @@ def step(what: str, hint: str | None = None) -> Iterator[None]:
         raise SetupError(f"{what}: {exc.strerror or exc}", hint) from exc
 
 
+# Signals the parent passes on to the command.  Terminal-generated ones (Ctrl-C, Ctrl-\\) are
+# not passed on: the kernel already sent them to the whole foreground process group, which the
+# command belongs to, and a second SIGINT would interrupt its cleanup.
+FORWARDED = (
+    signal.SIGINT,
+    signal.SIGTERM,
+    signal.SIGHUP,
+    signal.SIGQUIT,
+    signal.SIGUSR1,
+    signal.SIGUSR2,
+)
+_SI_KERNEL = 0x80  # siginfo.si_code of a signal sent by the kernel (the tty driver)
+_WANTED = {*FORWARDED, signal.SIGCHLD}
+
+
+def shell_status(status: int) -> int:
+    """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.WEXITSTATUS(status)
+
+
+def relay(pid: int, *, orphans: bool = False) -> int:
+    """Wait for child `pid`, passing on forwarded signals; its status as a shell reports it.
+
+    `orphans` (the container's init): reap every other child too -- the processes the command
+    left, re-parented to us -- while waiting.  The forwarded signals and SIGCHLD must be
+    blocked (the caller blocked them before forking).
+    """
+    while True:
+        while True:
+            done, status = os.waitpid(-1 if orphans else pid, os.WNOHANG)
+            if done == pid:
+                return shell_status(status)
+            if not done:
+                break
+        _pass_on(signal.sigwaitinfo(_WANTED), pid)
+
+
+def _pass_on(info: signal.struct_siginfo, pid: int) -> None:
+    if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, info.si_signo)
+
+
 def child(setup: Setup, errors_w: int) -> None:
-    try:
+    """The relay (see the module docstring).  It never returns."""
+    with reported(errors_w):
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != setup.parent_pid:  # the parent died before prctl took effect
             os._exit(1)
+        # The relay and the init never exec: they must not keep the parent's other files open
+        # (the write end of the command's stdin, for one, would never reach EOF).
+        keep = {0, 1, 2, errors_w, *(setup.stdio or ()), *(layer.fd for layer in setup.layers)}
+        if setup.base is not None and setup.base.fd >= 0:
+            keep.add(setup.base.fd)
+        close_all_but(keep)
+        with step("cannot create the container's PID namespace"):
+            linux.unshare(linux.CLONE_NEWPID)  # the init makes the other namespaces
+        # The init cannot see the relay from its PID namespace (getppid() is 0 there), so it
+        # learns whether the relay is alive from this pipe: the relay never writes to it, and
+        # it reads as closed once the relay is gone.
+        alive_r, alive_w = os.pipe()
+        pid = os.fork()
+    if pid == 0:
+        os.close(alive_w)
+        container_init(setup, errors_w, alive_r)
+    os.close(errors_w)
+    os.close(alive_r)
+    os._exit(relay(pid))
+
+
+def close_all_but(keep: set[int]) -> None:
+    """Close every descriptor of this process except those in `keep`."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def container_init(setup: Setup, errors_w: int, relay_alive: int) -> None:
+    """PID 1 of the container: build it, fork the command, reap until the command ends."""
+    with reported(errors_w):
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if _closed(relay_alive):  # the relay died before prctl took effect
+            os._exit(1)
+        os.close(relay_alive)
         if setup.stdio is not None:
             # Via fresh descriptors >= 3, so a pipe that happens to be fd 0-2 is not clobbered.
             high = [fcntl.fcntl(fd, _F_DUPFD_CLOEXEC, 3) for fd in setup.stdio]
             for target, fd in enumerate(high):
                 os.dup2(fd, target)  # inheritable
+            for fd in {*setup.stdio, *high} - {0, 1, 2}:
+                os.close(fd)
         build_root(setup)
+        command = os.fork()
+    if command == 0:
+        run_command(setup, errors_w)
+    os.close(errors_w)
+    os._exit(relay(command, orphans=True))
+
+
+def _closed(fd: int) -> bool:
+    """Whether the pipe `fd` reads from has no writer left (its writer never writes)."""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 1) == b""
+    except BlockingIOError:
+        return False
+
+
+def run_command(setup: Setup, errors_w: int) -> None:
+    """The command's process: identity, working directory, exec.  It never returns."""
+    with reported(errors_w):
         become_user(setup)
         enter_cwd(setup.cwd)
+    exec(setup)
+
+
+@contextlib.contextmanager
+def reported(errors_w: int) -> Iterator[None]:
+    """Any failure in the block goes to the parent as its one-line error, and this process
+    exits (`report`): a child of ours must never unwind into the parent's code."""
+    try:
+        yield
     except SetupError as exc:
         report(errors_w, exc.message, exc.hint)
     except BaseException as exc:
         report(errors_w, f"the builtin runtime failed to start the container: {exc!r}", None)
-    exec(setup)
 
 
-def report(errors_w: int, message: str, hint: str | None) -> None:
+def report(errors_w: int, message: str, hint: str | None) -> NoReturn:
     with contextlib.suppress(BaseException):
         os.write(errors_w, encode_error(message, hint))
     os._exit(1)
@@ -88,6 +225,9 @@ def build_root(setup: Setup) -> None:
         linux.unshare(setup.unshare_flags)
         linux.mount(None, "/", None, linux.MS_REC | linux.MS_SLAVE)
     with step(f"cannot mount a tmpfs on {staging}"):
+        # The staging tmpfs is mounted in this namespace only, on one fixed empty directory of
+        # the host: nothing is made on the host per run, so a killed run leaves nothing there.
+        os.makedirs(staging, 0o700, exist_ok=True)
         linux.mount("condatainer", staging, "tmpfs", linux.MS_NODEV | linux.MS_NOSUID, "mode=0700")
         # Unbindable: the recursive binds of host mounts below must not copy the staging area
         # (and with it the new root) into the new root.
@@ -135,7 +275,13 @@ def build_root(setup: Setup) -> None:
         linux.mount("condatainer", root, "overlay", linux.MS_NODEV, options)
 
     for m in setup.mounts:
-        apply(root, m)
+        try:
+            apply(root, m)
+        except SetupError:
+            # A host mount unmounted since the parent listed them (a job's scratch going
+            # away) is no reason to fail: the container simply does not show it.
+            if not (m.host and m.source is not None and not os.path.lexists(m.source)):
+                raise
     if setup.identity is not None:
         with step("cannot write the container's /etc/passwd and /etc/group"):
             files = _base.identity_files(
@@ -190,14 +336,18 @@ def mount_image(layer: Layer, where: str) -> None:
 def apply(root: str, m: Mount) -> None:
     """Mount `m` on top of the new root (binds follow the host's symlinks, never the root's)."""
     if m.source is None:
-        what = f"cannot mount a tmpfs on {m.target}"
+        what = f"cannot mount a {m.fstype} on {m.target}"
     else:
         what = f"cannot bind {m.source} to {m.target}"
     with step(what):
         target = resolve_in(root, m.target)
         if not os.path.lexists(target):
             make_target(root, target, m.is_file)
-        if m.source is None:
+        if m.source is None and m.fstype == "proc":
+            # Mounted by the init, so it shows the container's PID namespace.
+            flags = linux.MS_NODEV | linux.MS_NOSUID | linux.MS_NOEXEC
+            linux.mount("proc", target, "proc", flags)
+        elif m.source is None:
             linux.mount("tmpfs", target, "tmpfs", linux.MS_NODEV | linux.MS_NOSUID, m.tmpfs_options)
         elif m.readonly:
             linux.bind_readonly(m.source, target, recursive=m.recursive)
@@ -250,27 +400,18 @@ def resolve_in(root: str, path: str) -> str:
 
 
 def enter_root(root: str, staging: str) -> None:
-    """Make `root` the root: pivot_root, detach the host's tree, remove the staging directory."""
-    parent_dir = os.open(os.path.dirname(staging), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    """Make `root` the root: pivot_root, and detach the host's tree (the staging tmpfs with it)."""
+    os.chdir(root)
     try:
-        os.chdir(root)
-        try:
-            # pivot_root(".", "."): the old root ends up stacked on the new one, no put_old
-            # directory needed (which would be created in the writable image).
-            linux.pivot_root(".", ".")
-            linux.umount2(".", linux.MNT_DETACH)
-        except OSError as exc:
-            if exc.errno != errno.EINVAL:  # EINVAL: the host root is a rootfs (initramfs)
-                raise SetupError(f"cannot switch to the container's root: {exc.strerror}") from exc
-            os.chroot(".")  # the parent removes the staging directory afterwards
-        else:
-            # Nothing of the staging area is mounted in this namespace any more; its empty
-            # directory can go now, so not even a killed parent leaves it behind.
-            with contextlib.suppress(OSError):
-                os.rmdir(os.path.basename(staging), dir_fd=parent_dir)
-        os.chdir("/")
-    finally:
-        os.close(parent_dir)
+        # pivot_root(".", "."): the old root ends up stacked on the new one, no put_old
+        # directory needed (which would be created in the writable image).
+        linux.pivot_root(".", ".")
+        linux.umount2(".", linux.MNT_DETACH)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # EINVAL: the host root is a rootfs (initramfs)
+            raise SetupError(f"cannot switch to the container's root: {exc.strerror}") from exc
+        os.chroot(".")
+    os.chdir("/")
 
 
 def become_user(setup: Setup) -> None:
@@ -283,10 +424,8 @@ def become_user(setup: Setup) -> None:
         os.setuid(user.uid)
         # As under Apptainer, setuid programs do not raise privileges inside the container.
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-        # Changing credentials cleared the parent-death signal: set it again.
-        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != setup.parent_pid:
-        os._exit(1)
+    # No parent-death signal needed (changing credentials cleared it): the command dies with
+    # its namespace's init, which dies with the relay, which dies with the parent.
 
 
 def enter_cwd(cwd: str) -> None:

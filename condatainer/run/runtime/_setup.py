@@ -35,7 +35,8 @@ class User(Record):
 
 
 class Mount(Record):
-    """One mount on top of the new root: `source` (a host path, or None for a tmpfs)."""
+    """One mount on top of the new root: `source` (a host path, or None for a new filesystem
+    of type `fstype`: a tmpfs, or the container's own /proc)."""
 
     source: str | None
     target: str  # path inside the container
@@ -43,6 +44,8 @@ class Mount(Record):
     recursive: bool = True
     tmpfs_options: str = ""  # for a tmpfs
     is_file: bool = False  # the target is a file, not a directory
+    host: bool = False  # one of the host's own mounts: skipped if it is gone by then
+    fstype: str = "tmpfs"  # when source is None
 
 
 class Layer(Record):
@@ -171,10 +174,14 @@ def mounts(
     (`_base.system_mounts`); nothing of the host's root filesystem is visible then, so the
     default binds ($HOME, /tmp, /var/tmp, cwd) are made wherever they live.
     """
+    # The container has a PID namespace of its own, so a /proc of its own: the host's would
+    # show (and let it signal) every host process.
+    mounts = [Mount(None, "/proc", fstype="proc")]
     if foreign_base:
-        mounts = [
+        mounts += [
             Mount(source, target, recursive=not is_file, is_file=is_file)
             for source, target, is_file in _base.system_mounts()
+            if target != "/proc"
         ]
         points: list[str] = []
     else:
@@ -183,7 +190,7 @@ def mounts(
                 top, points = host_mounts(f.read())
         except OSError:
             top, points = [], []
-        mounts = [Mount(point, point) for point in top]
+        mounts += [Mount(point, point, host=True) for point in top if point != "/proc"]
     contained = plan.contain or plan.containall
     home = os.path.realpath(user.home if user else environ.get("HOME", "/root"))
     wanted = {bind.container for bind in plan.binds}
@@ -237,6 +244,7 @@ def workdir(workdir: str, sub: str, user: User | None) -> str:
     return path
 
 
-def staging_parent() -> str:
-    """Where the per-run staging directory is created: /run (a tmpfs almost everywhere)."""
-    return "/run" if os.path.isdir("/run") else "/tmp"
+def staging_dir() -> str:
+    """The host directory the container's staging tmpfs is mounted on, in its own mount
+    namespace only: one fixed, empty directory under /run (a tmpfs almost everywhere)."""
+    return "/run/condatainer" if os.path.isdir("/run") else "/tmp/condatainer"

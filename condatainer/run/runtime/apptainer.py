@@ -197,10 +197,17 @@ def preflight(plan: Plan) -> None:
     overlay the user cannot write, which Apptainer would silently mount read-only.
     """
     for overlay in plan.overlays:
-        locks.probe(overlay.path, write=overlay.writable)
+        locks.probe(overlay.path, write=overlay.writable, wait=plan.wait_lock, notify=_note)
     base = plan.base_image
     if base is not None and "://" not in base and not os.path.exists(base):
         raise ConfigError(f"base image {base}: no such file", hint=_BASE_IMAGE_HINT)
+
+
+def _note(text: str) -> None:
+    """A notice while waiting for a lock (display is imported only then: the exec path)."""
+    from condatainer.display import Reporter
+
+    Reporter().note(text)
 
 
 def execute(plan: Plan, binary: str, *, probe: bool = True) -> NoReturn:

@@ -8,10 +8,13 @@ stdout and stderr captured; `available()` says why this runtime cannot work here
 How a run goes.  The parent process (this one) takes the lock Apptainer takes on every image
 (an OFD write lock for the writable overlay, read locks for read-only ones), then checks its
 superblock (a clean filesystem, no journal to recover), and holds the locks until the command
-has ended.  It forks one child, which sets PR_SET_PDEATHSIG so it
-cannot outlive a killed parent, and then, in a mount namespace of its own, builds this layout:
+has ended.  It forks a relay, which dies with it (PR_SET_PDEATHSIG) and unshares a mount and a
+PID namespace; the relay forks the container's init (PID 1, `_child`), which dies with the
+relay and, in the new namespaces, builds this layout:
 
-    /run/condatainer-PID-XXXX/      staging: a private, unbindable tmpfs (S)
+    /run/condatainer/               staging: a private, unbindable tmpfs (S), mounted in the
+                                    container's namespace only (on the host this one fixed
+                                    directory stays empty: a killed run leaves nothing)
         0/, 1/, ...                 each image's ext3, on a loop device (ro: read-only device
                                     and MS_RDONLY mount), nodev,nosuid
         base/                       the Plan's base image, when it names one (`_base`): a
@@ -24,8 +27,9 @@ cannot outlive a killed parent, and then, in a mount namespace of its own, build
                                     on top) : the host's / (or base/)
                                     upperdir/workdir = the writable image's upper/ and work/,
                                     else t/upper, t/work (writes outside /ext3/env discarded)
-            <every host mount directly below />   rbind (/proc, /sys, /dev, /run, ...); with a
-                                                  base only /proc, /sys, /dev, and the host's
+            /proc                                 a new proc: the container's PID namespace
+            <every other host mount below />      rbind (/sys, /dev, /run, ...); with a base
+                                                  only /sys, /dev, and the host's
                                                   /etc/resolv.conf, hosts and localtime
             $HOME /tmp /var/tmp cwd               bind, when they live on the host's root fs
                                                   (Apptainer's default binds; with a base:
@@ -35,9 +39,10 @@ cannot outlive a killed parent, and then, in a mount namespace of its own, build
             /etc/passwd /etc/group                with a base: bind of files/passwd, group
             /ext3                                 read-only, when no overlay is writable
 
-then `pivot_root`s into root/, detaches the old root (the staging tmpfs goes with it, and its
-empty directory is removed from the host at once), drops to SUDO_UID/SUDO_GID when set, and
-execs the command with the Plan's environment.  The host's `/` is a lower layer, so the
+then `pivot_root`s into root/, detaches the old root (the staging tmpfs goes with it) and
+forks the command, which drops to
+SUDO_UID/SUDO_GID when set and execs with the Plan's environment; the init stays behind to
+pass signals on and reap.  The host's `/` is a lower layer, so the
 container sees the host system as it is (like Apptainer's default binds, but for everything),
 copy-on-write: writes outside the binds and outside `/ext3/env` land in the writable image's
 `upper/` (or in the discarded tmpfs), never on the host.  overlayfs does not cross mounts, which
@@ -45,10 +50,13 @@ is why every host mount is bound in again on top.  Host mounts are followed as M
 Apptainer's `mount slave = yes`): automounts on the host show up inside, nothing we mount leaks
 out.
 
-When the command ends, its namespace goes away with every mount in it; the loop devices are
-configured with LO_FLAGS_AUTOCLEAR and detach themselves.  A loop device holds the image's
-open file description -- the one carrying the OFD lock -- so an image stays locked for as long
-as it is mounted anywhere, even by a background process the command left running.
+When the command ends, the init ends with its status, the kernel kills whatever the command
+left running in the PID namespace, and the mount namespace goes away with every mount in it;
+the loop devices are configured with LO_FLAGS_AUTOCLEAR and detach themselves.  A loop device
+holds the image's open file description -- the one carrying the OFD lock -- so an image stays
+locked for as long as it is mounted, and it is mounted only while the container runs: a killed
+condatainer takes the relay, the init and every container process along, and the lock goes
+with the last mount.  Nothing outlives the lock, and the lock outlives nothing.
 
 Errors the child meets before exec travel to the parent through a close-on-exec pipe and become
 a ContainerError; a pipe closed empty means the exec happened.  A command that cannot be
@@ -61,8 +69,8 @@ host root: its /dev (with /dev/nvidia*, /dev/kfd, /dev/dri) and its driver libra
 as they are; on a base image the devices are there but the host's driver libraries are not
 (Apptainer's --nv binds them; this runtime does not).  `extra_args` are Apptainer options and
 are ignored.  `contain` keeps the host's /dev (not Apptainer's minimal one); `containall` adds
-a private IPC namespace but no PID namespace (the command would become PID 1, which ignores
-signals it has no handler for).
+a private IPC namespace.  The PID namespace is always there (Apptainer's `--pid`): the command
+is not PID 1 (the init is), so it keeps the default signal handling a command expects.
 """
 
 from __future__ import annotations
@@ -83,19 +91,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from condatainer.run.plan import Plan
-
-# Signals the parent passes on to the command.  Terminal-generated ones (Ctrl-C, Ctrl-\) are
-# not passed on: the kernel already sent them to the whole foreground process group, which the
-# command belongs to, and a second SIGINT would interrupt its cleanup.
-FORWARDED = (
-    signal.SIGINT,
-    signal.SIGTERM,
-    signal.SIGHUP,
-    signal.SIGQUIT,
-    signal.SIGUSR1,
-    signal.SIGUSR2,
-)
-_SI_KERNEL = 0x80  # siginfo.si_code of a signal sent by the kernel (the tty driver)
 
 # Kernel interfaces this runtime needs; module-level so tests can point them elsewhere.
 LOOP_CONTROL = "/dev/loop-control"
@@ -264,7 +259,6 @@ def _run(
     environ = dict(os.environ)
     user = None if plan.fakeroot else _setup.sudo_user(environ)
     held: list[locks.ImageLock] = []
-    staging = None
     base = None
     try:
         if plan.base_image:
@@ -272,16 +266,18 @@ def _run(
         # Lock first, then read the superblock: an image another process has mounted writable
         # says "needs_recovery", which must be reported as "in use", not as "not clean".
         for overlay in plan.overlays:
-            held.append(locks.acquire(overlay.path, write=overlay.writable))
+            lock = locks.acquire(
+                overlay.path, write=overlay.writable, wait=plan.wait_lock, notify=_child.say
+            )
+            held.append(lock)
             clean.require_clean(overlay.path)
-        staging = _staging_dir(_setup.staging_parent())
         setup = _setup.Setup(
             layers=tuple(
                 _setup.Layer(o.path, o.writable, lk.fd) for o, lk in zip(plan.overlays, held)
             ),
             base=base,
             identity=None if base is None else _identity(user),
-            staging=staging,
+            staging=_setup.staging_dir(),
             mounts=_setup.mounts(plan, user, environ, foreign_base=base is not None),
             protect_ext3=not writable and bool(plan.overlays),
             env=_setup.environment(plan, user, environ),
@@ -294,26 +290,9 @@ def _run(
         )
         return _fork_and_wait(setup, started)
     finally:
-        if staging is not None:
-            with contextlib.suppress(OSError):
-                os.rmdir(staging)  # normally the child removed it already
         for lock in held:
             lock.release()
         _base.close(base)
-
-
-def _staging_dir(parent: str) -> str:
-    """A new private directory `condatainer-PID-XXXXXXXX` under `parent` (what mkdtemp makes,
-    without importing tempfile on every run).  The PID in the name says whose it is: a
-    directory left by a dead process is a leak."""
-    for _ in range(100):
-        path = os.path.join(parent, f"condatainer-{os.getpid()}-{os.urandom(4).hex()}")
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            continue
-        return path
-    raise FileExistsError(f"no free staging directory name under {parent}")
 
 
 def _identity(user: _setup.User | None) -> _base.Identity:
@@ -330,7 +309,7 @@ def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> i
     errors_r, errors_w = os.pipe()  # both close-on-exec
     # Block the forwarded signals (and SIGCHLD) before forking: the parent picks them up with
     # sigwaitinfo, and none can slip in between the fork and the wait.
-    saved = signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED, signal.SIGCHLD})
+    saved = signal.pthread_sigmask(signal.SIG_BLOCK, {*_child.FORWARDED, signal.SIGCHLD})
     setup = setup.replace(saved_mask=frozenset(saved))
     try:
         pid = os.fork()
@@ -345,7 +324,7 @@ def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> i
         if report:
             os.waitpid(pid, 0)
             raise _error_from(report)
-        return _wait(pid)
+        return _child.relay(pid)
     finally:
         _drain_pending()
         signal.pthread_sigmask(signal.SIG_SETMASK, setup.saved_mask)
@@ -363,24 +342,9 @@ def _error_from(report: bytes) -> ContainerError:
     return ContainerError(message, hint=hint)
 
 
-def _wait(pid: int) -> int:
-    """Wait for the child, forwarding signals to it; its status as a shell reports it."""
-    wanted = {*FORWARDED, signal.SIGCHLD}
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            if os.WIFSIGNALED(status):
-                return 128 + os.WTERMSIG(status)
-            return os.WEXITSTATUS(status)
-        info = signal.sigwaitinfo(wanted)
-        if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, info.si_signo)
-
-
 def _drain_pending() -> None:
     """Discard forwarded signals still pending: they were meant for the command, now gone."""
-    wanted = {*FORWARDED, signal.SIGCHLD}
+    wanted = {*_child.FORWARDED, signal.SIGCHLD}
     while wanted & signal.sigpending():
         if signal.sigtimedwait(wanted, 0) is None:
             break
