@@ -33,7 +33,7 @@ from condatainer.errors import CondatainerError
 from condatainer.image import envfile, info, layout, profiles, records, recovery, sizes
 from condatainer.image.pack import read_pack_record
 from condatainer.jobs import directives
-from condatainer.run import envspec, mm, resolve
+from condatainer.run import containerenv, envspec, mm, resolve
 
 HOSTILE = ["", " ", "-", "--", "~", "~nosuchuser/x", "/", ".", "..", "a\nb", "a\0b", "\udcff",
            "'\";&&e-$ èрт🚒中-j", "$(id)", "`id`", "x" * 300, "\x1b[31m", "\u202e"]  # fmt: skip
@@ -191,7 +191,7 @@ PARSERS = [
     parser(".condarc", yaml_text, lambda s, _: info.parse_channels(s)),
     parser("conda-meta/history", text, lambda s, _: info.requested_specs(s)),
     parser("config.yaml", yaml_text, _config_file),
-    parser("--env values", st.lists(text, max_size=3), lambda s, _: resolve._user_env(s)),
+    parser("--env values", st.lists(text, max_size=3), lambda s, _: containerenv._user_env(s)),
     parser(
         "mm arguments",
         st.tuples(st.sampled_from(mm.names()), st.lists(text, max_size=4)),
