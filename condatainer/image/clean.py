@@ -17,8 +17,10 @@ from condatainer.errors import ImageError
 EXT_MAGIC = b"\x53\xef"  # little-endian 0xEF53 at byte 1080 (superblock offset 1024 + 56)
 
 # Raw superblock fields (offsets from the start of the superblock, which sits at byte 1024).
-_S_MAGIC, _S_STATE, _S_FEATURE_INCOMPAT = 56, 58, 96
+_S_BLOCKS, _S_LOG_BLOCK = 4, 24  # s_blocks_count_lo, s_log_block_size
+_S_MAGIC, _S_STATE, _S_FEATURE_COMPAT, _S_FEATURE_INCOMPAT = 56, 58, 92, 96
 _STATE_VALID, _STATE_ERROR = 0x1, 0x2  # "clean" / "errors" bits of s_state
+_COMPAT_JOURNAL = 0x4  # has_journal: ext3
 _INCOMPAT_RECOVER = 0x4  # the journal needs recovery
 
 
@@ -62,6 +64,32 @@ def unclean_reason(path: str | os.PathLike[str]) -> str | None:
         return "e2fsck found errors in it"
     if not state & _STATE_VALID:
         return "its state is 'not clean'"
+    return None
+
+
+def made_problem(path: str | os.PathLike[str]) -> str | None:
+    """What is wrong with the ext3 filesystem mke2fs just made in `path`, or None: read back
+    from its superblock (an ext superblock, clean, with a journal, filling the file).  mke2fs's
+    own exit status is trustworthy; this catches a file that is not what it said (a superblock
+    a later debugfs pass broke, a size that does not match) without reading the whole
+    filesystem, as `e2fsck -f` would (2.3 s at 100G)."""
+    try:
+        raw = raw_superblock(path)
+        size = os.stat(path).st_size
+    except ImageError as err:
+        return err.message
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    why = unclean_reason(path)
+    if why is not None:
+        return why
+    blocks = int.from_bytes(raw[_S_BLOCKS : _S_BLOCKS + 4], "little")
+    block_size = 1024 << int.from_bytes(raw[_S_LOG_BLOCK : _S_LOG_BLOCK + 4], "little")
+    compat = int.from_bytes(raw[_S_FEATURE_COMPAT : _S_FEATURE_COMPAT + 4], "little")
+    if not compat & _COMPAT_JOURNAL:
+        return "it has no journal (not ext3)"
+    if blocks * block_size != size:
+        return f"it spans {blocks * block_size} bytes of a {size}-byte file"
     return None
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -458,11 +458,59 @@ def test_failing_mke2fs_leaves_nothing(wd: Path, monkeypatch: pytest.MonkeyPatch
     assert listing(wd) == []
 
 
-def test_failing_verification_leaves_nothing(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "run_hook", fail_on("e2fsck", "errors", returncode=4))
-    with pytest.raises(ImageError, match="failed its check"):
+def after_mke2fs(then: Callable[[str], None]) -> Any:
+    """A run_hook that runs mke2fs for real, then `then(image)`; everything else for real."""
+    real = runner.run_hook
+
+    def hook(argv: list[str], **kw: Any) -> runner.Result:
+        res = real(argv, **kw)
+        if os.path.basename(str(argv[0])) == "mke2fs" and res.returncode == 0:
+            then(str(argv[-1]))
+        return res
+
+    return hook
+
+
+def _mark_with_errors(image: str) -> None:
+    """Set the "errors" bit of s_state, as a kernel or e2fsck would on finding corruption."""
+    with open(image, "r+b") as f:
+        f.seek(1024 + 58)
+        state = int.from_bytes(f.read(2), "little")
+        f.seek(1024 + 58)
+        f.write((state | 0x2).to_bytes(2, "little"))
+
+
+def _cut_short(image: str) -> None:
+    os.truncate(image, os.stat(image).st_size - 4096)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [(_mark_with_errors, "e2fsck found errors"), (_cut_short, "bytes of a")],
+)
+def test_failing_verification_leaves_nothing(
+    wd: Path, monkeypatch: pytest.MonkeyPatch, damage: Callable[[str], None], why: str
+) -> None:
+    """The superblock read after mke2fs catches a filesystem that is not what was asked."""
+    monkeypatch.setattr(runner, "run_hook", after_mke2fs(damage))
+    with pytest.raises(ImageError, match=f"failed its check \\(.*{why}"):
         create(wd / "env.img", 256 * MIB, "balanced")
     assert listing(wd) == []
+
+
+def test_create_runs_no_full_filesystem_check(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mke2fs's result is trusted (and read back from the superblock): no `e2fsck -f` of the
+    whole new filesystem, which took longer than mke2fs itself at 100G."""
+    ran: list[str] = []
+    real = runner.run_hook
+
+    def hook(argv: list[str], **kw: Any) -> runner.Result:
+        ran.append(os.path.basename(str(argv[0])))
+        return real(argv, **kw)
+
+    monkeypatch.setattr(runner, "run_hook", hook)
+    create(wd / "env.img", 256 * MIB, "balanced")
+    assert "mke2fs" in ran and "e2fsck" not in ran
 
 
 def test_missing_tool_is_reported_before_anything_is_made(
@@ -493,14 +541,11 @@ def test_keyboard_interrupt_during_mke2fs(wd: Path, monkeypatch: pytest.MonkeyPa
 
 def test_concurrent_creator_is_not_overwritten(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = wd / "env.img"
-    real = runner.run_hook
 
-    def hook(argv: list[str], **kw: Any) -> runner.Result:
-        if argv[0] == "e2fsck":  # another process publishes first, while we verify
-            target.write_bytes(b"the other creator's image")
-        return real(argv, **kw)
+    def publish_first(image: str) -> None:  # another process publishes while we make ours
+        target.write_bytes(b"the other creator's image")
 
-    monkeypatch.setattr(runner, "run_hook", hook)
+    monkeypatch.setattr(runner, "run_hook", after_mke2fs(publish_first))
     with pytest.raises(ImageExistsError, match="another process created it"):
         create(target, 256 * MIB, "balanced")
     assert target.read_bytes() == b"the other creator's image"
@@ -518,8 +563,8 @@ signal.signal(signal.SIGINT, signal.default_int_handler)  # even if our parent i
 real = runner.run_hook
 
 def slow(argv, **kw):
-    if argv[0] == "e2fsck":  # the verification of the new image: hold it there, say so
-        argv = ["sh", "-c", ': > "$0"; sleep 30; exec e2fsck "$@"', sys.argv[2], *argv[1:]]
+    if argv[0] == "mke2fs":  # making the filesystem (space allocated): hold it there, say so
+        argv = ["sh", "-c", ': > "$0"; sleep 30; exec mke2fs "$@"', sys.argv[2], *argv[1:]]
     return real(argv, **kw)
 
 runner.run_hook = slow
@@ -535,7 +580,7 @@ print("created")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_signal_during_create_leaves_nothing(wd: Path, sig: signal.Signals) -> None:
     work = wd
-    reached = wd.parent / "in-verification"
+    reached = wd.parent / "in-mke2fs"
     proc = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(work / "env.img"), str(reached)],
         env={**os.environ, "PYTHONPATH": str(REPO)},
@@ -543,8 +588,8 @@ def test_signal_during_create_leaves_nothing(wd: Path, sig: signal.Signals) -> N
         text=True,
     )
     try:
-        # Allocated and made; now in the (held) verification.
-        wait_until(lambda: reached.exists() or proc.poll() is not None, "the verification")
+        # Allocated; now in the (held) mke2fs.
+        wait_until(lambda: reached.exists() or proc.poll() is not None, "mke2fs")
         assert proc.poll() is None, "create finished before it could be interrupted"
         assert any(".tmp-" in n for n in os.listdir(work))
         proc.send_signal(sig)
