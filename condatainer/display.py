@@ -16,11 +16,10 @@ colour are `terminal`'s and `colour`'s, imported only when they are needed.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from contextlib import AbstractContextManager
     from typing import TextIO
 
@@ -50,7 +49,10 @@ def printable(text: str, *, lines: bool = False) -> str:
 NOTE_PREFIX = "condatainer: note: "
 """The one prefix of a notice: something the user should know that is not an error."""
 
-Notify = Callable[[str], None]
+if TYPE_CHECKING:
+    Notify = Callable[[str], None]
+else:  # only ever in annotations, which are not evaluated: collections.abc stays unloaded
+    Notify = "Callable[[str], None]"
 """Where the core sends a notice (a sentence without prefix); the CLI decides how to show it."""
 
 

@@ -8,9 +8,11 @@ calls of `run` (`stream` and `exec_` hand the terminal over and are not hooked).
 
 Interrupts: a program that writes into an image must not be killed halfway (Python's
 subprocess.run SIGKILLs its child on KeyboardInterrupt).  `run(..., new_session=True)` puts it
-in a session of its own, out of reach of the terminal's Ctrl-C, and `signals_deferred()` lets
-the caller finish what it started before acting on SIGINT/SIGTERM/SIGHUP.  `stream` ignores
-SIGINT/SIGQUIT while its child runs: the child gets them from the terminal and decides.
+in a session of its own, out of reach of the terminal's Ctrl-C, and `signals.deferred()` lets
+the caller finish what it started before acting on SIGINT/SIGTERM/SIGHUP (signals.py owns the
+handlers; it is imported where they are used, so `exec_` -- the Apptainer path -- loads
+neither `signal` nor its enums).  `stream` ignores SIGINT/SIGQUIT while its child runs: the
+child gets them from the terminal and decides.
 
 A program in a session of its own no longer dies with us when the terminal goes, and a
 SIGKILL of condatainer would leave it writing an image whose lock died with us.
@@ -18,16 +20,11 @@ SIGKILL of condatainer would leave it writing an image whose lock died with us.
 (an image's, a recovery record's), so the locks stay held for as long as it runs, and it is
 killed when this process dies (PR_SET_PDEATHSIG), so it cannot run on alone.  Callers pass it
 only once the record that lets the next command roll the work back exists.
-`termination_raises` turns SIGTERM/SIGHUP into an exception (like SIGINT's KeyboardInterrupt)
-so that cleanup code runs, and `signals_blocked` holds all three back for a few statements
-that must not be cut in two.  `signal_name` names a signal the way users see it (`SIGTERM`).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-from contextlib import contextmanager
 
 from condatainer.errors import ToolMissingError
 from condatainer.record import Record
@@ -36,8 +33,7 @@ from condatainer.record import Record
 # `which` need (subprocess, shutil, threading) is imported when they are called.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
-    from types import FrameType
+    from collections.abc import Callable, Mapping, Sequence
     from typing import NoReturn
 
 # Which Debian package provides each tool we call, for the hint of a ToolMissingError.
@@ -123,7 +119,7 @@ def _run(
         check=False,
         start_new_session=new_session,
         pass_fds=tuple(holding),
-        preexec_fn=dies_with_parent() if holding else None,
+        preexec_fn=_dies_with_parent() if holding else None,
     )
     return Result(
         tuple(argv),
@@ -157,7 +153,7 @@ def run(
     """Run a program to completion with its output captured; never raises for a non-zero exit.
 
     `new_session`: out of reach of the terminal's signals (for programs that write to images;
-    combine with `signals_deferred` so this process does not give up on them either).
+    combine with `signals.deferred` so this process does not give up on them either).
     `holding`: locked descriptors the program inherits, keeping their locks held while it
     runs; it is killed when this process dies (see the module docstring).
     """
@@ -171,28 +167,6 @@ def run(
         new_session=new_session,
         holding=holding,
     )
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def dies_with_parent() -> Callable[[], None]:
-    """A `preexec_fn` making the child get SIGKILL when this process dies (PR_SET_PDEATHSIG).
-
-    libc is looked up here, in the parent; the child only makes the call, and kills itself if
-    the parent died before the call took effect (it would never get the signal then).
-    """
-    import ctypes  # here: the exec path never needs it
-
-    prctl = ctypes.CDLL(None, use_errno=True).prctl
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    return preexec
 
 
 def stream(
@@ -210,8 +184,11 @@ def stream(
     our stdout goes to).
     """
     import contextlib
+    import signal
     import subprocess
     import sys
+
+    from condatainer import signals
 
     _trace(argv)
     # A progress line on the terminal steps aside while the program has it (terminal.paused);
@@ -224,7 +201,7 @@ def stream(
             cwd=cwd,
             stdout=2 if stdout_to_stderr else None,
         )
-        with _ignoring(signal.SIGINT, signal.SIGQUIT):
+        with signals.ignoring(signal.SIGINT, signal.SIGQUIT):
             returncode = proc.wait()
     return 128 - returncode if returncode < 0 else returncode
 
@@ -240,101 +217,7 @@ def exec_(argv: Sequence[str], env: Mapping[str, str]) -> NoReturn:
         ) from None
 
 
-def _in_main_thread() -> bool:
-    import threading
+def _dies_with_parent() -> Callable[[], None]:
+    from condatainer import signals
 
-    return threading.current_thread() is threading.main_thread()
-
-
-@contextmanager
-def _ignoring(*signals: signal.Signals) -> Iterator[None]:
-    if not _in_main_thread():  # handlers belong to the main thread
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-@contextmanager
-def signals_deferred() -> Iterator[list[int]]:
-    """Record SIGINT/SIGTERM/SIGHUP instead of acting on them; the caller decides afterwards.
-
-    For work that must not be cut in two (resize2fs, e2fsck repairs, a debugfs write pass):
-    run it with `new_session=True`, then look at the signals received.  Signals already
-    ignored (nohup) stay ignored.
-    """
-    received: list[int] = []
-    if not _in_main_thread():
-        yield received
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        received.append(signum)
-
-    previous = {}
-    for sig in DEFERRED_SIGNALS:
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-class Terminated(BaseException):
-    """SIGTERM/SIGHUP arrived inside `termination_raises` (raised by its handler)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
-
-
-@contextmanager
-def termination_raises() -> Iterator[None]:
-    """Make SIGTERM and SIGHUP raise (like SIGINT does) so cleanup code runs.
-
-    Only signals at their default action are taken over: a program that ignores SIGHUP
-    (nohup) or handles SIGTERM itself keeps doing so.  Signal handlers belong to the main thread.
-    """
-    if not _in_main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(signum)
-
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is signal.SIG_DFL:
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-@contextmanager
-def signals_blocked() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM/SIGHUP back for a few statements that must not be cut in two."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def signal_name(signum: int) -> str:
-    """`SIGTERM` for 15: the one way condatainer names a signal to users."""
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
+    return signals.dies_with_parent()

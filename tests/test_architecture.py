@@ -45,7 +45,7 @@ LAYERS = {
 }
 BASE = {
     "condatainer", "errors", "display", "colour", "progress", "terminal", "atomic", "runner",
-    "shellgen", "bindspec", "shell", "record", "names", "memo",
+    "shellgen", "bindspec", "shell", "record", "names", "memo", "signals",
 }  # fmt: skip
 TOP = {"doctor", "provision", "session", "completion", "completers", "purge"}
 CLI = {"cli", "usage", "examples", "manpage", "entry", "__main__"}

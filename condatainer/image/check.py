@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from condatainer import runner
+from condatainer import runner, signals
 from condatainer.errors import ImageError
 from condatainer.image import e2fs, failures, locks, records, recovery
 from condatainer.image.layout import PathLike
@@ -111,7 +111,7 @@ def check(
             # A repair cut in two leaves a worse filesystem: its own session, our signals
             # deferred until it is done; it holds our lock, and dies with us.
             held = (lock.fd,)
-            with runner.signals_deferred() as received:
+            with signals.deferred() as received:
                 progress.stage("repairing what is safe (e2fsck -p)")
                 argv = ["e2fsck", *flags, "-p", str(image)]
                 res = runner.run(argv, new_session=True, holding=held)
@@ -197,7 +197,7 @@ def explain_fsck_exit(code: int) -> str:
     if code == 0:
         return "no errors found"
     if code < 0:  # killed (the OOM killer, scancel): no e2fsck verdict at all
-        return f"e2fsck was killed by {runner.signal_name(-code)} before it finished"
+        return f"e2fsck was killed by {signals.name(-code)} before it finished"
     parts = [text for bit, text in _FSCK_BITS if code & bit]
     if code & 2:  # "2" already says "corrected"; don't repeat bit 1's sentence
         parts = [p for p in parts if p != _FSCK_BITS[0][1]]
@@ -221,7 +221,7 @@ def check_before(image: Path, sb: e2fs.Superblock, before: str, lock: locks.Imag
         res = runner.run(["e2fsck", "-f", "-n", str(image)])
         if res.ok:
             return []
-    with runner.signals_deferred() as received:  # a preen cut in two would do harm
+    with signals.deferred() as received:  # a preen cut in two would do harm
         argv = ["e2fsck", "-f", "-p", str(image)]
         res = runner.run(argv, new_session=True, holding=(lock.fd,))
     failures.raise_if_interrupted(received, image, "e2fsck was finished first; nothing was resized")

@@ -37,7 +37,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from condatainer import runner
+from condatainer import signals
 from condatainer.display import Notify
 from condatainer.errors import ImageError, UsageError
 from condatainer.image import e2fs, failures, layout, locks, records, recovery
@@ -141,7 +141,7 @@ def _write_pass(image: Path, lock: locks.ImageLock, lines: list[str]) -> None:
     holding = (lock.fd, record.fd)
     failed: ImageError | None = None
     kept = False
-    with runner.signals_deferred() as received:
+    with signals.deferred() as received:
         try:
             e2fs.debugfs_script(image, lines, write=True, undo=undo, holding=holding)
         except ImageError as err:

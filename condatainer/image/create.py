@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
-from condatainer import runner
+from condatainer import runner, signals
 from condatainer.display import Notify
 from condatainer.errors import ImageError, UsageError
 from condatainer.image import clean, e2fs, failures, layout, records, recovery, sizes
@@ -207,7 +207,7 @@ def _make_filesystem(
         if by_debugfs:
             _set_owner_debugfs(tmp, final, paths, uid, gid, holding)
     finally:
-        with runner.signals_blocked():
+        with signals.blocked():
             shutil.rmtree(tree, ignore_errors=True)
     problem = clean.made_problem(tmp)
     if problem is not None:
@@ -264,7 +264,7 @@ def create(
     holding = (record.fd,)
     allocated = False
     try:
-        with runner.termination_raises():
+        with signals.termination_raises():
             fd = temp.create()
             try:
                 if sparse:

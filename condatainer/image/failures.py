@@ -15,7 +15,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 
-from condatainer import runner
+from condatainer import runner, signals
 from condatainer.errors import CondatainerError, ImageError
 from condatainer.image.files import free_bytes
 from condatainer.image.sizes import format_size
@@ -104,7 +104,7 @@ _NOISE = re.compile(
 def tool_detail(res: runner.Result) -> str:
     """One line saying why a tool failed: its first complaint on stderr, else its last word."""
     if res.returncode < 0:
-        return f"killed by {runner.signal_name(-res.returncode)}"
+        return f"killed by {signals.name(-res.returncode)}"
 
     def meaningful(text: str) -> list[str]:
         return [ln.strip() for ln in text.splitlines() if ln.strip() and not _NOISE.match(ln)]
@@ -143,7 +143,7 @@ def failure(
     free space it reports is what the user really has."""
     if isinstance(exc, KeyboardInterrupt):
         return interrupted(output, signal.SIGINT, published)
-    if isinstance(exc, runner.Terminated):
+    if isinstance(exc, signals.Terminated):
         return interrupted(output, exc.signum, published)
     if isinstance(exc, OutOfSpace):
         return space_error(command, action, parent, needed, exc.quota, sparse=sparse)
@@ -153,7 +153,7 @@ def failure(
 
 
 def interrupted(final: Path, signum: int, published: bool) -> ImageError:
-    name = runner.signal_name(signum)
+    name = signals.name(signum)
     if published:
         return ImageError(
             f"{final}: interrupted by {name} just after the image was created; it is complete",
@@ -167,11 +167,11 @@ def interrupted(final: Path, signum: int, published: bool) -> ImageError:
 def raise_if_interrupted(
     received: Sequence[int], image: object, what: str, hint: str | None = None
 ) -> None:
-    """After work run under runner.signals_deferred: a signal that arrived meanwhile becomes
+    """After work run under signals.deferred: a signal that arrived meanwhile becomes
     one ImageError saying what was finished first, with the shell's exit status 128+N."""
     if received:
         raise ImageError(
-            f"{image}: interrupted by {runner.signal_name(received[0])}; {what}",
+            f"{image}: interrupted by {signals.name(received[0])}; {what}",
             hint=hint,
             exit_code=128 + received[0],
         )

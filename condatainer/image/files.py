@@ -27,7 +27,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Callable
 
-from condatainer import runner
+from condatainer import signals
 from condatainer.errors import ImageError, ImageExistsError
 from condatainer.image import e2fs, records
 from condatainer.image.layout import PathLike
@@ -127,14 +127,14 @@ class Temp:
 
     def create(self) -> int:
         """Create the file (mode 0644 minus umask) and return an open read-write descriptor."""
-        with runner.signals_blocked():  # `created` must be true exactly when the file is ours
+        with signals.blocked():  # `created` must be true exactly when the file is ours
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             self.created = True
         return fd
 
     def discard(self) -> None:
         if self.created and not self.published:
-            with runner.signals_blocked():
+            with signals.blocked():
                 with suppress(FileNotFoundError):
                     os.unlink(self.path)
                 self.created = False
@@ -144,7 +144,7 @@ class Temp:
 
         `replace`: take the name even if a file has it (one atomic rename; a process that has
         the old file open keeps reading the old one)."""
-        with runner.signals_blocked():
+        with signals.blocked():
             if replace:
                 os.rename(self.path, self.final)
             else:

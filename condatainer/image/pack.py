@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from condatainer import runner
+from condatainer import runner, signals
 from condatainer.display import Notify
 from condatainer.errors import ImageError
 from condatainer.image import e2fs, failures, files, layout, locks, recovery, resize, sizes
@@ -122,7 +122,7 @@ def pack(
     action = f"cannot pack {image} into {output}"
     needed = 0
     try:
-        with runner.termination_raises():
+        with signals.termination_raises():
             with locks.hold(image, write=False) as lock:
                 e2fs.require_clean(image)
                 sb = e2fs.superblock(image)
@@ -267,7 +267,7 @@ def unpack(
     holding = (own.fd,)
     action = f"cannot unpack {src} into {output}"
     try:
-        with runner.termination_raises():
+        with signals.termination_raises():
             os.close(temp.create())
             progress.stage(
                 "decompressing (zstd)",

@@ -53,7 +53,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from condatainer import runner
+from condatainer import signals
 
 KIND = "condatainer-record"
 VERSION = 1
@@ -309,7 +309,7 @@ class Record:
         """Remove the record (the operation is finished or fully undone) and let go of it."""
         if self.fd < 0:
             return
-        with runner.signals_blocked():
+        with signals.blocked():
             try:
                 if _same_file(self.fd, self.path):
                     os.unlink(self.path)
@@ -356,7 +356,7 @@ def begin(
         pid_start=process_start(pid),
     )
     for _ in range(100):
-        with runner.signals_blocked():
+        with signals.blocked():
             try:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
             except FileExistsError:

@@ -40,7 +40,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
-from condatainer import runner
+from condatainer import runner, signals
 from condatainer.display import Notify
 from condatainer.errors import CondatainerError, ImageError, LockError
 from condatainer.image import e2fs, locks, records
@@ -112,7 +112,7 @@ def _live_error(found: records.Found) -> LockError:
 
 def _remove(paths: Sequence[Path]) -> None:
     """Remove recorded leftovers (files; a `.tree-` one is a directory we populated)."""
-    with runner.signals_blocked():
+    with signals.blocked():
         for p in paths:
             if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p, ignore_errors=True)
@@ -437,7 +437,7 @@ def settle_in_place(image: Path, claim: records.Claim, lock: locks.ImageLock) ->
 
     facts = claim.found.facts
     assert facts is not None
-    with runner.signals_deferred() as received:
+    with signals.deferred() as received:
         outcome, why = roll_back(image, facts, (lock.fd, claim.fd))
         if outcome is not None:
             if facts.undo:

@@ -24,7 +24,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from condatainer import runner
+from condatainer import runner, signals
 from condatainer.display import Notify
 from condatainer.errors import ImageError
 from condatainer.image import check, e2fs, failures, files, locks, records, recovery, sizes
@@ -122,7 +122,7 @@ def resize(
         undo = records.temp_name(image, "undo", secrets.token_hex(4))
         record = recovery.begin(image, "resize", undo=undo, sizes=plan)
         try:
-            with runner.signals_deferred() as received:
+            with signals.deferred() as received:
                 if new > old:
                     notices += _grow(image, record, (lock.fd, record.fd), progress)
                 else:

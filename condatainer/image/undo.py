@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from condatainer import runner
+from condatainer import runner, signals
 
 _MAGIC = b"E2UNDO02"
 _KEY_MAGIC = 0xCADECADE
@@ -155,5 +155,5 @@ def replay(image: Path, undo: Path, holding: Sequence[int]) -> tuple[str, str]:
 def _complaint(res: runner.Result) -> str:
     said = [ln.strip() for ln in (res.stderr + res.stdout).splitlines() if ln.strip()]
     if res.returncode < 0:
-        return f"e2undo was killed by {runner.signal_name(-res.returncode)}"
+        return f"e2undo was killed by {signals.name(-res.returncode)}"
     return said[-1] if said else f"e2undo exit status {res.returncode}"

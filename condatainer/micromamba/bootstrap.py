@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from condatainer import atomic, config, runner
+from condatainer import atomic, config, signals
 from condatainer.display import Notify
 from condatainer.errors import MicromambaError, ToolMissingError
 from condatainer.micromamba import (
@@ -155,7 +155,7 @@ def _fetch(
                 index=index,
                 fetched=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             )
-            with runner.signals_blocked():  # the binary and its record, never one alone
+            with signals.blocked():  # the binary and its record, never one alone
                 os.replace(fresh, binary)
                 atomic.replace(cache / ORIGIN, origin.text())
         except Damaged as exc:

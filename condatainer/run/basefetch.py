@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from condatainer import atomic, config, runner, shellgen
+from condatainer import atomic, config, runner, shellgen, signals
 from condatainer.display import Notify
 from condatainer.errors import BaseImageError, ImageExistsError, RuntimeUnavailableError
 from condatainer.image.files import Temp
@@ -255,7 +255,7 @@ def _make(
     result, publish it."""
     temp = Temp(dest, tag="fetch")
     try:
-        with runner.termination_raises():  # SIGTERM/SIGHUP: clean up as for Ctrl-C
+        with signals.termination_raises():  # SIGTERM/SIGHUP: clean up as for Ctrl-C
             os.close(temp.create())
             status = runner.stream(argv(temp.path), stdout_to_stderr=True)
             if status != 0:

@@ -26,7 +26,6 @@ turns it into its one-line error.
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
@@ -77,8 +76,10 @@ def open_base(path: str) -> Base:
 
 def close(base: Base | None) -> None:
     if base is not None and base.fd >= 0:
-        with contextlib.suppress(OSError):
+        try:
             os.close(base.fd)
+        except OSError:
+            return
 
 
 def system_mounts() -> list[tuple[str, str, bool]]:

@@ -31,12 +31,9 @@ Long on purpose: the three processes and the mounts they make only make sense re
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import os
-import signal
-from collections.abc import Iterator
 
 from condatainer.display import NOTE_PREFIX
 from condatainer.run.runtime import _base
@@ -45,7 +42,12 @@ from condatainer.run.runtime._setup import Layer, Mount, Setup
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
 if TYPE_CHECKING:
+    import signal
     from typing import NoReturn
+else:
+    # The C module behind `signal`: the same functions and numbers, without the enums whose
+    # import costs every container start a millisecond or two.
+    import _signal as signal
 
 _F_DUPFD_CLOEXEC: int = getattr(fcntl, "F_DUPFD_CLOEXEC", 1030)
 _NOT_FOUND = 127
@@ -60,13 +62,21 @@ class SetupError(Exception):
         self.hint = hint
 
 
-@contextlib.contextmanager
-def step(what: str, hint: str | None = None) -> Iterator[None]:
-    """Turn an OSError into one line naming what we were doing and why it failed."""
-    try:
-        yield
-    except OSError as exc:
-        raise SetupError(f"{what}: {exc.strerror or exc}", hint) from exc
+class step:
+    """Turn an OSError into one line naming what we were doing and why it failed.
+
+    A class, not contextlib.contextmanager: this module is on the exec path, and contextlib
+    brings collections and functools with it."""
+
+    def __init__(self, what: str, hint: str | None = None):
+        self.what, self.hint = what, hint
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, OSError):
+            raise SetupError(f"{self.what}: {exc.strerror or exc}", self.hint) from exc
 
 
 # Signals the parent passes on to the command.  Terminal-generated ones (Ctrl-C, Ctrl-\\) are
@@ -110,8 +120,10 @@ def relay(pid: int, *, orphans: bool = False) -> int:
 
 def _pass_on(info: signal.struct_siginfo, pid: int) -> None:
     if info.si_signo != signal.SIGCHLD and info.si_code != _SI_KERNEL:
-        with contextlib.suppress(ProcessLookupError):
+        try:
             os.kill(pid, info.si_signo)
+        except ProcessLookupError:
+            return
 
 
 def child(setup: Setup, errors_w: int) -> None:
@@ -146,8 +158,10 @@ def close_all_but(keep: set[int]) -> None:
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         if fd not in keep:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(fd)
+            except OSError:
+                continue
 
 
 def container_init(setup: Setup, errors_w: int, relay_alive: int) -> None:
@@ -189,22 +203,29 @@ def run_command(setup: Setup, errors_w: int) -> None:
     exec(setup)
 
 
-@contextlib.contextmanager
-def reported(errors_w: int) -> Iterator[None]:
+class reported:
     """Any failure in the block goes to the parent as its one-line error, and this process
     exits (`report`): a child of ours must never unwind into the parent's code."""
-    try:
-        yield
-    except SetupError as exc:
-        report(errors_w, exc.message, exc.hint)
-    except BaseException as exc:
-        report(errors_w, f"the builtin runtime failed to start the container: {exc!r}", None)
+
+    def __init__(self, errors_w: int):
+        self.errors_w = errors_w
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, SetupError):
+            report(self.errors_w, exc.message, exc.hint)
+        if exc is not None:
+            what = f"the builtin runtime failed to start the container: {exc!r}"
+            report(self.errors_w, what, None)
 
 
 def report(errors_w: int, message: str, hint: str | None) -> NoReturn:
-    with contextlib.suppress(BaseException):
+    try:
         os.write(errors_w, encode_error(message, hint))
-    os._exit(1)
+    finally:  # whatever happens to the message, this process ends here
+        os._exit(1)
 
 
 def encode_error(message: str, hint: str | None) -> bytes:
@@ -465,5 +486,7 @@ def _error(text: str) -> None:
 
 
 def _write_line(text: str) -> None:
-    with contextlib.suppress(OSError):
+    try:
         os.write(2, f"{text}\n".encode(errors="surrogateescape"))
+    except OSError:
+        return

@@ -75,9 +75,7 @@ is not PID 1 (the init is), so it keeps the default signal handling a command ex
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import sys
 
 from condatainer.errors import ContainerError, RuntimeUnavailableError
@@ -88,9 +86,12 @@ from condatainer.run.runtime import _linux as linux
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the exec path's rule)
 if TYPE_CHECKING:
+    import signal
     from collections.abc import Callable
 
     from condatainer.run.plan import Plan
+else:
+    import _signal as signal  # `signal` without its enums (see _child)
 
 # Kernel interfaces this runtime needs; module-level so tests can point them elsewhere.
 LOOP_CONTROL = "/dev/loop-control"
@@ -218,8 +219,10 @@ class _CapturedIO:
 
     def _close_child_ends(self) -> None:
         for fd in self.child_ends:
-            with contextlib.suppress(OSError):
+            try:
                 os.close(fd)
+            except OSError:
+                continue
         self.child_ends = (-1, -1, -1)
 
     def _drain(self, fd: int, which: int) -> None:
@@ -228,9 +231,11 @@ class _CapturedIO:
 
     def _feed(self) -> None:
         view = memoryview(self._stdin)
-        with contextlib.suppress(BrokenPipeError):
+        try:
             while view:
                 view = view[os.write(self._in_w, view) :]
+        except BrokenPipeError:
+            pass  # the command stopped reading: what it did not read is not ours to push
         os.close(self._in_w)
 
 
@@ -304,8 +309,10 @@ def _identity(user: _setup.User | None) -> _base.Identity:
 
 def _fork_and_wait(setup: _setup.Setup, started: Callable[[], None] | None) -> int:
     for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
+        try:
             stream.flush()
+        except Exception:
+            continue
     errors_r, errors_w = os.pipe()  # both close-on-exec
     # Block the forwarded signals (and SIGCHLD) before forking: the parent picks them up with
     # sigwaitinfo, and none can slip in between the fork and the wait.
