@@ -443,8 +443,10 @@ function _cnt_mm_complete --description 'TAB candidates for the mm-* functions'
             else if test (string length -- $cur) -ge 2
                 _cnt_mm_names $dir/(string sub -l 2 -- $cur) $cur
             else
+                # A one-character prefix: every name in every bucket named $cur* matches, so
+                # each bucket is printed as it is, without a search.
                 for bucket in $dir/$cur*
-                    _cnt_mm_names $bucket $cur
+                    test -f $bucket; and string collect <$bucket
                 end
             end
     end
