@@ -133,6 +133,27 @@ class Row:
     goal_ms: float | None = None  # or an absolute goal for ours' median
 
 
+_FISH_UNITS = {"micros": 0.001, "millis": 1.0, "secs": 1000.0, "mins": 60_000.0}
+
+
+def clock_samples(stdout: str) -> list[float]:
+    """ms per timed run of a bash/zsh loop that printed `T <start> <end>` ($EPOCHREALTIME)."""
+    return [
+        (float(e.replace(",", ".")) - float(s.replace(",", "."))) * 1000
+        for _, s, e in (ln.split() for ln in stdout.splitlines() if ln.startswith("T "))
+    ]
+
+
+def fish_samples(stderr: str) -> list[float]:
+    """ms per block timed with fish's `time` keyword (fish has no clock variable; `time`
+    reports each block on stderr: `Executed in 1.23 millis ...`)."""
+    return [
+        float(words[2]) * _FISH_UNITS[words[3]]
+        for words in (line.split() for line in stderr.splitlines())
+        if words[:2] == ["Executed", "in"]
+    ]
+
+
 def _mmm(samples: list[float]) -> str:
     return f"{min(samples):8.1f} {statistics.median(samples):8.1f} {max(samples):8.1f}"
 

@@ -27,7 +27,18 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import Row, alternate, clean_env, install, need, parser, print_rows, scratch
+from _common import (
+    Row,
+    alternate,
+    clean_env,
+    clock_samples,
+    fish_samples,
+    install,
+    need,
+    parser,
+    print_rows,
+    scratch,
+)
 
 CHANNEL_NAMES = 300_000
 INSTALLED_NAMES = 300
@@ -70,16 +81,10 @@ def shell_times(shell: str, setup: str, body: str, runs: int, env: dict[str, str
     argv = ["bash", "--norc", "--noprofile", "-c", loop] if shell == "bash" else [
         "zsh", "-f", "-c", loop]  # fmt: skip
     res = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, check=False)
-    samples = [
-        (float(e.replace(",", ".")) - float(s.replace(",", "."))) * 1000
-        for _, s, e in (line.split() for line in res.stdout.splitlines() if line.startswith("T "))
-    ]
+    samples = clock_samples(res.stdout)
     if res.returncode != 0 or len(samples) != runs:
         sys.exit(f"bench: {shell} failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
     return samples
-
-
-_FISH_UNITS = {"micros": 0.001, "millis": 1.0, "secs": 1000.0}
 
 
 def fish_times(setup: str, body: str, runs: int, env: dict[str, str], cwd: Path) -> list[float]:
@@ -88,11 +93,7 @@ def fish_times(setup: str, body: str, runs: int, env: dict[str, str], cwd: Path)
     loop = f"{setup}\n{body}\nfor i in (seq {runs})\n  time begin\n    {body}\n  end\nend\n"
     res = subprocess.run(["fish", "--no-config", "-c", loop], env=env, cwd=cwd,
                          capture_output=True, text=True, check=False)  # fmt: skip
-    samples = [
-        float(words[2]) * _FISH_UNITS[words[3]]
-        for words in (line.split() for line in res.stderr.splitlines())
-        if words[:2] == ["Executed", "in"]
-    ]
+    samples = fish_samples(res.stderr)
     if res.returncode != 0 or len(samples) != runs:
         sys.exit(f"bench: fish failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
     return samples

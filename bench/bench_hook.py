@@ -34,6 +34,8 @@ from _common import (
     Row,
     alternate,
     clean_env,
+    clock_samples,
+    fish_samples,
     install,
     need,
     parser,
@@ -59,7 +61,6 @@ DIRENV_HOOK = {
 }
 NOOP = {"bash": "_noop() { :; }", "zsh": "_noop() { :; }", "fish": "function _noop; end"}
 CDS = 5  # cds timed per shell started
-_UNITS = {"micros": 0.001, "millis": 1.0, "secs": 1000.0, "mins": 60_000.0}
 
 
 def make_image(cnt: str, path: Path, executables: int, env: dict[str, str]) -> None:
@@ -97,17 +98,7 @@ def shell_loop(
         )
     res = subprocess.run([*ARGV[shell], "-c", script], env=env, cwd=cwd, capture_output=True,
                          text=True, check=False)  # fmt: skip
-    if shell == "fish":
-        samples = [
-            float(words[2]) * _UNITS[words[3]]
-            for words in (line.split() for line in res.stderr.splitlines())
-            if words[:2] == ["Executed", "in"]
-        ]
-    else:
-        samples = [
-            (float(e.replace(",", ".")) - float(s.replace(",", "."))) * 1000
-            for _, s, e in (ln.split() for ln in res.stdout.splitlines() if ln.startswith("T "))
-        ]
+    samples = fish_samples(res.stderr) if shell == "fish" else clock_samples(res.stdout)
     if res.returncode != 0 or len(samples) != CDS:
         sys.exit(f"bench: {shell} loop failed ({res.returncode}):\n{res.stdout}{res.stderr}")
     return samples
