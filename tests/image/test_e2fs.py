@@ -215,10 +215,22 @@ def test_large_ids_are_unsigned(tmp_path: Path) -> None:
     assert again is not None and (again.uid, again.gid) == (3000000000, 4294967294)
 
 
+UNSAFE_LINES = ["ls\nrm x", "ls\r", "!sh", "  !sh", "\t# comment", "", " \t", "ls \0", "x" * 8000]
+
+
 def test_debugfs_script_refuses_unsafe_lines(hostile: Path) -> None:
-    for line in ["ls\nrm x", "ls\r", "!sh", "  !sh", "# comment", "", "ls \0"]:
+    for line in UNSAFE_LINES:
         with pytest.raises(ValueError):
             e2fs.debugfs_script(hostile, [line], write=False)
+        # The whole script is checked at once: a bad line among many is found, wherever it is.
+        for at in (0, 500, 999):
+            lines = ["ls -p <2>"] * 1000
+            lines[at] = line
+            with pytest.raises(ValueError):
+                e2fs.debugfs_script(hostile, lines, write=False)
+    safe = ["ls -p <2>", "  ls -p <2>", "\tstat <2>"]
+    assert e2fs.debugfs_script(hostile, safe, write=False).count("debugfs: ") == len(safe)
+    assert e2fs._script(["ls /a#b!", "ls x"]) == b"ls /a#b!\nls x\n"  # only a line's start counts
     with pytest.raises(ValueError):
         e2fs.quote("a\nb")
     assert e2fs.quote('x"y') == '"/x""y"'
