@@ -4,6 +4,8 @@ Rows (alternating with the yardstick, min/median/max in ms, the median ratio):
 
 - `condatainer o FILE -s SIZE --sparse` at 1G, 10G and 100G, against bench/yardstick_create.sh
   (truncate + mke2fs with the same options and nothing else).  Goal: at most 1.3x.
+- the same at 1G with nothing written down yet (an empty cache: the first `o`, or the first
+  after the configuration changed, takes the full path; newenv.py), for the record.
 - `condatainer o FILE -s 10G` (allocated), against `fallocate -l 10G` + the same mke2fs; the
   file must end up truly allocated (st_blocks), which the bench checks.
 - `overlay resize` 1G -> 4G and back, and `overlay check`, for the record (no yardstick).
@@ -56,6 +58,27 @@ def main() -> None:
                                 times["theirs"], 1.3))  # fmt: skip
                 ours.unlink()
                 theirs.unlink()
+
+            # The first `o` (and the first after the configuration changed) takes the full
+            # path and writes down what the others replay: each run here gets an empty cache.
+            caches = Path(tmp_name) / "caches"
+            fresh_runs = iter(range(1_000_000))
+            first, plain_first = work / "first.img", work / "plain-first.img"
+
+            def create_first() -> None:
+                first.unlink(missing_ok=True)
+                cold = {**env, "XDG_CACHE_HOME": str(caches / str(next(fresh_runs)))}
+                _run([inst.condatainer, "o", str(first), "-s", "1G", "--sparse"], cold)
+
+            def yardstick_first() -> None:
+                plain_first.unlink(missing_ok=True)
+                _run([str(BENCH / "yardstick_create.sh"), "1G", str(plain_first)], env)
+
+            times = alternate(args.runs, {"ours": create_first, "theirs": yardstick_first})
+            rows.append(Row("o -s 1G --sparse, first (full path)", times["ours"],
+                            "truncate + mke2fs", times["theirs"]))  # fmt: skip
+            first.unlink()
+            plain_first.unlink()
 
             allocated = work / "alloc.img"
             plain = work / "plain.img"

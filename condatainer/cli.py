@@ -533,8 +533,7 @@ def _print_json(data: object) -> None:
 
 
 def _cmd_create(a: argparse.Namespace) -> int:
-    from condatainer import provision
-    from condatainer.image.sizes import format_size
+    from condatainer import newenv, provision
 
     pkgs, channels, override = _split_pkg_channels(a.pkgs)
     report = _reporter()
@@ -561,13 +560,8 @@ def _cmd_create(a: argparse.Namespace) -> int:
         return 0
     created = provision.create(creation, report)
     report.notes(created.notices)
-    alloc = "sparse" if created.sparse else "allocated"
-    print(
-        f"created {created.path} ({format_size(created.size_bytes)}, {alloc},"
-        f" profile {created.profile.name})"
-    )
-    if created.empty:
-        print("the env is empty; install packages with: condatainer mm install PKG...")
+    for line in newenv.summary(created):
+        print(line)
     return 0
 
 

@@ -116,12 +116,17 @@ class Reporter:
 
     def progress(self, title: str) -> Progress:
         """The progress of one long operation, its first line shown at once (use it in `with`)."""
+        from condatainer.colour import is_terminal, wants_colour
+
+        tty = is_terminal(self.err)
+        if self._live is None and (self.level <= QUIET or not (tty or self.level >= VERBOSE)):
+            from condatainer.progress import SILENT
+
+            return SILENT  # nothing shown: not even the terminal module (its thread) is loaded
         from condatainer import terminal
-        from condatainer.colour import wants_colour
 
         if self._live is not None and not self._live.closed:
             return terminal.Within(self._live, printable(title))
-        tty = terminal.is_terminal(self.err)
         if self.level <= QUIET or not (tty or self.level >= VERBOSE):
             return terminal.SILENT
         live = terminal.Live(

@@ -11,11 +11,13 @@ modules import it): the terminal side, with its thread, lives in `terminal`.
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Callable, Optional
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`o`'s import-light path)
+if TYPE_CHECKING:
+    from types import TracebackType
+    from typing import Callable, Optional
 
-Measure = Callable[[], Optional[int]]
-"""How far a stage is, in bytes (None: cannot tell right now)."""
+    Measure = Callable[[], Optional[int]]
+    """How far a stage is, in bytes (None: cannot tell right now)."""
 
 
 class Progress:

@@ -21,27 +21,25 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from condatainer import atomic, config
+from condatainer import config, newenv
 from condatainer.display import Reporter
 from condatainer.errors import ContainerError, ImageExistsError, UsageError
-from condatainer.hook import trust
 from condatainer.image import envfile as sidecars
 from condatainer.image import files, layout, profiles, sizes
-from condatainer.image.create import create as create_image
-from condatainer.run import envspec, launch, mm
-from condatainer.run.mm import TABLE
-from condatainer.run.resolve import NEED, Request
-from condatainer.run.runtime import selection
+from condatainer.newenv import Created
+from condatainer.record import Record
+
+# What only an install needs (the env spec, the container launch) is imported where it is
+# used: an empty `condatainer o` does not pay for it.
+if TYPE_CHECKING:
+    from condatainer.run import envspec
 
 
-@dataclass(frozen=True)
-class Creation:
+class Creation(Record):
     """What `condatainer o` will do, decided and checked; nothing exists yet."""
 
     target: Path
@@ -56,18 +54,6 @@ class Creation:
     base: str | None = None  # -b: the base image the install runs in
 
 
-@dataclass(frozen=True)
-class Created:
-    """A published image, and what the user should be told about it."""
-
-    path: Path
-    size_bytes: int
-    sparse: bool
-    profile: profiles.Profile
-    empty: bool  # no packages installed yet
-    notices: list[str] = field(default_factory=list)
-
-
 def condarc_text(channels: Sequence[str]) -> bytes:
     """A minimal .condarc holding only the channels (a YAML list, each item quoted as data)."""
     lines = ["channels:"] + [f"  - {json.dumps(c)}" for c in channels]
@@ -78,8 +64,7 @@ def condarc_text(channels: Sequence[str]) -> bytes:
 REQUIREMENTS = "\0requirements"
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(Record):
     """One container command that initialises the env, and what it needs from the host."""
 
     command: tuple[str, ...]
@@ -96,6 +81,8 @@ def install_steps(spec: envspec.EnvSpec) -> list[Step]:
     -r FILE` runs there, with that directory bound (see run/envspec.py).  `--src` keeps the
     checkouts of `-e git+...` entries inside the image instead of the host directory.
     """
+    from condatainer.run.mm import TABLE
+
     install = TABLE["install"].argv
     here = (spec.directory,) if spec.directory else ()
     if spec.kind in ("explicit", "lock") and spec.source:
@@ -146,6 +133,8 @@ def requirements_file(step: Step, notices: list[str]) -> Iterator[str | None]:
     if not step.requirements:
         yield None
         return
+    import tempfile
+
     text = "".join(line + "\n" for line in step.requirements)
     where = step.cwd or os.getcwd()
     fallback: str | None = None
@@ -198,6 +187,8 @@ def prepare(
 ) -> Creation:
     """Decide and check everything `condatainer o` will do; raise before anything is written."""
     cfg = config.load(os.environ)
+    files_read = [str(path) for path in config.files(os.environ)]
+    newenv.remember(cfg, condarc_text(config.env_channels(cfg)), files_read, os.environ)
     if envfile and pkgs:
         raise UsageError("give an environment file (-f) or packages (-- PKG...), not both")
     if (channels or override_channels) and not (pkgs or envfile):
@@ -210,6 +201,8 @@ def prepare(
         notices.append("-t/--type is deprecated; use -p/--profile")
     target = layout.normalise_image_name(image or layout.AUTOLOAD_NAME)
     spec: envspec.EnvSpec | None = None
+    if envfile or pkgs:
+        from condatainer.run import envspec
     if envfile:
         spec = envspec.load(envfile)
     elif pkgs:
@@ -227,7 +220,9 @@ def prepare(
                 hint="condatainer o -- PKG... -c CHANNEL --override-channels",
             )
         chosen = config.env_channels(cfg, requested, override=override_channels)
-        spec = replace(spec, channels=chosen)
+        import dataclasses
+
+        spec = dataclasses.replace(spec, channels=chosen)
     for path in spec.editable() if spec else ():
         notices.append(
             f"pip installs {path} in editable mode: the env imports it from that host"
@@ -246,7 +241,7 @@ def prepare(
     files.check_target(target)
     warning = files.sparse_warning(target, size_bytes) if sparse else None
     if warning is not None:
-        creation = replace(creation, notices=(*creation.notices, warning))
+        creation = creation.replace(notices=(*creation.notices, warning))
     sidecar = sidecars.sidecar_path(target)
     if sidecar_text is not None and sidecar.exists():
         raise ImageExistsError(
@@ -254,12 +249,16 @@ def prepare(
             hint=f"move it away, or remove it: rm {sidecar}",
         )
     if spec is not None:
+        from condatainer.run.runtime import selection
+
         selection.select(cfg)  # no runtime: fail now, before creating anything
     return creation
 
 
 def dry_run_report(creation: Creation) -> dict[str, Any]:
     """What `o --dry-run --json` prints: the env spec (empty when there is none)."""
+    from condatainer.run import envspec
+
     empty = envspec.EnvSpec(name=None, channels=(), conda=(), kind="empty")
     return (creation.spec or empty).to_json()
 
@@ -293,6 +292,9 @@ def create(creation: Creation, report: Reporter) -> Created:
     notices: list[str] = []
 
     def install(temp: Path) -> None:
+        from condatainer.run import launch, mm
+        from condatainer.run.resolve import NEED, Request
+
         assert spec is not None
         for step in install_steps(spec):
             with requirements_file(step, notices) as reqfile:
@@ -323,30 +325,18 @@ def create(creation: Creation, report: Reporter) -> Created:
                     hint="check the package names and channels, then run the same command again",
                 )
 
-    kind = "sparse" if creation.sparse else "allocated"
-    title = f"creating {target} ({sizes.format_size(creation.size_bytes)}, {kind})"
-    with report.progress(title) as progress:
+    with report.progress(newenv.title(target, creation.size_bytes, creation.sparse)) as progress:
         if spec is not None:  # before any file exists: a failed fetch leaves nothing behind
+            from condatainer.run import launch
+
             launch.require_micromamba(cfg, report.note, progress)
-        result = create_image(
-            target, creation.size_bytes, creation.profile, sparse=creation.sparse,
-            fakeroot=creation.fakeroot, files={".condarc": condarc_text(creation.channels)},
-            prepare=install if spec is not None else None, progress=progress,
+        with newenv.begin(
+            target, creation.size_bytes, creation.profile, condarc_text(creation.channels),
+            sparse=creation.sparse, fakeroot=creation.fakeroot, progress=progress,
             notify=report.note,
-        )  # fmt: skip
-    notices += result.notices
-    if creation.sidecar_text is not None:
-        atomic.replace(sidecars.sidecar_path(target), creation.sidecar_text)
-    if trust.auto_allow(target) is not trust.TrustStatus.ALLOWED:
-        notices.append(
-            f"{target} is group- or world-writable, so the shell hook will not activate it"
-            f" until you run: condatainer allow {target}"
-        )
-    return Created(
-        path=target,
-        size_bytes=creation.size_bytes,
-        sparse=result.sparse,
-        profile=creation.profile,
-        empty=spec is None,
-        notices=notices,
-    )
+        ) as making:  # fmt: skip
+            result = making.finish(install if spec is not None else None)
+    return newenv.published(
+        creation.target, creation.size_bytes, creation.profile, result,
+        sidecar_text=creation.sidecar_text, empty=spec is None, notices=notices,
+    )  # fmt: skip

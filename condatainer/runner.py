@@ -1,7 +1,9 @@
 """The one door to the outside: every external program condatainer starts goes through here.
 
-`run` captures output and returns a `Result`; `stream` lets the program talk to the terminal;
-`exec_` replaces this process; `trace`, when set, is told each program as it starts (`-v`).
+`run` captures output and returns a `Result`; `start` starts a program the same way and
+returns at once (`Running.wait` gives the Result); `stream` lets the program talk to the
+terminal; `exec_` replaces this process; `trace`, when set, is told each program as it starts
+(`-v`).  Captured input and output go through anonymous files in memory, not pipes.
 A missing program is a `ToolMissingError` naming the package to install, never a
 FileNotFoundError traceback.  Tests may swap `run_hook` to record or fake the
 calls of `run` (`stream` and `exec_` hand the terminal over and are not hooked).
@@ -24,7 +26,9 @@ only once the record that lets the next command roll the work back exists.
 
 from __future__ import annotations
 
+import errno
 import os
+import sys
 
 from condatainer.errors import ToolMissingError
 from condatainer.record import Record
@@ -33,6 +37,7 @@ from condatainer.record import Record
 # `which` need (subprocess, shutil, threading) is imported when they are called.
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Callable, Mapping, Sequence
     from typing import NoReturn
 
@@ -68,13 +73,20 @@ class Result(Record):
 
 
 def which(name: str) -> str | None:
-    """Find `name` on PATH, then in the sbin directories e2fsprogs use."""
-    import shutil
+    """Find `name` on PATH, then in the sbin directories e2fsprogs use (as `shutil.which`
+    looks, without importing shutil and its compression modules)."""
+    if os.sep in name:
+        return name if _executable(name) else None
+    path = os.environ.get("PATH", os.defpath)
+    for directory in (*(path.split(os.pathsep) if path else ()), *SBIN):
+        candidate = os.path.join(directory, name)
+        if _executable(candidate):
+            return candidate
+    return None
 
-    found = shutil.which(name)
-    if found:
-        return found
-    return shutil.which(name, path=os.pathsep.join(SBIN))
+
+def _executable(path: str) -> bool:
+    return os.access(path, os.X_OK) and not os.path.isdir(path)
 
 
 def require(name: str) -> str:
@@ -206,6 +218,174 @@ def run(
         new_session=new_session,
         holding=holding,
     )
+
+
+class Running:
+    """A program `start` started; `wait()` gives its `Result` once it has exited."""
+
+    def __init__(
+        self, argv: Sequence[str], pid: int, files: list[int], proc: subprocess.Popen[bytes] | None
+    ):
+        self.argv = tuple(argv)
+        self.pid = pid
+        self._files = files  # stdout, stderr and, after a fork, the child's exec report
+        self._proc = proc  # when subprocess started it (`_popen`)
+        self._result: Result | None = None
+
+    def wait(self) -> Result:
+        """Wait for the program; if the wait is interrupted (Ctrl-C), kill it first, like
+        subprocess.run does, and re-raise."""
+        if self._result is not None:
+            return self._result
+        try:
+            try:
+                returncode = self._proc.wait() if self._proc is not None else self._waitpid()
+            except BaseException:
+                _kill(self.pid, self._proc)
+                raise
+            if self._proc is None:
+                failed = _read_report(self._files[2])
+                if failed is not None:
+                    raise OSError(failed, os.strerror(failed), self.argv[0])
+            stdout, stderr = (_read_all(fd) for fd in self._files[:2])
+        finally:
+            for fd in self._files:
+                os.close(fd)
+            self._files = []
+        self._result = Result(self.argv, returncode, stdout, stderr)
+        return self._result
+
+    def stop(self) -> None:
+        """Kill the program (if it still runs) and let go of its output."""
+        if self._result is None and self.pid > 0:
+            _kill(self.pid, self._proc)
+        for fd in self._files:
+            os.close(fd)
+        self._files = []
+
+    def _waitpid(self) -> int:
+        _, status = os.waitpid(self.pid, 0)
+        return -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+class _Ran(Running):
+    """What `start` returns when `run_hook` is not ours (tests): the hook has already run."""
+
+    def __init__(self, result: Result):
+        super().__init__(result.argv, -1, [], None)
+        self._result = result
+
+
+def start(
+    argv: Sequence[str], *, new_session: bool = False, holding: Sequence[int] = ()
+) -> Running:
+    """Start a program the way `run` runs one (output captured, `new_session`, `holding`),
+    and return at once: its caller has other work to do meanwhile (`image.create` imports
+    what it needs after mke2fs while mke2fs runs).
+
+    Import-light, for `condatainer o`: a plain fork and exec, not subprocess (whose import
+    costs more than a small mke2fs).  The child only sets up descriptors, its session and
+    PR_SET_PDEATHSIG before exec; where other threads run (a progress line), the fork-safe
+    subprocess does it instead.  A `run_hook` set by tests runs here, to completion.
+    """
+    _trace(argv)
+    if run_hook is not _run:
+        return _Ran(run_hook(argv, new_session=new_session, holding=holding))
+    program = _program(argv)
+    threading = sys.modules.get("threading")
+    if threading is not None and threading.active_count() > 1:
+        return _popen(argv, program, new_session, holding)
+    files: list[int] = []
+    try:
+        stdout, stderr = _memory_file(files), _memory_file(files)
+        dies_with_parent = _dies_with_parent() if holding else None
+        report_r, report_w = os.pipe()  # CLOEXEC: closed by a successful exec
+    except BaseException:
+        for fd in files:
+            os.close(fd)
+        raise
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child: no Python beyond these calls, then exec or _exit
+            try:
+                os.dup2(stdout, 1)
+                os.dup2(stderr, 2)
+                if new_session:
+                    os.setsid()
+                if dies_with_parent is not None:
+                    dies_with_parent()
+                low = 3  # what we inherited ourselves is not passed on (subprocess's close_fds)
+                for fd in sorted({*holding, report_w}):
+                    os.closerange(low, fd)
+                    low = fd + 1
+                os.closerange(low, _MAX_FD)
+                for fd in holding:
+                    os.set_inheritable(fd, True)
+                os.execv(program[0], program)
+            except BaseException as exc:
+                code = exc.errno if isinstance(exc, OSError) and exc.errno else errno.EINTR
+                os.write(report_w, str(code).encode())
+            finally:
+                os._exit(127)
+    except BaseException:
+        for fd in (*files, report_r):
+            os.close(fd)
+        raise
+    finally:
+        os.close(report_w)
+    # The report is read by `wait`: the caller goes on at once (a failed exec is rare: the
+    # program was found a moment ago).
+    return Running(argv, pid, [*files, report_r], None)
+
+
+_MAX_FD = 1 << 20  # os.closerange closes the range with one close_range(2) where it can
+
+
+def _read_report(fd: int) -> int | None:
+    """The errno the child reported before giving up on exec; None when exec succeeded."""
+    data = b""
+    while True:
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    return int(data) if data else None
+
+
+def _kill(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None:
+        proc.kill()
+        proc.wait()
+        return
+    try:
+        os.kill(pid, 9)  # SIGKILL, without importing signal
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+
+
+def _popen(
+    argv: Sequence[str], program: list[str], new_session: bool, holding: Sequence[int]
+) -> Running:
+    """`start` where other threads run: subprocess forks safely there."""
+    import subprocess
+
+    files: list[int] = []
+    try:
+        stdout, stderr = _memory_file(files), _memory_file(files)
+        proc = subprocess.Popen(
+            program,
+            stdout=stdout,
+            stderr=stderr,
+            start_new_session=new_session,
+            pass_fds=tuple(holding),
+            preexec_fn=_dies_with_parent() if holding else None,
+        )
+    except BaseException:
+        for fd in files:
+            os.close(fd)
+        raise
+    return Running(argv, proc.pid, files, proc)
 
 
 def stream(

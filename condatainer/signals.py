@@ -12,68 +12,87 @@
 
 Handlers belong to the main thread: elsewhere these do nothing.  Kept apart from runner.py
 so that the exec path (`runner.exec_`) does not import `signal`, whose enums cost a few
-milliseconds of every call.
+milliseconds of every call; written on `_signal` and plain classes (no `contextlib`) so that
+the image code that uses them stays import-light too (`condatainer o`).
 """
 
 from __future__ import annotations
 
 import os
-import signal
-from contextlib import contextmanager
+import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from types import FrameType
+    import signal as _signal
+    from collections.abc import Callable
+    from types import FrameType, TracebackType
+    from typing import Any, Union
+
+    Handler = Union[Callable[[int, Union[FrameType, None]], Any], int, _signal.Handlers, None]
+else:
+    import _signal  # `signal` without its enums (see run/runtime/_child.py)
 
 
 def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
-@contextmanager
-def ignoring(*which: signal.Signals) -> Iterator[None]:
-    if not _in_main_thread():  # handlers belong to the main thread
-        yield
-        return
-    previous = {sig: signal.signal(sig, signal.SIG_IGN) for sig in which}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    threading = sys.modules.get("threading")  # not imported: no thread was ever started
+    return threading is None or threading.current_thread() is threading.main_thread()
 
 
-DEFERRED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+class _Restoring:
+    """Puts back the handlers it replaced when its `with` block ends."""
+
+    def __init__(self) -> None:
+        self.previous: dict[int, Handler] = {}
+
+    def replace(self, sig: int, handler: Handler) -> None:
+        self.previous[sig] = _signal.signal(sig, handler)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        while self.previous:  # once: a second exit finds nothing left to put back
+            sig, old = self.previous.popitem()
+            _signal.signal(sig, old)
 
 
-@contextmanager
-def deferred() -> Iterator[list[int]]:
+class ignoring(_Restoring):
+    """Ignore the signals `which` inside the `with` block (handlers belong to the main thread)."""
+
+    def __init__(self, *which: int) -> None:
+        super().__init__()
+        self.which = which
+
+    def __enter__(self) -> None:
+        if _in_main_thread():
+            for sig in self.which:
+                self.replace(sig, _signal.SIG_IGN)
+
+
+DEFERRED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP)
+
+
+class deferred(_Restoring):
     """Record SIGINT/SIGTERM/SIGHUP instead of acting on them; the caller decides afterwards.
 
     For work that must not be cut in two (resize2fs, e2fsck repairs, a debugfs write pass):
-    run it with `new_session=True`, then look at the signals received.  Signals already
-    ignored (nohup) stay ignored.
+    run it with `new_session=True`, then look at the signals received (the list `with`
+    gives).  Signals already ignored (nohup) stay ignored.
     """
-    received: list[int] = []
-    if not _in_main_thread():
-        yield received
-        return
 
-    def handler(signum: int, frame: object) -> None:
-        received.append(signum)
+    def __enter__(self) -> list[int]:
+        received: list[int] = []
+        if _in_main_thread():
 
-    previous = {}
-    for sig in DEFERRED_SIGNALS:
-        if signal.getsignal(sig) is not signal.SIG_IGN:
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield received
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+            def handler(signum: int, frame: object) -> None:
+                received.append(signum)
+
+            for sig in DEFERRED_SIGNALS:
+                if _signal.getsignal(sig) != _signal.SIG_IGN:
+                    self.replace(sig, handler)
+        return received
 
 
 class Terminated(BaseException):
@@ -84,43 +103,43 @@ class Terminated(BaseException):
         self.signum = signum
 
 
-@contextmanager
-def termination_raises() -> Iterator[None]:
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+class termination_raises(_Restoring):
     """Make SIGTERM and SIGHUP raise (like SIGINT does) so cleanup code runs.
 
     Only signals at their default action are taken over: a program that ignores SIGHUP
     (nohup) or handles SIGTERM itself keeps doing so.  Signal handlers belong to the main thread.
     """
-    if not _in_main_thread():
-        yield
-        return
 
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise Terminated(signum)
-
-    previous = {}
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        if signal.getsignal(sig) is signal.SIG_DFL:
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    def __enter__(self) -> None:
+        if _in_main_thread():
+            for sig in (_signal.SIGTERM, _signal.SIGHUP):
+                if _signal.getsignal(sig) == _signal.SIG_DFL:
+                    self.replace(sig, _raise_terminated)
 
 
-@contextmanager
-def blocked() -> Iterator[None]:
+class blocked:
     """Hold SIGINT/SIGTERM/SIGHUP back for a few statements that must not be cut in two."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, DEFERRED_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def __enter__(self) -> None:
+        self.old = _signal.pthread_sigmask(_signal.SIG_BLOCK, DEFERRED_SIGNALS)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, self.old)
 
 
 def name(signum: int) -> str:
     """`SIGTERM` for 15: the one way condatainer names a signal to users."""
+    import signal
+
     try:
         return signal.Signals(signum).name
     except ValueError:
@@ -142,8 +161,8 @@ def dies_with_parent() -> Callable[[], None]:
     parent = os.getpid()
 
     def preexec() -> None:
-        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        prctl(_PR_SET_PDEATHSIG, _signal.SIGKILL, 0, 0, 0)
         if os.getppid() != parent:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), _signal.SIGKILL)
 
     return preexec

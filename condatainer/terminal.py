@@ -25,10 +25,13 @@ import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from condatainer.colour import is_terminal, paint
-from condatainer.progress import SILENT, Measure, Progress
+from condatainer.progress import SILENT, Progress
+
+if TYPE_CHECKING:
+    from condatainer.progress import Measure
 
 __all__ = [
     "SILENT",

@@ -12,7 +12,8 @@ dependency.  The layers, lowest first:
     micromamba  condatainer's micromamba: where it is, fetching it (knows no container)
     run         Request -> Plan -> runtime
     jobs, hook  job scripts; host shell integration -- peers that never import each other
-    top         the orchestrators: doctor, provision, session, completion, completers, purge
+    top         the orchestrators: doctor, provision, newenv, session, completion, completers,
+                purge
     cli         the command line: cli, usage (wrong command lines), examples, manpage, entry
                 (where a process starts: the exec fast path) and __main__
 
@@ -47,7 +48,7 @@ BASE = {
     "condatainer", "errors", "display", "colour", "progress", "terminal", "atomic", "runner",
     "shellgen", "bindspec", "shell", "record", "names", "memo", "signals",
 }  # fmt: skip
-TOP = {"doctor", "provision", "session", "completion", "completers", "purge"}
+TOP = {"doctor", "provision", "newenv", "session", "completion", "completers", "purge"}
 CLI = {"cli", "usage", "examples", "manpage", "entry", "__main__"}
 MAX_LINES = 500
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import posixpath
-import secrets
 import time
 from collections.abc import Sequence
 from contextlib import suppress
@@ -137,7 +136,7 @@ def chown(
 
 def _write_pass(image: Path, lock: locks.ImageLock, lines: list[str]) -> None:
     """One `debugfs -w -z UNDO` pass under a record; undone on error, so all or nothing."""
-    undo_name = records.temp_name(image, "undo", secrets.token_hex(4))
+    undo_name = records.temp_name(image, "undo")
     record = recovery.begin(image, "chown", undo=undo_name)
     undo = record.file(undo_name)
     holding = (lock.fd, record.fd)

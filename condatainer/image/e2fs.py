@@ -36,13 +36,13 @@ import os
 import re
 import stat as statmod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from condatainer import runner
 from condatainer.errors import CondatainerError, ImageError
 from condatainer.image import clean
+from condatainer.record import Record
 
 ROOT_INODE = 2
 
@@ -65,8 +65,7 @@ _MISSING = (
 )
 
 
-@dataclass(frozen=True)
-class Superblock:
+class Superblock(Record):
     """The facts `dumpe2fs -h` reports that condatainer uses."""
 
     block_size: int
@@ -290,7 +289,7 @@ def _run_debugfs(
     lines: Sequence[str],
     *,
     write: bool,
-    undo: Path | None = None,
+    undo: str | os.PathLike[str] | None = None,
     holding: Sequence[int] = (),
 ) -> tuple[str, list[str]]:
     """Run one `debugfs [-w [-z UNDO]] -f - IMAGE` with `lines`; return stdout and debugfs's
@@ -335,7 +334,7 @@ def debugfs_script(
     lines: Sequence[str],
     *,
     write: bool,
-    undo: Path | None = None,
+    undo: str | os.PathLike[str] | None = None,
     holding: Sequence[int] = (),
 ) -> str:
     """Run `lines` as one debugfs script (one process) and return its stdout.

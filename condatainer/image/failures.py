@@ -44,7 +44,13 @@ _SPACE_HINTS = {
 
 
 def space_error(
-    command: str, action: str, directory: Path, needed: int, quota: bool, *, sparse: bool = False
+    command: str,
+    action: str,
+    directory: str | Path,
+    needed: int,
+    quota: bool,
+    *,
+    sparse: bool = False,
 ) -> ImageError:
     """The disk-full (or quota) error, naming the directory and the space needed.
 
@@ -71,7 +77,7 @@ def space_error(
 
 
 def os_failure(
-    command: str, action: str, directory: Path, exc: OSError, needed: int
+    command: str, action: str, directory: str | Path, exc: OSError, needed: int
 ) -> CondatainerError:
     """Turn an OSError of `command` (create, resize, pack, unpack) into the user-facing error."""
     if exc.errno in SPACE_ERRNOS:
@@ -130,8 +136,8 @@ def failure(
     command: str,
     action: str,
     exc: BaseException,
-    output: Path,
-    parent: Path,
+    output: str | Path,
+    parent: str | Path,
     needed: int,
     *,
     sparse: bool,
@@ -152,7 +158,7 @@ def failure(
     return exc
 
 
-def interrupted(final: Path, signum: int, published: bool) -> ImageError:
+def interrupted(final: str | Path, signum: int, published: bool) -> ImageError:
     name = signals.name(signum)
     if published:
         return ImageError(

@@ -9,7 +9,8 @@ allocating their space.
   it falls back to a rename after a check, the best such a filesystem allows.  Creating,
   discarding and publishing run with SIGINT/SIGTERM/SIGHUP blocked, so `created`/`published`
   are true exactly when it happened.
-- Allocation uses Linux `fallocate(2)` directly (through ctypes), not glibc's `posix_fallocate`:
+- Allocation uses Linux `fallocate(2)` directly (through ctypes, looked up when something is
+  first allocated), not glibc's `posix_fallocate`:
   where the filesystem cannot preallocate, glibc silently emulates it by writing one byte into
   every 4 KiB block (2.6 million writes for 10G, over NFS), while we want to fall back to a
   sparse file at once and say so.  Allocation is verified with `st_blocks`.
@@ -19,21 +20,24 @@ allocating their space.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
-import secrets
-from contextlib import suppress
-from pathlib import Path
-from typing import Callable
 
 from condatainer import signals
 from condatainer.errors import ImageError, ImageExistsError
-from condatainer.image import e2fs, records
-from condatainer.image.layout import PathLike
+from condatainer.image import records
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (`o`'s import-light path)
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Callable
+
+    from condatainer.image.layout import PathLike
 
 
 def _load_fallocate() -> Callable[[int, int, int], None] | None:
+    import ctypes  # when something is allocated: a sparse create never needs it
+
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         fn = libc.fallocate64 if hasattr(libc, "fallocate64") else libc.fallocate
@@ -51,7 +55,17 @@ def _load_fallocate() -> Callable[[int, int, int], None] | None:
     return fallocate
 
 
-_fallocate = _load_fallocate()
+def _first_fallocate(fd: int, offset: int, length: int) -> None:
+    """`_fallocate` until it is first used: loads the real one (ctypes), then calls it."""
+    global _fallocate
+    _fallocate = _load_fallocate()
+    if _fallocate is not None:
+        _fallocate(fd, offset, length)
+    else:  # pragma: no cover - not Linux/glibc
+        os.posix_fallocate(fd, offset, length)
+
+
+_fallocate: Callable[[int, int, int], None] | None = _first_fallocate
 
 
 _NO_FALLOCATE = {errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS}
@@ -87,12 +101,12 @@ def free_bytes(directory: PathLike) -> int | None:
     return vfs.f_bavail * vfs.f_frsize
 
 
-def sparse_warning(image: Path, size: int, on_disk: int = 0) -> str | None:
+def sparse_warning(image: str | Path, size: int, on_disk: int = 0) -> str | None:
     """A warning when a sparse `image` of `size` bytes (`on_disk` of them already allocated)
     could grow past the free space of its filesystem; None when it fits."""
     from condatainer.image.sizes import format_size
 
-    directory = image.parent
+    directory = parent_of(image)
     free = free_bytes(directory)
     if free is None or size - on_disk <= free:
         return None
@@ -106,7 +120,9 @@ def sparse_warning(image: Path, size: int, on_disk: int = 0) -> str | None:
 def umask_mode(mode: int) -> int:
     """`mode` minus the process umask, read without changing it where /proc allows."""
     try:
-        for line in Path("/proc/self/status").read_text().splitlines():
+        with open("/proc/self/status") as status:
+            lines = status.read().splitlines()
+        for line in lines:
             if line.startswith("Umask:"):
                 return mode & ~int(line.split()[1], 8)
     except (OSError, ValueError, IndexError):
@@ -119,11 +135,16 @@ def umask_mode(mode: int) -> int:
 class Temp:
     """A hidden file next to the target, created exclusively; removed unless published."""
 
-    def __init__(self, final: Path, tag: str = "tmp"):
+    def __init__(self, final: str | Path, tag: str = "tmp"):
         self.final = final
-        self.path = final.with_name(records.temp_name(final, tag, secrets.token_hex(4)))
+        self.path = records.sibling(final, records.temp_name(final, tag))
         self.created = False
         self.published = False
+
+    @property
+    def name(self) -> str:
+        """The hidden file's name (what the operation's record names)."""
+        return os.path.basename(self.path)
 
     def create(self) -> int:
         """Create the file (mode 0644 minus umask) and return an open read-write descriptor."""
@@ -135,8 +156,10 @@ class Temp:
     def discard(self) -> None:
         if self.created and not self.published:
             with signals.blocked():
-                with suppress(FileNotFoundError):
+                try:  # noqa: SIM105  (contextlib is not imported on `o`'s import-light path)
                     os.unlink(self.path)
+                except FileNotFoundError:
+                    pass
                 self.created = False
 
     def publish(self, *, replace: bool = False) -> None:
@@ -152,7 +175,7 @@ class Temp:
             self.published = True
 
 
-def publish(tmp: Path, final: Path) -> None:
+def publish(tmp: str | Path, final: str | Path) -> None:
     try:
         os.link(tmp, final)
     except FileExistsError:
@@ -176,18 +199,20 @@ def publish(tmp: Path, final: Path) -> None:
     os.unlink(tmp)
 
 
-def exists_error(final: Path, *, appeared: bool = False) -> ImageExistsError:
+def exists_error(final: str | Path, *, appeared: bool = False) -> ImageExistsError:
     if appeared:
         return ImageExistsError(
             f"{final}: already exists (another process created it while this one was working);"
             " it was left as it is",
             hint="choose another name, or look at it: condatainer overlay info " + str(final),
         )
-    if final.is_symlink():
+    from condatainer.image import e2fs  # only to say what is in the way
+
+    if os.path.islink(final):
         target = os.readlink(final)
-        dangling = "" if final.exists() else ", which points to nothing"
+        dangling = "" if os.path.exists(final) else ", which points to nothing"
         what = f"a symbolic link to {target}{dangling}"
-    elif final.is_dir():
+    elif os.path.isdir(final):
         what = "a directory"
     elif e2fs.looks_like_ext(final):
         return ImageExistsError(
@@ -203,23 +228,28 @@ def exists_error(final: Path, *, appeared: bool = False) -> ImageExistsError:
     )
 
 
-def check_target(final: Path) -> Path:
+def parent_of(path: str | Path) -> str:
+    """The directory `path` is in (`.` for a bare name, like `Path.parent`)."""
+    return os.path.dirname(str(path)) or "."
+
+
+def check_target(final: str | Path) -> str:
     """Refuse an existing path or a parent we cannot write; return the parent directory."""
     if os.path.lexists(final):
         raise exists_error(final)
-    parent = final.parent
+    parent = parent_of(final)
     shown = os.path.abspath(parent)
-    if not parent.exists():
+    if not os.path.exists(parent):
         raise ImageError(
             f"cannot create {final}: directory {shown} does not exist",
             hint=f"create it first: mkdir -p {shown}",
         )
-    if not parent.is_dir():
+    if not os.path.isdir(parent):
         raise ImageError(f"cannot create {final}: {shown} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ImageError(
             f"cannot create {final}: directory {shown} is not writable by you",
             hint="create the image in a directory you can write, e.g.:"
-            f" condatainer o $HOME/{final.name}",
+            f" condatainer o $HOME/{os.path.basename(final)}",
         )
     return parent

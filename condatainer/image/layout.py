@@ -17,20 +17,26 @@ listed in `CNT_CEILING_DIRS`.  The cd hook does the same search in pure shell, w
 and subdirectories below passed to its template as data (a test holds the two to the same
 answers).
 
-Cheap to import (the cd hook and every exec read it): os and pathlib only.
+Cheap to import (the cd hook, every exec and `condatainer o` read it): os only; the functions
+that return a `Path` import pathlib when they are called.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Union
 
 from condatainer.errors import ImageError
 
-PathLike = Union[str, "os.PathLike[str]"]
-"""What every function taking a file path accepts."""
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Union
+
+    PathLike = Union[str, "os.PathLike[str]"]
+    """What every function taking a file path accepts."""
+else:
+    PathLike = "str | os.PathLike[str]"  # for annotations, which are never evaluated
 
 CONTAINER_PREFIX = "/ext3/env"
 """Where the conda prefix of an overlay appears inside the container."""
@@ -64,15 +70,33 @@ AUTOLOAD_SUBDIRS = ("", "overlay", "src/overlay")
 
 def normalise_image_name(name: str) -> Path:
     """`env` -> `env.img`; names ending in `.img` or `.ext3` (any case) are kept as they are."""
-    if not name or name.endswith(os.sep) or Path(name).name in ("", ".", ".."):
+    from pathlib import Path
+
+    return Path(image_name(name))
+
+
+def image_name(name: str) -> str:
+    """`normalise_image_name` as a string, without pathlib: the same path, spelled the way
+    `str(Path(...))` spells it (`a//b/./c.img` -> `a/b/c.img`)."""
+    root, parts = posix_parts(name)
+    if not name or name.endswith(os.sep) or not parts or parts[-1] == "..":
         raise ImageError(
             f"{name!r} is not an image file name",
             hint="name the image file, e.g. condatainer o env.img",
         )
-    base = Path(name).name.lower()
-    if any(base.endswith(s) and len(base) > len(s) for s in IMAGE_SUFFIXES):
-        return Path(name)
-    return Path(name + ".img")
+    base = parts[-1].lower()
+    if not any(base.endswith(s) and len(base) > len(s) for s in IMAGE_SUFFIXES):
+        root, parts = posix_parts(name + ".img")  # `a/.` -> `a/..img`, as pathlib has it
+    return root + "/".join(parts)
+
+
+def posix_parts(path: str) -> tuple[str, list[str]]:
+    """(root, names) of `path` as pathlib reads a POSIX path: empty and `.` names dropped, and
+    a root of exactly two slashes kept (POSIX leaves its meaning to the system)."""
+    root = ""
+    if path.startswith("/"):
+        root = "//" if path.startswith("//") and not path.startswith("///") else "/"
+    return root, [part for part in path.split("/") if part and part != "."]
 
 
 def inner_path(container_path: str) -> str:
@@ -114,6 +138,8 @@ def logical_cwd(environ: Mapping[str, str] | None = None) -> Path:
     """The working directory as the shell names it ($PWD, symlinks kept) when $PWD really is
     the working directory, else the physical one: the autoload search and the cd hook then see
     the same path, and a $HOME reached through a symlink stops both."""
+    from pathlib import Path
+
     env = os.environ if environ is None else environ
     pwd = env.get("PWD", "")
     if pwd.startswith("/"):

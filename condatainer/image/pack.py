@@ -118,7 +118,7 @@ def pack(
     parent = files.check_target(output)
     copy = files.Temp(output, "copy")
     temp = files.Temp(output)
-    record = recovery.begin(output, "pack", files=[copy.path.name, temp.path.name])
+    record = recovery.begin(output, "pack", files=[copy.name, temp.name])
     action = f"cannot pack {image} into {output}"
     needed = 0
     try:
@@ -263,7 +263,7 @@ def unpack(
     recovery.repair_target(output, notify or notices.append)
     parent = files.check_target(output)
     temp = files.Temp(output)
-    own = recovery.begin(output, "unpack", files=[temp.path.name])
+    own = recovery.begin(output, "unpack", files=[temp.name])
     holding = (own.fd,)
     action = f"cannot unpack {src} into {output}"
     try:

@@ -14,16 +14,14 @@ listing the valid ones (CondaTainer silently falls back to a default; we refuse)
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
-
 from condatainer.errors import ProfileError
+from condatainer.record import Record
 
 RESERVED_PERCENT = 3
 """Blocks reserved for root, in percent (`mke2fs -m`)."""
 
 
-class Profile(NamedTuple):
+class Profile(Record):
     """A named inode density."""
 
     name: str
@@ -83,6 +81,8 @@ def guess_profile(bytes_per_inode: int) -> str:
     profile's value; 8192 bytes/inode is as far from `small` as from `balanced`, and goes to the
     smaller one.
     """
+    import math
+
     if bytes_per_inode <= 0:
         return PROFILES["small"].name
     wanted = math.log2(bytes_per_inode)

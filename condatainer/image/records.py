@@ -32,9 +32,12 @@ Who holds a record (`inspect`):
 One record per target, so one operation at a time prepares a name: a second `o env.img` while
 the first is still installing is refused at once, naming the first one's PID.
 
-Cheap to import (every exec stats a record path): os, json, re and fcntl only.  The exec fast
-path (`run.replay`) does not import it: it looks for `.<name>.record` by name, so the naming
-here and there must agree.
+Cheap to import, and to write a record with: os, fcntl and struct, no `json` (a record is
+written by `_json`, held to `json.dumps` by a test; reading one imports json), no `re`, no
+`pathlib` (paths given as strings stay strings), no dataclasses (`Data` is `record.Record`):
+create writes one before its mke2fs starts (`condatainer o`'s import-light path).  The exec
+fast path (`run.replay`) does not import it: it looks for `.<name>.record` by name, so the
+naming here and there must agree.
 
 Long on purpose: one small file format and the locking protocol around it -- writing, parsing
 untrusted content, deciding who holds a record, claiming a dead one -- are reviewed together.
@@ -44,16 +47,20 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import json
 import os
-import re
 import struct
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from condatainer import signals
+from condatainer.record import Record as Data
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+    from typing import TypeVar
+
+    P = TypeVar("P", bound="str | Path")  # a path given as a string comes back as one
 
 KIND = "condatainer-record"
 VERSION = 1
@@ -61,7 +68,7 @@ SUFFIX = ".record"
 MAX_BYTES = 64 * 1024  # a record is a few hundred bytes; anything larger is not ours
 
 TEMP_TAGS = ("tmp", "copy", "undo", "tree")  # tree: a directory (create's mke2fs -d)
-_HEX8 = re.compile(r"[0-9a-f]{8}")
+_HEX = frozenset("0123456789abcdef")
 
 # struct flock on Linux (x86_64, aarch64): short type, short whence, off_t start, off_t len,
 # pid_t pid, padded to 32 bytes (the same layout locks.py uses for images).
@@ -75,14 +82,25 @@ DEAD = "dead"
 FOREIGN = "foreign"
 
 
-def path_for(target: Path) -> Path:
+def path_for(target: P) -> P:
     """Where the record of an operation on `target` lives: `.<name>.record` beside it."""
-    return target.with_name(f".{target.name}{SUFFIX}")
+    return sibling(target, f".{os.path.basename(str(target))}{SUFFIX}")
 
 
-def temp_name(target: Path, tag: str, token: str) -> str:
-    """The name of a hidden file an operation on `target` may leave (`files.Temp` uses it)."""
-    return f".{target.name}.{tag}-{token}"
+def sibling(path: P, name: str) -> P:
+    """The file `name` in `path`'s directory (`Path.with_name`, for strings too)."""
+    return type(path)(os.path.join(os.path.dirname(str(path)), name))
+
+
+def temp_name(target: str | Path, tag: str, token: str | None = None) -> str:
+    """The name of a hidden file an operation on `target` may leave (`files.Temp` uses it);
+    `token`: eight hex digits, random unless given."""
+    token = os.urandom(4).hex() if token is None else token
+    return f".{os.path.basename(target)}.{tag}-{token}"
+
+
+def _is_token(text: str) -> bool:
+    return len(text) == 8 and set(text) <= _HEX
 
 
 def is_temp_of(name: str, target_name: str) -> bool:
@@ -91,7 +109,7 @@ def is_temp_of(name: str, target_name: str) -> bool:
     if not name.startswith(prefix):
         return False
     tag, sep, token = name[len(prefix) :].partition("-")
-    return bool(sep) and tag in TEMP_TAGS and _HEX8.fullmatch(token) is not None
+    return bool(sep) and tag in TEMP_TAGS and _is_token(token)
 
 
 def boot_id() -> str:
@@ -106,8 +124,7 @@ def host_name() -> str:
     return os.uname().nodename
 
 
-@dataclass(frozen=True)
-class Sizes:
+class Sizes(Data):
     """What a resize changes, to put back: the file's length and the filesystem's size."""
 
     old_length: int
@@ -116,8 +133,7 @@ class Sizes:
     allocated: bool
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(Data):
     """A record's content."""
 
     op: str
@@ -168,12 +184,65 @@ class Facts:
         return f"PID {self.pid} on {self.host or 'an unknown host'}"
 
 
+_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
+
+
+def _json(value: object) -> str:
+    """`json.dumps(value, sort_keys=True)` for the values a record holds (strings, numbers,
+    booleans, None, lists and objects of them), without importing json, which imports `re`:
+    every create writes a record before its mke2fs starts (`condatainer o`'s import-light
+    path).  A test holds the two to the same text."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, int):
+        return int.__repr__(value)
+    if isinstance(value, float):
+        return float.__repr__(value)
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_json(item) for item in value) + "]"
+    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
+        items = sorted(value.items())
+        return "{" + ", ".join(f"{_json_string(k)}: {_json(v)}" for k, v in items) + "}"
+    raise TypeError(f"a record holds no {type(value).__name__}")
+
+
+def _json_string(text: str) -> str:
+    """A JSON string as json.dumps writes it (ASCII only: everything else as \\uXXXX)."""
+    out = ['"']
+    for ch in text:
+        if " " <= ch <= "~" and ch not in '"\\':
+            out.append(ch)
+        elif ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        else:
+            n = ord(ch)
+            if n > 0xFFFF:  # a surrogate pair
+                n -= 0x10000
+                out.append(f"\\u{0xD800 | (n >> 10):04x}\\u{0xDC00 | (n & 0x3FF):04x}")
+            else:
+                out.append(f"\\u{n:04x}")
+    out.append('"')
+    return "".join(out)
+
+
 class BadRecord(ValueError):
     """A file with a record's name whose content is not a record we wrote."""
 
 
 def parse(raw: bytes, target_name: str) -> Facts:
     """The facts of a record, checked: every file it names must be one of `target_name`'s."""
+    import json  # only where records are read: writing one is `_json`
+
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -253,7 +322,7 @@ def _locked_by_someone(fd: int) -> bool | None:
     return bool(_FLOCK.unpack(got)[0] != fcntl.F_UNLCK)
 
 
-def _same_file(fd: int, path: Path) -> bool:
+def _same_file(fd: int, path: str | Path) -> bool:
     try:
         st = os.stat(path)
     except OSError:
@@ -297,13 +366,14 @@ def _pid_alive(facts: Facts) -> bool:
 class Record:
     """A record this process holds: created by `begin`, removed by `end`."""
 
-    def __init__(self, path: Path, fd: int, facts: Facts):
+    def __init__(self, path: str | Path, fd: int, facts: Facts):
         self.path = path
         self.fd = fd
         self.facts = facts
 
-    def file(self, name: str) -> Path:
-        return self.path.with_name(name)
+    def file(self, name: str) -> str | Path:
+        """The file `name` beside the record (a string when the record's path is one)."""
+        return sibling(self.path, name)
 
     def end(self) -> None:
         """Remove the record (the operation is finished or fully undone) and let go of it."""
@@ -327,7 +397,7 @@ class Busy(Exception):
 
 
 def begin(
-    target: Path,
+    target: str | Path,
     op: str,
     *,
     files: Sequence[str] = (),
@@ -345,7 +415,7 @@ def begin(
     pid = os.getpid()
     facts = Facts(
         op=op,
-        target=target.name,
+        target=os.path.basename(target),
         host=host_name(),
         boot_id=boot_id(),
         pid=pid,
@@ -369,8 +439,8 @@ def begin(
                 if locked is False or not _same_file(fd, path):
                     os.close(fd)  # a repairer took it for a dead one: start again
                     continue
-                facts = replace(facts, locked=locked is not None)
-                data = json.dumps(facts.to_json(), sort_keys=True).encode()
+                facts = facts.replace(locked=locked is not None)
+                data = _json(facts.to_json()).encode()
                 view = memoryview(data)
                 while view:
                     view = view[os.pwrite(fd, view, len(data) - len(view)) :]
@@ -381,15 +451,14 @@ def begin(
     raise OSError(errno.EAGAIN, "the record kept disappearing", str(path))
 
 
-@dataclass(frozen=True)
-class Found:
+class Found(Data):
     """A record found on disk, and who holds it."""
 
     path: Path
     state: str  # LIVE, DEAD or FOREIGN
     facts: Facts | None  # None: empty (its process died before writing it) or unreadable
     problem: str | None = None  # why the content could not be read, when it could not
-    files: tuple[tuple[Path, int], ...] = field(default=())  # existing leftovers, allocated bytes
+    files: tuple[tuple[Path, int], ...] = ()  # existing leftovers, allocated bytes
 
     @property
     def target(self) -> Path:
@@ -418,9 +487,12 @@ def _leftovers(path: Path, facts: Facts | None) -> tuple[tuple[Path, int], ...]:
     return tuple(found)
 
 
-def inspect(path: Path) -> Found | None:
+def inspect(path: str | Path) -> Found | None:
     """Read the record at `path` and say who holds it, without taking its lock (read-only
     commands use this); None when there is no record there."""
+    from pathlib import Path  # not on create's way: it is called when a record is there
+
+    path = Path(path)
     target_name = path.name[1 : -len(SUFFIX)]
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -474,10 +546,13 @@ class Claim:
 _EMPTY = Facts("", "", "", "", 0, 0.0)
 
 
-def claim(path: Path, *, foreign_host: str | None = None) -> Claim | None:
+def claim(path: str | Path, *, foreign_host: str | None = None) -> Claim | None:
     """Lock the record at `path` for repair if it is dead (or, with `foreign_host`, if it was
     written on that host and its lock is free); None when it is live, gone, or not ours to
     repair."""
+    from pathlib import Path
+
+    path = Path(path)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
@@ -530,7 +605,7 @@ def unrecorded(directory: Path, records: Sequence[Found]) -> list[tuple[Path, in
             continue
         head, _, token = name.rpartition("-")
         target, _, tag = head[1:].rpartition(".")
-        if target and tag in TEMP_TAGS and _HEX8.fullmatch(token):
+        if target and tag in TEMP_TAGS and _is_token(token):
             try:
                 out.append((directory / name, os.lstat(directory / name).st_blocks * 512))
             except OSError:

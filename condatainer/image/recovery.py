@@ -33,11 +33,9 @@ module, so what only a repair needs (ctypes, e2undo's format) is imported where 
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 from condatainer import runner, signals
@@ -45,6 +43,7 @@ from condatainer.display import Notify
 from condatainer.errors import CondatainerError, ImageError, LockError
 from condatainer.image import e2fs, locks, records
 from condatainer.image.sizes import format_size
+from condatainer.record import Record
 
 
 def _ignore(text: str) -> None:
@@ -115,6 +114,8 @@ def _remove(paths: Sequence[Path]) -> None:
     with signals.blocked():
         for p in paths:
             if p.is_dir() and not p.is_symlink():
+                import shutil  # only when there is a leftover tree
+
                 shutil.rmtree(p, ignore_errors=True)
             else:
                 with suppress(FileNotFoundError):
@@ -187,23 +188,29 @@ def begin(
     becomes the error that names its owner."""
     try:
         return records.begin(target, op, files=files, undo=undo, sizes=sizes)
-    except OSError as exc:
-        where = os.path.abspath(target.parent)
-        raise ImageError(
+    except (OSError, records.Busy) as exc:
+        raise begin_error(target, op, exc) from None
+
+
+def begin_error(target: str | Path, op: str, exc: OSError | records.Busy) -> CondatainerError:
+    """What the user is told when the record of `op` on `target` cannot be written (`exc`
+    from `records.begin`): the directory is not writable, or another record is there."""
+    if isinstance(exc, OSError):
+        where = os.path.dirname(os.path.abspath(target))
+        return ImageError(
             f"cannot {op} {target}: the record that lets a later command undo an interrupted"
             f" {op} cannot be written in {where}: {exc.strerror}",
             hint="work on the image in a directory you can write",
-        ) from None
-    except records.Busy as busy:
-        found = busy.found
-        if found.state == records.LIVE:
-            raise _live_error(found) from None
-        if found.state == records.FOREIGN:
-            raise _foreign_error(found) from None
-        raise ImageError(
-            f"{target}: an interrupted {describe(found, named=False)}",
-            hint=repair_command(target),
-        ) from None
+        )
+    found = exc.found
+    if found.state == records.LIVE:
+        return _live_error(found)
+    if found.state == records.FOREIGN:
+        return _foreign_error(found)
+    return ImageError(
+        f"{target}: an interrupted {describe(found, named=False)}",
+        hint=repair_command(Path(target)),
+    )
 
 
 def repair_directory(
@@ -288,8 +295,7 @@ def refuse_if_interrupted(image: Path) -> None:
     )
 
 
-@dataclass(frozen=True)
-class Leftover:
+class Leftover(Record):
     """One record found beside an image, for `overlay info` and `doctor`."""
 
     record: Path

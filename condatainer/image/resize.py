@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -57,7 +56,7 @@ def _minimum_size(image: Path, block_size: int) -> int:
 
 
 def run_resize2fs(
-    image: Path, size: int | None, *flags: str, holding: Sequence[int]
+    image: str | Path, size: int | None, *flags: str, holding: Sequence[int]
 ) -> runner.Result:
     """Run `resize2fs [flags] IMAGE [SIZE]` in its own session, holding `holding`.
 
@@ -119,7 +118,7 @@ def resize(
             _refuse_below_floor(image, e2fs.superblock(image), new)  # e2fsck changed counts
         st = os.stat(image)
         plan = records.Sizes(st.st_size, old, new, files.is_allocated(st))
-        undo = records.temp_name(image, "undo", secrets.token_hex(4))
+        undo = records.temp_name(image, "undo")
         record = recovery.begin(image, "resize", undo=undo, sizes=plan)
         try:
             with signals.deferred() as received:

@@ -9,9 +9,6 @@ with 4 KiB blocks ends at 16 TiB, so both bounds are errors that name the limit.
 
 from __future__ import annotations
 
-import re
-from decimal import ROUND_CEILING, Decimal, InvalidOperation
-
 from condatainer.errors import SizeError
 
 KIB = 1024
@@ -24,9 +21,26 @@ MIN_IMAGE_BYTES = 64 * MIB
 MAX_IMAGE_BYTES = 16 * TIB - 64 * KIB  # ext3 with 4 KiB blocks: 2**32 blocks at most
 
 _UNITS = {"": MIB, "k": KIB, "m": MIB, "g": GIB, "t": TIB}
-_SIZE_RE = re.compile(r"(?P<num>[0-9]+(?:\.[0-9]+)?|\.[0-9]+)(?P<unit>[kmgt]?)(?:i?b)?", re.I)
+_DIGITS = frozenset("0123456789")
 
 _HINT = "give a size like 10G, 500M, 1.5G or 20GiB (a bare number means MiB)"
+
+
+def _split(raw: str) -> tuple[int, int, str, str] | None:
+    """`1.5GiB` -> (15, 10, "g", "ib"): the number as a fraction, its unit and the B/iB after
+    it; None when `raw` is not a decimal number with an optional unit.  Plain string work and
+    integers (no `re`, no `decimal`): `condatainer o` starts on an import-light path."""
+    low = raw.lower()
+    for suffix in ("ib", "b", ""):
+        if not low.endswith(suffix):
+            continue
+        body = low[: len(low) - len(suffix)]
+        unit = body[-1:] if body[-1:] in ("k", "m", "g", "t") else ""
+        whole, dot, frac = body[: len(body) - len(unit)].partition(".")
+        digits = whole + frac
+        if digits and set(digits) <= _DIGITS and (frac or not dot):
+            return int(digits), 10 ** len(frac), unit, suffix
+    return None
 
 
 def parse_size(text: str, *, minimum: int = MIN_IMAGE_BYTES) -> int:
@@ -38,21 +52,17 @@ def parse_size(text: str, *, minimum: int = MIN_IMAGE_BYTES) -> int:
     raw = text.strip()
     if raw.startswith("-"):
         raise SizeError(f"invalid size {text!r}: it must be greater than zero", hint=_HINT)
-    m = _SIZE_RE.fullmatch(raw)
-    if not raw or m is None:
+    parts = _split(raw) if raw else None
+    if parts is None:
         shown = repr(text) if text.strip() else "an empty string"
         raise SizeError(f"invalid size {shown}", hint=_HINT)
-    if m.group("num") and raw.lower().endswith("b") and not m.group("unit"):
+    numerator, denominator, unit, suffix = parts
+    if suffix and not unit:
         # "100B" or "100iB": bytes are never meant for an image; refuse rather than guess.
         raise SizeError(f"invalid size {text!r}: give a unit K, M, G or T", hint=_HINT)
-    try:
-        number = Decimal(m.group("num"))
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
-        raise SizeError(f"invalid size {text!r}", hint=_HINT) from exc
-    nbytes_exact = number * _UNITS[m.group("unit").lower()]
-    # Whole blocks, rounded up.  (Decimal's // truncates towards zero, so no -(-a // b) trick.)
-    nbytes = int((nbytes_exact / BLOCK).to_integral_value(rounding=ROUND_CEILING)) * BLOCK
-    if nbytes_exact <= 0:
+    exact = numerator * _UNITS[unit]  # the size is exact / denominator bytes
+    nbytes = -(-exact // (denominator * BLOCK)) * BLOCK  # whole blocks, rounded up
+    if exact <= 0:
         raise SizeError(f"invalid size {text!r}: it must be greater than zero", hint=_HINT)
     if nbytes < minimum:
         raise SizeError(

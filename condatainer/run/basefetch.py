@@ -257,7 +257,7 @@ def _make(
     try:
         with signals.termination_raises():  # SIGTERM/SIGHUP: clean up as for Ctrl-C
             os.close(temp.create())
-            status = runner.stream(argv(temp.path), stdout_to_stderr=True)
+            status = runner.stream(argv(Path(temp.path)), stdout_to_stderr=True)
             if status != 0:
                 raise BaseImageError(
                     f"{what} failed (exit status {status}); no image was kept",

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +43,64 @@ def test_a_missing_program_is_named_and_leaks_nothing() -> None:
     with pytest.raises(ToolMissingError, match="no-such-tool-here"):
         runner.run(["no-such-tool-here"], input="x")
     assert open_fds() == before
+
+
+# --------------------------------------------------------------------------- start
+
+
+def test_start_returns_at_once_and_wait_gives_the_result() -> None:
+    before = open_fds()
+    running = runner.start(["sh", "-c", "sleep 0.2; echo out; echo err >&2; exit 4"])
+    result = running.wait()
+    assert (result.returncode, result.stdout, result.stderr) == (4, "out\n", "err\n")
+    assert running.wait() is result
+    assert open_fds() == before
+
+
+def test_start_passes_only_the_held_descriptors(tmp_path: Path) -> None:
+    held = os.open(tmp_path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
+    other = os.open(tmp_path / "other", os.O_RDWR | os.O_CREAT)  # inheritable, not held
+    os.set_inheritable(other, True)
+    try:
+        script = f"test -e /proc/self/fd/{held} && ! test -e /proc/self/fd/{other}"
+        assert runner.start(["sh", "-c", script], holding=(held,)).wait().ok
+        assert not runner.start(["sh", "-c", f"test -e /proc/self/fd/{held}"]).wait().ok
+    finally:
+        os.close(held)
+        os.close(other)
+
+
+def test_start_in_a_session_of_its_own() -> None:
+    res = runner.start(["sh", "-c", "ps -o sid= -p $$"], new_session=True).wait()
+    assert res.ok and int(res.stdout) != os.getsid(0)
+
+
+def test_a_failed_exec_is_an_oserror_at_wait(tmp_path: Path) -> None:
+    script = tmp_path / "tool"
+    script.write_text("#!/nonexistent/interpreter\n")
+    script.chmod(0o755)
+    running = runner.start([str(script)])
+    with pytest.raises(OSError) as info:
+        running.wait()
+    assert info.value.errno == errno.ENOENT
+
+
+def test_stop_kills_and_leaks_nothing() -> None:
+    before = open_fds()
+    running = runner.start(["sleep", "600"])
+    running.stop()
+    with pytest.raises(ChildProcessError):
+        os.waitpid(running.pid, os.WNOHANG)  # already reaped
+    assert open_fds() == before
+
+
+def test_with_other_threads_subprocess_starts_it() -> None:
+    release = threading.Event()
+    worker = threading.Thread(target=release.wait)
+    worker.start()
+    try:
+        res = runner.start(["sh", "-c", "echo $$"]).wait()
+        assert res.ok and int(res.stdout) > 0
+    finally:
+        release.set()
+        worker.join()
