@@ -316,8 +316,9 @@ def start(
                     dies_with_parent()
                 low = 3  # what we inherited ourselves is not passed on (subprocess's close_fds)
                 for fd in sorted({*holding, report_w}):
-                    os.closerange(low, fd)
-                    low = fd + 1
+                    if fd > low:
+                        os.closerange(low, fd)
+                    low = max(low, fd + 1)
                 os.closerange(low, _MAX_FD)
                 for fd in holding:
                     os.set_inheritable(fd, True)

@@ -58,11 +58,10 @@ ROUTE = textwrap.dedent(
 )
 
 # What the route may import before mke2fs starts besides condatainer's own modules (C modules,
-# `_*`, aside): ctypes for PR_SET_PDEATHSIG, the record's lock and its struct, zlib for the
-# configuration's stamps.  Not re, pathlib, json, dataclasses, typing, subprocess, contextlib,
-# enum or signal: each of those costs every create a millisecond or more.
-STDLIB = {"__future__", "ctypes", "ctypes._endian", "errno", "fcntl", "marshal", "stat", "struct",
-          "types", "zlib"}  # fmt: skip
+# `_*`, aside: `_ctypes` serves PR_SET_PDEATHSIG): the record's lock and its struct, zlib for
+# the configuration's stamps.  Not ctypes, re, pathlib, json, dataclasses, typing, subprocess,
+# contextlib, enum or signal: each of those costs every create a millisecond or more.
+STDLIB = {"__future__", "errno", "fcntl", "marshal", "stat", "struct", "zlib"}
 OURS = {
     "condatainer", "condatainer.entry", "condatainer.newenv", "condatainer.memo",
     "condatainer.record", "condatainer.errors", "condatainer.display", "condatainer.colour",
