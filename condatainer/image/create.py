@@ -34,7 +34,7 @@ import os
 
 from condatainer import runner, signals
 from condatainer.errors import ImageError, UsageError
-from condatainer.image import clean, layout, records, sizes
+from condatainer.image import layout, records, sizes
 from condatainer.image.files import (
     Temp,
     allocate,
@@ -414,6 +414,8 @@ class Making:
         finally:
             with signals.blocked():
                 _remove_tree(self.tree)
+        from condatainer.image import clean
+
         problem = clean.made_problem(self.temp.path)
         if problem is not None:
             raise ImageError(

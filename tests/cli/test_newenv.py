@@ -66,7 +66,7 @@ OURS = {
     "condatainer", "condatainer.entry", "condatainer.newenv", "condatainer.memo",
     "condatainer.record", "condatainer.errors", "condatainer.display", "condatainer.colour",
     "condatainer.progress", "condatainer.runner", "condatainer.signals", "condatainer.image",
-    "condatainer.image.create", "condatainer.image.clean", "condatainer.image.files",
+    "condatainer.image.create", "condatainer.image.files",
     "condatainer.image.layout", "condatainer.image.profiles", "condatainer.image.records",
     "condatainer.image.sizes",
 }  # fmt: skip
