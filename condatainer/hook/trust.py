@@ -47,7 +47,7 @@ import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from condatainer import atomic, config, shellgen
+from condatainer import atomic, config
 from condatainer.errors import TrustError
 from condatainer.hook import stamp
 from condatainer.image.layout import PathLike
@@ -247,4 +247,6 @@ def require_allowed(path: PathLike, *, store: Path | None = None) -> None:
 
 
 def _shell_word(path: PathLike) -> str:
+    from condatainer import shellgen  # only for a hint
+
     return shellgen.quote(os.fspath(path))
