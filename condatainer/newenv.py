@@ -16,8 +16,10 @@ mke2fs starts.  So `entry` hands these plain forms here first:
   anything it would refuse or repair (a bad size, an existing target, a record an earlier
   create left) makes this path step aside, so the CLI says it in its own words.
 - Then `image.create.begin` runs (import-light up to a running mke2fs), and only while mke2fs
-  works is the rest imported (`provision`, trust, display), which finishes, allows and reports
-  the image exactly as the CLI does (`provision.published`, `provision.summary`).
+  works is the rest imported (pathlib, trust), which finishes, allows and reports the image
+  exactly as the CLI does: `published` and `summary` here are what `provision` and the CLI
+  use too.
+- The process ends with `os._exit` once its output is flushed (`entry._leave`).
 
 A test runs the CLI and this path on the same words and compares what each printed and made;
 another holds the modules imported before mke2fs starts.
