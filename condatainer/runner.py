@@ -231,6 +231,7 @@ class Running:
         self._files = files  # stdout, stderr and, after a fork, the child's exec report
         self._proc = proc  # when subprocess started it (`_popen`)
         self._result: Result | None = None
+        self._reaped = False
 
     def wait(self) -> Result:
         """Wait for the program; if the wait is interrupted (Ctrl-C), kill it first, like
@@ -243,6 +244,8 @@ class Running:
             except BaseException:
                 _kill(self.pid, self._proc)
                 raise
+            finally:
+                self._reaped = True  # its PID may belong to another process from now on
             if self._proc is None:
                 failed = _read_report(self._files[2])
                 if failed is not None:
@@ -257,8 +260,9 @@ class Running:
 
     def stop(self) -> None:
         """Kill the program (if it still runs) and let go of its output."""
-        if self._result is None and self.pid > 0:
+        if not self._reaped and self.pid > 0:
             _kill(self.pid, self._proc)
+            self._reaped = True
         for fd in self._files:
             os.close(fd)
         self._files = []
