@@ -106,11 +106,12 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         completer=_complete_images,
         help="image to create (default env.img; .img added when no extension)",
     )
-    p.add_argument("-s", "--size", help="image size, e.g. 10G, 500M (default from config: 10G)")
+    from condatainer import newenv  # the spellings its import-light path reads
+
+    p.add_argument(*newenv.SIZE, help="image size, e.g. 10G, 500M (default from config: 10G)")
     _arg(
         p,
-        "-p",
-        "--profile",
+        *newenv.PROFILE,
         completer=_complete_profiles,
         help="inode profile: small|balanced|large (aliases conda, python, default, data, genome)",
     )
@@ -130,11 +131,11 @@ def _add_create_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="use only the channels given (-c, the environment file's), not config channels",
     )
-    p.add_argument("--fakeroot", action="store_true", help="owner 0:0, for --fakeroot use")
+    p.add_argument(*newenv.FAKEROOT, action="store_true", help="owner 0:0, for --fakeroot use")
     p.add_argument(
         "-b", "--base", "--base-image", dest="base", help="base image the packages are installed in"
     )
-    p.add_argument("-S", "--sparse", action="store_true", help="do not allocate the space up front")
+    p.add_argument(*newenv.SPARSE, action="store_true", help="do not allocate the space up front")
     p.add_argument("--dry-run", action="store_true", help="show what would be installed")
     p.add_argument("--json", action="store_true", help="with --dry-run: print JSON")
     p.add_argument("pkgs", nargs="*", help=argparse.SUPPRESS)

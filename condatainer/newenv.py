@@ -49,8 +49,15 @@ SUFFIX = ".create"
 ENVIRON_NAMES = frozenset({"HOME"})  # with every CNT_ and XDG_ variable: what config.load reads
 ENVIRON_PREFIXES = ("CNT_", "XDG_")
 
-_VALUED = {"-s": "size", "--size": "size", "-p": "profile", "--profile": "profile"}
-_FLAGS = {"-S": "sparse", "--sparse": "sparse", "--fakeroot": "fakeroot"}
+# The spellings of the options `parse` reads; the CLI defines `o`'s options with these very
+# tuples (cli._add_create_options), so the two cannot come to read different words.
+SIZE = ("-s", "--size")
+PROFILE = ("-p", "--profile")
+SPARSE = ("-S", "--sparse")
+FAKEROOT = ("--fakeroot",)
+
+_VALUED = {**dict.fromkeys(SIZE, "size"), **dict.fromkeys(PROFILE, "profile")}
+_FLAGS = {**dict.fromkeys(SPARSE, "sparse"), **dict.fromkeys(FAKEROOT, "fakeroot")}
 
 
 class Created(Record):
