@@ -249,7 +249,7 @@ class Running:
             if self._proc is None:
                 failed = _read_report(self._files[2])
                 if failed is not None:
-                    raise OSError(failed, os.strerror(failed), self.argv[0])
+                    raise _not_started(self.argv[0], failed)
             stdout, stderr = (_read_all(fd) for fd in self._files[:2])
         finally:
             for fd in self._files:
@@ -346,6 +346,18 @@ def start(
 _MAX_FD = 1 << 20  # os.closerange closes the range with one close_range(2) where it can
 
 
+def _not_started(name: str, errno_: int) -> ToolMissingError:
+    """A program that was found but could not be executed (removed meanwhile, not executable,
+    a broken interpreter line): named, like one that is missing, not an OSError about the
+    directory the caller works in."""
+    package = PACKAGES.get(os.path.basename(name), os.path.basename(name))
+    return ToolMissingError(
+        f"'{name}' cannot be run: {os.strerror(errno_)}",
+        hint=f"reinstall it (Debian/Ubuntu: apt-get install --reinstall {package}),"
+        " then run: condatainer doctor",
+    )
+
+
 def _read_report(fd: int) -> int | None:
     """The errno the child reported before giving up on exec; None when exec succeeded."""
     data = b""
@@ -378,14 +390,17 @@ def _popen(
     files: list[int] = []
     try:
         stdout, stderr = _memory_file(files), _memory_file(files)
-        proc = subprocess.Popen(
-            program,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=new_session,
-            pass_fds=tuple(holding),
-            preexec_fn=_dies_with_parent() if holding else None,
-        )
+        try:
+            proc = subprocess.Popen(
+                program,
+                stdout=stdout,
+                stderr=stderr,
+                start_new_session=new_session,
+                pass_fds=tuple(holding),
+                preexec_fn=_dies_with_parent() if holding else None,
+            )
+        except OSError as exc:
+            raise _not_started(argv[0], exc.errno or errno.ENOEXEC) from None
     except BaseException:
         for fd in files:
             os.close(fd)

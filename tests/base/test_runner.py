@@ -75,14 +75,15 @@ def test_start_in_a_session_of_its_own() -> None:
     assert res.ok and int(res.stdout) != os.getsid(0)
 
 
-def test_a_failed_exec_is_an_oserror_at_wait(tmp_path: Path) -> None:
+def test_a_program_that_cannot_be_run_is_named_at_wait(tmp_path: Path) -> None:
     script = tmp_path / "tool"
     script.write_text("#!/nonexistent/interpreter\n")
     script.chmod(0o755)
     running = runner.start([str(script)])
-    with pytest.raises(OSError) as info:
+    with pytest.raises(ToolMissingError) as info:
         running.wait()
-    assert info.value.errno == errno.ENOENT
+    assert info.value.message == f"'{script}' cannot be run: {os.strerror(errno.ENOENT)}"
+    assert info.value.hint and "condatainer doctor" in info.value.hint
 
 
 def test_stop_kills_and_leaks_nothing() -> None:

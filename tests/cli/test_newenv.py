@@ -331,3 +331,25 @@ def _entries() -> list[str]:
 
 def _condarc(channels: list[str]) -> bytes:
     return ("channels:\n" + "".join(f"  - {json.dumps(c)}\n" for c in channels)).encode()
+
+
+def test_an_mke2fs_that_cannot_run_is_named_and_nothing_is_left(
+    wd: Path, tmp_path: Path, route: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert run_cli("o", "warm.img", "-s", "64M", "--sparse", cwd=wd).returncode == 0
+    fakes = tmp_path / "fakes"
+    fakes.mkdir()
+    (fakes / "mke2fs").write_text("#!/nonexistent/interpreter\n")
+    (fakes / "mke2fs").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fakes}{os.pathsep}{os.environ['PATH']}")
+    cli = run_cli("o", "env.img", "-s", "64M", "--sparse", cwd=wd)
+    ran = route("o", "env.img", "-s", "64M", "--sparse", cwd=wd)
+    assert ran.routed
+    assert (ran.status, ran.out, ran.err) == (cli.returncode, cli.stdout, cli.stderr)
+    assert cli.returncode == 1
+    assert cli.stderr == (
+        "condatainer: error: 'mke2fs' cannot be run: No such file or directory\n"
+        "hint: reinstall it (Debian/Ubuntu: apt-get install --reinstall e2fsprogs),"
+        " then run: condatainer doctor\n"
+    )
+    assert not (wd / "env.img").exists() and hidden(wd) == []
