@@ -129,19 +129,24 @@ def _run(
             stdin = _memory_file(files)
             _write_all(stdin, data)
         stdout, stderr = _memory_file(files), _memory_file(files)
-        proc = subprocess.run(
-            program,
-            stdin=stdin,
-            stdout=stdout,
-            stderr=stderr,
-            env=dict(env) if env is not None else None,
-            cwd=cwd,
-            timeout=timeout,
-            check=False,
-            start_new_session=new_session,
-            pass_fds=tuple(holding),
-            preexec_fn=_dies_with_parent() if holding else None,
-        )
+        try:
+            proc = subprocess.run(
+                program,
+                stdin=stdin,
+                stdout=stdout,
+                stderr=stderr,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
+                timeout=timeout,
+                check=False,
+                start_new_session=new_session,
+                pass_fds=tuple(holding),
+                preexec_fn=_dies_with_parent() if holding else None,
+            )
+        except OSError as exc:
+            if exc.filename != program[0]:  # the working directory, say: not the program's
+                raise
+            raise _not_started(argv[0], exc.errno or errno.ENOEXEC) from None
         return Result(tuple(argv), proc.returncode, _read_all(stdout), _read_all(stderr))
     finally:
         for fd in files:
@@ -400,6 +405,8 @@ def _popen(
                 preexec_fn=_dies_with_parent() if holding else None,
             )
         except OSError as exc:
+            if exc.filename != program[0]:
+                raise
             raise _not_started(argv[0], exc.errno or errno.ENOEXEC) from None
     except BaseException:
         for fd in files:

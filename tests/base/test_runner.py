@@ -105,3 +105,13 @@ def test_with_other_threads_subprocess_starts_it() -> None:
     finally:
         release.set()
         worker.join()
+
+
+def test_run_names_a_program_that_cannot_be_run(tmp_path: Path) -> None:
+    script = tmp_path / "tool"
+    script.write_text("echo hi\n")  # executable, but no interpreter line: ENOEXEC
+    script.chmod(0o755)
+    with pytest.raises(ToolMissingError, match=r"'.*tool' cannot be run: Exec format error"):
+        runner.run([str(script)])
+    with pytest.raises(FileNotFoundError):  # a missing working directory stays what it is
+        runner.run(["true"], cwd=str(tmp_path / "nowhere"))
