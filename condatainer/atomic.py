@@ -15,15 +15,22 @@ Editing a user's file in place (an rc file, a job script) is `read` -> compute a
 (the link's target is rewritten, the link stays), keeps the file's mode, and keeps its owner
 when root edits another user's file.  Computing a change writes nothing, so a `--dry-run` can
 show it.
+
+Imports nothing beyond os and stat (`Change` is a `record.Record`; pathlib only where a change
+is read): `condatainer o` writes the allow record and the hook's stamp with `replace` while its
+mke2fs runs on the other core, where a burst of imports slows mke2fs itself.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
-from pathlib import Path
-from typing import NamedTuple
+
+from condatainer.record import Record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TEMP_SUFFIX = ".cnt-tmp"
 NEW_FILE_MODE = 0o644
@@ -51,15 +58,16 @@ def replace(
     replaced: a symlink there is replaced too, so callers that edit through symlinks resolve
     them first.
     """
-    target = Path(path)
+    target = os.fspath(path)
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogateescape")
     if mode is None:
         try:
-            mode = target.stat().st_mode & 0o7777
+            mode = os.stat(target).st_mode & 0o7777
         except FileNotFoundError:
             mode = default_mode()
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
+    parent, name = os.path.split(target)
+    tmp = os.path.join(parent, f".{name}.{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
         try:
@@ -75,27 +83,30 @@ def replace(
             os.close(fd)
         os.replace(tmp, target)
     except BaseException:
-        with contextlib.suppress(OSError):
+        try:  # noqa: SIM105  (contextlib is not imported here: see the module docstring)
             os.unlink(tmp)
+        except OSError:
+            pass
         raise
     if durable:
-        sync_directory(target.parent)
+        sync_directory(parent or ".")
 
 
-def sync_directory(directory: Path) -> None:
+def sync_directory(directory: str | os.PathLike[str]) -> None:
     """Make a rename in `directory` durable; some filesystems cannot fsync one, which is fine."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return
     try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
 
-class Change(NamedTuple):
+class Change(Record):
     """What a file holds now (`old`) and what it should hold (`new`).
 
     `path` is the path as given (for messages and diffs), `target` the file actually written
@@ -121,6 +132,8 @@ class Conflict(Exception):
 
 def read(path: Path) -> tuple[Path, bytes, bool]:
     """Resolve symlinks and read the file: (target, content, exists); OSError otherwise."""
+    from pathlib import Path
+
     target = Path(os.path.realpath(path))
     try:
         return target, target.read_bytes(), True

@@ -59,7 +59,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
-from condatainer import atomic, bindspec
+from condatainer import atomic, bindspec, xdg
 from condatainer.errors import CondatainerError, ConfigError
 from condatainer.image import profiles
 
@@ -187,20 +187,12 @@ def paths(env: Mapping[str, str] | None = None) -> dict[str, Path]:
     (shims, listings) and `state` are directories.  None of them is created here.
     """
     env = os.environ if env is None else env
-    home = Path(env.get("HOME") or Path.home())
-
-    def xdg(var: str, fallback: str) -> Path:
-        value = env.get(var, "")
-        # The spec says relative values are invalid and must be ignored.
-        base = Path(value) if value and os.path.isabs(value) else home / fallback
-        return base / "condatainer"
-
     return {
-        "config": xdg("XDG_CONFIG_HOME", ".config") / "config.yaml",
+        "config": Path(xdg.directory("config", env)) / "config.yaml",
         "site": site_path(env),
-        "data": xdg("XDG_DATA_HOME", ".local/share"),
-        "cache": xdg("XDG_CACHE_HOME", ".cache"),
-        "state": xdg("XDG_STATE_HOME", ".local/state"),
+        "data": Path(xdg.directory("data", env)),
+        "cache": Path(xdg.directory("cache", env)),
+        "state": Path(xdg.directory("state", env)),
     }
 
 

@@ -15,10 +15,10 @@ mke2fs starts.  So `entry` hands these plain forms here first:
 - What `provision.prepare` checks is checked here in the same order, with the same functions;
   anything it would refuse or repair (a bad size, an existing target, a record an earlier
   create left) makes this path step aside, so the CLI says it in its own words.
-- Then `image.create.begin` runs (import-light up to a running mke2fs), and only while mke2fs
-  works is the rest imported (pathlib, trust), which finishes, allows and reports the image
-  exactly as the CLI does: `published` and `summary` here are what `provision` and the CLI
-  use too.
+- Then `image.create.begin` runs (import-light up to a running mke2fs); while mke2fs works
+  the little that finishing and allowing the image need is imported (`_preload`: no pathlib,
+  no trust.py), and the image is finished, allowed and reported exactly as the CLI does:
+  `published` and `summary` here are what `provision` and the CLI use too.
 - The process ends with `os._exit` once its output is flushed (`entry._leave`).
 
 A test runs the CLI and this path on the same words and compares what each printed and made;
@@ -35,11 +35,11 @@ from condatainer.record import Record
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-    from pathlib import Path
 
     from condatainer.config import Config
     from condatainer.display import Notify
     from condatainer.image.create import CreateResult, Making
+    from condatainer.image.layout import PathLike
     from condatainer.image.profiles import Profile
     from condatainer.progress import Progress
 
@@ -63,7 +63,7 @@ _FLAGS = {**dict.fromkeys(SPARSE, "sparse"), **dict.fromkeys(FAKEROOT, "fakeroot
 class Created(Record):
     """A published image, and what the user should be told about it."""
 
-    path: Path
+    path: PathLike  # as the user named it (a str on the import-light path)
     size_bytes: int
     sparse: bool
     profile: Profile
@@ -211,7 +211,7 @@ def main(words: Sequence[str], environ: Mapping[str, str]) -> int | None:
         ) as making:  # fmt: skip
             _preload()
             result = making.finish()
-        created = published(result.path, size_bytes, prof, result, sidecar_text=None, empty=True)
+        created = published(result.file, size_bytes, prof, result, sidecar_text=None, empty=True)
         report.notes(created.notices)
         for line in summary(created):
             print(line)
@@ -221,16 +221,15 @@ def main(words: Sequence[str], environ: Mapping[str, str]) -> int | None:
 
 
 def _preload() -> None:
-    """Import what finishing and `published` need while mke2fs works (on the other core),
-    rather than after it: about 15 ms after mke2fs becomes about 3 ms of mke2fs's time (the
-    two cores share their caches)."""
-    import pathlib  # noqa: F401
-
-    from condatainer.hook import trust  # noqa: F401
+    """Import what finishing and `published` need while mke2fs works, rather than after it:
+    a few small modules.  What trust.py imports (pathlib, enum, typing, json, the
+    configuration), imported here, cost mke2fs 10 ms and more: a burst of imports on the
+    other core slows mke2fs itself.  A test holds what the route has imported at its end."""
+    from condatainer.hook import allowed  # noqa: F401
 
 
 def published(
-    target: Path,
+    target: PathLike,
     size_bytes: int,
     profile: Profile,
     result: CreateResult,
@@ -242,7 +241,7 @@ def published(
     """After the image `target` is published (`result`): its sidecar (`sidecar_text`, the
     `variables:` of an environment file), its allow record, and what the user is told
     (`notices` so far, then the create's)."""
-    from condatainer.hook import trust
+    from condatainer.hook import allowed
 
     told = [*notices, *result.notices]
     if sidecar_text is not None:
@@ -250,7 +249,7 @@ def published(
         from condatainer.image import envfile
 
         atomic.replace(envfile.sidecar_path(target), sidecar_text)
-    if trust.auto_allow(target) is not trust.TrustStatus.ALLOWED:
+    if not allowed.auto_allow(target):
         told.append(
             f"{target} is group- or world-writable, so the shell hook will not activate it"
             f" until you run: condatainer allow {target}"

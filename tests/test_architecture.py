@@ -46,7 +46,7 @@ LAYERS = {
 }
 BASE = {
     "condatainer", "errors", "display", "colour", "progress", "terminal", "atomic", "runner",
-    "shellgen", "bindspec", "shell", "record", "names", "memo", "signals",
+    "shellgen", "bindspec", "shell", "record", "names", "memo", "signals", "xdg", "jsontext",
 }  # fmt: skip
 TOP = {"doctor", "provision", "newenv", "session", "completion", "completers", "purge"}
 CLI = {"cli", "usage", "examples", "manpage", "entry", "__main__"}

@@ -11,28 +11,38 @@ therefore still costs no fork: one stat and one read of a few bytes.
 The token is the writer's PID and the time in nanoseconds: unique enough that two commands
 never write the same one, and only ever compared, never parsed.  The file is replaced
 atomically, so a prompt reads the old token or the new one, never half of one; a stamp that
-cannot be written (a read-only cache) costs only the wait for the next `cd`.
+cannot be written (a read-only cache) costs only the wait for the next `cd`.  `touch` imports
+nothing beyond os and time (`condatainer o` calls it while its mke2fs runs).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
-from condatainer import atomic, config
+from condatainer import atomic, xdg
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def path() -> Path:
     """The stamp file: `<cache>/stamp` (the hook file is rendered with this path)."""
-    return config.paths()["cache"] / "stamp"
+    from pathlib import Path
+
+    return Path(_file())
+
+
+def _file() -> str:
+    return os.path.join(xdg.directory("cache"), "stamp")
 
 
 def touch() -> None:
     """Write a new token: running hooks search again at their next prompt."""
-    target = path()
+    target = _file()
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         atomic.replace(target, f"{os.getpid()}-{time.time_ns()}\n", 0o644)
     except OSError:
         pass  # the hook then notices at the next cd, as it always did

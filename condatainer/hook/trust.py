@@ -30,7 +30,8 @@ Store layout: `$XDG_DATA_HOME/condatainer/allowed/<sha256 of the real path>`, on
 file per image (directory 0700, files 0600), written atomically.  One file per image means no
 read-modify-write of a shared list (two shells allowing at once cannot lose an entry) and a check
 costs one realpath, one stat and one small read -- well under a millisecond.  The store lives
-only in the user's data directory, never in a project.
+only in the user's data directory, never in a project.  Its files (names, writing, and
+`auto_allow` itself) are allowed.py's, import-light for `condatainer o`.
 
 Limits, stated plainly: st_dev of a network filesystem can change when it is remounted (the
 image then reads as REPLACED and needs `allow` again), and a deleted file's inode number can be
@@ -40,20 +41,15 @@ reused by a new file at the same path; the owner check still holds in that case.
 from __future__ import annotations
 
 import enum
-import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import NamedTuple
 
-from condatainer import atomic, config
 from condatainer.errors import TrustError
-from condatainer.hook import stamp
+from condatainer.hook import allowed, stamp
+from condatainer.hook.allowed import OTHERS_WRITE as _OTHERS_WRITE
 from condatainer.image.layout import PathLike
-
-#: The mode bits that let someone else change an image.
-_OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
 
 class TrustStatus(enum.Enum):
@@ -79,11 +75,13 @@ class Record(NamedTuple):
 
 def store_dir() -> Path:
     """The directory holding one record per allowed image."""
-    return config.paths()["data"] / "allowed"
+    return Path(allowed.store_dir())
 
 
-def _real(path: PathLike) -> str:
-    return os.path.realpath(os.fspath(path))
+_real = allowed.real_path
+_unsafe = allowed.unsafe
+_stat = allowed.stat_of
+_require_image = allowed.image_stat
 
 
 def record_path(path: PathLike) -> Path:
@@ -95,8 +93,7 @@ def record_path(path: PathLike) -> Path:
 
 
 def _record_file(store: Path, real: str) -> Path:
-    key = hashlib.sha256(os.fsencode(real)).hexdigest()
-    return store / key
+    return Path(allowed.record_file(store, real))
 
 
 def _load(store: Path, real: str) -> Record | None:
@@ -111,20 +108,6 @@ def _load(store: Path, real: str) -> Record | None:
     if not all(type(value) is int for value in ints) or record.path != real:
         return None
     return record
-
-
-def _unsafe(st: os.stat_result) -> bool:
-    return st.st_uid != os.getuid() or bool(st.st_mode & _OTHERS_WRITE)
-
-
-def _stat(path: PathLike, real: str) -> os.stat_result | None:
-    try:
-        st = os.stat(real)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise TrustError(f"cannot check {os.fspath(path)}: {exc.strerror}") from None
-    return st
 
 
 def status(path: PathLike, *, store: Path | None = None) -> TrustStatus:
@@ -143,29 +126,8 @@ def status(path: PathLike, *, store: Path | None = None) -> TrustStatus:
     return TrustStatus.ALLOWED
 
 
-def _require_image(path: PathLike, real: str) -> os.stat_result:
-    st = _stat(path, real)
-    if st is None:
-        raise TrustError(f"{os.fspath(path)}: no such image")
-    if not stat.S_ISREG(st.st_mode):
-        raise TrustError(f"{os.fspath(path)} is not an image file")
-    return st
-
-
 def _save(store: Path, record: Record) -> None:
-    try:
-        store.mkdir(mode=0o700, parents=True, exist_ok=True)
-        atomic.replace(
-            _record_file(store, record.path),
-            json.dumps(record._asdict()) + "\n",
-            0o600,
-            durable=True,
-        )
-    except OSError as exc:
-        raise TrustError(
-            f"cannot record the image in {store}: {exc.strerror}",
-            hint=f"check the permissions of {store}",
-        ) from None
+    allowed.save(store, record._asdict())
 
 
 def allow(path: PathLike, *, store: Path | None = None) -> Record:
@@ -189,20 +151,10 @@ def auto_allow(path: PathLike, *, store: Path | None = None) -> TrustStatus:
     """Allow an image `condatainer o` just created -- only if it is ours and safe.
 
     Returns ALLOWED, or UNSAFE when the new file is group/world-writable (a umask like 002)
-    or not ours: the design says such an image is never activated without an explicit allow,
-    so the caller should tell the user to run `condatainer allow`.
+    or not ours (`allowed.auto_allow`, which `condatainer o` calls itself).
     """
-    real = _real(path)
-    st = _require_image(path, real)
-    if _unsafe(st):
-        stamp.touch()  # not allowed, but there: running hooks say so
-        return TrustStatus.UNSAFE
-    record = Record(
-        path=real, dev=st.st_dev, ino=st.st_ino, uid=st.st_uid, write_bits=0, how="auto"
-    )
-    _save(store_dir() if store is None else store, record)
-    stamp.touch()  # after the record: a hook that looks now finds the image allowed
-    return TrustStatus.ALLOWED
+    ok = allowed.auto_allow(path, store=store)
+    return TrustStatus.ALLOWED if ok else TrustStatus.UNSAFE
 
 
 def deny(path: PathLike, *, store: Path | None = None) -> bool:

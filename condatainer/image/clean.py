@@ -55,7 +55,11 @@ def raw_superblock(path: str | os.PathLike[str]) -> bytes:
 def unclean_reason(path: str | os.PathLike[str]) -> str | None:
     """Why the filesystem in `path` is not clean, or None when it is (ImageError as
     `raw_superblock`)."""
-    raw = raw_superblock(path)
+    return _unclean(raw_superblock(path))
+
+
+def _unclean(raw: bytes) -> str | None:
+    """`unclean_reason` of the superblock `raw`."""
     state = int.from_bytes(raw[_S_STATE : _S_STATE + 2], "little")
     incompat = int.from_bytes(raw[_S_FEATURE_INCOMPAT : _S_FEATURE_INCOMPAT + 4], "little")
     if incompat & _INCOMPAT_RECOVER:
@@ -80,7 +84,7 @@ def made_problem(path: str | os.PathLike[str]) -> str | None:
         return err.message
     except OSError as exc:
         return exc.strerror or str(exc)
-    why = unclean_reason(path)
+    why = _unclean(raw)
     if why is not None:
         return why
     blocks = int.from_bytes(raw[_S_BLOCKS : _S_BLOCKS + 4], "little")

@@ -22,8 +22,9 @@
   root directory's owner is set with `-E root_owner=`.
 - **Import-light up to mke2fs.**  `begin` does everything up to a running mke2fs with this
   module's own imports, which load no `re`, `pathlib`, `dataclasses`, `json` or `subprocess`
-  (a test holds the list); `Making.finish` imports the rest (the checks of the result, the
-  error messages) while mke2fs works, on the other core.  `condatainer o` reaches `begin`
+  (a test holds the list); `Making.finish` imports little more while mke2fs works (the check
+  of the result; error messages only on an error; no pathlib: `CreateResult.file` is a str):
+  a burst of imports on the other core slows mke2fs itself.  `condatainer o` reaches `begin`
   without the CLI (`newenv`), so a small image takes little more than mke2fs itself
   (bench/bench_image.py).
 """
@@ -61,12 +62,18 @@ if TYPE_CHECKING:
 class CreateResult(Record):
     """A newly published image."""
 
-    path: Path
+    file: str  # its path (`path`, without importing pathlib)
     size_bytes: int
     profile: Profile
     sparse: bool  # True when requested, or when the filesystem could not preallocate
     allocated_bytes: int  # st_blocks * 512 of the published file
     notices: Sequence[str] = ()
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.file)
 
 
 def _owner(fakeroot: bool, uid: int | None, gid: int | None) -> tuple[int, int]:
@@ -152,14 +159,28 @@ def _chown_tree(root: str, paths: list[str], uid: int, gid: int) -> bool:
     return True
 
 
-def _remove_tree(tree: str) -> None:
-    """Remove the populated tree (what `_populate` made, or part of it); best effort."""
+def _remove_tree(tree: str, made: Sequence[str] = ()) -> None:
+    """Remove the populated tree; best effort.  By name when `made` is what `_populate` made
+    (the usual case, a few system calls); otherwise (part of it made, say) by walking it."""
+    try:
+        for rel in reversed(made):
+            _remove(os.path.join(tree, rel))
+        os.rmdir(tree)
+        return
+    except OSError:
+        pass  # not all of it was made, or not only that: walk it
     for where, dirs, names in os.walk(tree, topdown=False):
-        for name in names:
-            _try(os.unlink, os.path.join(where, name))
-        for name in dirs:
-            _try(os.rmdir, os.path.join(where, name))
+        for name in (*names, *dirs):  # a symlink to a directory is among `dirs`: unlinked
+            _try(_remove, os.path.join(where, name))
     _try(os.rmdir, tree)
+
+
+def _remove(path: str) -> None:
+    """Remove an empty directory, or anything else that is not a directory."""
+    try:
+        os.rmdir(path)
+    except NotADirectoryError:
+        os.unlink(path)
 
 
 def _try(remove: Callable[[str], None], path: str) -> None:
@@ -357,8 +378,7 @@ class Making:
 
     def finish(self, prepare: Callable[[Path], None] | None = None) -> CreateResult:
         """Wait for mke2fs, check and publish the image (after `prepare(hidden file)`)."""
-        from pathlib import Path  # imported while mke2fs works
-
+        mode = umask_mode(0o644)
         try:
             self._filesystem_made()
             temp = self.temp.path
@@ -375,8 +395,10 @@ class Making:
                         f"only {sizes.format_size(allocated_bytes(temp))} of {self.final}'s"
                         f" {sizes.format_size(self.size)} could be preallocated"
                     )
-            os.chmod(temp, umask_mode(0o644))
+            os.chmod(temp, mode)
             if prepare is not None:
+                from pathlib import Path
+
                 prepare(Path(temp))
             self.temp.publish()
             self.record.end()
@@ -386,7 +408,7 @@ class Making:
             self._signals.__exit__(None, None, None)
         self._over = True
         return CreateResult(
-            path=Path(self.final),
+            file=self.final,
             size_bytes=self.size,
             profile=self.profile,
             sparse=not self.allocated,
@@ -396,6 +418,8 @@ class Making:
 
     def _filesystem_made(self) -> None:
         """mke2fs has finished and made a filesystem that checks out; the tree is gone."""
+        from condatainer.image import clean  # imported while mke2fs works
+
         assert self.mke2fs is not None
         try:
             res = self.mke2fs.wait()
@@ -413,9 +437,7 @@ class Making:
                 self._set_owner_debugfs()
         finally:
             with signals.blocked():
-                _remove_tree(self.tree)
-        from condatainer.image import clean
-
+                _remove_tree(self.tree, self.paths)
         problem = clean.made_problem(self.temp.path)
         if problem is not None:
             raise ImageError(
@@ -450,7 +472,7 @@ class Making:
             self.mke2fs.stop()
             self.mke2fs = None
         with signals.blocked():
-            _remove_tree(self.tree)
+            _remove_tree(self.tree, self.paths)
         self.temp.discard()
         self.record.end()
         self._signals.__exit__(None, None, None)

@@ -32,9 +32,9 @@ Who holds a record (`inspect`):
 One record per target, so one operation at a time prepares a name: a second `o env.img` while
 the first is still installing is refused at once, naming the first one's PID.
 
-Cheap to import, and to write a record with: os, fcntl and struct, no `json` (a record is
-written by `_json`, held to `json.dumps` by a test; reading one imports json), no `re`, no
-`pathlib` (paths given as strings stay strings), no dataclasses (`Data` is `record.Record`):
+Cheap to import, and to write a record with: os and fcntl, no `struct`, no `json` (a record is
+written by `jsontext.dumps`; reading one imports json), no `re`, no `pathlib` (paths given as
+strings stay strings), no dataclasses (`Data` is `record.Record`):
 create writes one before its mke2fs starts (`condatainer o`'s import-light path).  The exec
 fast path (`run.replay`) does not import it: it looks for `.<name>.record` by name, so the
 naming here and there must agree.
@@ -48,10 +48,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import struct
+import sys
 import time
 
-from condatainer import signals
+from condatainer import jsontext, signals
 from condatainer.record import Record as Data
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -70,9 +70,13 @@ MAX_BYTES = 64 * 1024  # a record is a few hundred bytes; anything larger is not
 TEMP_TAGS = ("tmp", "copy", "undo", "tree")  # tree: a directory (create's mke2fs -d)
 _HEX = frozenset("0123456789abcdef")
 
-# struct flock on Linux (x86_64, aarch64): short type, short whence, off_t start, off_t len,
-# pid_t pid, padded to 32 bytes (the same layout locks.py uses for images).
-_FLOCK = struct.Struct("hhqqi4x")
+# The struct flock asking for a write lock on the whole file, on Linux (x86_64, aarch64): short
+# type, short whence, off_t start and len (0, 0: all of it), pid_t pid, padded to 32 bytes (the
+# layout locks.py packs with `struct` for images; spelled out here, where loading struct's
+# shared library would cost every create before its mke2fs starts).
+_WRITE_LOCK = (
+    fcntl.F_WRLCK.to_bytes(2, sys.byteorder) + os.SEEK_SET.to_bytes(2, sys.byteorder) + bytes(28)
+)
 _OFD_GETLK: int = getattr(fcntl, "F_OFD_GETLK", 36)
 _OFD_SETLK: int = getattr(fcntl, "F_OFD_SETLK", 37)
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
@@ -184,64 +188,13 @@ class Facts(Data):
         return f"PID {self.pid} on {self.host or 'an unknown host'}"
 
 
-_ESCAPES = {
-    '"': '\\"',
-    "\\": "\\\\",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-}
-
-
-def _json(value: object) -> str:
-    """`json.dumps(value, sort_keys=True)` for the values a record holds (strings, numbers,
-    booleans, None, lists and objects of them), without importing json, which imports `re`:
-    every create writes a record before its mke2fs starts (`condatainer o`'s import-light
-    path).  A test holds the two to the same text."""
-    if value is None or isinstance(value, bool):
-        return {None: "null", True: "true", False: "false"}[value]
-    if isinstance(value, int):
-        return int.__repr__(value)
-    if isinstance(value, float):
-        return float.__repr__(value)
-    if isinstance(value, str):
-        return _json_string(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_json(item) for item in value) + "]"
-    if isinstance(value, dict) and all(isinstance(key, str) for key in value):
-        items = sorted(value.items())
-        return "{" + ", ".join(f"{_json_string(k)}: {_json(v)}" for k, v in items) + "}"
-    raise TypeError(f"a record holds no {type(value).__name__}")
-
-
-def _json_string(text: str) -> str:
-    """A JSON string as json.dumps writes it (ASCII only: everything else as \\uXXXX)."""
-    out = ['"']
-    for ch in text:
-        if " " <= ch <= "~" and ch not in '"\\':
-            out.append(ch)
-        elif ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        else:
-            n = ord(ch)
-            if n > 0xFFFF:  # a surrogate pair
-                n -= 0x10000
-                out.append(f"\\u{0xD800 | (n >> 10):04x}\\u{0xDC00 | (n & 0x3FF):04x}")
-            else:
-                out.append(f"\\u{n:04x}")
-    out.append('"')
-    return "".join(out)
-
-
 class BadRecord(ValueError):
     """A file with a record's name whose content is not a record we wrote."""
 
 
 def parse(raw: bytes, target_name: str) -> Facts:
     """The facts of a record, checked: every file it names must be one of `target_name`'s."""
-    import json  # only where records are read: writing one is `_json`
+    import json  # only where records are read: writing one is `jsontext.dumps`
 
     try:
         data = json.loads(raw.decode("utf-8"))
@@ -301,7 +254,7 @@ def parse(raw: bytes, target_name: str) -> Facts:
 def _lock(fd: int) -> bool | None:
     """Take an OFD write lock on `fd`: True, False when someone holds it, None without locks."""
     try:
-        fcntl.fcntl(fd, _OFD_SETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+        fcntl.fcntl(fd, _OFD_SETLK, _WRITE_LOCK)
     except OSError as exc:
         if exc.errno in (errno.EAGAIN, errno.EACCES):
             return False
@@ -314,12 +267,12 @@ def _lock(fd: int) -> bool | None:
 def _locked_by_someone(fd: int) -> bool | None:
     """Whether another open file holds a lock on `fd`'s file (None: no locks here)."""
     try:
-        got = fcntl.fcntl(fd, _OFD_GETLK, _FLOCK.pack(fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0))
+        got = fcntl.fcntl(fd, _OFD_GETLK, _WRITE_LOCK)
     except OSError as exc:
         if exc.errno in _NO_LOCKS:
             return None
         raise
-    return bool(_FLOCK.unpack(got)[0] != fcntl.F_UNLCK)
+    return int.from_bytes(got[:2], sys.byteorder, signed=True) != fcntl.F_UNLCK
 
 
 def _same_file(fd: int, path: str | Path) -> bool:
@@ -440,7 +393,7 @@ def begin(
                     os.close(fd)  # a repairer took it for a dead one: start again
                     continue
                 facts = facts.replace(locked=locked is not None)
-                data = _json(facts.to_json()).encode()
+                data = jsontext.dumps(facts.to_json()).encode()
                 view = memoryview(data)
                 while view:
                     view = view[os.pwrite(fd, view, len(data) - len(view)) :]

@@ -70,6 +70,26 @@ def test_paths_fall_back_to_home_and_ignore_relative_xdg(tmp_path: Path) -> None
     assert p["state"] == tmp_path / ".local" / "state" / "condatainer"
 
 
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"HOME": "/h", "XDG_DATA_HOME": "/d/", "XDG_CACHE_HOME": "//k//x", "XDG_STATE_HOME": "s"},
+        {"HOME": "/h/", "XDG_CONFIG_HOME": "", "XDG_CACHE_HOME": "rel"},
+        {"HOME": ""},
+        {},
+    ],
+)
+def test_the_plain_xdg_directories_are_the_paths(env: dict[str, str]) -> None:
+    """`xdg` (strings, for the import-light paths) names the same directories as `paths`."""
+    from condatainer import memo, xdg
+
+    paths = config.paths(env)
+    for kind in ("data", "cache", "state"):
+        assert Path(xdg.directory(kind, env)) == paths[kind]
+    assert Path(xdg.directory("config", env)) / "config.yaml" == paths["config"]
+    assert memo.cache_dir(env) == xdg.directory("cache", env)
+
+
 def test_file_values_and_sources(cfg_file: Path) -> None:
     cfg_file.write_text(
         "# my settings\n"

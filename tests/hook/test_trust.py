@@ -42,6 +42,19 @@ def test_store_lives_in_user_data(isolated_env: Path) -> None:
     assert trust.store_dir() == config.paths()["data"] / "allowed"
 
 
+def test_record_names_are_the_sha256_of_the_real_path(image: Path) -> None:
+    import hashlib
+
+    from condatainer.hook import allowed
+
+    trust.allow(image)
+    (entry,) = trust.store_dir().iterdir()
+    real = os.fsencode(os.path.realpath(image))
+    assert entry.name == hashlib.sha256(real).hexdigest()
+    for data in (b"", b"x" * 1000, "\u00e9\udc80".encode("utf-8", "surrogateescape")):
+        assert allowed._sha256_hex(data) == hashlib.sha256(data).hexdigest()
+
+
 def test_unknown_image_is_not_allowed(image: Path) -> None:
     assert trust.status(image) is TrustStatus.NOT_ALLOWED
 

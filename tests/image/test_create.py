@@ -498,6 +498,38 @@ def test_failing_verification_leaves_nothing(
     assert listing(wd) == []
 
 
+def test_the_tree_goes_whatever_is_in_it(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The populated tree is removed by name; anything else in it (or missing from it) makes
+    the removal walk it instead: nothing is left either way, and a symlink is not followed."""
+    outside = wd / "outside"
+    outside.mkdir()
+    (outside / "keep").write_text("kept")
+
+    def add_to_tree(image: str) -> None:
+        [tree] = wd.glob(".env.img.tree-*")
+        (tree / "upper" / "extra").mkdir()
+        (tree / "upper" / "extra" / "file").write_text("x")
+        (tree / "work" / "link").symlink_to(outside, target_is_directory=True)
+
+    monkeypatch.setattr(runner, "run_hook", after_mke2fs(add_to_tree))
+    create(wd / "env.img", 256 * MIB, "balanced")
+    assert listing(wd) == ["env.img", "outside"]
+    assert (outside / "keep").read_text() == "kept"
+
+
+def test_remove_tree_by_name_and_by_walking(tmp_path: Path) -> None:
+    from condatainer.image.create import _populate, _remove_tree
+
+    made = _populate(str(tmp_path / "t1"), {".condarc": b"channels: []\n"})
+    _remove_tree(str(tmp_path / "t1"), made)
+    partial = _populate(str(tmp_path / "t2"), {"a/b": b""})
+    _remove_tree(str(tmp_path / "t2"), partial[:2])  # as a failure half-way leaves it
+    _populate(str(tmp_path / "t3"), {})
+    _remove_tree(str(tmp_path / "t3"), ())
+    _remove_tree(str(tmp_path / "missing"), made)
+    assert not {"t1", "t2", "t3", "missing"} & set(os.listdir(tmp_path))
+
+
 def test_create_runs_no_full_filesystem_check(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """mke2fs's result is trusted (and read back from the superblock): no `e2fsck -f` of the
     whole new filesystem, which took longer than mke2fs itself at 100G."""

@@ -1,14 +1,19 @@
-"""The import-light stand-ins of `condatainer o`'s first half, held to what they replace: a
-record's JSON text to `json.dumps`, image names to pathlib's spelling of them."""
+"""The import-light stand-ins of `condatainer o`, held to what they replace: JSON text
+(`jsontext`, records and allow records) to `json.dumps`, a record's lock request to what
+`struct` packs, image names to pathlib's spelling of them."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import struct
 from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from condatainer import jsontext
 from condatainer.errors import ImageError
 from condatainer.image import layout, records
 
@@ -23,7 +28,12 @@ _VALUES = st.recursive(
 @settings(max_examples=2000)
 @given(_VALUES)
 def test_record_text_is_what_json_writes(value: object) -> None:
-    assert records._json(value) == json.dumps(value, sort_keys=True)
+    assert jsontext.dumps(value) == json.dumps(value, sort_keys=True)
+
+
+def test_the_record_lock_request_is_the_struct_flock_of_a_whole_file_write_lock() -> None:
+    packed = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, 0, 0, 0)
+    assert packed == records._WRITE_LOCK
 
 
 def test_a_real_record_reads_back(tmp_path: Path) -> None:

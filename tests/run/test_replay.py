@@ -35,15 +35,15 @@ from tests.support import REPO, cnt, ok
 pytestmark = pytest.mark.root
 
 # What the exec path may import besides condatainer's own modules (C modules, `_*`, aside):
-# ctypes (the builtin runtime's system calls) and what it brings, the users database, zlib for
-# the cache's CRCs.  Not signal (its enums: `_signal` serves), contextlib, collections,
-# functools or typing: each of those costs every call a millisecond or more.
+# ctypes (the builtin runtime's system calls) and what it brings, the users database.  Not zlib
+# (memo's digests are built from int), signal (its enums: `_signal` serves), contextlib,
+# collections, functools or typing: each of those costs every call a millisecond or more.
 STDLIB = {
-    "ctypes", "ctypes._endian", "errno", "fcntl", "grp", "pwd", "stat", "struct", "types", "zlib",
+    "ctypes", "ctypes._endian", "errno", "fcntl", "grp", "pwd", "stat", "struct", "types",
 }  # fmt: skip
 BUILTIN_PATH = {
     "condatainer", "condatainer.entry", "condatainer.errors", "condatainer.record",
-    "condatainer.memo",
+    "condatainer.memo", "condatainer.xdg",
     "condatainer.display", "condatainer.image", "condatainer.image.clean",
     "condatainer.image.locks", "condatainer.run", "condatainer.run.options",
     "condatainer.run.plan", "condatainer.run.replay", "condatainer.run.runtime",
@@ -53,7 +53,7 @@ BUILTIN_PATH = {
 }  # fmt: skip
 APPTAINER_PATH = {
     "condatainer", "condatainer.entry", "condatainer.errors", "condatainer.record",
-    "condatainer.memo",
+    "condatainer.memo", "condatainer.xdg",
     "condatainer.names", "condatainer.image", "condatainer.image.locks", "condatainer.run",
     "condatainer.run.options", "condatainer.run.plan", "condatainer.run.replay",
     "condatainer.run.runtime", "condatainer.run.runtime.handoff",
