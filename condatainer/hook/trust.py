@@ -48,7 +48,6 @@ from typing import NamedTuple
 
 from condatainer.errors import TrustError
 from condatainer.hook import allowed, stamp
-from condatainer.hook.allowed import OTHERS_WRITE as _OTHERS_WRITE
 from condatainer.image.layout import PathLike
 
 
@@ -78,18 +77,12 @@ def store_dir() -> Path:
     return Path(allowed.store_dir())
 
 
-_real = allowed.real_path
-_unsafe = allowed.unsafe
-_stat = allowed.stat_of
-_require_image = allowed.image_stat
-
-
 def record_path(path: PathLike) -> Path:
     """Where the allow record of the image at `path` lives (it may not exist).
 
     The shell hook watches this file so that `allow`/`deny` take effect at the next prompt.
     """
-    return _record_file(store_dir(), _real(path))
+    return _record_file(store_dir(), allowed.real_path(path))
 
 
 def _record_file(store: Path, real: str) -> Path:
@@ -112,16 +105,16 @@ def _load(store: Path, real: str) -> Record | None:
 
 def status(path: PathLike, *, store: Path | None = None) -> TrustStatus:
     """How `path` stands: allowed, not allowed, unsafe, replaced or missing."""
-    real = _real(path)
-    st = _stat(path, real)
+    real = allowed.real_path(path)
+    st = allowed.stat_of(path, real)
     if st is None:
         return TrustStatus.MISSING
     record = _load(store_dir() if store is None else store, real)
     if record is None:
-        return TrustStatus.UNSAFE if _unsafe(st) else TrustStatus.NOT_ALLOWED
+        return TrustStatus.UNSAFE if allowed.unsafe(st) else TrustStatus.NOT_ALLOWED
     if (record.dev, record.ino, record.uid) != (st.st_dev, st.st_ino, st.st_uid):
         return TrustStatus.REPLACED
-    if st.st_mode & _OTHERS_WRITE & ~record.write_bits:
+    if st.st_mode & allowed.OTHERS_WRITE & ~record.write_bits:
         return TrustStatus.UNSAFE  # became writable by others after it was allowed
     return TrustStatus.ALLOWED
 
@@ -132,14 +125,14 @@ def _save(store: Path, record: Record) -> None:
 
 def allow(path: PathLike, *, store: Path | None = None) -> Record:
     """Allow the image at `path` as it is now (accepting its owner and write bits)."""
-    real = _real(path)
-    st = _require_image(path, real)
+    real = allowed.real_path(path)
+    st = allowed.image_stat(path, real)
     record = Record(
         path=real,
         dev=st.st_dev,
         ino=st.st_ino,
         uid=st.st_uid,
-        write_bits=st.st_mode & _OTHERS_WRITE,
+        write_bits=st.st_mode & allowed.OTHERS_WRITE,
         how="allow",
     )
     _save(store_dir() if store is None else store, record)
@@ -160,7 +153,7 @@ def auto_allow(path: PathLike, *, store: Path | None = None) -> TrustStatus:
 def deny(path: PathLike, *, store: Path | None = None) -> bool:
     """Forget the image at `path` (the file need not exist).  True if there was a record."""
     store = store_dir() if store is None else store
-    target = _record_file(store, _real(path))
+    target = _record_file(store, allowed.real_path(path))
     try:
         target.unlink()
     except FileNotFoundError:
