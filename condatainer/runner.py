@@ -118,39 +118,9 @@ def _run(
     new_session: bool = False,
     holding: Sequence[int] = (),
 ) -> Result:
-    import subprocess
-
     data = input.encode() if isinstance(input, str) else input
-    program = _program(argv)
-    files: list[int] = []
-    try:
-        stdin = None
-        if data is not None:
-            stdin = _memory_file(files)
-            _write_all(stdin, data)
-        stdout, stderr = _memory_file(files), _memory_file(files)
-        try:
-            proc = subprocess.run(
-                program,
-                stdin=stdin,
-                stdout=stdout,
-                stderr=stderr,
-                env=dict(env) if env is not None else None,
-                cwd=cwd,
-                timeout=timeout,
-                check=False,
-                start_new_session=new_session,
-                pass_fds=tuple(holding),
-                preexec_fn=_dies_with_parent() if holding else None,
-            )
-        except OSError as exc:
-            if exc.filename != program[0]:  # the working directory, say: not the program's
-                raise
-            raise _not_started(argv[0], exc.errno or errno.ENOEXEC) from None
-        return Result(tuple(argv), proc.returncode, _read_all(stdout), _read_all(stderr))
-    finally:
-        for fd in files:
-            os.close(fd)
+    running = _popen(argv, _program(argv), new_session, holding, stdin=data, env=env, cwd=cwd)
+    return running.wait(timeout)
 
 
 def _memory_file(opened: list[int]) -> int:
@@ -238,14 +208,16 @@ class Running:
         self._result: Result | None = None
         self._reaped = False
 
-    def wait(self) -> Result:
-        """Wait for the program; if the wait is interrupted (Ctrl-C), kill it first, like
-        subprocess.run does, and re-raise."""
+    def wait(self, timeout: float | None = None) -> Result:
+        """Wait for the program (`timeout`: subprocess.TimeoutExpired after that many seconds;
+        only where subprocess started it); if the wait is interrupted (Ctrl-C) or times out,
+        kill it first, like subprocess.run does, and re-raise."""
         if self._result is not None:
             return self._result
         try:
             try:
-                returncode = self._proc.wait() if self._proc is not None else self._waitpid()
+                proc = self._proc
+                returncode = proc.wait(timeout) if proc is not None else self._waitpid()
             except BaseException:
                 _kill(self.pid, self._proc)
                 raise
@@ -387,31 +359,49 @@ def _kill(pid: int, proc: subprocess.Popen[bytes] | None) -> None:
 
 
 def _popen(
-    argv: Sequence[str], program: list[str], new_session: bool, holding: Sequence[int]
+    argv: Sequence[str],
+    program: list[str],
+    new_session: bool,
+    holding: Sequence[int],
+    *,
+    stdin: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
 ) -> Running:
-    """`start` where other threads run: subprocess forks safely there."""
+    """Start `program` with subprocess: for `run` (with `stdin`, `env` and `cwd`), and for
+    `start` where other threads run (subprocess forks safely there)."""
     import subprocess
 
     files: list[int] = []
+    feed = -1
     try:
+        if stdin is not None:
+            feed = _memory_file(files)
+            _write_all(feed, stdin)
         stdout, stderr = _memory_file(files), _memory_file(files)
         try:
             proc = subprocess.Popen(
                 program,
+                stdin=None if feed < 0 else feed,
                 stdout=stdout,
                 stderr=stderr,
+                env=dict(env) if env is not None else None,
+                cwd=cwd,
                 start_new_session=new_session,
                 pass_fds=tuple(holding),
                 preexec_fn=_dies_with_parent() if holding else None,
             )
         except OSError as exc:
-            if exc.filename != program[0]:
+            if exc.filename != program[0]:  # the working directory, say: not the program's
                 raise
             raise _not_started(argv[0], exc.errno or errno.ENOEXEC) from None
     except BaseException:
         for fd in files:
             os.close(fd)
         raise
+    if feed >= 0:  # the program has its own copy
+        files.remove(feed)
+        os.close(feed)
     return Running(argv, proc.pid, files, proc)
 
 

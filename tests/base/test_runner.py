@@ -115,3 +115,22 @@ def test_run_names_a_program_that_cannot_be_run(tmp_path: Path) -> None:
         runner.run([str(script)])
     with pytest.raises(FileNotFoundError):  # a missing working directory stays what it is
         runner.run(["true"], cwd=str(tmp_path / "nowhere"))
+
+
+def test_a_timeout_kills_the_program_and_leaks_nothing(tmp_path: Path) -> None:
+    import subprocess
+
+    pidfile = tmp_path / "pid"
+    before = open_fds()
+    with pytest.raises(subprocess.TimeoutExpired):
+        runner.run(["sh", "-c", f"echo $$ > {pidfile}; exec sleep 30"], input="x", timeout=0.5)
+    pid = int(pidfile.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # killed and reaped, not left running
+    assert open_fds() == before
+
+
+def test_run_passes_env_and_cwd(tmp_path: Path) -> None:
+    res = runner.run(["sh", "-c", 'echo "$X"; pwd'], env={"X": "y", "PATH": "/usr/bin:/bin"},
+                     cwd=str(tmp_path))  # fmt: skip
+    assert res.stdout == f"y\n{tmp_path}\n"
